@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine: installs and starts PostgreSQL if needed,
+# creates the test role, then runs fmt, clippy and every test against SQLite and PostgreSQL.
+#
+# Environment:
+#   TEST_DATABASE_URL  use this PostgreSQL server (a role that may CREATE DATABASE) instead of
+#                      setting up the local one
+#   CI=true            a PostgreSQL that cannot be reached fails the run instead of skipping tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+PG_ROLE=dereth_test
+PG_PASSWORD=dereth_test
+
+setup_local_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    log "installing PostgreSQL"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  local version cluster
+  version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  cluster=main
+  if ! pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1==v && $2==c {found=1} END {exit !found}'; then
+    log "creating PostgreSQL cluster $version/$cluster"
+    as_root pg_createcluster "$version" "$cluster" >/dev/null
+  fi
+  if ! pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1==v && $2==c && $4=="online" {found=1} END {exit !found}'; then
+    log "starting PostgreSQL $version/$cluster"
+    as_root pg_ctlcluster "$version" "$cluster" start
+  fi
+  local port
+  port=$(pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1==v && $2==c {print $3}')
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p "$port" && break
+    sleep 1
+  done
+  as_root su postgres -c "psql -q -p $port -v ON_ERROR_STOP=1" <<SQL
+DO \$\$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_ROLE') THEN
+    CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+  ELSE
+    ALTER ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+  END IF;
+END
+\$\$;
+SQL
+  export TEST_DATABASE_URL="postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$port/postgres"
+}
+
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+  setup_local_postgres
+fi
+log "PostgreSQL for tests: ${TEST_DATABASE_URL/:$PG_PASSWORD@/:***@}"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+log "tests (SQLite and PostgreSQL)"
+cargo nextest run --locked --no-fail-fast "$@"

@@ -1,0 +1,84 @@
+//! `/live`, `/debug` and `/health`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::live::LiveEntry;
+use crate::metrics::MetricsSnapshot;
+use crate::protocol::LivePlayer;
+use crate::state::AppState;
+use crate::store::Backend;
+
+/// How long `/health` waits for the database.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Serialize)]
+struct LiveBody<'a> {
+    players: Vec<LivePlayer<'a>>,
+}
+
+/// `GET /live`: every character heard from within the live window, with totals.
+pub async fn live(State(state): State<AppState>) -> Response {
+    let entries = state.live.live_entries();
+    let players = entries.iter().map(LiveEntry::as_player).collect();
+    Json(LiveBody { players }).into_response()
+}
+
+#[derive(Serialize)]
+struct DebugBody {
+    version: &'static str,
+    uptime_secs: u64,
+    backend: Backend,
+    timescaledb: bool,
+    live_characters: usize,
+    queue_depth: usize,
+    queue_capacity: usize,
+    live_window_secs: u64,
+    plugin_auth_configured: bool,
+    command_token_configured: bool,
+    #[serde(flatten)]
+    counters: MetricsSnapshot,
+}
+
+/// `GET /debug`: version, uptime, backend, connections, queue depth and counters.
+pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
+    Json(DebugBody {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: state.started.elapsed().as_secs(),
+        backend: state.store.backend(),
+        timescaledb: state.store.timescaledb(),
+        live_characters: state.live.live_count(),
+        queue_depth: state.queue_depth(),
+        queue_capacity: state.queue.max_capacity(),
+        live_window_secs: state.settings.live_window_secs,
+        plugin_auth_configured: state.settings.shared_secret.is_some(),
+        command_token_configured: state.settings.command_token.is_some(),
+        counters: state.metrics.snapshot(),
+    })
+}
+
+/// `GET /health`: 200 when the store answers within a few seconds, 503 otherwise.
+pub async fn health(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "health check: database unavailable");
+            unavailable("database unavailable")
+        }
+        Err(_) => unavailable("database did not answer in time"),
+    }
+}
+
+fn unavailable(reason: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": "unavailable", "error": reason })),
+    )
+        .into_response()
+}

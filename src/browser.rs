@@ -1,0 +1,204 @@
+//! The `/ws/live` session: a snapshot on connect, then every broadcast the browser subscribed to;
+//! commands from the browser are authorized and relayed to plugins.
+//!
+//! A browser that falls behind is resynced with a fresh snapshot; one that stops reading is
+//! dropped after the send timeout. Neither can slow ingest or other browsers.
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::api::ApiError;
+use crate::live::FrameKind;
+use crate::metrics::{self, ConnectionSlot, Peer};
+use crate::protocol::{
+    BrowserFrame, BrowserOut, CommandStatus, FrameError, parse_browser_frame, to_json,
+};
+use crate::session::{self, ErrorBudget};
+use crate::state::AppState;
+
+/// Query parameters of `/ws/live`.
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    /// Command token, for browsers that may send commands.
+    token: Option<String>,
+}
+
+/// `GET /ws/live`.
+pub async fn handler(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<LiveQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(slot) =
+        ConnectionSlot::acquire(&state.metrics, Peer::Browser, state.settings.max_browsers)
+    else {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::Unavailable("too many browser connections").into_response();
+    };
+    let limit = state.settings.max_message_bytes;
+    let tracker = state.sessions.token();
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_failed_upgrade(|err| tracing::debug!(%err, "browser websocket upgrade failed"))
+        .on_upgrade(move |socket| async move {
+            let _tracked = tracker;
+            let _slot = slot;
+            let span = tracing::info_span!("browser", %peer);
+            let session = Session {
+                state,
+                peer,
+                connect_token: query.token,
+                mask: ALL_KINDS,
+            };
+            tracing::Instrument::instrument(session.run(socket), span).await;
+        })
+}
+
+const ALL_KINDS: u8 = u8::MAX;
+
+struct Session {
+    state: AppState,
+    peer: SocketAddr,
+    connect_token: Option<String>,
+    /// Bit set of [`FrameKind`]s this browser wants.
+    mask: u8,
+}
+
+impl Session {
+    async fn run(mut self, socket: WebSocket) {
+        tracing::debug!("browser connected");
+        let (mut sink, mut stream) = socket.split();
+        let settings = self.state.settings.clone();
+        let send_timeout = settings.send_timeout();
+        // Subscribe before taking the snapshot so nothing falls between the two.
+        let mut hub = self.state.live.subscribe();
+        if session::send_text(&mut sink, self.state.live.snapshot_frame(), send_timeout)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut budget = ErrorBudget::new(settings.max_frame_errors);
+        let mut ping = tokio::time::interval(settings.ping_interval());
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ping.reset();
+        let mut last_heard = Instant::now();
+
+        loop {
+            tokio::select! {
+                () = self.state.shutdown.cancelled() => {
+                    session::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
+                    break;
+                }
+                received = hub.recv() => {
+                    let text = match received {
+                        Ok(b) if self.mask & b.kind.bit() == 0 => continue,
+                        Ok(b) => b.text,
+                        Err(RecvError::Lagged(missed)) => {
+                            metrics::bump(&self.state.metrics.broadcast_lagged);
+                            tracing::debug!(missed, "browser fell behind; resyncing with a snapshot");
+                            self.state.live.snapshot_frame()
+                        }
+                        Err(RecvError::Closed) => break,
+                    };
+                    if let Err(err) = session::send_text(&mut sink, text, send_timeout).await {
+                        tracing::debug!(?err, "browser not reading; dropping it");
+                        break;
+                    }
+                }
+                msg = stream.next() => {
+                    last_heard = Instant::now();
+                    let outcome = match msg {
+                        None | Some(Ok(Message::Close(_))) => break,
+                        Some(Err(err)) if session::is_too_big(&err) => {
+                            metrics::bump(&self.state.metrics.frames_rejected);
+                            session::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
+                            break;
+                        }
+                        Some(Err(_)) => break,
+                        Some(Ok(Message::Text(text))) => self.handle(&text),
+                        Some(Ok(Message::Binary(_))) => Err(FrameError::Binary),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    };
+                    let reply = match outcome {
+                        Ok(Some(reply)) => reply,
+                        Ok(None) => continue,
+                        Err(err) => {
+                            metrics::bump(&self.state.metrics.frames_rejected);
+                            if budget.spend() {
+                                session::close(&mut sink, close_code::POLICY, "too many invalid frames", send_timeout).await;
+                                break;
+                            }
+                            to_json(&BrowserOut::Error { error: err.to_string() })
+                        }
+                    };
+                    if session::send_text(&mut sink, reply, send_timeout).await.is_err() {
+                        break;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > settings.peer_timeout() {
+                        metrics::bump(&self.state.metrics.peers_timed_out);
+                        session::close(&mut sink, close_code::AWAY, "timed out", send_timeout).await;
+                        break;
+                    }
+                    if session::send(&mut sink, Message::Ping(Default::default()), send_timeout).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::debug!("browser disconnected");
+    }
+
+    /// Handles one frame from the browser; returns the reply to send, if any.
+    fn handle(&mut self, text: &str) -> Result<Option<String>, FrameError> {
+        match parse_browser_frame(text)? {
+            BrowserFrame::Subscribe { types } => {
+                self.mask = types
+                    .iter()
+                    .filter_map(|t| FrameKind::from_name(t))
+                    .fold(0, |mask, kind| mask | kind.bit());
+                Ok(None)
+            }
+            BrowserFrame::Command {
+                player_name,
+                command,
+                token,
+            } => {
+                let status = if self.may_command(token.as_deref()) {
+                    self.state.live.send_command(&player_name, &command)
+                } else {
+                    CommandStatus::Unauthorized
+                };
+                tracing::info!(player = %player_name, ?status, "browser command");
+                Ok(Some(to_json(&BrowserOut::CommandResult {
+                    player_name: &player_name,
+                    command: &command,
+                    status,
+                    message: status.message(),
+                })))
+            }
+        }
+    }
+
+    /// With a command token configured, the browser must present it (at connect or in the frame);
+    /// without one, only loopback peers may command.
+    fn may_command(&self, frame_token: Option<&str>) -> bool {
+        match &self.state.settings.command_token {
+            Some(expected) => frame_token
+                .or(self.connect_token.as_deref())
+                .is_some_and(|t| session::secret_matches(t, expected.expose())),
+            None => self.peer.ip().is_loopback(),
+        }
+    }
+}

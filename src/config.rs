@@ -1,0 +1,228 @@
+//! Every setting the tracker reads, parsed once at startup from flags with environment fallbacks.
+//!
+//! Nothing else in the crate reads the environment: the parsed [`Settings`] travel explicitly
+//! inside the application state.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Real-time telemetry server and live map for Asheron's Call characters.
+#[derive(Debug, Parser)]
+#[command(name = "dereth-tracker", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Server settings (used when no subcommand is given, or with `serve`).
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// What the binary should do; with no subcommand it serves.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the tracker server (the default).
+    Serve,
+}
+
+/// Output format of the log lines written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// A secret string whose `Debug` output never shows its value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; only the authentication code should call this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("a secret must not be empty".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Server settings. Each flag can also be given through the environment variable named beside it.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address and port to listen on (HTTP, both websockets and the map UI).
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8765")]
+    pub bind_addr: SocketAddr,
+
+    /// Where events are stored: `sqlite://FILE` (created on first run) or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://dereth-tracker.db")]
+    pub database_url: String,
+
+    /// Shared secret every plugin must present (header `X-Plugin-Secret`, or `?secret=`).
+    /// Without it every plugin is refused.
+    #[arg(long, env = "SHARED_SECRET", hide_env_values = true)]
+    pub shared_secret: Option<Secret>,
+
+    /// Token a browser must present (`/ws/live?token=...` or a `token` field) to send commands
+    /// to plugins. Without it, commands are accepted only from loopback peers.
+    #[arg(long, env = "COMMAND_TOKEN", hide_env_values = true)]
+    pub command_token: Option<Secret>,
+
+    /// A character counts as live (in `/live` and the snapshot) this many seconds after its last
+    /// frame; after that browsers are told it went offline.
+    #[arg(long, env = "LIVE_WINDOW_SECS", default_value_t = 30)]
+    pub live_window_secs: u64,
+
+    /// Largest websocket message accepted from a plugin or browser, in bytes. A larger one closes
+    /// that connection with code 1009.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// How many bad frames one connection may send within a minute before it is closed (1008).
+    #[arg(long, env = "MAX_FRAME_ERRORS", default_value_t = 10)]
+    pub max_frame_errors: u32,
+
+    /// Most plugin connections served at once; more are refused with 503.
+    #[arg(long, env = "MAX_PLUGINS", default_value_t = 10_000)]
+    pub max_plugins: usize,
+
+    /// Most browser connections served at once; more are refused with 503.
+    #[arg(long, env = "MAX_BROWSERS", default_value_t = 10_000)]
+    pub max_browsers: usize,
+
+    /// Capacity of the queue between ingest and the database writer, in events. When it is full,
+    /// plugins wait (backpressure) instead of losing data.
+    #[arg(long, env = "WRITE_QUEUE_CAPACITY", default_value_t = 20_000)]
+    pub write_queue_capacity: usize,
+
+    /// Most events the writer puts in one database transaction.
+    #[arg(long, env = "WRITE_BATCH_SIZE", default_value_t = 2_000)]
+    pub write_batch_size: usize,
+
+    /// Frames buffered per browser before it counts as lagging and is resynced with a snapshot.
+    #[arg(long, env = "BROADCAST_CAPACITY", default_value_t = 4_096)]
+    pub broadcast_capacity: usize,
+
+    /// Seconds between websocket pings to plugins and browsers.
+    #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 20)]
+    pub ping_interval_secs: u64,
+
+    /// A peer that sends nothing (not even a pong) for this many seconds is disconnected.
+    #[arg(long, env = "PEER_TIMEOUT_SECS", default_value_t = 60)]
+    pub peer_timeout_secs: u64,
+
+    /// Most seconds one send to a browser or plugin may take before that peer is dropped.
+    #[arg(long, env = "SEND_TIMEOUT_SECS", default_value_t = 10)]
+    pub send_timeout_secs: u64,
+
+    /// Database connection pool size.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
+
+    /// Seconds to wait for a free database connection before an operation fails.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
+    pub db_acquire_timeout_secs: u64,
+
+    /// SQLite only: milliseconds a statement waits on a locked database before failing.
+    #[arg(long, env = "SQLITE_BUSY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub sqlite_busy_timeout_ms: u64,
+
+    /// On shutdown, how many seconds the writer keeps retrying to flush queued events to an
+    /// unreachable database before giving up (and exiting with an error).
+    #[arg(long, env = "SHUTDOWN_FLUSH_SECS", default_value_t = 30)]
+    pub shutdown_flush_secs: u64,
+
+    /// Seconds an HTTP request may take before it is answered with 408.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Serve the map UI from this directory instead of the copy built into the binary
+    /// (for UI development).
+    #[arg(long, env = "STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Log output format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Settings with every default, as `dereth-tracker` with no flags and an empty environment
+    /// would have them (useful for tests and embedding).
+    pub fn defaults() -> Self {
+        Cli::parse_from(["dereth-tracker"]).settings
+    }
+
+    /// The live window as a duration.
+    pub fn live_window(&self) -> Duration {
+        Duration::from_secs(self.live_window_secs)
+    }
+
+    /// Interval between pings.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs.max(1))
+    }
+
+    /// Silence after which a peer is considered dead.
+    pub fn peer_timeout(&self) -> Duration {
+        Duration::from_secs(self.peer_timeout_secs.max(1))
+    }
+
+    /// Longest a single send to a peer may take.
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let mut settings = Settings::defaults();
+        settings.shared_secret = Some(Secret::new("hunter2"));
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("redacted"));
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let settings = Settings::defaults();
+        assert_eq!(settings.bind_addr.to_string(), "127.0.0.1:8765");
+        assert!(settings.database_url.starts_with("sqlite://"));
+        assert_eq!(settings.live_window_secs, 30);
+        assert_eq!(settings.max_message_bytes, 65_536);
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

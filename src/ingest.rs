@@ -1,0 +1,223 @@
+//! The `/ws/position` session: authenticates a plugin, parses its frames, updates live state,
+//! and queues events for the writer.
+//!
+//! A bad frame gets an `error` frame back and costs the connection part of its error budget; it
+//! never affects other connections or anything already accepted.
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::api::ApiError;
+use crate::live::ConnId;
+use crate::metrics::{self, ConnectionSlot, Peer};
+use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame, to_json};
+use crate::session::{self, ErrorBudget};
+use crate::state::AppState;
+use crate::store::Event;
+
+/// Header carrying the plugin's shared secret.
+pub const SECRET_HEADER: &str = "x-plugin-secret";
+
+/// Commands a plugin may have waiting before further ones are answered "busy".
+const COMMAND_BUFFER: usize = 32;
+
+/// Query parameters of `/ws/position`.
+#[derive(Debug, Deserialize)]
+pub struct PositionQuery {
+    /// Legacy way of passing the shared secret.
+    secret: Option<String>,
+}
+
+/// `GET /ws/position`: checks the secret, then upgrades.
+pub async fn handler(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<PositionQuery>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(expected) = state.settings.shared_secret.as_ref() else {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::Unauthorized(
+            "plugin connections are disabled: the server has no SHARED_SECRET configured",
+        )
+        .into_response();
+    };
+    let presented = headers
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or(query.secret.as_deref());
+    if !presented.is_some_and(|p| session::secret_matches(p, expected.expose())) {
+        metrics::bump(&state.metrics.connections_refused);
+        tracing::info!(%peer, "plugin refused: missing or wrong secret");
+        return ApiError::Unauthorized("missing or wrong plugin secret").into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(slot) = ConnectionSlot::acquire(&state.metrics, Peer::Plugin, state.settings.max_plugins)
+    else {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::Unavailable("too many plugin connections").into_response();
+    };
+    let limit = state.settings.max_message_bytes;
+    let tracker = state.sessions.token();
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_failed_upgrade(|err| tracing::debug!(%err, "plugin websocket upgrade failed"))
+        .on_upgrade(move |socket| async move {
+            let _tracked = tracker;
+            let _slot = slot;
+            let conn = state.next_conn_id();
+            let span = tracing::info_span!("plugin", %peer, conn);
+            let _ = tracing::Instrument::instrument(run(socket, state, conn), span).await;
+        })
+}
+
+/// Why a plugin session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    PeerClosed,
+    Shutdown,
+    TimedOut,
+    Abuse,
+    TooBig,
+    SendFailed,
+}
+
+async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
+    tracing::info!("plugin connected");
+    let (mut sink, mut stream) = socket.split();
+    let (commands_tx, mut commands_rx) = mpsc::channel::<Utf8Bytes>(COMMAND_BUFFER);
+    let settings = state.settings.clone();
+    let send_timeout = settings.send_timeout();
+    let mut budget = ErrorBudget::new(settings.max_frame_errors);
+    let mut ping = tokio::time::interval(settings.ping_interval());
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ping.reset();
+    let mut last_heard = Instant::now();
+
+    let end = loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => {
+                session::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
+                break End::Shutdown;
+            }
+            msg = stream.next() => {
+                last_heard = Instant::now();
+                let outcome = match msg {
+                    None | Some(Ok(Message::Close(_))) => break End::PeerClosed,
+                    Some(Err(err)) if session::is_too_big(&err) => {
+                        metrics::bump(&state.metrics.frames_rejected);
+                        tracing::warn!("plugin frame over the size limit; closing");
+                        session::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
+                        break End::TooBig;
+                    }
+                    Some(Err(err)) => {
+                        tracing::debug!(%err, "plugin socket error");
+                        break End::PeerClosed;
+                    }
+                    Some(Ok(Message::Text(text))) => accept(&state, conn, &commands_tx, &text).await,
+                    Some(Ok(Message::Binary(_))) => Err(FrameError::Binary),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                };
+                let Err(err) = outcome else { continue };
+                metrics::bump(&state.metrics.frames_rejected);
+                tracing::debug!(error = %err, "plugin frame rejected");
+                let reply = to_json(&PluginErrorOut { kind: "error", error: &err.to_string() });
+                if session::send_text(&mut sink, reply, send_timeout).await.is_err() {
+                    break End::SendFailed;
+                }
+                if budget.spend() {
+                    tracing::warn!("too many bad frames from this plugin; closing");
+                    let code = if err == FrameError::Binary { close_code::UNSUPPORTED } else { close_code::POLICY };
+                    session::close(&mut sink, code, "too many invalid frames", send_timeout).await;
+                    break End::Abuse;
+                }
+            }
+            Some(command) = commands_rx.recv() => {
+                if session::send_text(&mut sink, command, send_timeout).await.is_err() {
+                    break End::SendFailed;
+                }
+                metrics::bump(&state.metrics.commands_relayed);
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > settings.peer_timeout() {
+                    metrics::bump(&state.metrics.peers_timed_out);
+                    tracing::info!("plugin silent for too long; closing");
+                    session::close(&mut sink, close_code::AWAY, "timed out", send_timeout).await;
+                    break End::TimedOut;
+                }
+                if session::send(&mut sink, Message::Ping(Default::default()), send_timeout).await.is_err() {
+                    break End::SendFailed;
+                }
+            }
+        }
+    };
+    state.live.unroute(conn);
+    tracing::info!(reason = ?end, "plugin disconnected");
+    end
+}
+
+/// Validates one text frame and hands it on: live state and browsers first, then the writer queue
+/// (waiting for room: backpressure).
+async fn accept(
+    state: &AppState,
+    conn: ConnId,
+    commands: &mpsc::Sender<Utf8Bytes>,
+    text: &str,
+) -> Result<(), FrameError> {
+    let frame = parse_plugin_frame(text)?;
+    metrics::bump(state.metrics.frame_counter(frame.kind()));
+    state.live.route(frame.character_name(), conn, commands);
+    let event = match frame {
+        PluginFrame::Telemetry(row) => {
+            let kills_delta = state.live.apply_telemetry(&row);
+            Event::Telemetry { row, kills_delta }
+        }
+        PluginFrame::Spawn(spawn) => {
+            state.live.apply_spawn(&spawn);
+            Event::Spawn(spawn)
+        }
+        PluginFrame::Rare(rare) => {
+            let session_id = state.live.apply_rare(&rare);
+            Event::Rare { rare, session_id }
+        }
+        PluginFrame::Chat(chat) => {
+            state.live.apply_chat(&chat);
+            return Ok(());
+        }
+        PluginFrame::Register(_) => return Ok(()),
+    };
+    enqueue(state, event).await;
+    Ok(())
+}
+
+/// Waits for room in the writer queue. Should the server start shutting down while the queue is
+/// full (database down), waits at most the shutdown flush window, then gives the event up with an
+/// error line rather than hang the shutdown.
+async fn enqueue(state: &AppState, event: Event) {
+    let send = state.queue.send(event);
+    tokio::pin!(send);
+    let sent = tokio::select! {
+        r = &mut send => r.is_ok(),
+        () = state.shutdown.cancelled() => {
+            let window = std::time::Duration::from_secs(state.settings.shutdown_flush_secs);
+            matches!(tokio::time::timeout(window, send).await, Ok(Ok(())))
+        }
+    };
+    if !sent {
+        metrics::bump(&state.metrics.events_dropped);
+        tracing::error!("writer queue stayed full through shutdown; an event was dropped");
+    }
+}

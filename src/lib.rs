@@ -1,0 +1,179 @@
+//! Dereth Tracker: a real-time telemetry server and live map for Asheron's Call characters.
+//!
+//! Data flows one way: socket -> [`protocol`] (parse, validate) -> [`live`] (update, broadcast)
+//! -> [`writer`] (batch) -> [`store`]. [`Server`] wires the pieces together; `main` only parses
+//! configuration and calls [`Server::run`].
+
+pub mod api;
+pub mod browser;
+pub mod config;
+pub mod ingest;
+pub mod live;
+pub mod metrics;
+pub mod protocol;
+pub mod session;
+pub mod state;
+pub mod store;
+pub mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::live::Live;
+use crate::state::AppState;
+use crate::store::{Event, Store, StoreError};
+use crate::writer::{WriterConfig, WriterReport};
+
+/// Sessions are remembered this long for kill baselines across a restart.
+const SESSION_SEED_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+/// Largest HTTP request body accepted (no endpoint takes a body today).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Every route the tracker serves.
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.settings.request_timeout_secs.max(1));
+    Router::new()
+        .route("/ws/position", get(ingest::handler))
+        .route("/ws/live", get(browser::handler))
+        .route("/live", get(api::live))
+        .route("/live/", get(api::live))
+        .route("/debug", get(api::debug))
+        .route("/health", get(api::health))
+        .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> (StatusCode, axum::Json<serde_json::Value>) {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": "no such endpoint" })),
+    )
+}
+
+/// A tracker ready to serve: state assembled and live totals restored from the store.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    queue: mpsc::Receiver<Event>,
+}
+
+impl Server {
+    /// Builds the state and seeds live totals and recent session baselines from `store`.
+    pub async fn new(settings: Settings, store: Store) -> Result<Self, StoreError> {
+        let live = Arc::new(Live::new(
+            settings.live_window(),
+            settings.broadcast_capacity,
+        ));
+        for c in store.character_stats().await? {
+            live.seed_character(&c.character_name, c.total_kills, c.total_rares);
+        }
+        let since = chrono::Utc::now() - SESSION_SEED_WINDOW;
+        for s in store.recent_sessions(since).await? {
+            live.seed_session(
+                &s.character_name,
+                &s.session_id,
+                s.last_kills,
+                s.session_rares,
+            );
+        }
+        let (tx, rx) = mpsc::channel(settings.write_queue_capacity.max(1));
+        Ok(Self {
+            state: AppState::new(settings, store, live, tx),
+            queue: rx,
+        })
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then stops accepting, ends every session,
+    /// flushes the writer queue and closes the store.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<WriterReport> {
+        let Self { state, queue } = self;
+        let writer_stop = CancellationToken::new();
+        let writer = tokio::spawn(writer::run(
+            state.store.clone(),
+            queue,
+            state.metrics.clone(),
+            WriterConfig {
+                batch_size: state.settings.write_batch_size,
+                flush_window: Duration::from_secs(state.settings.shutdown_flush_secs),
+            },
+            writer_stop.clone(),
+        ));
+        let reaper = tokio::spawn(reap_offline(state.live.clone(), state.shutdown.clone()));
+
+        let stop = state.shutdown.clone();
+        let served = axum::serve(
+            listener,
+            router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop.cancelled() => {}
+            }
+            tracing::info!("shutting down: no new connections; closing sessions");
+            stop.cancel();
+        })
+        .await;
+
+        // Websocket sessions are detached from the HTTP server: wait for them explicitly, so
+        // every frame they accepted is in the queue before the writer drains it.
+        state.shutdown.cancel();
+        state.sessions.close();
+        state.sessions.wait().await;
+        writer_stop.cancel();
+        let report = match writer.await {
+            Ok(report) => report,
+            Err(err) => {
+                tracing::error!(%err, "writer task failed");
+                WriterReport::default()
+            }
+        };
+        let _ = reaper.await;
+        state.store.close().await;
+        served.map(|()| report)
+    }
+}
+
+/// Announces characters that went silent, once a second.
+async fn reap_offline(live: Arc<Live>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let gone = live.reap();
+                if gone > 0 {
+                    tracing::debug!(gone, "characters went offline");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! In-memory live state (latest snapshot and running totals per character, which plugin connection
+//! speaks for which character) and the broadcast hub that fans frames out to browsers.
+//!
+//! Every broadcast frame is serialized exactly once here and shared by all browsers. The state lock
+//! is a plain mutex held only for map updates, never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::protocol::{
+    BrowserOut, Chat, CommandStatus, LivePlayer, PluginCommand, Rare, RareOut, Spawn, Telemetry,
+    Totals, to_json,
+};
+
+/// Session counters not touched for this long are forgotten (a plugin session never idles so long).
+const SESSION_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// Identifies one plugin websocket connection.
+pub type ConnId = u64;
+
+/// The kinds of frames broadcast to browsers, which a browser may filter on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    Telemetry,
+    Spawn,
+    Rare,
+    Chat,
+    Offline,
+}
+
+impl FrameKind {
+    /// The kind named by a `subscribe` frame's `types` entry.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "telemetry" => Self::Telemetry,
+            "spawn" => Self::Spawn,
+            "rare" => Self::Rare,
+            "chat" => Self::Chat,
+            "offline" => Self::Offline,
+            _ => return None,
+        })
+    }
+
+    /// A bit for subscription masks.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// One frame for every browser, serialized once.
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    pub kind: FrameKind,
+    pub text: Utf8Bytes,
+}
+
+#[derive(Debug)]
+struct Character {
+    latest: Option<Telemetry>,
+    last_seen: Option<Instant>,
+    last_seen_at: DateTime<Utc>,
+    online: bool,
+    total_kills: i64,
+    total_rares: i64,
+    session_id: Option<String>,
+}
+
+impl Character {
+    fn new() -> Self {
+        Self {
+            latest: None,
+            last_seen: None,
+            last_seen_at: DateTime::<Utc>::UNIX_EPOCH,
+            online: false,
+            total_kills: 0,
+            total_rares: 0,
+            session_id: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SessionCounters {
+    last_kills: Option<i64>,
+    rares: i64,
+    touched: Instant,
+}
+
+impl SessionCounters {
+    fn new() -> Self {
+        Self {
+            last_kills: None,
+            rares: 0,
+            touched: Instant::now(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Route {
+    conn: ConnId,
+    commands: mpsc::Sender<Utf8Bytes>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    characters: HashMap<String, Character>,
+    sessions: HashMap<(String, String), SessionCounters>,
+    routes: HashMap<String, Route>,
+}
+
+/// A live character copied out of the state, for serialization outside the lock.
+#[derive(Debug, Clone)]
+pub struct LiveEntry {
+    pub telemetry: Telemetry,
+    pub totals: Totals,
+    pub last_seen: DateTime<Utc>,
+}
+
+impl LiveEntry {
+    /// The wire view of this entry.
+    pub fn as_player(&self) -> LivePlayer<'_> {
+        LivePlayer {
+            telemetry: &self.telemetry,
+            totals: self.totals,
+            last_seen: self.last_seen,
+        }
+    }
+}
+
+/// Live state plus the broadcast hub.
+#[derive(Debug)]
+pub struct Live {
+    inner: Mutex<Inner>,
+    hub: broadcast::Sender<Broadcast>,
+    window: Duration,
+}
+
+impl Live {
+    /// Empty state; browsers buffer at most `capacity` frames before they count as lagging.
+    pub fn new(window: Duration, capacity: usize) -> Self {
+        let (hub, _) = broadcast::channel(capacity.max(16));
+        Self {
+            inner: Mutex::new(Inner::default()),
+            hub,
+            window,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves maps that are still consistent (every update is a
+        // single insert or field write), so a poisoned lock is safe to keep using.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A receiver of every future broadcast.
+    pub fn subscribe(&self) -> broadcast::Receiver<Broadcast> {
+        self.hub.subscribe()
+    }
+
+    fn publish(&self, kind: FrameKind, text: String) {
+        // No receivers simply means no browser is watching.
+        let _ = self.hub.send(Broadcast {
+            kind,
+            text: text.into(),
+        });
+    }
+
+    /// Restores a character's persisted totals at startup.
+    pub fn seed_character(&self, name: &str, total_kills: i64, total_rares: i64) {
+        let mut inner = self.lock();
+        let c = inner
+            .characters
+            .entry(name.to_owned())
+            .or_insert_with(Character::new);
+        c.total_kills = total_kills;
+        c.total_rares = total_rares;
+    }
+
+    /// Restores a recent session's kill baseline and rare count at startup, so a plugin that keeps
+    /// streaming across a server restart is not counted twice.
+    pub fn seed_session(&self, name: &str, session_id: &str, last_kills: i64, rares: i64) {
+        let mut inner = self.lock();
+        inner.sessions.insert(
+            (name.to_owned(), session_id.to_owned()),
+            SessionCounters {
+                last_kills: Some(last_kills),
+                rares,
+                touched: Instant::now(),
+            },
+        );
+    }
+
+    /// Records a telemetry frame, broadcasts it with updated totals, and returns the kills to add
+    /// to the character's total: the positive difference from the previous `kills` of the same
+    /// session (the first frame of a session counts all of its kills).
+    pub fn apply_telemetry(&self, t: &Telemetry) -> i64 {
+        let now = Instant::now();
+        let entry = {
+            let mut inner = self.lock();
+            let key = (t.character_name.clone(), t.session_id.clone());
+            let session = inner.sessions.entry(key).or_insert_with(SessionCounters::new);
+            let delta = match session.last_kills {
+                Some(prev) if t.kills >= prev => t.kills - prev,
+                Some(_) => 0, // the plugin reset its counter: take the new value as baseline
+                None => t.kills,
+            };
+            session.last_kills = Some(t.kills);
+            session.touched = now;
+            let session_rares = session.rares;
+
+            let c = inner
+                .characters
+                .entry(t.character_name.clone())
+                .or_insert_with(Character::new);
+            c.total_kills += delta;
+            c.latest = Some(t.clone());
+            c.last_seen = Some(now);
+            c.last_seen_at = Utc::now();
+            c.online = true;
+            if c.session_id.as_deref() != Some(t.session_id.as_str()) {
+                c.session_id = Some(t.session_id.clone());
+            }
+            (
+                Totals {
+                    total_kills: c.total_kills,
+                    total_rares: c.total_rares,
+                    session_rares,
+                },
+                c.last_seen_at,
+                delta,
+            )
+        };
+        let (totals, last_seen, delta) = entry;
+        let text = to_json(&BrowserOut::Telemetry(LivePlayer {
+            telemetry: t,
+            totals,
+            last_seen,
+        }));
+        self.publish(FrameKind::Telemetry, text);
+        delta
+    }
+
+    /// Records a rare find, broadcasts it, and returns the session it is counted in (the
+    /// character's current session, when one is known).
+    pub fn apply_rare(&self, r: &Rare) -> Option<String> {
+        let (totals, session_id) = {
+            let mut inner = self.lock();
+            let c = inner
+                .characters
+                .entry(r.character_name.clone())
+                .or_insert_with(Character::new);
+            c.total_rares += 1;
+            let total_kills = c.total_kills;
+            let total_rares = c.total_rares;
+            let session_id = c.session_id.clone();
+            let session_rares = match &session_id {
+                Some(sid) => {
+                    let s = inner
+                        .sessions
+                        .entry((r.character_name.clone(), sid.clone()))
+                        .or_insert_with(SessionCounters::new);
+                    s.rares += 1;
+                    s.touched = Instant::now();
+                    s.rares
+                }
+                None => 0,
+            };
+            (
+                Totals {
+                    total_kills,
+                    total_rares,
+                    session_rares,
+                },
+                session_id,
+            )
+        };
+        let text = to_json(&BrowserOut::Rare(RareOut { rare: r, totals }));
+        self.publish(FrameKind::Rare, text);
+        session_id
+    }
+
+    /// Broadcasts a spawn.
+    pub fn apply_spawn(&self, s: &Spawn) {
+        self.publish(FrameKind::Spawn, to_json(&BrowserOut::Spawn(s)));
+    }
+
+    /// Broadcasts a chat line.
+    pub fn apply_chat(&self, c: &Chat) {
+        self.publish(FrameKind::Chat, to_json(&BrowserOut::Chat(c)));
+    }
+
+    /// Makes `conn` the connection that receives commands for `name` (the most recent sender wins).
+    pub fn route(&self, name: &str, conn: ConnId, commands: &mpsc::Sender<Utf8Bytes>) {
+        let mut inner = self.lock();
+        if inner.routes.get(name).is_some_and(|r| r.conn == conn) {
+            return;
+        }
+        inner.routes.insert(
+            name.to_owned(),
+            Route {
+                conn,
+                commands: commands.clone(),
+            },
+        );
+    }
+
+    /// Forgets every route through a closed connection.
+    pub fn unroute(&self, conn: ConnId) {
+        self.lock().routes.retain(|_, r| r.conn != conn);
+    }
+
+    /// Hands a command to the plugin connection that speaks for `player_name`, without waiting.
+    pub fn send_command(&self, player_name: &str, command: &str) -> CommandStatus {
+        let commands = match self.lock().routes.get(player_name) {
+            Some(route) => route.commands.clone(),
+            None => return CommandStatus::NotConnected,
+        };
+        let text = to_json(&PluginCommand {
+            player_name: player_name.to_owned(),
+            command: command.to_owned(),
+        });
+        match commands.try_send(text.into()) {
+            Ok(()) => CommandStatus::Delivered,
+            Err(mpsc::error::TrySendError::Full(_)) => CommandStatus::Busy,
+            Err(mpsc::error::TrySendError::Closed(_)) => CommandStatus::NotConnected,
+        }
+    }
+
+    /// Every character heard from within the live window, sorted by name.
+    pub fn live_entries(&self) -> Vec<LiveEntry> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let mut out: Vec<LiveEntry> = inner
+            .characters
+            .iter()
+            .filter(|(_, c)| {
+                c.online && c.last_seen.is_some_and(|seen| now - seen <= self.window)
+            })
+            .filter_map(|(name, c)| {
+                let telemetry = c.latest.clone()?;
+                let session_rares = inner
+                    .sessions
+                    .get(&(name.clone(), telemetry.session_id.clone()))
+                    .map_or(0, |s| s.rares);
+                Some(LiveEntry {
+                    telemetry,
+                    totals: Totals {
+                        total_kills: c.total_kills,
+                        total_rares: c.total_rares,
+                        session_rares,
+                    },
+                    last_seen: c.last_seen_at,
+                })
+            })
+            .collect();
+        drop(inner);
+        out.sort_by(|a, b| a.telemetry.character_name.cmp(&b.telemetry.character_name));
+        out
+    }
+
+    /// The `snapshot` frame for a browser that just connected or fell behind.
+    pub fn snapshot_frame(&self) -> Utf8Bytes {
+        let entries = self.live_entries();
+        let players = entries.iter().map(LiveEntry::as_player).collect();
+        to_json(&BrowserOut::Snapshot { players }).into()
+    }
+
+    /// Marks characters silent for longer than the live window as offline and tells browsers;
+    /// returns how many went offline.
+    pub fn reap(&self) -> usize {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        {
+            let mut inner = self.lock();
+            for (name, c) in inner.characters.iter_mut() {
+                let stale = c.last_seen.is_none_or(|seen| now - seen > self.window);
+                if c.online && stale {
+                    c.online = false;
+                    gone.push((name.clone(), c.last_seen_at));
+                }
+            }
+            inner
+                .sessions
+                .retain(|_, s| now.duration_since(s.touched) < SESSION_MEMORY);
+        }
+        for (name, last_seen) in &gone {
+            let text = to_json(&BrowserOut::Offline {
+                character_name: name,
+                last_seen: *last_seen,
+            });
+            self.publish(FrameKind::Offline, text);
+        }
+        gone.len()
+    }
+
+    /// How many characters are live right now.
+    pub fn live_count(&self) -> usize {
+        let now = Instant::now();
+        self.lock()
+            .characters
+            .values()
+            .filter(|c| c.online && c.last_seen.is_some_and(|seen| now - seen <= self.window))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{PluginFrame, parse_plugin_frame};
+
+    fn telemetry(name: &str, session: &str, kills: i64) -> Telemetry {
+        let text = serde_json::json!({
+            "type": "telemetry", "character_name": name, "session_id": session,
+            "ew": 1.0, "ns": 2.0, "z": 0.0, "kills": kills, "deaths": 0, "rares_found": 0,
+        })
+        .to_string();
+        match parse_plugin_frame(&text) {
+            Ok(PluginFrame::Telemetry(t)) => t,
+            other => panic!("bad fixture: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kill_deltas_follow_each_session() {
+        let live = Live::new(Duration::from_secs(30), 16);
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 3)), 3);
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 3)), 0);
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 7)), 4);
+        // A counter that goes down (plugin reset) adds nothing and becomes the new baseline.
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 2)), 0);
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 5)), 3);
+        // A new session starts from zero.
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s2", 4)), 4);
+        assert_eq!(live.live_entries()[0].totals.total_kills, 14);
+    }
+
+    #[test]
+    fn seeded_sessions_do_not_double_count_after_restart() {
+        let live = Live::new(Duration::from_secs(30), 16);
+        live.seed_character("A", 100, 2);
+        live.seed_session("A", "s1", 40, 1);
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 45)), 5);
+        let entry = &live.live_entries()[0];
+        assert_eq!(entry.totals.total_kills, 105);
+        assert_eq!(entry.totals.total_rares, 2);
+        assert_eq!(entry.totals.session_rares, 1);
+    }
+
+    #[test]
+    fn silent_characters_go_offline_once() {
+        let live = Live::new(Duration::from_millis(0), 16);
+        let mut rx = live.subscribe();
+        live.apply_telemetry(&telemetry("A", "s1", 0));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(live.reap(), 1);
+        assert_eq!(live.reap(), 0);
+        assert_eq!(rx.try_recv().map(|b| b.kind).ok(), Some(FrameKind::Telemetry));
+        assert_eq!(rx.try_recv().map(|b| b.kind).ok(), Some(FrameKind::Offline));
+        assert!(live.live_entries().is_empty());
+    }
+
+    #[test]
+    fn commands_go_to_the_most_recent_connection() {
+        let live = Live::new(Duration::from_secs(30), 16);
+        let (tx1, mut rx1) = mpsc::channel(4);
+        let (tx2, mut rx2) = mpsc::channel(4);
+        assert_eq!(live.send_command("A", "/vt stop"), CommandStatus::NotConnected);
+        live.route("A", 1, &tx1);
+        live.route("A", 2, &tx2);
+        assert_eq!(live.send_command("A", "/vt stop"), CommandStatus::Delivered);
+        assert!(rx1.try_recv().is_err());
+        let got = rx2.try_recv().expect("delivered to connection 2");
+        assert!(got.as_str().contains("/vt stop"));
+        live.unroute(2);
+        assert_eq!(live.send_command("A", "/vt stop"), CommandStatus::NotConnected);
+    }
+}

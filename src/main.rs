@@ -1,0 +1,111 @@
+//! The `dereth-tracker` binary: parse configuration, set up logging, open the store, serve.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use dereth_tracker::Server;
+use dereth_tracker::config::{Cli, Command, LogFormat, Settings};
+use dereth_tracker::store::{Store, StoreOptions, redact_url};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.settings.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.settings).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if settings.shared_secret.is_none() {
+        tracing::warn!(
+            "no shared secret configured: every plugin connection will be refused. Set one with \
+             SHARED_SECRET=<secret> (or --shared-secret <secret>) and configure the same secret \
+             in the plugin"
+        );
+    }
+    if settings.command_token.is_none() {
+        tracing::info!(
+            "no command token configured: only browsers on this machine (loopback) may send \
+             commands to plugins; set COMMAND_TOKEN to allow others"
+        );
+    }
+    let options = StoreOptions {
+        max_connections: settings.db_max_connections,
+        acquire_timeout: std::time::Duration::from_secs(settings.db_acquire_timeout_secs),
+        sqlite_busy_timeout: std::time::Duration::from_millis(settings.sqlite_busy_timeout_ms),
+    };
+    let url = redact_url(&settings.database_url);
+    let store = Store::connect(&settings.database_url, &options)
+        .await
+        .with_context(|| format!("opening the database at {url}"))?;
+    tracing::info!(backend = ?store.backend(), database = %url, "database ready");
+
+    let listener = TcpListener::bind(settings.bind_addr)
+        .await
+        .with_context(|| format!("binding {}", settings.bind_addr))?;
+    let addr = listener.local_addr()?;
+    let server = Server::new(settings, store)
+        .await
+        .context("loading totals from the database")?;
+    tracing::info!("listening on http://{addr}");
+    let report = server.run(listener, shutdown_signal()).await?;
+    if report.lost > 0 {
+        anyhow::bail!(
+            "{} events could not be written before shutdown",
+            report.lost
+        );
+    }
+    tracing::info!(written = report.written, "stopped cleanly");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = term => tracing::info!("received SIGTERM"),
+    }
+}

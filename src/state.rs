@@ -1,0 +1,64 @@
+//! The application state shared by every handler and session: cheap to clone, all handles.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::live::{ConnId, Live};
+use crate::metrics::Metrics;
+use crate::store::{Event, Store};
+
+/// Handles to everything a request or session needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    /// The bounded queue into the writer task.
+    pub queue: mpsc::Sender<Event>,
+    /// Cancelled when the server starts shutting down; every session watches it.
+    pub shutdown: CancellationToken,
+    /// Tracks websocket sessions, which axum detaches from the HTTP server, so shutdown can wait
+    /// for them.
+    pub sessions: TaskTracker,
+    pub started: Instant,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// Assembles the state; `queue` is the sending half of the writer's queue.
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        live: Arc<Live>,
+        queue: mpsc::Sender<Event>,
+    ) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            store,
+            live,
+            metrics: Arc::new(Metrics::default()),
+            queue,
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            started: Instant::now(),
+            next_conn: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// A fresh id for a plugin connection.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Events waiting in the writer's queue.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}

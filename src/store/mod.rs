@@ -1,0 +1,337 @@
+//! Persistence: the events the writer hands over, the domain rows read back, and [`Store`], which
+//! dispatches to the SQLite or PostgreSQL implementation.
+//!
+//! The interface is coarse and domain-shaped (`write_batch`, `character_stats`, ...) so each backend
+//! uses its own best SQL; no SQL string is shared between dialects.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::protocol::{Rare, Spawn, Telemetry};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// One accepted event on its way to the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A telemetry frame and the kills it adds to the character's total.
+    Telemetry { row: Telemetry, kills_delta: i64 },
+    Spawn(Spawn),
+    /// A rare find, counted in `session_id` when the character's session is known.
+    Rare {
+        rare: Rare,
+        session_id: Option<String>,
+    },
+}
+
+/// A character's persisted running totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CharacterStats {
+    pub character_name: String,
+    pub total_kills: i64,
+    pub total_rares: i64,
+}
+
+/// A session's persisted kill baseline and rare count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionStats {
+    pub character_name: String,
+    pub session_id: String,
+    pub last_kills: i64,
+    pub session_rares: i64,
+}
+
+/// Row counts of the event tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RowCounts {
+    pub telemetry: i64,
+    pub spawns: i64,
+    pub rares: i64,
+}
+
+/// A stored rare find.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRare {
+    pub character_name: String,
+    pub name: String,
+    pub session_id: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    pub ew: f64,
+    pub ns: f64,
+    pub z: f64,
+}
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Connection settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL `{0}`: use sqlite://FILE or postgres://...")]
+    UnsupportedUrl(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same statement later can succeed (connection lost, pool exhausted,
+    /// lock or serialization conflict, server shutting down). Anything else is a property of the
+    /// data and will fail again.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database(err) = self else {
+            return false;
+        };
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: connection exceptions (08), insufficient resources (53), operator
+                // intervention (57: admin shutdown, query canceled), lock not available (55P03),
+                // serialization failure / deadlock (40). SQLite: BUSY (5) and LOCKED (6), with
+                // their extended codes.
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57")
+                    || code.starts_with("40")
+                    || code == "55P03"
+                    || matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The database behind the tracker. Cheap to clone (pools are shared handles).
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// Opens the database named by `url`, applying pending migrations.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteStore::connect(url, options).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgStore::connect(url, options).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Whether telemetry lives in a TimescaleDB hypertable.
+    pub fn timescaledb(&self) -> bool {
+        match self {
+            Self::Sqlite(_) => false,
+            Self::Postgres(pg) => pg.timescaledb(),
+        }
+    }
+
+    /// Writes a batch of events and their counter updates in one transaction: all or nothing.
+    pub async fn write_batch(&self, events: &[Event]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Self::Sqlite(s) => s.write_batch(events).await,
+            Self::Postgres(s) => s.write_batch(events).await,
+        }
+    }
+
+    /// A trivial round trip, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(s) => s.ping().await,
+        }
+    }
+
+    /// Running totals of every character ever seen.
+    pub async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.character_stats().await,
+            Self::Postgres(s) => s.character_stats().await,
+        }
+    }
+
+    /// Sessions updated since `since`, with their kill baselines and rare counts.
+    pub async fn recent_sessions(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<SessionStats>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.recent_sessions(since).await,
+            Self::Postgres(s) => s.recent_sessions(since).await,
+        }
+    }
+
+    /// Row counts of the event tables.
+    pub async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.row_counts().await,
+            Self::Postgres(s) => s.row_counts().await,
+        }
+    }
+
+    /// A character's stored telemetry, oldest first, at most `limit` rows.
+    pub async fn telemetry_of(
+        &self,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<Telemetry>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.telemetry_of(character, limit).await,
+            Self::Postgres(s) => s.telemetry_of(character, limit).await,
+        }
+    }
+
+    /// A character's stored spawns, oldest first, at most `limit` rows.
+    pub async fn spawns_of(&self, character: &str, limit: i64) -> Result<Vec<Spawn>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.spawns_of(character, limit).await,
+            Self::Postgres(s) => s.spawns_of(character, limit).await,
+        }
+    }
+
+    /// A character's stored rare finds, oldest first, at most `limit` rows.
+    pub async fn rares_of(
+        &self,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredRare>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.rares_of(character, limit).await,
+            Self::Postgres(s) => s.rares_of(character, limit).await,
+        }
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// Counter updates a batch implies, aggregated so each key is written once per transaction.
+#[derive(Debug, Default)]
+pub(crate) struct CounterUpdates {
+    /// Kills to add per character.
+    pub kills: HashMap<String, i64>,
+    /// Latest `kills` per (character, session).
+    pub baselines: HashMap<(String, String), i64>,
+    /// Rares to add per character.
+    pub rares: HashMap<String, i64>,
+    /// Rares to add per (character, session).
+    pub session_rares: HashMap<(String, String), i64>,
+}
+
+impl CounterUpdates {
+    pub(crate) fn from_events(events: &[Event]) -> Self {
+        let mut out = Self::default();
+        for event in events {
+            match event {
+                Event::Telemetry { row, kills_delta } => {
+                    if *kills_delta > 0 {
+                        *out.kills.entry(row.character_name.clone()).or_default() += kills_delta;
+                    }
+                    out.baselines.insert(
+                        (row.character_name.clone(), row.session_id.clone()),
+                        row.kills,
+                    );
+                }
+                Event::Rare { rare, session_id } => {
+                    *out.rares.entry(rare.character_name.clone()).or_default() += 1;
+                    if let Some(sid) = session_id {
+                        *out
+                            .session_rares
+                            .entry((rare.character_name.clone(), sid.clone()))
+                            .or_default() += 1;
+                    }
+                }
+                Event::Spawn(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// The URL with any password replaced, for log lines and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://tracker:s3cret@127.0.0.1/db"),
+            "postgres://tracker:***@127.0.0.1/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

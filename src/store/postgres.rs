@@ -1,0 +1,442 @@
+//! PostgreSQL (and TimescaleDB) storage: batched writes through `UNNEST` arrays, one transaction
+//! per batch.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Row};
+
+use super::{
+    CharacterStats, CounterUpdates, Event, RowCounts, SessionStats, StoreError, StoreOptions,
+    StoredRare,
+};
+use crate::protocol::{Spawn, Telemetry};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A PostgreSQL-backed store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    timescaledb: Arc<AtomicBool>,
+}
+
+impl PgStore {
+    /// Connects, applies migrations and reports whether TimescaleDB is in use.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)?
+            .log_slow_statements(tracing::log::LevelFilter::Warn, std::time::Duration::from_secs(1));
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let store = Self {
+            pool,
+            timescaledb: Arc::new(AtomicBool::new(false)),
+        };
+        store.detect_timescaledb().await?;
+        Ok(store)
+    }
+
+    async fn detect_timescaledb(&self) -> Result<(), StoreError> {
+        let version: Option<String> =
+            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+                .fetch_optional(&self.pool)
+                .await?;
+        let hypertable = match &version {
+            Some(_) => sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables \
+                 WHERE hypertable_name = 'telemetry_events')",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(false),
+            None => false,
+        };
+        match (&version, hypertable) {
+            (Some(v), true) => tracing::info!(
+                timescaledb = %v,
+                "TimescaleDB {v} enabled: telemetry_events is a hypertable"
+            ),
+            (Some(v), false) => tracing::warn!(
+                timescaledb = %v,
+                "TimescaleDB {v} is installed but telemetry_events is not a hypertable; \
+                 running as plain PostgreSQL"
+            ),
+            (None, _) => tracing::info!(
+                "TimescaleDB extension not available: running on plain PostgreSQL \
+                 (telemetry_events is an ordinary indexed table)"
+            ),
+        }
+        self.timescaledb.store(hypertable, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether telemetry lives in a hypertable.
+    pub fn timescaledb(&self) -> bool {
+        self.timescaledb.load(Ordering::Relaxed)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn write_batch(&self, events: &[Event]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_telemetry(&mut tx, events).await?;
+        insert_spawns(&mut tx, events).await?;
+        insert_rares(&mut tx, events).await?;
+        update_counters(&mut tx, &CounterUpdates::from_events(events)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT coalesce(c.character_name, r.character_name) AS character_name, \
+                    coalesce(c.total_kills, 0) AS total_kills, \
+                    coalesce(r.total_rares, 0) AS total_rares \
+             FROM char_stats c FULL OUTER JOIN rare_stats r USING (character_name) \
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CharacterStats {
+                    character_name: r.try_get("character_name")?,
+                    total_kills: r.try_get("total_kills")?,
+                    total_rares: r.try_get("total_rares")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn recent_sessions(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<SessionStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.character_name, k.session_id, k.last_kills, \
+                    coalesce(s.session_rares, 0) AS session_rares \
+             FROM session_kills k \
+             LEFT JOIN rare_stats_sessions s USING (character_name, session_id) \
+             WHERE k.updated_at >= $1 \
+             ORDER BY 1, 2",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionStats {
+                    character_name: r.try_get("character_name")?,
+                    session_id: r.try_get("session_id")?,
+                    last_kills: r.try_get("last_kills")?,
+                    session_rares: r.try_get("session_rares")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM telemetry_events) AS telemetry, \
+                    (SELECT count(*) FROM spawn_events) AS spawns, \
+                    (SELECT count(*) FROM rare_events) AS rares",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RowCounts {
+            telemetry: row.try_get("telemetry")?,
+            spawns: row.try_get("spawns")?,
+            rares: row.try_get("rares")?,
+        })
+    }
+
+    pub async fn telemetry_of(
+        &self,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<Telemetry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT character_name, char_tag, session_id, timestamp, ew, ns, z, kills, \
+                    kills_per_hour, onlinetime, deaths, total_deaths, rares_found, \
+                    prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms \
+             FROM telemetry_events WHERE character_name = $1 \
+             ORDER BY timestamp, id LIMIT $2",
+        )
+        .bind(character)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(telemetry_from_row).collect()
+    }
+
+    pub async fn spawns_of(&self, character: &str, limit: i64) -> Result<Vec<Spawn>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT character_name, mob, timestamp, ew, ns, z FROM spawn_events \
+             WHERE character_name = $1 ORDER BY timestamp, id LIMIT $2",
+        )
+        .bind(character)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Spawn {
+                    character_name: r.try_get("character_name")?,
+                    mob: r.try_get("mob")?,
+                    timestamp: r.try_get("timestamp")?,
+                    ew: r.try_get("ew")?,
+                    ns: r.try_get("ns")?,
+                    z: r.try_get("z")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn rares_of(
+        &self,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredRare>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT character_name, name, session_id, timestamp, ew, ns, z FROM rare_events \
+             WHERE character_name = $1 ORDER BY timestamp, id LIMIT $2",
+        )
+        .bind(character)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRare {
+                    character_name: r.try_get("character_name")?,
+                    name: r.try_get("name")?,
+                    session_id: r.try_get("session_id")?,
+                    timestamp: r.try_get("timestamp")?,
+                    ew: r.try_get("ew")?,
+                    ns: r.try_get("ns")?,
+                    z: r.try_get("z")?,
+                })
+            })
+            .collect()
+    }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+fn telemetry_from_row(r: &PgRow) -> Result<Telemetry, StoreError> {
+    Ok(Telemetry {
+        character_name: r.try_get("character_name")?,
+        char_tag: r.try_get("char_tag")?,
+        session_id: r.try_get("session_id")?,
+        timestamp: r.try_get("timestamp")?,
+        ew: r.try_get("ew")?,
+        ns: r.try_get("ns")?,
+        z: r.try_get("z")?,
+        kills: r.try_get("kills")?,
+        kills_per_hour: r.try_get("kills_per_hour")?,
+        onlinetime: r.try_get("onlinetime")?,
+        deaths: r.try_get("deaths")?,
+        total_deaths: r.try_get("total_deaths")?,
+        rares_found: r.try_get("rares_found")?,
+        prismatic_taper_count: r.try_get("prismatic_taper_count")?,
+        vt_state: r.try_get("vt_state")?,
+        mem_mb: r.try_get("mem_mb")?,
+        cpu_pct: r.try_get("cpu_pct")?,
+        mem_handles: r.try_get("mem_handles")?,
+        latency_ms: r.try_get("latency_ms")?,
+    })
+}
+
+async fn insert_telemetry(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), StoreError> {
+    let rows: Vec<&Telemetry> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Telemetry { row, .. } => Some(row),
+            _ => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    fn col<T>(rows: &[&Telemetry], f: impl Fn(&Telemetry) -> T) -> Vec<T> {
+        rows.iter().map(|t| f(t)).collect()
+    }
+    sqlx::query(
+        "INSERT INTO telemetry_events (character_name, char_tag, session_id, timestamp, ew, ns, z, \
+             kills, kills_per_hour, onlinetime, deaths, total_deaths, rares_found, \
+             prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
+             $5::float8[], $6::float8[], $7::float8[], $8::int8[], $9::float8[], $10::text[], \
+             $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::text[], $16::float8[], \
+             $17::float8[], $18::int8[], $19::float8[])",
+    )
+    .bind(col(&rows, |t| t.character_name.clone()))
+    .bind(col(&rows, |t| t.char_tag.clone()))
+    .bind(col(&rows, |t| t.session_id.clone()))
+    .bind(col(&rows, |t| t.timestamp))
+    .bind(col(&rows, |t| t.ew))
+    .bind(col(&rows, |t| t.ns))
+    .bind(col(&rows, |t| t.z))
+    .bind(col(&rows, |t| t.kills))
+    .bind(col(&rows, |t| t.kills_per_hour))
+    .bind(col(&rows, |t| t.onlinetime.clone()))
+    .bind(col(&rows, |t| t.deaths))
+    .bind(col(&rows, |t| t.total_deaths))
+    .bind(col(&rows, |t| t.rares_found))
+    .bind(col(&rows, |t| t.prismatic_taper_count))
+    .bind(col(&rows, |t| t.vt_state.clone()))
+    .bind(col(&rows, |t| t.mem_mb))
+    .bind(col(&rows, |t| t.cpu_pct))
+    .bind(col(&rows, |t| t.mem_handles))
+    .bind(col(&rows, |t| t.latency_ms))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_spawns(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), StoreError> {
+    let rows: Vec<&Spawn> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Spawn(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO spawn_events (character_name, mob, timestamp, ew, ns, z) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::float8[], \
+             $5::float8[], $6::float8[])",
+    )
+    .bind(rows.iter().map(|s| s.character_name.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.mob.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.timestamp).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.ew).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.ns).collect::<Vec<_>>())
+    .bind(rows.iter().map(|s| s.z).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_rares(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), StoreError> {
+    let rows: Vec<(&crate::protocol::Rare, &Option<String>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rare { rare, session_id } => Some((rare, session_id)),
+            _ => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO rare_events (character_name, name, session_id, timestamp, ew, ns, z) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
+             $5::float8[], $6::float8[], $7::float8[])",
+    )
+    .bind(rows.iter().map(|(r, _)| r.character_name.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(r, _)| r.name.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, s)| (*s).clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(r, _)| r.timestamp).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(r, _)| r.ew).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(r, _)| r.ns).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(r, _)| r.z).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn split<K: Clone, V: Copy>(map: &std::collections::HashMap<K, V>) -> (Vec<K>, Vec<V>) {
+    map.iter().map(|(k, v)| (k.clone(), *v)).unzip()
+}
+
+fn split_pairs(
+    map: &std::collections::HashMap<(String, String), i64>,
+) -> (Vec<String>, Vec<String>, Vec<i64>) {
+    let mut a = Vec::with_capacity(map.len());
+    let mut b = Vec::with_capacity(map.len());
+    let mut c = Vec::with_capacity(map.len());
+    for ((x, y), v) in map {
+        a.push(x.clone());
+        b.push(y.clone());
+        c.push(*v);
+    }
+    (a, b, c)
+}
+
+async fn update_counters(tx: &mut Tx<'_>, updates: &CounterUpdates) -> Result<(), StoreError> {
+    // Keys are written in a stable order so concurrent writers (e.g. two servers) cannot deadlock.
+    if !updates.kills.is_empty() {
+        let (names, deltas) = split(&updates.kills);
+        sqlx::query(
+            "INSERT INTO char_stats (character_name, total_kills) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[]) ORDER BY 1 \
+             ON CONFLICT (character_name) DO UPDATE \
+             SET total_kills = char_stats.total_kills + EXCLUDED.total_kills, updated_at = now()",
+        )
+        .bind(names)
+        .bind(deltas)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !updates.baselines.is_empty() {
+        let (names, sessions, kills) = split_pairs(&updates.baselines);
+        sqlx::query(
+            "INSERT INTO session_kills (character_name, session_id, last_kills) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[]) ORDER BY 1, 2 \
+             ON CONFLICT (character_name, session_id) DO UPDATE \
+             SET last_kills = EXCLUDED.last_kills, updated_at = now()",
+        )
+        .bind(names)
+        .bind(sessions)
+        .bind(kills)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !updates.rares.is_empty() {
+        let (names, counts) = split(&updates.rares);
+        sqlx::query(
+            "INSERT INTO rare_stats (character_name, total_rares) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[]) ORDER BY 1 \
+             ON CONFLICT (character_name) DO UPDATE \
+             SET total_rares = rare_stats.total_rares + EXCLUDED.total_rares, updated_at = now()",
+        )
+        .bind(names)
+        .bind(counts)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !updates.session_rares.is_empty() {
+        let (names, sessions, counts) = split_pairs(&updates.session_rares);
+        sqlx::query(
+            "INSERT INTO rare_stats_sessions (character_name, session_id, session_rares) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[]) ORDER BY 1, 2 \
+             ON CONFLICT (character_name, session_id) DO UPDATE \
+             SET session_rares = rare_stats_sessions.session_rares + EXCLUDED.session_rares, \
+                 updated_at = now()",
+        )
+        .bind(names)
+        .bind(sessions)
+        .bind(counts)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! SQLite storage: the zero-setup default. WAL mode, a busy timeout, and every write from the
+//! single writer task in one transaction per batch.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite};
+
+use super::{
+    CharacterStats, CounterUpdates, Event, RowCounts, SessionStats, StoreError, StoreOptions,
+    StoredRare,
+};
+use crate::protocol::{Spawn, Telemetry};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// An SQLite-backed store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Timestamps are stored as fixed-width RFC 3339 text so that text order is time order.
+fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn now_text() -> String {
+    ts(&Utc::now())
+}
+
+fn parse_ts(raw: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and applies migrations.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.sqlite_busy_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.clamp(2, 16))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn write_batch(&self, events: &[Event]) -> Result<(), StoreError> {
+        // BEGIN IMMEDIATE takes the write lock up front, so a batch never fails half-way on a
+        // lock upgrade.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let result = write_all(&mut conn, events).await;
+        match result {
+            Ok(()) => {
+                sqlx::query("COMMIT").execute(&mut *conn).await?;
+                Ok(())
+            }
+            Err(err) => {
+                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                    tracing::warn!(%rollback, "rollback after a failed batch also failed");
+                    // Do not return a connection in an unknown transaction state to the pool.
+                    conn.detach();
+                }
+                Err(err)
+            }
+        }
+    }
+
+    pub async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT n.character_name, coalesce(c.total_kills, 0) AS total_kills, \
+                    coalesce(r.total_rares, 0) AS total_rares \
+             FROM (SELECT character_name FROM char_stats \
+                   UNION SELECT character_name FROM rare_stats) n \
+             LEFT JOIN char_stats c ON c.character_name = n.character_name \
+             LEFT JOIN rare_stats r ON r.character_name = n.character_name \
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CharacterStats {
+                    character_name: r.try_get("character_name")?,
+                    total_kills: r.try_get("total_kills")?,
+                    total_rares: r.try_get("total_rares")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn recent_sessions(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<SessionStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.character_name, k.session_id, k.last_kills, \
+                    coalesce(s.session_rares, 0) AS session_rares \
+             FROM session_kills k \
+             LEFT JOIN rare_stats_sessions s \
+                ON s.character_name = k.character_name AND s.session_id = k.session_id \
+             WHERE k.updated_at >= ?1 \
+             ORDER BY 1, 2",
+        )
+        .bind(ts(&since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionStats {
+                    character_name: r.try_get("character_name")?,
+                    session_id: r.try_get("session_id")?,
+                    last_kills: r.try_get("last_kills")?,
+                    session_rares: r.try_get("session_rares")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM telemetry_events) AS telemetry, \
+                    (SELECT count(*) FROM spawn_events) AS spawns, \
+                    (SELECT count(*) FROM rare_events) AS rares",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RowCounts {
+            telemetry: row.try_get("telemetry")?,
+            spawns: row.try_get("spawns")?,
+            rares: row.try_get("rares")?,
+        })
+    }
+
+    pub async fn telemetry_of(
+        &self,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<Telemetry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT character_name, char_tag, session_id, timestamp, ew, ns, z, kills, \
+                    kills_per_hour, onlinetime, deaths, total_deaths, rares_found, \
+                    prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms \
+             FROM telemetry_events WHERE character_name = ?1 \
+             ORDER BY timestamp, id LIMIT ?2",
+        )
+        .bind(character)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(telemetry_from_row).collect()
+    }
+
+    pub async fn spawns_of(&self, character: &str, limit: i64) -> Result<Vec<Spawn>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT character_name, mob, timestamp, ew, ns, z FROM spawn_events \
+             WHERE character_name = ?1 ORDER BY timestamp, id LIMIT ?2",
+        )
+        .bind(character)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Spawn {
+                    character_name: r.try_get("character_name")?,
+                    mob: r.try_get("mob")?,
+                    timestamp: parse_ts(r.try_get("timestamp")?)?,
+                    ew: r.try_get("ew")?,
+                    ns: r.try_get("ns")?,
+                    z: r.try_get("z")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn rares_of(
+        &self,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredRare>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT character_name, name, session_id, timestamp, ew, ns, z FROM rare_events \
+             WHERE character_name = ?1 ORDER BY timestamp, id LIMIT ?2",
+        )
+        .bind(character)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRare {
+                    character_name: r.try_get("character_name")?,
+                    name: r.try_get("name")?,
+                    session_id: r.try_get("session_id")?,
+                    timestamp: parse_ts(r.try_get("timestamp")?)?,
+                    ew: r.try_get("ew")?,
+                    ns: r.try_get("ns")?,
+                    z: r.try_get("z")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn telemetry_from_row(r: &SqliteRow) -> Result<Telemetry, StoreError> {
+    Ok(Telemetry {
+        character_name: r.try_get("character_name")?,
+        char_tag: r.try_get("char_tag")?,
+        session_id: r.try_get("session_id")?,
+        timestamp: parse_ts(r.try_get("timestamp")?)?,
+        ew: r.try_get("ew")?,
+        ns: r.try_get("ns")?,
+        z: r.try_get("z")?,
+        kills: r.try_get("kills")?,
+        kills_per_hour: r.try_get("kills_per_hour")?,
+        onlinetime: r.try_get("onlinetime")?,
+        deaths: r.try_get("deaths")?,
+        total_deaths: r.try_get("total_deaths")?,
+        rares_found: r.try_get("rares_found")?,
+        prismatic_taper_count: r.try_get("prismatic_taper_count")?,
+        vt_state: r.try_get("vt_state")?,
+        mem_mb: r.try_get("mem_mb")?,
+        cpu_pct: r.try_get("cpu_pct")?,
+        mem_handles: r.try_get("mem_handles")?,
+        latency_ms: r.try_get("latency_ms")?,
+    })
+}
+
+async fn write_all(
+    conn: &mut sqlx::pool::PoolConnection<Sqlite>,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    for event in events {
+        match event {
+            Event::Telemetry { row: t, .. } => {
+                sqlx::query(
+                    "INSERT INTO telemetry_events (character_name, char_tag, session_id, \
+                         timestamp, ew, ns, z, kills, kills_per_hour, onlinetime, deaths, \
+                         total_deaths, rares_found, prismatic_taper_count, vt_state, mem_mb, \
+                         cpu_pct, mem_handles, latency_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                         ?16, ?17, ?18, ?19)",
+                )
+                .bind(&t.character_name)
+                .bind(&t.char_tag)
+                .bind(&t.session_id)
+                .bind(ts(&t.timestamp))
+                .bind(t.ew)
+                .bind(t.ns)
+                .bind(t.z)
+                .bind(t.kills)
+                .bind(t.kills_per_hour)
+                .bind(&t.onlinetime)
+                .bind(t.deaths)
+                .bind(t.total_deaths)
+                .bind(t.rares_found)
+                .bind(t.prismatic_taper_count)
+                .bind(&t.vt_state)
+                .bind(t.mem_mb)
+                .bind(t.cpu_pct)
+                .bind(t.mem_handles)
+                .bind(t.latency_ms)
+                .execute(&mut **conn)
+                .await?;
+            }
+            Event::Spawn(s) => {
+                sqlx::query(
+                    "INSERT INTO spawn_events (character_name, mob, timestamp, ew, ns, z) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .bind(&s.character_name)
+                .bind(&s.mob)
+                .bind(ts(&s.timestamp))
+                .bind(s.ew)
+                .bind(s.ns)
+                .bind(s.z)
+                .execute(&mut **conn)
+                .await?;
+            }
+            Event::Rare { rare: r, session_id } => {
+                sqlx::query(
+                    "INSERT INTO rare_events (character_name, name, session_id, timestamp, ew, \
+                         ns, z) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .bind(&r.character_name)
+                .bind(&r.name)
+                .bind(session_id)
+                .bind(ts(&r.timestamp))
+                .bind(r.ew)
+                .bind(r.ns)
+                .bind(r.z)
+                .execute(&mut **conn)
+                .await?;
+            }
+        }
+    }
+
+    let updates = CounterUpdates::from_events(events);
+    let now = now_text();
+    for (name, delta) in &updates.kills {
+        sqlx::query(
+            "INSERT INTO char_stats (character_name, total_kills, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (character_name) DO UPDATE \
+             SET total_kills = total_kills + excluded.total_kills, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(delta)
+        .bind(&now)
+        .execute(&mut **conn)
+        .await?;
+    }
+    for ((name, session), kills) in &updates.baselines {
+        sqlx::query(
+            "INSERT INTO session_kills (character_name, session_id, last_kills, updated_at) \
+             VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (character_name, session_id) DO UPDATE \
+             SET last_kills = excluded.last_kills, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(session)
+        .bind(kills)
+        .bind(&now)
+        .execute(&mut **conn)
+        .await?;
+    }
+    for (name, count) in &updates.rares {
+        sqlx::query(
+            "INSERT INTO rare_stats (character_name, total_rares, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (character_name) DO UPDATE \
+             SET total_rares = total_rares + excluded.total_rares, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(count)
+        .bind(&now)
+        .execute(&mut **conn)
+        .await?;
+    }
+    for ((name, session), count) in &updates.session_rares {
+        sqlx::query(
+            "INSERT INTO rare_stats_sessions (character_name, session_id, session_rares, \
+                 updated_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (character_name, session_id) DO UPDATE \
+             SET session_rares = session_rares + excluded.session_rares, \
+                 updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(session)
+        .bind(count)
+        .bind(&now)
+        .execute(&mut **conn)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The persistence task: drains the bounded event queue in batches into the store, retrying with
+//! backoff (and keeping its batch) while the database is unreachable.
+//!
+//! Ingest never awaits the database: it only awaits space in the queue, so a slow or absent
+//! database slows plugins down (backpressure) instead of losing what they sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{self, Metrics};
+use crate::store::{Event, Store, StoreError};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A batch failing for a reason that is not transient is retried this many times before its
+/// events are written one by one to isolate the bad ones.
+const PERMANENT_RETRIES: u32 = 3;
+
+/// How the writer behaves.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Most events per transaction.
+    pub batch_size: usize,
+    /// After the stop signal, how long to keep retrying queued events against a failing database.
+    pub flush_window: Duration,
+}
+
+/// What the writer did over its lifetime, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterReport {
+    pub written: u64,
+    /// Events given up on: rejected by the database as invalid, or still unwritten when the
+    /// shutdown flush window ran out.
+    pub lost: u64,
+}
+
+/// Runs until `stop` is cancelled (then drains the queue and flushes) or every sender is gone.
+pub async fn run(
+    store: Store,
+    mut queue: mpsc::Receiver<Event>,
+    metrics: Arc<Metrics>,
+    config: WriterConfig,
+    stop: CancellationToken,
+) -> WriterReport {
+    let batch_size = config.batch_size.max(1);
+    let mut report = WriterReport::default();
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        let received = tokio::select! {
+            biased;
+            n = queue.recv_many(&mut batch, batch_size) => n,
+            () = stop.cancelled() => break,
+        };
+        if received == 0 {
+            break; // every sender is gone
+        }
+        // Before the stop signal there is no deadline: a batch is kept until the database takes it.
+        write(&store, &mut batch, &metrics, &mut report, &stop, None).await;
+    }
+
+    // Stop: refuse new events, then flush what is queued within the flush window.
+    queue.close();
+    let deadline = Instant::now() + config.flush_window;
+    loop {
+        if batch.is_empty() && queue.recv_many(&mut batch, batch_size).await == 0 {
+            break;
+        }
+        write(&store, &mut batch, &metrics, &mut report, &stop, Some(deadline)).await;
+    }
+    tracing::info!(
+        written = report.written,
+        lost = report.lost,
+        "writer stopped after flushing the queue"
+    );
+    report
+}
+
+/// Writes `batch` (emptying it), retrying transient failures until it succeeds or `deadline`
+/// passes; events that the database rejects as invalid are isolated and dropped with a log line.
+async fn write(
+    store: &Store,
+    batch: &mut Vec<Event>,
+    metrics: &Metrics,
+    report: &mut WriterReport,
+    stop: &CancellationToken,
+    deadline: Option<Instant>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut permanent_failures = 0;
+    let mut attempt: u64 = 0;
+    loop {
+        attempt += 1;
+        let started = Instant::now();
+        match store.write_batch(batch).await {
+            Ok(()) => {
+                let n = batch.len() as u64;
+                metrics::add(&metrics.events_written, n);
+                metrics::bump(&metrics.write_batches);
+                report.written += n;
+                if attempt > 1 {
+                    tracing::info!(events = n, attempt, "database write succeeded again");
+                }
+                tracing::trace!(events = n, elapsed = ?started.elapsed(), "batch written");
+                batch.clear();
+                return;
+            }
+            Err(err) => {
+                metrics::bump(&metrics.write_failures);
+                if !err.is_transient() {
+                    permanent_failures += 1;
+                    if permanent_failures > PERMANENT_RETRIES {
+                        isolate(store, batch, metrics, report, err).await;
+                        return;
+                    }
+                }
+                if attempt == 1 || attempt.is_power_of_two() {
+                    tracing::warn!(
+                        error = %err,
+                        events = batch.len(),
+                        attempt,
+                        retry_in = ?backoff,
+                        "database write failed; keeping the batch and retrying"
+                    );
+                }
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() + backoff > d) {
+            let n = batch.len() as u64;
+            tracing::error!(
+                events = n,
+                "shutdown flush window ran out with the database still failing; these events \
+                 are lost"
+            );
+            metrics::add(&metrics.events_dropped, n);
+            report.lost += n;
+            batch.clear();
+            return;
+        }
+        if deadline.is_none() {
+            // While running, a stop signal cuts the wait short so the flush starts promptly.
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = stop.cancelled() => return,
+            }
+        } else {
+            tokio::time::sleep(backoff).await;
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Writes the events of a batch the database keeps rejecting one at a time, dropping (and
+/// logging) only those rejected on their own.
+async fn isolate(
+    store: &Store,
+    batch: &mut Vec<Event>,
+    metrics: &Metrics,
+    report: &mut WriterReport,
+    cause: StoreError,
+) {
+    tracing::error!(error = %cause, events = batch.len(), "batch rejected by the database; writing its events one by one");
+    for event in batch.drain(..) {
+        match store.write_batch(std::slice::from_ref(&event)).await {
+            Ok(()) => {
+                metrics::bump(&metrics.events_written);
+                report.written += 1;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, ?event, "event rejected by the database; dropped");
+                metrics::bump(&metrics.events_dropped);
+                report.lost += 1;
+            }
+        }
+    }
+}
