@@ -79,7 +79,11 @@ pub struct Settings {
     pub bind_addr: SocketAddr,
 
     /// Where events are stored: `sqlite://FILE` (created on first run) or `postgres://...`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://dereth-tracker.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://dereth-tracker.db"
+    )]
     pub database_url: String,
 
     /// Shared secret every plugin must present (header `X-Plugin-Secret`, or `?secret=`).

@@ -64,7 +64,8 @@ pub async fn handler(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    let Some(slot) = ConnectionSlot::acquire(&state.metrics, Peer::Plugin, state.settings.max_plugins)
+    let Some(slot) =
+        ConnectionSlot::acquire(&state.metrics, Peer::Plugin, state.settings.max_plugins)
     else {
         metrics::bump(&state.metrics.connections_refused);
         return ApiError::Unavailable("too many plugin connections").into_response();

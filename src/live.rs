@@ -206,7 +206,10 @@ impl Live {
         let entry = {
             let mut inner = self.lock();
             let key = (t.character_name.clone(), t.session_id.clone());
-            let session = inner.sessions.entry(key).or_insert_with(SessionCounters::new);
+            let session = inner
+                .sessions
+                .entry(key)
+                .or_insert_with(SessionCounters::new);
             let delta = match session.last_kills {
                 Some(prev) if t.kills >= prev => t.kills - prev,
                 Some(_) => 0, // the plugin reset its counter: take the new value as baseline
@@ -341,9 +344,7 @@ impl Live {
         let mut out: Vec<LiveEntry> = inner
             .characters
             .iter()
-            .filter(|(_, c)| {
-                c.online && c.last_seen.is_some_and(|seen| now - seen <= self.window)
-            })
+            .filter(|(_, c)| c.online && c.last_seen.is_some_and(|seen| now - seen <= self.window))
             .filter_map(|(name, c)| {
                 let telemetry = c.latest.clone()?;
                 let session_rares = inner
@@ -463,7 +464,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(live.reap(), 1);
         assert_eq!(live.reap(), 0);
-        assert_eq!(rx.try_recv().map(|b| b.kind).ok(), Some(FrameKind::Telemetry));
+        assert_eq!(
+            rx.try_recv().map(|b| b.kind).ok(),
+            Some(FrameKind::Telemetry)
+        );
         assert_eq!(rx.try_recv().map(|b| b.kind).ok(), Some(FrameKind::Offline));
         assert!(live.live_entries().is_empty());
     }
@@ -473,7 +477,10 @@ mod tests {
         let live = Live::new(Duration::from_secs(30), 16);
         let (tx1, mut rx1) = mpsc::channel(4);
         let (tx2, mut rx2) = mpsc::channel(4);
-        assert_eq!(live.send_command("A", "/vt stop"), CommandStatus::NotConnected);
+        assert_eq!(
+            live.send_command("A", "/vt stop"),
+            CommandStatus::NotConnected
+        );
         live.route("A", 1, &tx1);
         live.route("A", 2, &tx2);
         assert_eq!(live.send_command("A", "/vt stop"), CommandStatus::Delivered);
@@ -481,6 +488,9 @@ mod tests {
         let got = rx2.try_recv().expect("delivered to connection 2");
         assert!(got.as_str().contains("/vt stop"));
         live.unroute(2);
-        assert_eq!(live.send_command("A", "/vt stop"), CommandStatus::NotConnected);
+        assert_eq!(
+            live.send_command("A", "/vt stop"),
+            CommandStatus::NotConnected
+        );
     }
 }

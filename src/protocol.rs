@@ -209,8 +209,7 @@ pub fn parse_plugin_frame(text: &str) -> Result<PluginFrame, FrameError> {
 }
 
 fn split_typed_object(text: &str) -> Result<(String, Value), FrameError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| FrameError::Json(e.to_string()))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| FrameError::Json(e.to_string()))?;
     let Value::Object(map) = &value else {
         return Err(FrameError::NotAnObject);
     };
@@ -473,9 +472,7 @@ mod flex {
     fn to_i64<E: de::Error>(n: Num) -> Result<i64, E> {
         match n {
             Num::Int(i) => Ok(i),
-            Num::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                Ok(f as i64)
-            }
+            Num::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
             Num::Float(_) => Err(E::custom("expected a whole number")),
         }
     }
@@ -619,8 +616,7 @@ struct CommandIn {
 /// Parses and validates one text frame from a browser. A frame with no `type` but with
 /// `player_name` and `command` is a command, as the original UI sent them.
 pub fn parse_browser_frame(text: &str) -> Result<BrowserFrame, FrameError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| FrameError::Json(e.to_string()))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| FrameError::Json(e.to_string()))?;
     let Value::Object(map) = &value else {
         return Err(FrameError::NotAnObject);
     };
@@ -697,7 +693,9 @@ pub struct LivePlayer<'a> {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BrowserOut<'a> {
     /// Every live character, sent on connect and after a resync.
-    Snapshot { players: Vec<LivePlayer<'a>> },
+    Snapshot {
+        players: Vec<LivePlayer<'a>>,
+    },
     Telemetry(LivePlayer<'a>),
     Spawn(&'a Spawn),
     Rare(RareOut<'a>),
@@ -715,7 +713,9 @@ pub enum BrowserOut<'a> {
         message: &'a str,
     },
     /// The browser's last frame was rejected.
-    Error { error: String },
+    Error {
+        error: String,
+    },
 }
 
 /// A rare find as broadcast, with the finder's updated totals.
@@ -870,8 +870,8 @@ mod tests {
 
     #[test]
     fn browser_command_without_type_is_a_command() {
-        let frame = parse_browser_frame(r#"{"player_name":"Alpha","command":"/vt stop"}"#)
-            .expect("valid");
+        let frame =
+            parse_browser_frame(r#"{"player_name":"Alpha","command":"/vt stop"}"#).expect("valid");
         assert_eq!(
             frame,
             BrowserFrame::Command {

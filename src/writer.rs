@@ -16,8 +16,8 @@ use crate::store::{Event, Store, StoreError};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// A batch failing for a reason that is not transient is retried this many times before its
-/// events are written one by one to isolate the bad ones.
+/// A batch the database rejects as invalid data is retried this many times before its events are
+/// written one by one to isolate the bad ones.
 const PERMANENT_RETRIES: u32 = 3;
 
 /// How the writer behaves.
@@ -69,7 +69,15 @@ pub async fn run(
         if batch.is_empty() && queue.recv_many(&mut batch, batch_size).await == 0 {
             break;
         }
-        write(&store, &mut batch, &metrics, &mut report, &stop, Some(deadline)).await;
+        write(
+            &store,
+            &mut batch,
+            &metrics,
+            &mut report,
+            &stop,
+            Some(deadline),
+        )
+        .await;
     }
     tracing::info!(
         written = report.written,
@@ -110,7 +118,7 @@ async fn write(
             }
             Err(err) => {
                 metrics::bump(&metrics.write_failures);
-                if !err.is_transient() {
+                if err.is_data_error() {
                     permanent_failures += 1;
                     if permanent_failures > PERMANENT_RETRIES {
                         isolate(store, batch, metrics, report, err).await;

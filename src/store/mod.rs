@@ -22,7 +22,10 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A telemetry frame and the kills it adds to the character's total.
-    Telemetry { row: Telemetry, kills_delta: i64 },
+    Telemetry {
+        row: Telemetry,
+        kills_delta: i64,
+    },
     Spawn(Spawn),
     /// A rare find, counted in `session_id` when the character's session is known.
     Rare {
@@ -106,35 +109,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether retrying the same statement later can succeed (connection lost, pool exhausted,
-    /// lock or serialization conflict, server shutting down). Anything else is a property of the
-    /// data and will fail again.
-    pub fn is_transient(&self) -> bool {
-        let StoreError::Database(err) = self else {
+    /// Whether the database rejected the data itself (a constraint or data exception), so that
+    /// retrying the same statement cannot succeed. Everything else (connection refused or lost,
+    /// pool exhausted, locks, a database that is starting, shutting down or refusing connections)
+    /// is worth retrying, and the writer keeps its batch until it goes through.
+    pub fn is_data_error(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else {
             return false;
         };
-        match err {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::Tls(_) => true,
-            sqlx::Error::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // PostgreSQL: connection exceptions (08), insufficient resources (53), operator
-                // intervention (57: admin shutdown, query canceled), lock not available (55P03),
-                // serialization failure / deadlock (40). SQLite: BUSY (5) and LOCKED (6), with
-                // their extended codes.
-                code.starts_with("08")
-                    || code.starts_with("53")
-                    || code.starts_with("57")
-                    || code.starts_with("40")
-                    || code == "55P03"
-                    || matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517")
-            }
-            _ => false,
+        let code = db.code().unwrap_or_default();
+        if code.len() == 5 {
+            // PostgreSQL SQLSTATE: class 22 (data exception) or 23 (integrity constraint).
+            return code.starts_with("22") || code.starts_with("23");
         }
+        // SQLite (extended) result codes: TOOBIG (18), CONSTRAINT (19), MISMATCH (20), RANGE (25).
+        code.parse::<i64>()
+            .is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
     }
 }
 
@@ -290,8 +280,7 @@ impl CounterUpdates {
                 Event::Rare { rare, session_id } => {
                     *out.rares.entry(rare.character_name.clone()).or_default() += 1;
                     if let Some(sid) = session_id {
-                        *out
-                            .session_rares
+                        *out.session_rares
                             .entry((rare.character_name.clone(), sid.clone()))
                             .or_default() += 1;
                     }

@@ -27,8 +27,10 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, applies migrations and reports whether TimescaleDB is in use.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let connect = PgConnectOptions::from_str(url)?
-            .log_slow_statements(tracing::log::LevelFilter::Warn, std::time::Duration::from_secs(1));
+        let connect = PgConnectOptions::from_str(url)?.log_slow_statements(
+            tracing::log::LevelFilter::Warn,
+            std::time::Duration::from_secs(1),
+        );
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
@@ -324,7 +326,11 @@ async fn insert_spawns(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), StoreErr
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::float8[], \
              $5::float8[], $6::float8[])",
     )
-    .bind(rows.iter().map(|s| s.character_name.clone()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|s| s.character_name.clone())
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|s| s.mob.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.timestamp).collect::<Vec<_>>())
     .bind(rows.iter().map(|s| s.ew).collect::<Vec<_>>())
@@ -351,7 +357,11 @@ async fn insert_rares(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), StoreErro
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
              $5::float8[], $6::float8[], $7::float8[])",
     )
-    .bind(rows.iter().map(|(r, _)| r.character_name.clone()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|(r, _)| r.character_name.clone())
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|(r, _)| r.name.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|(_, s)| (*s).clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|(r, _)| r.timestamp).collect::<Vec<_>>())

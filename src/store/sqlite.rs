@@ -300,7 +300,10 @@ async fn write_all(
                 .execute(&mut **conn)
                 .await?;
             }
-            Event::Rare { rare: r, session_id } => {
+            Event::Rare {
+                rare: r,
+                session_id,
+            } => {
                 sqlx::query(
                     "INSERT INTO rare_events (character_name, name, session_id, timestamp, ew, \
                          ns, z) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
