@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, TestApp, rare_frame, spawn_frame, telemetry};
+use common::{Backend, Block, TestApp, block_writes, rare_frame, spawn_frame, telemetry};
 use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
@@ -498,63 +498,12 @@ async fn a_lagging_browser_is_resynced_with_a_snapshot(backend: Backend) {
 // Durability: shutdown flush, database outage, restart
 // ---------------------------------------------------------------------------------------------
 
-/// Blocks the writer: a PostgreSQL table lock, or an SQLite write transaction. Dropping the guard
-/// (or calling `release`) lets it through.
-enum Block {
-    Pg(sqlx::Transaction<'static, sqlx::Postgres>, sqlx::PgPool),
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>, sqlx::SqlitePool),
-}
-
-async fn block_writes(app: &TestApp) -> Block {
-    match app.db.backend {
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.db.url).await.expect("pg");
-            let mut tx = pool.begin().await.expect("begin");
-            sqlx::query("LOCK TABLE telemetry_events IN ACCESS EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await
-                .expect("lock");
-            Block::Pg(tx, pool)
-        }
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&app.db.url)
-                .await
-                .expect("sqlite");
-            let mut conn = pool.acquire().await.expect("conn");
-            sqlx::query("BEGIN EXCLUSIVE")
-                .execute(&mut *conn)
-                .await
-                .expect("lock");
-            Block::Sqlite(conn, pool)
-        }
-    }
-}
-
-impl Block {
-    async fn release(self) {
-        match self {
-            Block::Pg(tx, pool) => {
-                tx.rollback().await.expect("unlock");
-                pool.close().await;
-            }
-            Block::Sqlite(mut conn, pool) => {
-                sqlx::query("ROLLBACK")
-                    .execute(&mut *conn)
-                    .await
-                    .expect("unlock");
-                drop(conn);
-                pool.close().await;
-            }
-        }
-    }
-}
-
 async fn shutdown_flushes_every_accepted_frame(backend: Backend) {
     let Some(mut app) = TestApp::spawn(backend).await else {
         return;
     };
     let mut plugin = app.plugin().await;
-    let block = block_writes(&app).await;
+    let block = block_writes(&app.db).await;
     let n = 300;
     for i in 0..n {
         plugin.send_json(&telemetry("Juliet", "s", i)).await;
@@ -565,7 +514,7 @@ async fn shutdown_flushes_every_accepted_frame(backend: Backend) {
     .await;
     let written = app.get("/debug").await.1["rows_written"].as_i64();
     assert!(
-        written < Some(n as i64),
+        written < Some(n),
         "the writer is blocked, so frames are still queued"
     );
 
@@ -578,9 +527,9 @@ async fn shutdown_flushes_every_accepted_frame(backend: Backend) {
     let (app, report) = stopping.await.expect("shutdown");
     assert_eq!(report.lost, 0);
     let counts = app.store.row_counts().await.expect("counts");
-    assert_eq!(counts.telemetry, n as i64);
+    assert_eq!(counts.telemetry, n);
     let stats = app.store.character_stats().await.expect("stats");
-    assert_eq!(stats[0].total_kills, (n - 1) as i64);
+    assert_eq!(stats[0].total_kills, n - 1);
 }
 
 async fn the_writer_survives_a_database_outage(backend: Backend) {
@@ -646,7 +595,7 @@ impl Outage {
                 admin.close().await;
                 Outage::Pg
             }
-            Backend::Sqlite => Outage::Sqlite(block_writes(app).await),
+            Backend::Sqlite => Outage::Sqlite(block_writes(&app.db).await),
         }
     }
 

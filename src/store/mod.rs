@@ -19,6 +19,8 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// One accepted event on its way to the database.
+// Telemetry dominates the queue, so boxing it would add an allocation to nearly every event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A telemetry frame and the kills it adds to the character's total.

@@ -493,3 +493,55 @@ pub fn rare_frame(name: &str, item: &str) -> Value {
         "timestamp": chrono::Utc::now().to_rfc3339(), "ew": 1.0, "ns": 2.0, "z": 3.0
     })
 }
+
+/// Blocks the writer: a PostgreSQL table lock, or an SQLite write transaction. Dropping the guard
+/// (or calling `release`) lets it through.
+pub enum Block {
+    Pg(sqlx::Transaction<'static, sqlx::Postgres>, sqlx::PgPool),
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>, sqlx::SqlitePool),
+}
+
+pub async fn block_writes(db: &TestDb) -> Block {
+    match db.backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.expect("pg");
+            let mut tx = pool.begin().await.expect("begin");
+            sqlx::query("LOCK TABLE telemetry_events IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .expect("lock");
+            Block::Pg(tx, pool)
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url)
+                .await
+                .expect("sqlite");
+            let mut conn = pool.acquire().await.expect("conn");
+            sqlx::query("BEGIN EXCLUSIVE")
+                .execute(&mut *conn)
+                .await
+                .expect("lock");
+            Block::Sqlite(conn, pool)
+        }
+    }
+}
+
+impl Block {
+    pub async fn release(self) {
+        match self {
+            Block::Pg(tx, pool) => {
+                tx.rollback().await.expect("unlock");
+                pool.close().await;
+            }
+            Block::Sqlite(mut conn, pool) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("unlock");
+                drop(conn);
+                pool.close().await;
+            }
+        }
+    }
+}
+

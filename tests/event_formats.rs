@@ -1,0 +1,201 @@
+//! `EVENT_FORMATS.json` is the wire contract: every example in it must be exactly what the real
+//! parser accepts and what the real serializer produces.
+
+use std::time::Duration;
+
+use dereth_tracker::live::Live;
+use dereth_tracker::protocol::{
+    BrowserFrame, BrowserOut, CommandStatus, PluginCommand, PluginErrorOut, PluginFrame,
+    parse_browser_frame, parse_plugin_frame, to_json,
+};
+use serde_json::Value;
+
+fn contract() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/EVENT_FORMATS.json"))
+        .expect("EVENT_FORMATS.json is readable");
+    serde_json::from_str(&text).expect("EVENT_FORMATS.json is JSON")
+}
+
+fn example<'a>(c: &'a Value, direction: &str, frame: &str) -> &'a Value {
+    let v = &c[direction]["frames"][frame]["example"];
+    assert!(v.is_object(), "{direction}.{frame} has an example");
+    v
+}
+
+fn frames(c: &Value, direction: &str) -> Vec<String> {
+    c[direction]["frames"]
+        .as_object()
+        .expect("frames object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Server time stamps (`last_seen`) differ run to run; everything else must match exactly.
+fn without_last_seen(mut v: Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("last_seen");
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    v
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).expect("server output is JSON")
+}
+
+#[test]
+fn every_direction_documents_the_frames_the_code_knows() {
+    let c = contract();
+    let mut plugin = frames(&c, "plugin_to_server");
+    plugin.sort();
+    assert_eq!(plugin, ["chat", "rare", "register", "spawn", "telemetry"]);
+    let mut browser_in = frames(&c, "browser_to_server");
+    browser_in.sort();
+    assert_eq!(browser_in, ["command", "subscribe"]);
+    let mut browser_out = frames(&c, "server_to_browser");
+    browser_out.sort();
+    assert_eq!(
+        browser_out,
+        [
+            "chat",
+            "command_result",
+            "error",
+            "offline",
+            "rare",
+            "snapshot",
+            "spawn",
+            "telemetry"
+        ]
+    );
+}
+
+#[test]
+fn plugin_examples_parse_as_their_type() {
+    let c = contract();
+    for name in frames(&c, "plugin_to_server") {
+        let ex = example(&c, "plugin_to_server", &name);
+        let frame = parse_plugin_frame(&ex.to_string())
+            .unwrap_or_else(|e| panic!("example `{name}` is rejected: {e}"));
+        assert_eq!(frame.kind(), name);
+        assert_eq!(frame.character_name(), "Olthoi Slayer");
+    }
+}
+
+#[test]
+fn browser_examples_parse_as_their_type() {
+    let c = contract();
+    let sub = parse_browser_frame(&example(&c, "browser_to_server", "subscribe").to_string())
+        .expect("subscribe example");
+    assert!(matches!(sub, BrowserFrame::Subscribe { ref types } if types.len() == 3));
+    let cmd = parse_browser_frame(&example(&c, "browser_to_server", "command").to_string())
+        .expect("command example");
+    assert_eq!(
+        cmd,
+        BrowserFrame::Command {
+            player_name: "Olthoi Slayer".into(),
+            command: "/vt start".into(),
+            token: Some("the-command-token".into()),
+        }
+    );
+}
+
+#[test]
+fn server_to_plugin_examples_match_the_serializer() {
+    let c = contract();
+    let command = to_json(&PluginCommand {
+        player_name: "Olthoi Slayer".into(),
+        command: "/vt stop".into(),
+    });
+    assert_eq!(&json(&command), example(&c, "server_to_plugin", "command"));
+
+    let mut bad = example(&c, "plugin_to_server", "telemetry").clone();
+    bad["ew"] = "east".into();
+    let err = parse_plugin_frame(&bad.to_string()).expect_err("rejected");
+    let reply = to_json(&PluginErrorOut {
+        kind: "error",
+        error: &err.to_string(),
+    });
+    assert_eq!(&json(&reply), example(&c, "server_to_plugin", "error"));
+}
+
+#[tokio::test]
+async fn server_to_browser_examples_match_the_serializer() {
+    let c = contract();
+    let live = Live::new(Duration::from_secs(3600), 64);
+    let mut hub = live.subscribe();
+    let parse = |name: &str| {
+        parse_plugin_frame(&example(&c, "plugin_to_server", name).to_string()).expect("example")
+    };
+
+    let PluginFrame::Telemetry(t) = parse("telemetry") else {
+        panic!("telemetry example")
+    };
+    live.apply_telemetry(&t);
+    let sent = json(hub.try_recv().expect("telemetry broadcast").text.as_str());
+    assert_eq!(
+        without_last_seen(sent),
+        without_last_seen(example(&c, "server_to_browser", "telemetry").clone())
+    );
+    assert_eq!(
+        without_last_seen(json(live.snapshot_frame().as_str())),
+        without_last_seen(example(&c, "server_to_browser", "snapshot").clone())
+    );
+
+    let PluginFrame::Spawn(s) = parse("spawn") else {
+        panic!("spawn example")
+    };
+    live.apply_spawn(&s);
+    let sent = json(hub.try_recv().expect("spawn broadcast").text.as_str());
+    assert_eq!(&sent, example(&c, "server_to_browser", "spawn"));
+
+    let PluginFrame::Rare(r) = parse("rare") else {
+        panic!("rare example")
+    };
+    live.apply_rare(&r);
+    let sent = json(hub.try_recv().expect("rare broadcast").text.as_str());
+    assert_eq!(&sent, example(&c, "server_to_browser", "rare"));
+
+    let PluginFrame::Chat(ch) = parse("chat") else {
+        panic!("chat example")
+    };
+    live.apply_chat(&ch);
+    let sent = json(hub.try_recv().expect("chat broadcast").text.as_str());
+    assert_eq!(&sent, example(&c, "server_to_browser", "chat"));
+
+    let short = Live::new(Duration::ZERO, 8);
+    let mut short_hub = short.subscribe();
+    short.apply_telemetry(&t);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    short.reap();
+    let _telemetry = short_hub.try_recv().expect("telemetry");
+    let offline = json(short_hub.try_recv().expect("offline").text.as_str());
+    assert!(offline["last_seen"].is_string());
+    assert_eq!(
+        without_last_seen(offline),
+        without_last_seen(example(&c, "server_to_browser", "offline").clone())
+    );
+
+    let status = CommandStatus::Delivered;
+    let result = to_json(&BrowserOut::CommandResult {
+        player_name: "Olthoi Slayer",
+        command: "/vt start",
+        status,
+        message: status.message(),
+    });
+    assert_eq!(&json(&result), example(&c, "server_to_browser", "command_result"));
+
+    let err = parse_browser_frame(r#"{"type":"subscribe","types":["gossip"]}"#)
+        .expect_err("unknown type");
+    let reply = to_json(&BrowserOut::Error {
+        error: err.to_string(),
+    });
+    assert_eq!(&json(&reply), example(&c, "server_to_browser", "error"));
+}
