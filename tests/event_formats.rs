@@ -190,7 +190,10 @@ async fn server_to_browser_examples_match_the_serializer() {
         status,
         message: status.message(),
     });
-    assert_eq!(&json(&result), example(&c, "server_to_browser", "command_result"));
+    assert_eq!(
+        &json(&result),
+        example(&c, "server_to_browser", "command_result")
+    );
 
     let err = parse_browser_frame(r#"{"type":"subscribe","types":["gossip"]}"#)
         .expect_err("unknown type");

@@ -54,7 +54,9 @@ fn sigterm(child: &Child) {
 }
 
 async fn sigterm_flushes_every_accepted_frame_and_exits_zero(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
     let (mut child, addr) = start(&db).await;
     let app_url = format!("http://{addr}");
     let mut request =
@@ -89,7 +91,10 @@ async fn sigterm_flushes_every_accepted_frame_and_exits_zero(backend: Backend) {
             assert!(debug["rows_written"].as_i64() < Some(n), "{debug}");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "frames not accepted: {debug}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "frames not accepted: {debug}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 

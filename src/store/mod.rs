@@ -73,6 +73,37 @@ pub struct StoredRare {
     pub z: f64,
 }
 
+/// A stored telemetry row with its id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TelemetryRecord {
+    pub id: i64,
+    #[serde(flatten)]
+    pub telemetry: Telemetry,
+}
+
+/// A page request over stored telemetry, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub character: Option<String>,
+    /// Inclusive lower bound.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound.
+    pub to: Option<DateTime<Utc>>,
+    /// Resume after this (timestamp, id), from the previous page's last row.
+    pub after: Option<(DateTime<Utc>, i64)>,
+    pub limit: i64,
+}
+
+/// One point of a character's trail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrailPoint {
+    pub character_name: String,
+    pub timestamp: DateTime<Utc>,
+    pub ew: f64,
+    pub ns: f64,
+    pub z: f64,
+}
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -240,6 +271,27 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.rares_of(character, limit).await,
             Self::Postgres(s) => s.rares_of(character, limit).await,
+        }
+    }
+
+    /// A page of stored telemetry matching `query`, ordered by (timestamp, id).
+    pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.history(query).await,
+            Self::Postgres(s) => s.history(query).await,
+        }
+    }
+
+    /// Positions since `since`, per character in time order, at most `limit` points.
+    pub async fn trails(
+        &self,
+        since: DateTime<Utc>,
+        character: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<TrailPoint>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.trails(since, character, limit).await,
+            Self::Postgres(s) => s.trails(since, character, limit).await,
         }
     }
 

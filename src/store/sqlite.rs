@@ -11,8 +11,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite};
 
 use super::{
-    CharacterStats, CounterUpdates, Event, RowCounts, SessionStats, StoreError, StoreOptions,
-    StoredRare,
+    CharacterStats, CounterUpdates, Event, HistoryQuery, RowCounts, SessionStats, StoreError,
+    StoreOptions, StoredRare, TelemetryRecord, TrailPoint,
 };
 use crate::protocol::{Spawn, Telemetry};
 
@@ -215,6 +215,68 @@ impl SqliteStore {
                     character_name: r.try_get("character_name")?,
                     name: r.try_get("name")?,
                     session_id: r.try_get("session_id")?,
+                    timestamp: parse_ts(r.try_get("timestamp")?)?,
+                    ew: r.try_get("ew")?,
+                    ns: r.try_get("ns")?,
+                    z: r.try_get("z")?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl SqliteStore {
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
+        let (after_ts, after_id) = q.after.unzip();
+        let rows = sqlx::query(
+            "SELECT id, character_name, char_tag, session_id, timestamp, ew, ns, z, kills, \
+                    kills_per_hour, onlinetime, deaths, total_deaths, rares_found, \
+                    prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms \
+             FROM telemetry_events \
+             WHERE (?1 IS NULL OR character_name = ?1) \
+               AND (?2 IS NULL OR timestamp >= ?2) \
+               AND (?3 IS NULL OR timestamp < ?3) \
+               AND (?4 IS NULL OR timestamp > ?4 OR (timestamp = ?4 AND id > ?5)) \
+             ORDER BY timestamp, id LIMIT ?6",
+        )
+        .bind(q.character.as_deref())
+        .bind(q.from.as_ref().map(ts))
+        .bind(q.to.as_ref().map(ts))
+        .bind(after_ts.as_ref().map(ts))
+        .bind(after_id.unwrap_or(0))
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TelemetryRecord {
+                    id: r.try_get("id")?,
+                    telemetry: telemetry_from_row(r)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn trails(
+        &self,
+        since: DateTime<Utc>,
+        character: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<TrailPoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT character_name, timestamp, ew, ns, z FROM telemetry_events \
+             WHERE timestamp >= ?1 AND (?2 IS NULL OR character_name = ?2) \
+             ORDER BY character_name, timestamp, id LIMIT ?3",
+        )
+        .bind(ts(&since))
+        .bind(character)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TrailPoint {
+                    character_name: r.try_get("character_name")?,
                     timestamp: parse_ts(r.try_get("timestamp")?)?,
                     ew: r.try_get("ew")?,
                     ns: r.try_get("ns")?,

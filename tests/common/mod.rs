@@ -513,9 +513,7 @@ pub async fn block_writes(db: &TestDb) -> Block {
             Block::Pg(tx, pool)
         }
         Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&db.url)
-                .await
-                .expect("sqlite");
+            let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
             let mut conn = pool.acquire().await.expect("conn");
             sqlx::query("BEGIN EXCLUSIVE")
                 .execute(&mut *conn)
@@ -544,4 +542,3 @@ impl Block {
         }
     }
 }
-

@@ -1,0 +1,144 @@
+//! `/history` and `/trails` on both backends: content, paging and parameter errors.
+
+mod common;
+
+use chrono::{Duration, SecondsFormat, Utc};
+use common::{Backend, TestApp, telemetry};
+use serde_json::Value;
+
+fn at(minutes_ago: i64) -> String {
+    (Utc::now() - Duration::minutes(minutes_ago)).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Sends `n` telemetry frames for `name`, one per minute ending now, and waits until stored.
+async fn seed(app: &TestApp, name: &str, n: i64, already: i64) {
+    let mut plugin = app.plugin().await;
+    for i in 0..n {
+        let mut frame = telemetry(name, "s", i);
+        frame["timestamp"] = at(n - i).into();
+        frame["ew"] = (i as f64).into();
+        plugin.send_json(&frame).await;
+    }
+    app.wait_for_rows(already + n, 0, 0).await;
+}
+
+async fn history_pages_through_every_row_in_order(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    seed(&app, "Papa", 25, 0).await;
+    seed(&app, "Quebec", 5, 25).await;
+
+    let mut seen = Vec::new();
+    let mut path = "/history?character=Papa&limit=10".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, body) = app.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        pages += 1;
+        let rows = body["data"].as_array().expect("data").clone();
+        assert!(rows.len() <= 10);
+        for row in &rows {
+            assert_eq!(row["character_name"], "Papa");
+            seen.push((
+                row["id"].as_i64().expect("id"),
+                row["ew"].as_f64().expect("ew"),
+            ));
+        }
+        match body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/history?character=Papa&limit=10&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 25);
+    let ews: Vec<f64> = seen.iter().map(|(_, ew)| *ew).collect();
+    let expected: Vec<f64> = (0..25).map(|i| i as f64).collect();
+    assert_eq!(ews, expected, "oldest first, no row twice");
+
+    // Every character, and a time range [from, to).
+    let (_, all) = app.get("/history?limit=100").await;
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(30));
+    assert_eq!(all["next_cursor"], Value::Null);
+    let from = at(10);
+    let to = at(5);
+    let (_, ranged) = app
+        .get(&format!("/history?character=Papa&from={from}&to={to}").replace('+', "%2B"))
+        .await;
+    let n = ranged["data"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(
+        (4..=6).contains(&n),
+        "about five rows in a five-minute range, got {n}"
+    );
+
+    let (_, legacy) = app.get(&format!("/history/?from_ts={from}")).await;
+    assert!(legacy["data"].as_array().is_some_and(|d| !d.is_empty()));
+}
+
+async fn history_rejects_bad_parameters(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    for (query, needle) in [
+        ("from=yesterday", "from"),
+        ("to=2026-13-01T00:00:00Z", "to"),
+        ("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "after"),
+        ("limit=0", "limit"),
+        ("limit=10001", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=abc", "cursor"),
+    ] {
+        let (status, body) = app.get(&format!("/history?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        let msg = body["error"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(needle),
+            "{query}: `{msg}` should mention {needle}"
+        );
+    }
+}
+
+async fn trails_return_recent_positions_per_character(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    seed(&app, "Romeo", 6, 0).await;
+    seed(&app, "Sierra", 3, 6).await;
+    let (status, body) = app.get("/trails?seconds=600").await;
+    assert_eq!(status, 200);
+    let points = body["trails"].as_array().expect("trails");
+    assert_eq!(points.len(), 9);
+    let names: Vec<&str> = points
+        .iter()
+        .filter_map(|p| p["character_name"].as_str())
+        .collect();
+    assert_eq!(names, [["Romeo"; 6].as_slice(), &["Sierra"; 3]].concat());
+    let times: Vec<&str> = points[..6]
+        .iter()
+        .filter_map(|p| p["timestamp"].as_str())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "each trail is in time order");
+
+    // Only the last 150 s: the two newest Romeo points (1 and 2 minutes old).
+    let (_, recent) = app.get("/trails?seconds=150&character=Romeo").await;
+    assert_eq!(recent["trails"].as_array().map(Vec::len), Some(2));
+
+    for query in ["seconds=0", "seconds=lots", "seconds=999999999"] {
+        let (status, body) = app.get(&format!("/trails?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("seconds")
+        );
+    }
+}
+
+both_backends!(
+    history_pages_through_every_row_in_order,
+    history_rejects_bad_parameters,
+    trails_return_recent_positions_per_character,
+);
