@@ -11,6 +11,7 @@ CREATE TABLE telemetry_events (
     ns                    REAL    NOT NULL,
     z                     REAL    NOT NULL,
     kills                 INTEGER NOT NULL,
+    kills_delta           INTEGER NOT NULL DEFAULT 0,
     kills_per_hour        REAL,
     onlinetime            TEXT,
     deaths                INTEGER NOT NULL,
@@ -38,6 +39,7 @@ CREATE TABLE spawn_events (
 );
 CREATE INDEX spawn_events_character_time ON spawn_events (character_name, timestamp DESC);
 CREATE INDEX spawn_events_time ON spawn_events (timestamp DESC);
+CREATE INDEX spawn_events_mob_time ON spawn_events (mob, timestamp DESC);
 
 CREATE TABLE rare_events (
     id             INTEGER PRIMARY KEY,
@@ -51,6 +53,16 @@ CREATE TABLE rare_events (
 );
 CREATE INDEX rare_events_character_time ON rare_events (character_name, timestamp DESC);
 CREATE INDEX rare_events_time ON rare_events (timestamp DESC);
+CREATE INDEX rare_events_name_time ON rare_events (name, timestamp DESC);
+
+CREATE TABLE characters (
+    character_name TEXT PRIMARY KEY,
+    char_tag       TEXT,
+    first_seen     TEXT NOT NULL,
+    last_seen      TEXT NOT NULL,
+    deaths         INTEGER,
+    total_deaths   INTEGER
+);
 
 CREATE TABLE char_stats (
     character_name TEXT PRIMARY KEY,

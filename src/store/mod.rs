@@ -315,6 +315,39 @@ pub(crate) struct CounterUpdates {
     pub rares: HashMap<String, i64>,
     /// Rares to add per (character, session).
     pub session_rares: HashMap<(String, String), i64>,
+    /// When each character was seen in this batch, and its latest tag and deaths.
+    pub seen: HashMap<String, Seen>,
+}
+
+/// What a batch says about when a character was seen.
+#[derive(Debug, Clone)]
+pub(crate) struct Seen {
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    pub char_tag: Option<String>,
+    pub deaths: Option<i64>,
+    pub total_deaths: Option<i64>,
+}
+
+impl CounterUpdates {
+    fn saw(&mut self, name: &str, at: DateTime<Utc>, telemetry: Option<&Telemetry>) {
+        let seen = self.seen.entry(name.to_owned()).or_insert_with(|| Seen {
+            first: at,
+            last: at,
+            char_tag: None,
+            deaths: None,
+            total_deaths: None,
+        });
+        seen.first = seen.first.min(at);
+        if let Some(t) = telemetry
+            && at >= seen.last
+        {
+            seen.char_tag = t.char_tag.clone();
+            seen.deaths = Some(t.deaths);
+            seen.total_deaths = t.total_deaths;
+        }
+        seen.last = seen.last.max(at);
+    }
 }
 
 impl CounterUpdates {
@@ -323,6 +356,7 @@ impl CounterUpdates {
         for event in events {
             match event {
                 Event::Telemetry { row, kills_delta } => {
+                    out.saw(&row.character_name, row.timestamp, Some(row));
                     if *kills_delta > 0 {
                         *out.kills.entry(row.character_name.clone()).or_default() += kills_delta;
                     }
@@ -332,6 +366,7 @@ impl CounterUpdates {
                     );
                 }
                 Event::Rare { rare, session_id } => {
+                    out.saw(&rare.character_name, rare.timestamp, None);
                     *out.rares.entry(rare.character_name.clone()).or_default() += 1;
                     if let Some(sid) = session_id {
                         *out.session_rares
@@ -339,7 +374,7 @@ impl CounterUpdates {
                             .or_default() += 1;
                     }
                 }
-                Event::Spawn(_) => {}
+                Event::Spawn(spawn) => out.saw(&spawn.character_name, spawn.timestamp, None),
             }
         }
         out

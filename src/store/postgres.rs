@@ -326,13 +326,13 @@ fn telemetry_from_row(r: &PgRow) -> Result<Telemetry, StoreError> {
 }
 
 async fn insert_telemetry(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), StoreError> {
-    let rows: Vec<&Telemetry> = events
+    let (rows, deltas): (Vec<&Telemetry>, Vec<i64>) = events
         .iter()
         .filter_map(|e| match e {
-            Event::Telemetry { row, .. } => Some(row),
+            Event::Telemetry { row, kills_delta } => Some((row, *kills_delta)),
             _ => None,
         })
-        .collect();
+        .unzip();
     if rows.is_empty() {
         return Ok(());
     }
@@ -342,11 +342,12 @@ async fn insert_telemetry(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), Store
     sqlx::query(
         "INSERT INTO telemetry_events (character_name, char_tag, session_id, timestamp, ew, ns, z, \
              kills, kills_per_hour, onlinetime, deaths, total_deaths, rares_found, \
-             prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms) \
+             prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms, \
+             kills_delta) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
              $5::float8[], $6::float8[], $7::float8[], $8::int8[], $9::float8[], $10::text[], \
              $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::text[], $16::float8[], \
-             $17::float8[], $18::int8[], $19::float8[])",
+             $17::float8[], $18::int8[], $19::float8[], $20::int8[])",
     )
     .bind(col(&rows, |t| t.character_name.clone()))
     .bind(col(&rows, |t| t.char_tag.clone()))
@@ -367,6 +368,7 @@ async fn insert_telemetry(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), Store
     .bind(col(&rows, |t| t.cpu_pct))
     .bind(col(&rows, |t| t.mem_handles))
     .bind(col(&rows, |t| t.latency_ms))
+    .bind(deltas)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -455,6 +457,48 @@ fn split_pairs(
 
 async fn update_counters(tx: &mut Tx<'_>, updates: &CounterUpdates) -> Result<(), StoreError> {
     // Keys are written in a stable order so concurrent writers (e.g. two servers) cannot deadlock.
+    if !updates.seen.is_empty() {
+        let mut names = Vec::with_capacity(updates.seen.len());
+        let mut tags = Vec::with_capacity(updates.seen.len());
+        let mut firsts = Vec::with_capacity(updates.seen.len());
+        let mut lasts = Vec::with_capacity(updates.seen.len());
+        let mut deaths = Vec::with_capacity(updates.seen.len());
+        let mut total_deaths = Vec::with_capacity(updates.seen.len());
+        for (name, seen) in &updates.seen {
+            names.push(name.clone());
+            tags.push(seen.char_tag.clone());
+            firsts.push(seen.first);
+            lasts.push(seen.last);
+            deaths.push(seen.deaths);
+            total_deaths.push(seen.total_deaths);
+        }
+        sqlx::query(
+            "INSERT INTO characters (character_name, char_tag, first_seen, last_seen, deaths, \
+                 total_deaths) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], \
+                 $4::timestamptz[], $5::int8[], $6::int8[]) ORDER BY 1 \
+             ON CONFLICT (character_name) DO UPDATE SET \
+                 first_seen = LEAST(characters.first_seen, EXCLUDED.first_seen), \
+                 last_seen = GREATEST(characters.last_seen, EXCLUDED.last_seen), \
+                 char_tag = CASE WHEN EXCLUDED.last_seen >= characters.last_seen \
+                     THEN coalesce(EXCLUDED.char_tag, characters.char_tag) \
+                     ELSE characters.char_tag END, \
+                 deaths = CASE WHEN EXCLUDED.last_seen >= characters.last_seen \
+                     THEN coalesce(EXCLUDED.deaths, characters.deaths) \
+                     ELSE characters.deaths END, \
+                 total_deaths = CASE WHEN EXCLUDED.last_seen >= characters.last_seen \
+                     THEN coalesce(EXCLUDED.total_deaths, characters.total_deaths) \
+                     ELSE characters.total_deaths END",
+        )
+        .bind(names)
+        .bind(tags)
+        .bind(firsts)
+        .bind(lasts)
+        .bind(deaths)
+        .bind(total_deaths)
+        .execute(&mut **tx)
+        .await?;
+    }
     if !updates.kills.is_empty() {
         let (names, deltas) = split(&updates.kills);
         sqlx::query(

@@ -317,14 +317,17 @@ async fn write_all(
 ) -> Result<(), StoreError> {
     for event in events {
         match event {
-            Event::Telemetry { row: t, .. } => {
+            Event::Telemetry {
+                row: t,
+                kills_delta,
+            } => {
                 sqlx::query(
                     "INSERT INTO telemetry_events (character_name, char_tag, session_id, \
                          timestamp, ew, ns, z, kills, kills_per_hour, onlinetime, deaths, \
                          total_deaths, rares_found, prismatic_taper_count, vt_state, mem_mb, \
-                         cpu_pct, mem_handles, latency_ms) \
+                         cpu_pct, mem_handles, latency_ms, kills_delta) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                         ?16, ?17, ?18, ?19)",
+                         ?16, ?17, ?18, ?19, ?20)",
                 )
                 .bind(&t.character_name)
                 .bind(&t.char_tag)
@@ -345,6 +348,7 @@ async fn write_all(
                 .bind(t.cpu_pct)
                 .bind(t.mem_handles)
                 .bind(t.latency_ms)
+                .bind(kills_delta)
                 .execute(&mut **conn)
                 .await?;
             }
@@ -385,6 +389,29 @@ async fn write_all(
 
     let updates = CounterUpdates::from_events(events);
     let now = now_text();
+    for (name, seen) in &updates.seen {
+        sqlx::query(
+            "INSERT INTO characters (character_name, char_tag, first_seen, last_seen, deaths, \
+                 total_deaths) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (character_name) DO UPDATE SET \
+                 first_seen = min(first_seen, excluded.first_seen), \
+                 char_tag = CASE WHEN excluded.last_seen >= last_seen \
+                     THEN coalesce(excluded.char_tag, char_tag) ELSE char_tag END, \
+                 deaths = CASE WHEN excluded.last_seen >= last_seen \
+                     THEN coalesce(excluded.deaths, deaths) ELSE deaths END, \
+                 total_deaths = CASE WHEN excluded.last_seen >= last_seen \
+                     THEN coalesce(excluded.total_deaths, total_deaths) ELSE total_deaths END, \
+                 last_seen = max(last_seen, excluded.last_seen)",
+        )
+        .bind(name)
+        .bind(&seen.char_tag)
+        .bind(ts(&seen.first))
+        .bind(ts(&seen.last))
+        .bind(seen.deaths)
+        .bind(seen.total_deaths)
+        .execute(&mut **conn)
+        .await?;
+    }
     for (name, delta) in &updates.kills {
         sqlx::query(
             "INSERT INTO char_stats (character_name, total_kills, updated_at) VALUES (?1, ?2, ?3) \
