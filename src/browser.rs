@@ -30,7 +30,14 @@ pub struct LiveQuery {
     token: Option<String>,
 }
 
-/// `GET /ws/live`.
+/// The browser websocket: a `snapshot`, then live frames; accepts `subscribe` and command frames
+/// (EVENT_FORMATS.json).
+#[utoipa::path(get, path = "/ws/live", tag = "live",
+    params(("token" = Option<String>, Query, description = "Command token, to send commands")),
+    responses(
+        (status = 101, description = "Switching to the websocket protocol"),
+        (status = 503, description = "Too many browser connections"),
+    ))]
 pub async fn handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

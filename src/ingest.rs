@@ -36,7 +36,18 @@ pub struct PositionQuery {
     secret: Option<String>,
 }
 
-/// `GET /ws/position`: checks the secret, then upgrades.
+/// The plugin websocket. The shared secret goes in the `X-Plugin-Secret` header (or the legacy
+/// `secret` query parameter); frames are described in EVENT_FORMATS.json.
+#[utoipa::path(get, path = "/ws/position", tag = "live",
+    params(
+        ("X-Plugin-Secret" = Option<String>, Header, description = "The shared secret"),
+        ("secret" = Option<String>, Query, description = "Legacy way to pass the shared secret"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the websocket protocol"),
+        (status = 401, description = "Missing or wrong secret, or no secret configured"),
+        (status = 503, description = "Too many plugin connections"),
+    ))]
 pub async fn handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

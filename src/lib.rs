@@ -22,12 +22,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::ServiceExt;
 use axum::http::StatusCode;
-use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::normalize_path::NormalizePathLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -42,21 +44,16 @@ const SESSION_SEED_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// Largest HTTP request body accepted (no endpoint takes a body today).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Every route the tracker serves.
+/// Every route the tracker serves, with request limits, timing and tracing.
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs.max(1));
-    Router::new()
-        .route("/ws/position", get(ingest::handler))
-        .route("/ws/live", get(browser::handler))
-        .route("/live", get(api::live))
-        .route("/live/", get(api::live))
-        .route("/history", get(api::history))
-        .route("/history/", get(api::history))
-        .route("/trails", get(api::trails))
-        .route("/trails/", get(api::trails))
-        .route("/debug", get(api::debug))
-        .route("/health", get(api::health))
+    let (routes, _) = api::routes().split_for_parts();
+    routes
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::track_http,
+        ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -133,9 +130,14 @@ impl Server {
         let reaper = tokio::spawn(reap_offline(state.live.clone(), state.shutdown.clone()));
 
         let stop = state.shutdown.clone();
+        // Trailing slashes are trimmed before routing, so `/live/` (as the original tracker
+        // served it) reaches `/live`.
+        let app = NormalizePathLayer::trim_trailing_slash().layer(router(state.clone()));
         let served = axum::serve(
             listener,
-            router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+            ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+                app,
+            ),
         )
         .with_graceful_shutdown(async move {
             tokio::select! {

@@ -1,9 +1,67 @@
 //! Process-wide counters shown by `/debug`: cheap atomics updated on the hot paths.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
+
+/// Upper bounds (seconds) of latency histogram buckets, Prometheus style.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A cumulative latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative; cumulated when rendered), plus overflow.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A read-out of a histogram: cumulative bucket counts, sum in seconds, count.
+#[derive(Debug, Clone)]
+pub struct HistogramSnapshot {
+    pub cumulative: Vec<(f64, u64)>,
+    pub sum_secs: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut running = 0;
+        let cumulative = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(le, n)| {
+                running += n.load(Ordering::Relaxed);
+                (*le, running)
+            })
+            .collect();
+        HistogramSnapshot {
+            cumulative,
+            sum_secs: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            count: self.count.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// Counters and gauges; every field is updated with relaxed atomics (they are statistics, not
 /// synchronisation).
@@ -25,6 +83,10 @@ pub struct Metrics {
     pub broadcast_lagged: AtomicU64,
     pub commands_relayed: AtomicU64,
     pub peers_timed_out: AtomicU64,
+    /// Time to write one batch to the database.
+    pub write_batch_seconds: Histogram,
+    /// HTTP request durations per (method, route template).
+    pub http_requests: Mutex<HashMap<(String, String), Arc<Histogram>>>,
 }
 
 /// A copy of the counters at one moment, as `/debug` shows them.
@@ -78,6 +140,31 @@ impl Metrics {
             "chat" => &self.frames_chat,
             _ => &self.frames_register,
         }
+    }
+
+    /// Records the duration of one HTTP request to `route` (the matched route template).
+    pub fn observe_http(&self, method: &str, route: &str, elapsed: Duration) {
+        let histogram = {
+            let mut map = self
+                .http_requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry((method.to_owned(), route.to_owned()))
+                .or_default()
+                .clone()
+        };
+        histogram.observe(elapsed);
+    }
+
+    /// Snapshots of every HTTP route histogram, sorted by route then method.
+    pub fn http_snapshots(&self) -> Vec<((String, String), HistogramSnapshot)> {
+        let map = self
+            .http_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<_> = map.iter().map(|(k, h)| (k.clone(), h.snapshot())).collect();
+        out.sort_by(|a, b| (&a.0.1, &a.0.0).cmp(&(&b.0.1, &b.0.0)));
+        out
     }
 
     /// Reads every counter.
@@ -153,6 +240,28 @@ impl Drop for ConnectionSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(20));
+        h.observe(Duration::from_secs(60));
+        let s = h.snapshot();
+        assert_eq!(s.count, 3);
+        assert_eq!(s.cumulative[0], (0.0005, 1));
+        let at_25ms = s
+            .cumulative
+            .iter()
+            .find(|(le, _)| *le == 0.025)
+            .map(|x| x.1);
+        assert_eq!(at_25ms, Some(2));
+        assert_eq!(
+            s.cumulative.last().map(|x| x.1),
+            Some(2),
+            "60 s only in +Inf"
+        );
+    }
 
     #[test]
     fn connection_slots_respect_the_limit_and_free_on_drop() {

@@ -106,6 +106,7 @@ async fn write(
         match store.write_batch(batch).await {
             Ok(()) => {
                 let n = batch.len() as u64;
+                metrics.write_batch_seconds.observe(started.elapsed());
                 metrics::add(&metrics.events_written, n);
                 metrics::bump(&metrics.write_batches);
                 report.written += n;

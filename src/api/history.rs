@@ -1,16 +1,15 @@
 //! `/history` and `/trails`: stored telemetry for analysts and the map.
-//!
-//! Parameters are parsed by hand from strings so that every mistake gets a 400 with a sentence
-//! naming the parameter, rather than a framework rejection.
-
-use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::ApiError;
+use super::csv::{self, CsvRow};
+use super::params::{self, Format};
+use super::{ApiError, ErrorBody, require_character};
 use crate::state::AppState;
 use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint};
 
@@ -21,145 +20,209 @@ pub const HISTORY_MAX_LIMIT: i64 = 10_000;
 pub const TRAILS_DEFAULT_SECS: i64 = 600;
 pub const TRAILS_MAX_SECS: i64 = 7 * 24 * 3600;
 /// Most points one `/trails` answer carries.
-pub const TRAILS_MAX_POINTS: i64 = 200_000;
+pub const TRAILS_MAX_POINTS: i64 = 250_000;
 
-type Params = Query<HashMap<String, String>>;
-
-fn param<'a>(params: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a str> {
-    names
-        .iter()
-        .find_map(|n| params.get(*n))
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
+/// Parameters of `/history`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Only this character (404 if it was never seen).
+    character: Option<String>,
+    /// Inclusive start, RFC 3339 (UTC). `from_ts` is accepted too.
+    from: Option<String>,
+    /// Alias of `from` (the original tracker's name).
+    from_ts: Option<String>,
+    /// Exclusive end, RFC 3339 (UTC). `to_ts` is accepted too.
+    to: Option<String>,
+    /// Alias of `to` (the original tracker's name).
+    to_ts: Option<String>,
+    /// Rows per page: 1 to 10000, default 1000 (JSON). With CSV, the most rows exported (default:
+    /// all).
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// `json` (default) or `csv` (streamed).
+    format: Option<String>,
 }
 
-fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "`{name}` must be an RFC 3339 time such as 2026-01-31T12:00:00Z"
-            ))
-        })
-}
-
-fn parse_int(name: &str, raw: &str, min: i64, max: i64) -> Result<i64, ApiError> {
-    match raw.parse::<i64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ApiError::BadRequest(format!(
-            "`{name}` must be a whole number from {min} to {max}"
-        ))),
-    }
-}
-
-fn parse_character(raw: Option<&str>) -> Result<Option<String>, ApiError> {
-    match raw {
-        Some(name) if name.chars().count() > crate::protocol::MAX_NAME_CHARS => Err(
-            ApiError::BadRequest("`character` is longer than any character name".into()),
-        ),
-        other => Ok(other.map(str::to_owned)),
-    }
-}
-
-/// Cursors are `<microseconds since the epoch>_<row id>` of the last row of a page.
-fn encode_cursor(record: &TelemetryRecord) -> String {
-    format!(
-        "{}_{}",
-        record.telemetry.timestamp.timestamp_micros(),
-        record.id
-    )
-}
-
-fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, i64), ApiError> {
-    let bad = || ApiError::BadRequest("`cursor` is not one this server handed out".into());
-    let (micros, id) = raw.split_once('_').ok_or_else(bad)?;
-    let micros = micros.parse::<i64>().map_err(|_| bad())?;
-    let id = id.parse::<i64>().map_err(|_| bad())?;
-    let ts = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok((ts, id))
-}
-
-#[derive(Serialize)]
+/// One page of telemetry.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryPage {
+    #[schema(value_type = Vec<Object>)]
     data: Vec<TelemetryRecord>,
     /// Pass as `cursor` to get the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
-/// `GET /history?character=&from=&to=&limit=&cursor=`: telemetry rows oldest first, paged.
-/// `from_ts`/`to_ts` are accepted as the original tracker's names for `from`/`to`.
+impl CsvRow for TelemetryRecord {
+    const HEADER: &'static str = "id,timestamp,character_name,char_tag,session_id,ew,ns,z,kills,\
+        kills_per_hour,onlinetime,deaths,total_deaths,rares_found,prismatic_taper_count,vt_state,\
+        mem_mb,cpu_pct,mem_handles,latency_ms";
+
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        let t = &self.telemetry;
+        let _ = write!(out, "{},{},", self.id, t.timestamp.to_rfc3339());
+        csv::field(out, &t.character_name);
+        out.push(',');
+        csv::field(out, t.char_tag.as_deref().unwrap_or(""));
+        out.push(',');
+        csv::field(out, &t.session_id);
+        let _ = write!(out, ",{},{},{},{},", t.ew, t.ns, t.z, t.kills);
+        csv::opt(out, t.kills_per_hour);
+        out.push(',');
+        csv::field(out, t.onlinetime.as_deref().unwrap_or(""));
+        let _ = write!(out, ",{},", t.deaths);
+        csv::opt(out, t.total_deaths);
+        let _ = write!(out, ",{},", t.rares_found);
+        csv::opt(out, t.prismatic_taper_count);
+        out.push(',');
+        csv::field(out, t.vt_state.as_deref().unwrap_or(""));
+        out.push(',');
+        csv::opt(out, t.mem_mb);
+        out.push(',');
+        csv::opt(out, t.cpu_pct);
+        out.push(',');
+        csv::opt(out, t.mem_handles);
+        out.push(',');
+        csv::opt(out, t.latency_ms);
+    }
+}
+
+impl CsvRow for TrailPoint {
+    const HEADER: &'static str = "character_name,timestamp,ew,ns,z";
+
+    fn write(&self, out: &mut String) {
+        csv::field(out, &self.character_name);
+        out.push_str(&format!(
+            ",{},{},{},{}",
+            self.timestamp.to_rfc3339(),
+            self.ew,
+            self.ns,
+            self.z
+        ));
+    }
+}
+
+/// Telemetry rows, oldest first, paged with a cursor.
+#[utoipa::path(get, path = "/history", params(HistoryParams), tag = "telemetry",
+    responses(
+        (status = 200, description = "A page of telemetry rows (or CSV with format=csv)", body = HistoryPage),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 404, description = "Unknown character", body = ErrorBody),
+    ))]
 pub async fn history(
     State(state): State<AppState>,
-    Query(params): Params,
-) -> Result<Json<HistoryPage>, ApiError> {
-    let from = param(&params, &["from", "from_ts"])
-        .map(|v| parse_time("from", v))
-        .transpose()?;
-    let to = param(&params, &["to", "to_ts"])
-        .map(|v| parse_time("to", v))
-        .transpose()?;
-    if let (Some(f), Some(t)) = (from, to)
-        && f > t
-    {
-        return Err(ApiError::BadRequest("`from` is after `to`".into()));
+    Query(p): Query<HistoryParams>,
+) -> Result<Response, ApiError> {
+    let (from, to) = params::range(
+        p.from.as_deref().or(p.from_ts.as_deref()),
+        p.to.as_deref().or(p.to_ts.as_deref()),
+    )?;
+    let format = params::format(p.format.as_deref())?;
+    let character = params::name("character", p.character.as_deref())?;
+    if let Some(name) = &character {
+        require_character(&state, name).await?;
     }
-    let limit = param(&params, &["limit"])
-        .map(|v| parse_int("limit", v, 1, HISTORY_MAX_LIMIT))
-        .transpose()?
-        .unwrap_or(HISTORY_DEFAULT_LIMIT);
-    let after = param(&params, &["cursor"]).map(decode_cursor).transpose()?;
-    let query = HistoryQuery {
-        character: parse_character(param(&params, &["character"]))?,
+    let after = params::cursor(p.cursor.as_deref())?;
+    let mut query = HistoryQuery {
+        character,
         from,
         to,
         after,
-        limit: limit + 1,
+        limit: 0,
     };
-    let mut data = state.store.history(&query).await?;
-    let more = data.len() as i64 > limit;
-    data.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = if more {
-        data.last().map(encode_cursor)
-    } else {
-        None
-    };
-    Ok(Json(HistoryPage { data, next_cursor }))
+    match format {
+        Format::Json => {
+            let limit = params::int("limit", p.limit.as_deref(), 1, HISTORY_MAX_LIMIT)?
+                .unwrap_or(HISTORY_DEFAULT_LIMIT);
+            query.limit = limit + 1;
+            let mut data = state.store.history(&query).await?;
+            let more = data.len() as i64 > limit;
+            data.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            let next_cursor = more
+                .then(|| data.last())
+                .flatten()
+                .map(|r| params::encode_cursor(r.telemetry.timestamp, r.id));
+            Ok(Json(HistoryPage { data, next_cursor }).into_response())
+        }
+        Format::Csv => {
+            let cap = params::int("limit", p.limit.as_deref(), 1, i64::MAX)?;
+            let store = state.store.clone();
+            let sent = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+            Ok(csv::paged(
+                "history.csv",
+                move |last: Option<TelemetryRecord>| {
+                    let store = store.clone();
+                    let sent = sent.clone();
+                    let mut q = query.clone();
+                    async move {
+                        if let Some(last) = last {
+                            q.after = Some((last.telemetry.timestamp, last.id));
+                        }
+                        let already = sent.load(std::sync::atomic::Ordering::Relaxed);
+                        let left = cap.map_or(csv::PAGE, |c| (c - already).clamp(0, csv::PAGE));
+                        if left == 0 {
+                            return Ok(Vec::new());
+                        }
+                        q.limit = left;
+                        let rows = store.history(&q).await?;
+                        sent.fetch_add(rows.len() as i64, std::sync::atomic::Ordering::Relaxed);
+                        Ok(rows)
+                    }
+                },
+            ))
+        }
+    }
 }
 
-#[derive(Serialize)]
+/// Parameters of `/trails`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrailsParams {
+    /// Window length in seconds, ending now: 1 to 604800, default 600.
+    seconds: Option<String>,
+    /// Only this character (404 if it was never seen).
+    character: Option<String>,
+    /// Keep at most one point per character per `step` seconds (1 to 3600).
+    step: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// Trail points grouped by character, each trail in time order.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Trails {
+    #[schema(value_type = Vec<Object>)]
     trails: Vec<TrailPoint>,
 }
 
-/// `GET /trails?seconds=600&character=`: positions of the last `seconds`, grouped by character
-/// in time order (the original tracker's shape).
+/// Recent positions per character, optionally thinned on the server.
+#[utoipa::path(get, path = "/trails", params(TrailsParams), tag = "telemetry",
+    responses(
+        (status = 200, description = "Trail points (or CSV with format=csv)", body = Trails),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 404, description = "Unknown character", body = ErrorBody),
+    ))]
 pub async fn trails(
     State(state): State<AppState>,
-    Query(params): Params,
-) -> Result<Json<Trails>, ApiError> {
-    let seconds = param(&params, &["seconds"])
-        .map(|v| parse_int("seconds", v, 1, TRAILS_MAX_SECS))
-        .transpose()?
+    Query(p): Query<TrailsParams>,
+) -> Result<Response, ApiError> {
+    let seconds = params::int("seconds", p.seconds.as_deref(), 1, TRAILS_MAX_SECS)?
         .unwrap_or(TRAILS_DEFAULT_SECS);
-    let character = parse_character(param(&params, &["character"]))?;
+    let step = params::int("step", p.step.as_deref(), 1, 3600)?;
+    let format = params::format(p.format.as_deref())?;
+    let character = params::name("character", p.character.as_deref())?;
+    if let Some(name) = &character {
+        require_character(&state, name).await?;
+    }
     let since = Utc::now() - chrono::Duration::seconds(seconds);
     let trails = state
         .store
-        .trails(since, character.as_deref(), TRAILS_MAX_POINTS)
+        .trails(since, character.as_deref(), step, TRAILS_MAX_POINTS)
         .await?;
-    Ok(Json(Trails { trails }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        assert!(decode_cursor("nonsense").is_err());
-        assert!(decode_cursor("12_x").is_err());
-        let (ts, id) = decode_cursor("1700000000123456_42").expect("valid");
-        assert_eq!(ts.timestamp_micros(), 1_700_000_000_123_456);
-        assert_eq!(id, 42);
-    }
+    Ok(match format {
+        Format::Json => Json(Trails { trails }).into_response(),
+        Format::Csv => csv::whole("trails.csv", &trails),
+    })
 }

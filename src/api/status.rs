@@ -23,7 +23,9 @@ struct LiveBody<'a> {
     players: Vec<LivePlayer<'a>>,
 }
 
-/// `GET /live`: every character heard from within the live window, with totals.
+/// Every character heard from within the live window, with its latest telemetry and totals.
+#[utoipa::path(get, path = "/live", tag = "live",
+    responses((status = 200, description = "`{\"players\": [...]}`, flat telemetry plus totals and last_seen")))]
 pub async fn live(State(state): State<AppState>) -> Response {
     let entries = state.live.live_entries();
     let players = entries.iter().map(LiveEntry::as_player).collect();
@@ -46,7 +48,9 @@ struct DebugBody {
     counters: MetricsSnapshot,
 }
 
-/// `GET /debug`: version, uptime, backend, connections, queue depth and counters.
+/// Version, uptime, backend, connections, queue depth and counters.
+#[utoipa::path(get, path = "/debug", tag = "operations",
+    responses((status = 200, description = "Server state as JSON")))]
 pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
     Json(DebugBody {
         version: env!("CARGO_PKG_VERSION"),
@@ -63,7 +67,12 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
     })
 }
 
-/// `GET /health`: 200 when the store answers within a few seconds, 503 otherwise.
+/// 200 when the database answers within a few seconds, 503 otherwise.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`"),
+        (status = 503, description = "`{\"status\": \"unavailable\", \"error\": ...}`"),
+    ))]
 pub async fn health(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),

@@ -4,8 +4,11 @@
 //! The interface is coarse and domain-shaped (`write_batch`, `character_stats`, ...) so each backend
 //! uses its own best SQL; no SQL string is shared between dialects.
 
+mod pg_read;
 mod postgres;
+pub mod query;
 mod sqlite;
+mod sqlite_read;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +19,21 @@ use serde::Serialize;
 use crate::protocol::{Rare, Spawn, Telemetry};
 
 pub use postgres::PgStore;
+pub use query::{
+    CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, LeaderMetric,
+    LeaderRow, SeriesPoint, SessionRares,
+};
 pub use sqlite::SqliteStore;
+
+/// Calls the same method on whichever backend this store is.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
 
 /// One accepted event on its way to the database.
 // Telemetry dominates the queue, so boxing it would add an allocation to nearly every event.
@@ -201,26 +218,17 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        match self {
-            Self::Sqlite(s) => s.write_batch(events).await,
-            Self::Postgres(s) => s.write_batch(events).await,
-        }
+        dispatch!(self.write_batch(events))
     }
 
     /// A trivial round trip, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(s) => s.ping().await,
-            Self::Postgres(s) => s.ping().await,
-        }
+        dispatch!(self.ping())
     }
 
     /// Running totals of every character ever seen.
     pub async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.character_stats().await,
-            Self::Postgres(s) => s.character_stats().await,
-        }
+        dispatch!(self.character_stats())
     }
 
     /// Sessions updated since `since`, with their kill baselines and rare counts.
@@ -228,18 +236,12 @@ impl Store {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<SessionStats>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.recent_sessions(since).await,
-            Self::Postgres(s) => s.recent_sessions(since).await,
-        }
+        dispatch!(self.recent_sessions(since))
     }
 
     /// Row counts of the event tables.
     pub async fn row_counts(&self) -> Result<RowCounts, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.row_counts().await,
-            Self::Postgres(s) => s.row_counts().await,
-        }
+        dispatch!(self.row_counts())
     }
 
     /// A character's stored telemetry, oldest first, at most `limit` rows.
@@ -248,18 +250,12 @@ impl Store {
         character: &str,
         limit: i64,
     ) -> Result<Vec<Telemetry>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.telemetry_of(character, limit).await,
-            Self::Postgres(s) => s.telemetry_of(character, limit).await,
-        }
+        dispatch!(self.telemetry_of(character, limit))
     }
 
     /// A character's stored spawns, oldest first, at most `limit` rows.
     pub async fn spawns_of(&self, character: &str, limit: i64) -> Result<Vec<Spawn>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.spawns_of(character, limit).await,
-            Self::Postgres(s) => s.spawns_of(character, limit).await,
-        }
+        dispatch!(self.spawns_of(character, limit))
     }
 
     /// A character's stored rare finds, oldest first, at most `limit` rows.
@@ -268,39 +264,88 @@ impl Store {
         character: &str,
         limit: i64,
     ) -> Result<Vec<StoredRare>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.rares_of(character, limit).await,
-            Self::Postgres(s) => s.rares_of(character, limit).await,
-        }
+        dispatch!(self.rares_of(character, limit))
     }
 
     /// A page of stored telemetry matching `query`, ordered by (timestamp, id).
     pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.history(query).await,
-            Self::Postgres(s) => s.history(query).await,
-        }
+        dispatch!(self.history(query))
     }
 
-    /// Positions since `since`, per character in time order, at most `limit` points.
+    /// Positions since `since`, per character in time order, at most `limit` points; with `step`,
+    /// at most one point per character per `step` seconds.
     pub async fn trails(
         &self,
         since: DateTime<Utc>,
         character: Option<&str>,
+        step: Option<i64>,
         limit: i64,
     ) -> Result<Vec<TrailPoint>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.trails(since, character, limit).await,
-            Self::Postgres(s) => s.trails(since, character, limit).await,
-        }
+        dispatch!(self.trails(since, character, step, limit))
+    }
+
+    /// A page of spawns or rares matching `query`, ordered by (timestamp, id).
+    pub async fn events(
+        &self,
+        kind: EventKind,
+        query: &EventQuery,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        dispatch!(self.events(kind, query))
+    }
+
+    /// Spawn or rare counts binned on a square grid, computed in the database.
+    pub async fn heatmap(
+        &self,
+        kind: EventKind,
+        query: &HeatmapQuery,
+    ) -> Result<Vec<HeatCell>, StoreError> {
+        dispatch!(self.heatmap(kind, query))
+    }
+
+    /// Every character ever seen, by name, at most `limit`.
+    pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
+        dispatch!(self.characters(limit))
+    }
+
+    /// One character, if it was ever seen.
+    pub async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
+        dispatch!(self.character(name))
+    }
+
+    /// Characters ranked by `metric` over [from, to).
+    pub async fn leaderboard(
+        &self,
+        metric: LeaderMetric,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<LeaderRow>, StoreError> {
+        dispatch!(self.leaderboard(metric, from, to, limit))
+    }
+
+    /// A character's kills and kills per hour in time buckets of `bucket_secs` over [from, to).
+    pub async fn activity(
+        &self,
+        character: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_secs: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        dispatch!(self.activity(character, from, to, bucket_secs))
+    }
+
+    /// Rares per session of a character, most recent first.
+    pub async fn session_rares(
+        &self,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<SessionRares>, StoreError> {
+        dispatch!(self.session_rares(character, limit))
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        match self {
-            Self::Sqlite(s) => s.close().await,
-            Self::Postgres(s) => s.close().await,
-        }
+        dispatch!(self.close())
     }
 }
 

@@ -10,8 +10,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
 
 use super::{
-    CharacterStats, CounterUpdates, Event, HistoryQuery, RowCounts, SessionStats, StoreError,
-    StoreOptions, StoredRare, TelemetryRecord, TrailPoint,
+    CharacterStats, CounterUpdates, Event, RowCounts, SessionStats, StoreError, StoreOptions,
+    StoredRare,
 };
 use crate::protocol::{Spawn, Telemetry};
 
@@ -20,7 +20,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// A PostgreSQL-backed store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     timescaledb: Arc<AtomicBool>,
 }
 
@@ -237,71 +237,9 @@ impl PgStore {
     }
 }
 
-impl PgStore {
-    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
-        let (after_ts, after_id) = q.after.unzip();
-        let rows = sqlx::query(
-            "SELECT id, character_name, char_tag, session_id, timestamp, ew, ns, z, kills, \
-                    kills_per_hour, onlinetime, deaths, total_deaths, rares_found, \
-                    prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms \
-             FROM telemetry_events \
-             WHERE ($1::text IS NULL OR character_name = $1) \
-               AND ($2::timestamptz IS NULL OR timestamp >= $2) \
-               AND ($3::timestamptz IS NULL OR timestamp < $3) \
-               AND ($4::timestamptz IS NULL OR (timestamp, id) > ($4, $5)) \
-             ORDER BY timestamp, id LIMIT $6",
-        )
-        .bind(q.character.as_deref())
-        .bind(q.from)
-        .bind(q.to)
-        .bind(after_ts)
-        .bind(after_id.unwrap_or(0))
-        .bind(q.limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TelemetryRecord {
-                    id: r.try_get("id")?,
-                    telemetry: telemetry_from_row(r)?,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn trails(
-        &self,
-        since: DateTime<Utc>,
-        character: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<TrailPoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT character_name, timestamp, ew, ns, z FROM telemetry_events \
-             WHERE timestamp >= $1 AND ($2::text IS NULL OR character_name = $2) \
-             ORDER BY character_name, timestamp, id LIMIT $3",
-        )
-        .bind(since)
-        .bind(character)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TrailPoint {
-                    character_name: r.try_get("character_name")?,
-                    timestamp: r.try_get("timestamp")?,
-                    ew: r.try_get("ew")?,
-                    ns: r.try_get("ns")?,
-                    z: r.try_get("z")?,
-                })
-            })
-            .collect()
-    }
-}
-
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
-fn telemetry_from_row(r: &PgRow) -> Result<Telemetry, StoreError> {
+pub(super) fn telemetry_from_row(r: &PgRow) -> Result<Telemetry, StoreError> {
     Ok(Telemetry {
         character_name: r.try_get("character_name")?,
         char_tag: r.try_get("char_tag")?,

@@ -11,8 +11,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite};
 
 use super::{
-    CharacterStats, CounterUpdates, Event, HistoryQuery, RowCounts, SessionStats, StoreError,
-    StoreOptions, StoredRare, TelemetryRecord, TrailPoint,
+    CharacterStats, CounterUpdates, Event, RowCounts, SessionStats, StoreError, StoreOptions,
+    StoredRare,
 };
 use crate::protocol::{Spawn, Telemetry};
 
@@ -21,11 +21,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// An SQLite-backed store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 /// Timestamps are stored as fixed-width RFC 3339 text so that text order is time order.
-fn ts(t: &DateTime<Utc>) -> String {
+pub(super) fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
@@ -33,7 +33,7 @@ fn now_text() -> String {
     ts(&Utc::now())
 }
 
-fn parse_ts(raw: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_ts(raw: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
@@ -225,69 +225,7 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
-    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
-        let (after_ts, after_id) = q.after.unzip();
-        let rows = sqlx::query(
-            "SELECT id, character_name, char_tag, session_id, timestamp, ew, ns, z, kills, \
-                    kills_per_hour, onlinetime, deaths, total_deaths, rares_found, \
-                    prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms \
-             FROM telemetry_events \
-             WHERE (?1 IS NULL OR character_name = ?1) \
-               AND (?2 IS NULL OR timestamp >= ?2) \
-               AND (?3 IS NULL OR timestamp < ?3) \
-               AND (?4 IS NULL OR timestamp > ?4 OR (timestamp = ?4 AND id > ?5)) \
-             ORDER BY timestamp, id LIMIT ?6",
-        )
-        .bind(q.character.as_deref())
-        .bind(q.from.as_ref().map(ts))
-        .bind(q.to.as_ref().map(ts))
-        .bind(after_ts.as_ref().map(ts))
-        .bind(after_id.unwrap_or(0))
-        .bind(q.limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TelemetryRecord {
-                    id: r.try_get("id")?,
-                    telemetry: telemetry_from_row(r)?,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn trails(
-        &self,
-        since: DateTime<Utc>,
-        character: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<TrailPoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT character_name, timestamp, ew, ns, z FROM telemetry_events \
-             WHERE timestamp >= ?1 AND (?2 IS NULL OR character_name = ?2) \
-             ORDER BY character_name, timestamp, id LIMIT ?3",
-        )
-        .bind(ts(&since))
-        .bind(character)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TrailPoint {
-                    character_name: r.try_get("character_name")?,
-                    timestamp: parse_ts(r.try_get("timestamp")?)?,
-                    ew: r.try_get("ew")?,
-                    ns: r.try_get("ns")?,
-                    z: r.try_get("z")?,
-                })
-            })
-            .collect()
-    }
-}
-
-fn telemetry_from_row(r: &SqliteRow) -> Result<Telemetry, StoreError> {
+pub(super) fn telemetry_from_row(r: &SqliteRow) -> Result<Telemetry, StoreError> {
     Ok(Telemetry {
         character_name: r.try_get("character_name")?,
         char_tag: r.try_get("char_tag")?,

@@ -1,0 +1,231 @@
+//! `/spawns`, `/rares` and their heatmaps.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::csv::{self, CsvRow};
+use super::params::{self, Format};
+use super::{ApiError, ErrorBody, require_character};
+use crate::state::AppState;
+use crate::store::{EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery};
+
+pub const EVENTS_DEFAULT_LIMIT: i64 = 1_000;
+pub const EVENTS_MAX_LIMIT: i64 = 10_000;
+/// Heatmap bins, in map units (the map spans about 204 units; a landblock is 0.8).
+pub const BIN_DEFAULT: f64 = 2.0;
+pub const BIN_MIN: f64 = 0.5;
+pub const BIN_MAX: f64 = 50.0;
+/// Heatmaps cover the last day unless a range is given; at most 366 days.
+const HEATMAP_DEFAULT_SPAN: chrono::Duration = chrono::Duration::days(1);
+
+/// Parameters of `/spawns` and `/rares`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Only this character (404 if it was never seen).
+    character: Option<String>,
+    /// Only this mob (`/spawns`) or item (`/rares`).
+    name: Option<String>,
+    /// Inclusive start, RFC 3339 (UTC).
+    from: Option<String>,
+    /// Exclusive end, RFC 3339 (UTC).
+    to: Option<String>,
+    /// Rows per page: 1 to 10000, default 1000. With CSV, the most rows exported (default: all).
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// `json` (default) or `csv` (streamed).
+    format: Option<String>,
+}
+
+/// A page of spawns or rares.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    #[schema(value_type = Vec<Object>)]
+    data: Vec<EventRecord>,
+    next_cursor: Option<String>,
+}
+
+impl CsvRow for EventRecord {
+    const HEADER: &'static str = "id,timestamp,character_name,name,session_id,ew,ns,z";
+
+    fn write(&self, out: &mut String) {
+        out.push_str(&format!("{},{},", self.id, self.timestamp.to_rfc3339()));
+        csv::field(out, &self.character_name);
+        out.push(',');
+        csv::field(out, &self.label);
+        out.push(',');
+        csv::field(out, self.session_id.as_deref().unwrap_or(""));
+        out.push_str(&format!(",{},{},{}", self.ew, self.ns, self.z));
+    }
+}
+
+async fn events(state: AppState, kind: EventKind, p: EventParams) -> Result<Response, ApiError> {
+    let (from, to) = params::range(p.from.as_deref(), p.to.as_deref())?;
+    let format = params::format(p.format.as_deref())?;
+    let character = params::name("character", p.character.as_deref())?;
+    if let Some(name) = &character {
+        require_character(&state, name).await?;
+    }
+    let mut query = EventQuery {
+        character,
+        label: params::name("name", p.name.as_deref())?,
+        from,
+        to,
+        after: params::cursor(p.cursor.as_deref())?,
+        limit: 0,
+    };
+    let filename = match kind {
+        EventKind::Spawns => "spawns.csv",
+        EventKind::Rares => "rares.csv",
+    };
+    match format {
+        Format::Json => {
+            let limit = params::int("limit", p.limit.as_deref(), 1, EVENTS_MAX_LIMIT)?
+                .unwrap_or(EVENTS_DEFAULT_LIMIT);
+            query.limit = limit + 1;
+            let mut data = state.store.events(kind, &query).await?;
+            let more = data.len() as i64 > limit;
+            data.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            let next_cursor = more
+                .then(|| data.last())
+                .flatten()
+                .map(|r| params::encode_cursor(r.timestamp, r.id));
+            Ok(Json(EventPage { data, next_cursor }).into_response())
+        }
+        Format::Csv => {
+            let cap = params::int("limit", p.limit.as_deref(), 1, i64::MAX)?;
+            let store = state.store.clone();
+            let sent = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+            Ok(csv::paged(filename, move |last: Option<EventRecord>| {
+                let store = store.clone();
+                let sent = sent.clone();
+                let mut q = query.clone();
+                async move {
+                    if let Some(last) = last {
+                        q.after = Some((last.timestamp, last.id));
+                    }
+                    let already = sent.load(std::sync::atomic::Ordering::Relaxed);
+                    let left = cap.map_or(csv::PAGE, |c| (c - already).clamp(0, csv::PAGE));
+                    if left == 0 {
+                        return Ok(Vec::new());
+                    }
+                    q.limit = left;
+                    let rows = store.events(kind, &q).await?;
+                    sent.fetch_add(rows.len() as i64, std::sync::atomic::Ordering::Relaxed);
+                    Ok(rows)
+                }
+            }))
+        }
+    }
+}
+
+/// Spawns, oldest first, paged with a cursor. `name` filters by mob.
+#[utoipa::path(get, path = "/spawns", params(EventParams), tag = "events",
+    responses(
+        (status = 200, description = "A page of spawns (or CSV)", body = EventPage),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 404, description = "Unknown character", body = ErrorBody),
+    ))]
+pub async fn spawns(
+    State(state): State<AppState>,
+    Query(p): Query<EventParams>,
+) -> Result<Response, ApiError> {
+    events(state, EventKind::Spawns, p).await
+}
+
+/// Rare finds, oldest first, paged with a cursor. `name` filters by item.
+#[utoipa::path(get, path = "/rares", params(EventParams), tag = "events",
+    responses(
+        (status = 200, description = "A page of rares (or CSV)", body = EventPage),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 404, description = "Unknown character", body = ErrorBody),
+    ))]
+pub async fn rares(
+    State(state): State<AppState>,
+    Query(p): Query<EventParams>,
+) -> Result<Response, ApiError> {
+    events(state, EventKind::Rares, p).await
+}
+
+/// Parameters of the heatmaps.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HeatmapParams {
+    /// Inclusive start, RFC 3339 (UTC); default: a day before `to`.
+    from: Option<String>,
+    /// Exclusive end, RFC 3339 (UTC); default: now.
+    to: Option<String>,
+    /// Cell size in map units, 0.5 to 50, default 2.
+    bin: Option<String>,
+    /// Only this mob (spawns) or item (rares).
+    name: Option<String>,
+}
+
+/// Counts per grid cell.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Heatmap {
+    /// Cell size in map units.
+    bin: f64,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    /// Non-empty cells; `ew`/`ns` are each cell's south-west corner.
+    cells: Vec<HeatCell>,
+}
+
+async fn heatmap(
+    state: AppState,
+    kind: EventKind,
+    p: HeatmapParams,
+) -> Result<Json<Heatmap>, ApiError> {
+    let (from, to) =
+        params::range_or_default(p.from.as_deref(), p.to.as_deref(), HEATMAP_DEFAULT_SPAN)?;
+    if to - from > chrono::Duration::days(366) {
+        return Err(ApiError::BadRequest(
+            "the range between `from` and `to` is longer than 366 days".into(),
+        ));
+    }
+    let bin = params::number("bin", p.bin.as_deref(), BIN_MIN, BIN_MAX)?.unwrap_or(BIN_DEFAULT);
+    let query = HeatmapQuery {
+        from,
+        to,
+        bin,
+        label: params::name("name", p.name.as_deref())?,
+    };
+    let cells = state.store.heatmap(kind, &query).await?;
+    Ok(Json(Heatmap {
+        bin,
+        from,
+        to,
+        cells,
+    }))
+}
+
+/// Spawn counts on a map grid, computed in the database.
+#[utoipa::path(get, path = "/spawns/heatmap", params(HeatmapParams), tag = "events",
+    responses(
+        (status = 200, description = "Spawn counts per cell", body = Heatmap),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+    ))]
+pub async fn spawn_heatmap(
+    State(state): State<AppState>,
+    Query(p): Query<HeatmapParams>,
+) -> Result<Json<Heatmap>, ApiError> {
+    heatmap(state, EventKind::Spawns, p).await
+}
+
+/// Rare counts on a map grid, computed in the database.
+#[utoipa::path(get, path = "/rares/heatmap", params(HeatmapParams), tag = "events",
+    responses(
+        (status = 200, description = "Rare counts per cell", body = Heatmap),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+    ))]
+pub async fn rare_heatmap(
+    State(state): State<AppState>,
+    Query(p): Query<HeatmapParams>,
+) -> Result<Json<Heatmap>, ApiError> {
+    heatmap(state, EventKind::Rares, p).await
+}

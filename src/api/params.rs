@@ -1,0 +1,143 @@
+//! Query-parameter parsing shared by the query endpoints. Parameters arrive as strings and are
+//! checked here, so every mistake is a 400 with a sentence that names the parameter.
+
+use chrono::{DateTime, Utc};
+
+use super::ApiError;
+use crate::protocol::MAX_NAME_CHARS;
+
+/// Parses an RFC 3339 time.
+pub fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "`{name}` must be an RFC 3339 time such as 2026-01-31T12:00:00Z"
+            ))
+        })
+}
+
+/// Parses a whole number within [min, max].
+pub fn int(name: &str, raw: Option<&str>, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<i64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
+        _ => Err(ApiError::BadRequest(format!(
+            "`{name}` must be a whole number from {min} to {max}"
+        ))),
+    }
+}
+
+/// Parses a finite number within [min, max].
+pub fn number(name: &str, raw: Option<&str>, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= min && v <= max => Ok(Some(v)),
+        _ => Err(ApiError::BadRequest(format!(
+            "`{name}` must be a number from {min} to {max}"
+        ))),
+    }
+}
+
+/// A name filter (character, mob, item): non-empty and no longer than any stored name.
+pub fn name(param: &str, raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(v) if v.chars().count() > MAX_NAME_CHARS => Err(ApiError::BadRequest(format!(
+            "`{param}` is longer than {MAX_NAME_CHARS} characters"
+        ))),
+        Some(v) => Ok(Some(v.to_owned())),
+    }
+}
+
+/// A time range: both ends optional, `from` not after `to`.
+pub fn range(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ApiError> {
+    let from = time("from", from)?;
+    let to = time("to", to)?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(ApiError::BadRequest("`from` is after `to`".into()));
+    }
+    Ok((from, to))
+}
+
+/// A closed range with defaults: `to` defaults to now, `from` to `to - default_span`.
+pub fn range_or_default(
+    from: Option<&str>,
+    to: Option<&str>,
+    default_span: chrono::Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let (from, to) = range(from, to)?;
+    let to = to.unwrap_or_else(Utc::now);
+    let from = from.unwrap_or(to - default_span);
+    if from > to {
+        return Err(ApiError::BadRequest("`from` is after `to`".into()));
+    }
+    Ok((from, to))
+}
+
+/// Response format of endpoints that can answer CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+pub fn format(raw: Option<&str>) -> Result<Format, ApiError> {
+    match raw {
+        None | Some("") | Some("json") => Ok(Format::Json),
+        Some("csv") => Ok(Format::Csv),
+        Some(_) => Err(ApiError::BadRequest(
+            "`format` must be `json` or `csv`".into(),
+        )),
+    }
+}
+
+/// Cursors are `<microseconds since the epoch>_<row id>` of the last row of a page.
+pub fn encode_cursor(timestamp: DateTime<Utc>, id: i64) -> String {
+    format!("{}_{}", timestamp.timestamp_micros(), id)
+}
+
+pub fn cursor(raw: Option<&str>) -> Result<Option<(DateTime<Utc>, i64)>, ApiError> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadRequest("`cursor` is not one this server handed out".into());
+    let (micros, id) = raw.split_once('_').ok_or_else(bad)?;
+    let micros = micros.parse::<i64>().map_err(|_| bad())?;
+    let id = id.parse::<i64>().map_err(|_| bad())?;
+    let ts = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    Ok(Some((ts, id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert!(cursor(Some("nonsense")).is_err());
+        assert!(cursor(Some("12_x")).is_err());
+        let ts = DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("ts");
+        let encoded = encode_cursor(ts, 42);
+        assert_eq!(cursor(Some(&encoded)).expect("valid"), Some((ts, 42)));
+    }
+
+    #[test]
+    fn ranges_must_be_ordered() {
+        assert!(range(Some("2026-02-01T00:00:00Z"), Some("2026-01-01T00:00:00Z")).is_err());
+        assert!(range(Some("2026-01-01T00:00:00Z"), None).is_ok());
+        assert!(range(Some("soon"), None).is_err());
+    }
+}

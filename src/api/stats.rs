@@ -1,0 +1,164 @@
+//! `/characters`, `/stats/leaderboard` and `/stats/{character}`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::params;
+use super::{ApiError, ErrorBody, require_character};
+use crate::state::AppState;
+use crate::store::{CharacterSummary, LeaderMetric, LeaderRow, SeriesPoint, SessionRares};
+
+/// Most characters `/characters` lists.
+const MAX_CHARACTERS: i64 = 100_000;
+const DEFAULT_SPAN: chrono::Duration = chrono::Duration::days(1);
+/// Longest range a stats query may cover.
+const MAX_SPAN: chrono::Duration = chrono::Duration::days(366);
+/// Most buckets one series may have.
+const MAX_BUCKETS: i64 = 10_000;
+
+/// Every character ever seen.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Characters {
+    characters: Vec<CharacterSummary>,
+}
+
+/// Every character ever seen, with last seen, totals and deaths.
+#[utoipa::path(get, path = "/characters", tag = "stats",
+    responses((status = 200, description = "Characters by name", body = Characters)))]
+pub async fn characters(State(state): State<AppState>) -> Result<Json<Characters>, ApiError> {
+    let characters = state.store.characters(MAX_CHARACTERS).await?;
+    Ok(Json(Characters { characters }))
+}
+
+/// Parameters of `/stats/leaderboard`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LeaderboardParams {
+    /// `kills` (default), `kills_per_hour` or `rares`.
+    by: Option<String>,
+    /// Inclusive start, RFC 3339 (UTC); default: a day before `to`.
+    from: Option<String>,
+    /// Exclusive end, RFC 3339 (UTC); default: now.
+    to: Option<String>,
+    /// Entries, 1 to 1000, default 10.
+    limit: Option<String>,
+}
+
+/// A ranking over a time range.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Leaderboard {
+    by: LeaderMetric,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    entries: Vec<LeaderRow>,
+}
+
+fn bounded_range(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let (from, to) = params::range_or_default(from, to, DEFAULT_SPAN)?;
+    if to - from > MAX_SPAN {
+        return Err(ApiError::BadRequest(
+            "the range between `from` and `to` is longer than 366 days".into(),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// Characters ranked by kills, kills per hour or rares over a time range.
+#[utoipa::path(get, path = "/stats/leaderboard", params(LeaderboardParams), tag = "stats",
+    responses(
+        (status = 200, description = "The ranking", body = Leaderboard),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+    ))]
+pub async fn leaderboard(
+    State(state): State<AppState>,
+    Query(p): Query<LeaderboardParams>,
+) -> Result<Json<Leaderboard>, ApiError> {
+    let by = match p.by.as_deref() {
+        None | Some("") | Some("kills") => LeaderMetric::Kills,
+        Some("kills_per_hour") | Some("kph") => LeaderMetric::KillsPerHour,
+        Some("rares") => LeaderMetric::Rares,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "`by` must be `kills`, `kills_per_hour` or `rares`".into(),
+            ));
+        }
+    };
+    let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref())?;
+    let limit = params::int("limit", p.limit.as_deref(), 1, 1000)?.unwrap_or(10);
+    let entries = state.store.leaderboard(by, from, to, limit).await?;
+    Ok(Json(Leaderboard {
+        by,
+        from,
+        to,
+        entries,
+    }))
+}
+
+/// Parameters of `/stats/{character}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CharacterStatsParams {
+    /// Inclusive start, RFC 3339 (UTC); default: a day before `to`.
+    from: Option<String>,
+    /// Exclusive end, RFC 3339 (UTC); default: now.
+    to: Option<String>,
+    /// Bucket length in seconds, 60 to 604800, default 3600.
+    bucket: Option<String>,
+}
+
+/// A character's activity over time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CharacterStats {
+    character: CharacterSummary,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket_secs: i64,
+    /// Kills and average kills per hour per bucket (buckets without telemetry are absent).
+    series: Vec<SeriesPoint>,
+    /// Rares per session, most recent first (at most 100 sessions).
+    rares_per_session: Vec<SessionRares>,
+}
+
+/// Kills per hour over time and rares per session for one character.
+#[utoipa::path(get, path = "/stats/{character}", params(
+        ("character" = String, Path, description = "Character name"),
+        CharacterStatsParams,
+    ), tag = "stats",
+    responses(
+        (status = 200, description = "The character's series", body = CharacterStats),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 404, description = "Unknown character", body = ErrorBody),
+    ))]
+pub async fn character_stats(
+    State(state): State<AppState>,
+    Path(character): Path<String>,
+    Query(p): Query<CharacterStatsParams>,
+) -> Result<Json<CharacterStats>, ApiError> {
+    let name = params::name("character", Some(&character))?
+        .ok_or_else(|| ApiError::BadRequest("`character` must not be empty".into()))?;
+    let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref())?;
+    let bucket_secs =
+        params::int("bucket", p.bucket.as_deref(), 60, 7 * 24 * 3600)?.unwrap_or(3600);
+    if (to - from).num_seconds() / bucket_secs > MAX_BUCKETS {
+        return Err(ApiError::BadRequest(format!(
+            "more than {MAX_BUCKETS} buckets: use a larger `bucket` or a shorter range"
+        )));
+    }
+    let character = require_character(&state, &name).await?;
+    let series = state.store.activity(&name, from, to, bucket_secs).await?;
+    let rares_per_session = state.store.session_rares(&name, 100).await?;
+    Ok(Json(CharacterStats {
+        character,
+        from,
+        to,
+        bucket_secs,
+        series,
+        rares_per_session,
+    }))
+}

@@ -1,0 +1,332 @@
+//! PostgreSQL read queries of the query API. Filters are added to the SQL only when present, so
+//! every statement the planner sees can use the (character, time) and time indexes.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::postgres::{PgStore, telemetry_from_row};
+use super::query::{
+    CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, LeaderMetric,
+    LeaderRow, SeriesPoint, SessionRares,
+};
+use super::{HistoryQuery, StoreError, TelemetryRecord, TrailPoint};
+
+const TELEMETRY_COLUMNS: &str = "id, character_name, char_tag, session_id, timestamp, ew, ns, z, \
+    kills, kills_per_hour, onlinetime, deaths, total_deaths, rares_found, prismatic_taper_count, \
+    vt_state, mem_mb, cpu_pct, mem_handles, latency_ms";
+
+/// Appends ` AND <range and cursor filters>` for a table with `timestamp` and `id` columns.
+fn push_range(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    after: Option<(DateTime<Utc>, i64)>,
+) {
+    if let Some(from) = from {
+        qb.push(" AND timestamp >= ").push_bind(from);
+    }
+    if let Some(to) = to {
+        qb.push(" AND timestamp < ").push_bind(to);
+    }
+    if let Some((ts, id)) = after {
+        qb.push(" AND (timestamp, id) > (")
+            .push_bind(ts)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+}
+
+fn summary_from_row(r: &PgRow) -> Result<CharacterSummary, StoreError> {
+    Ok(CharacterSummary {
+        character_name: r.try_get("character_name")?,
+        char_tag: r.try_get("char_tag")?,
+        first_seen: r.try_get("first_seen")?,
+        last_seen: r.try_get("last_seen")?,
+        total_kills: r.try_get("total_kills")?,
+        total_rares: r.try_get("total_rares")?,
+        deaths: r.try_get("deaths")?,
+        total_deaths: r.try_get("total_deaths")?,
+    })
+}
+
+const SUMMARY_SQL: &str = "SELECT c.character_name, c.char_tag, c.first_seen, c.last_seen, \
+        coalesce(k.total_kills, 0) AS total_kills, coalesce(r.total_rares, 0) AS total_rares, \
+        c.deaths, c.total_deaths \
+    FROM characters c \
+    LEFT JOIN char_stats k USING (character_name) \
+    LEFT JOIN rare_stats r USING (character_name)";
+
+impl PgStore {
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
+        let mut qb = QueryBuilder::new("SELECT ");
+        qb.push(TELEMETRY_COLUMNS)
+            .push(" FROM telemetry_events WHERE TRUE");
+        if let Some(c) = &q.character {
+            qb.push(" AND character_name = ").push_bind(c.clone());
+        }
+        push_range(&mut qb, q.from, q.to, q.after);
+        qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TelemetryRecord {
+                    id: r.try_get("id")?,
+                    telemetry: telemetry_from_row(r)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn trails(
+        &self,
+        since: DateTime<Utc>,
+        character: Option<&str>,
+        step: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<TrailPoint>, StoreError> {
+        let mut qb = QueryBuilder::new("");
+        match step {
+            Some(step) => {
+                // One point per character per `step` seconds: the first of each bucket.
+                qb.push(
+                    "SELECT DISTINCT ON (character_name, b) character_name, timestamp, ew, ns, z \
+                     FROM (SELECT character_name, timestamp, ew, ns, z, \
+                           floor(extract(epoch FROM timestamp) / ",
+                )
+                .push_bind(step as f64)
+                .push(") AS b FROM telemetry_events WHERE timestamp >= ")
+                .push_bind(since);
+                if let Some(c) = character {
+                    qb.push(" AND character_name = ").push_bind(c.to_owned());
+                }
+                qb.push(") t ORDER BY character_name, b, timestamp");
+            }
+            None => {
+                qb.push("SELECT character_name, timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ")
+                    .push_bind(since);
+                if let Some(c) = character {
+                    qb.push(" AND character_name = ").push_bind(c.to_owned());
+                }
+                qb.push(" ORDER BY character_name, timestamp, id");
+            }
+        }
+        qb.push(" LIMIT ").push_bind(limit);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TrailPoint {
+                    character_name: r.try_get("character_name")?,
+                    timestamp: r.try_get("timestamp")?,
+                    ew: r.try_get("ew")?,
+                    ns: r.try_get("ns")?,
+                    z: r.try_get("z")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn events(
+        &self,
+        kind: EventKind,
+        q: &EventQuery,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let (select, label_col) = match kind {
+            EventKind::Spawns => (
+                "SELECT id, character_name, mob AS label, NULL::text AS session_id, timestamp, \
+                 ew, ns, z FROM spawn_events WHERE TRUE",
+                "mob",
+            ),
+            EventKind::Rares => (
+                "SELECT id, character_name, name AS label, session_id, timestamp, ew, ns, z \
+                 FROM rare_events WHERE TRUE",
+                "name",
+            ),
+        };
+        let mut qb = QueryBuilder::new(select);
+        if let Some(c) = &q.character {
+            qb.push(" AND character_name = ").push_bind(c.clone());
+        }
+        if let Some(l) = &q.label {
+            qb.push(format_args!(" AND {label_col} = "))
+                .push_bind(l.clone());
+        }
+        push_range(&mut qb, q.from, q.to, q.after);
+        qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRecord {
+                    id: r.try_get("id")?,
+                    character_name: r.try_get("character_name")?,
+                    label: r.try_get("label")?,
+                    session_id: r.try_get("session_id")?,
+                    timestamp: r.try_get("timestamp")?,
+                    ew: r.try_get("ew")?,
+                    ns: r.try_get("ns")?,
+                    z: r.try_get("z")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn heatmap(
+        &self,
+        kind: EventKind,
+        q: &HeatmapQuery,
+    ) -> Result<Vec<HeatCell>, StoreError> {
+        let (table, label_col) = match kind {
+            EventKind::Spawns => ("spawn_events", "mob"),
+            EventKind::Rares => ("rare_events", "name"),
+        };
+        let mut qb = QueryBuilder::new("SELECT floor(ew / ");
+        qb.push_bind(q.bin)
+            .push(")::int8 AS bx, floor(ns / ")
+            .push_bind(q.bin)
+            .push(format_args!(
+                ")::int8 AS by, count(*) AS count FROM {table} WHERE timestamp >= "
+            ))
+            .push_bind(q.from)
+            .push(" AND timestamp < ")
+            .push_bind(q.to);
+        if let Some(l) = &q.label {
+            qb.push(format_args!(" AND {label_col} = "))
+                .push_bind(l.clone());
+        }
+        qb.push(" GROUP BY 1, 2 ORDER BY 1, 2");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let bx: i64 = r.try_get("bx")?;
+                let by: i64 = r.try_get("by")?;
+                Ok(HeatCell {
+                    ew: bx as f64 * q.bin,
+                    ns: by as f64 * q.bin,
+                    count: r.try_get("count")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
+        let rows = sqlx::query(&format!("{SUMMARY_SQL} ORDER BY c.character_name LIMIT $1"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    pub async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
+        let row = sqlx::query(&format!("{SUMMARY_SQL} WHERE c.character_name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(summary_from_row).transpose()
+    }
+
+    pub async fn leaderboard(
+        &self,
+        metric: LeaderMetric,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<LeaderRow>, StoreError> {
+        let sql = match metric {
+            LeaderMetric::Kills => {
+                "SELECT character_name, sum(kills_delta)::float8 AS value FROM telemetry_events \
+                 WHERE timestamp >= $1 AND timestamp < $2 GROUP BY 1 HAVING sum(kills_delta) > 0 \
+                 ORDER BY value DESC, character_name LIMIT $3"
+            }
+            LeaderMetric::KillsPerHour => {
+                "SELECT character_name, avg(kills_per_hour)::float8 AS value FROM telemetry_events \
+                 WHERE timestamp >= $1 AND timestamp < $2 AND kills_per_hour IS NOT NULL \
+                 GROUP BY 1 ORDER BY value DESC, character_name LIMIT $3"
+            }
+            LeaderMetric::Rares => {
+                "SELECT character_name, count(*)::float8 AS value FROM rare_events \
+                 WHERE timestamp >= $1 AND timestamp < $2 GROUP BY 1 \
+                 ORDER BY value DESC, character_name LIMIT $3"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Ok(LeaderRow {
+                    rank: i as i64 + 1,
+                    character_name: r.try_get("character_name")?,
+                    value: r.try_get("value")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn activity(
+        &self,
+        character: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_secs: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        // TimescaleDB's time_bucket is the native tool; plain PostgreSQL floors the epoch.
+        let bucket = if self.timescaledb() {
+            "time_bucket(make_interval(secs => $4), timestamp)"
+        } else {
+            "to_timestamp(floor(extract(epoch FROM timestamp) / $4) * $4)"
+        };
+        let sql = format!(
+            "SELECT {bucket} AS bucket, avg(kills_per_hour)::float8 AS kph, \
+                    sum(kills_delta)::int8 AS kills, count(*) AS samples \
+             FROM telemetry_events \
+             WHERE character_name = $1 AND timestamp >= $2 AND timestamp < $3 \
+             GROUP BY 1 ORDER BY 1"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(character)
+            .bind(from)
+            .bind(to)
+            .bind(bucket_secs as f64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SeriesPoint {
+                    bucket: r.try_get("bucket")?,
+                    kills_per_hour: r.try_get("kph")?,
+                    kills: r.try_get("kills")?,
+                    samples: r.try_get("samples")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn session_rares(
+        &self,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<SessionRares>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT session_id, session_rares, updated_at FROM rare_stats_sessions \
+             WHERE character_name = $1 ORDER BY updated_at DESC, session_id LIMIT $2",
+        )
+        .bind(character)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionRares {
+                    session_id: r.try_get("session_id")?,
+                    rares: r.try_get("session_rares")?,
+                    last_update: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,340 @@
+//! SQLite read queries of the query API. Timestamps are fixed-width RFC 3339 text, so range
+//! filters compare text and use the same indexes as on PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::query::{
+    CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, LeaderMetric,
+    LeaderRow, SeriesPoint, SessionRares,
+};
+use super::sqlite::{SqliteStore, parse_ts, telemetry_from_row, ts};
+use super::{HistoryQuery, StoreError, TelemetryRecord, TrailPoint};
+
+const TELEMETRY_COLUMNS: &str = "id, character_name, char_tag, session_id, timestamp, ew, ns, z, \
+    kills, kills_per_hour, onlinetime, deaths, total_deaths, rares_found, prismatic_taper_count, \
+    vt_state, mem_mb, cpu_pct, mem_handles, latency_ms";
+
+/// Epoch seconds of a stored timestamp.
+const EPOCH: &str = "CAST(strftime('%s', timestamp) AS INTEGER)";
+
+fn push_range(
+    qb: &mut QueryBuilder<'_, Sqlite>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    after: Option<(DateTime<Utc>, i64)>,
+) {
+    if let Some(from) = from {
+        qb.push(" AND timestamp >= ").push_bind(ts(&from));
+    }
+    if let Some(to) = to {
+        qb.push(" AND timestamp < ").push_bind(ts(&to));
+    }
+    if let Some((at, id)) = after {
+        let at = ts(&at);
+        qb.push(" AND (timestamp > ")
+            .push_bind(at.clone())
+            .push(" OR (timestamp = ")
+            .push_bind(at)
+            .push(" AND id > ")
+            .push_bind(id)
+            .push("))");
+    }
+}
+
+fn summary_from_row(r: &SqliteRow) -> Result<CharacterSummary, StoreError> {
+    Ok(CharacterSummary {
+        character_name: r.try_get("character_name")?,
+        char_tag: r.try_get("char_tag")?,
+        first_seen: parse_ts(r.try_get("first_seen")?)?,
+        last_seen: parse_ts(r.try_get("last_seen")?)?,
+        total_kills: r.try_get("total_kills")?,
+        total_rares: r.try_get("total_rares")?,
+        deaths: r.try_get("deaths")?,
+        total_deaths: r.try_get("total_deaths")?,
+    })
+}
+
+const SUMMARY_SQL: &str = "SELECT c.character_name, c.char_tag, c.first_seen, c.last_seen, \
+        coalesce(k.total_kills, 0) AS total_kills, coalesce(r.total_rares, 0) AS total_rares, \
+        c.deaths, c.total_deaths \
+    FROM characters c \
+    LEFT JOIN char_stats k ON k.character_name = c.character_name \
+    LEFT JOIN rare_stats r ON r.character_name = c.character_name";
+
+/// `floor(column / bin)` as an integer (SQLite has no floor() in every build).
+fn floor_div(column: &str, bin: f64) -> String {
+    // `bin` is a validated finite number; formatting it keeps the expression one placeholder-free
+    // string so the same text appears in SELECT and GROUP BY.
+    let bin = format!("{bin:?}");
+    format!(
+        "(CAST({column} / {bin} AS INTEGER) - ({column} < 0 AND {column} / {bin} != CAST({column} / {bin} AS INTEGER)))"
+    )
+}
+
+impl SqliteStore {
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
+        let mut qb = QueryBuilder::new("SELECT ");
+        qb.push(TELEMETRY_COLUMNS)
+            .push(" FROM telemetry_events WHERE 1");
+        if let Some(c) = &q.character {
+            qb.push(" AND character_name = ").push_bind(c.clone());
+        }
+        push_range(&mut qb, q.from, q.to, q.after);
+        qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TelemetryRecord {
+                    id: r.try_get("id")?,
+                    telemetry: telemetry_from_row(r)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn trails(
+        &self,
+        since: DateTime<Utc>,
+        character: Option<&str>,
+        step: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<TrailPoint>, StoreError> {
+        let mut qb = QueryBuilder::new("");
+        match step {
+            Some(step) => {
+                // SQLite returns the other columns of the row holding min(timestamp) per group:
+                // the first point of each character's `step`-second bucket.
+                qb.push("SELECT character_name, min(timestamp) AS timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ")
+                    .push_bind(ts(&since));
+                if let Some(c) = character {
+                    qb.push(" AND character_name = ").push_bind(c.to_owned());
+                }
+                qb.push(format_args!(
+                    " GROUP BY character_name, {EPOCH} / {step} ORDER BY character_name, timestamp"
+                ));
+            }
+            None => {
+                qb.push("SELECT character_name, timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ")
+                    .push_bind(ts(&since));
+                if let Some(c) = character {
+                    qb.push(" AND character_name = ").push_bind(c.to_owned());
+                }
+                qb.push(" ORDER BY character_name, timestamp, id");
+            }
+        }
+        qb.push(" LIMIT ").push_bind(limit);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TrailPoint {
+                    character_name: r.try_get("character_name")?,
+                    timestamp: parse_ts(r.try_get("timestamp")?)?,
+                    ew: r.try_get("ew")?,
+                    ns: r.try_get("ns")?,
+                    z: r.try_get("z")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn events(
+        &self,
+        kind: EventKind,
+        q: &EventQuery,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let (select, label_col) = match kind {
+            EventKind::Spawns => (
+                "SELECT id, character_name, mob AS label, NULL AS session_id, timestamp, ew, ns, z \
+                 FROM spawn_events WHERE 1",
+                "mob",
+            ),
+            EventKind::Rares => (
+                "SELECT id, character_name, name AS label, session_id, timestamp, ew, ns, z \
+                 FROM rare_events WHERE 1",
+                "name",
+            ),
+        };
+        let mut qb = QueryBuilder::new(select);
+        if let Some(c) = &q.character {
+            qb.push(" AND character_name = ").push_bind(c.clone());
+        }
+        if let Some(l) = &q.label {
+            qb.push(format_args!(" AND {label_col} = "))
+                .push_bind(l.clone());
+        }
+        push_range(&mut qb, q.from, q.to, q.after);
+        qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRecord {
+                    id: r.try_get("id")?,
+                    character_name: r.try_get("character_name")?,
+                    label: r.try_get("label")?,
+                    session_id: r.try_get("session_id")?,
+                    timestamp: parse_ts(r.try_get("timestamp")?)?,
+                    ew: r.try_get("ew")?,
+                    ns: r.try_get("ns")?,
+                    z: r.try_get("z")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn heatmap(
+        &self,
+        kind: EventKind,
+        q: &HeatmapQuery,
+    ) -> Result<Vec<HeatCell>, StoreError> {
+        let (table, label_col) = match kind {
+            EventKind::Spawns => ("spawn_events", "mob"),
+            EventKind::Rares => ("rare_events", "name"),
+        };
+        let bx = floor_div("ew", q.bin);
+        let by = floor_div("ns", q.bin);
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {bx} AS bx, {by} AS by, count(*) AS count FROM {table} WHERE timestamp >= "
+        ));
+        qb.push_bind(ts(&q.from))
+            .push(" AND timestamp < ")
+            .push_bind(ts(&q.to));
+        if let Some(l) = &q.label {
+            qb.push(format_args!(" AND {label_col} = "))
+                .push_bind(l.clone());
+        }
+        qb.push(" GROUP BY 1, 2 ORDER BY 1, 2");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let bx: i64 = r.try_get("bx")?;
+                let by: i64 = r.try_get("by")?;
+                Ok(HeatCell {
+                    ew: bx as f64 * q.bin,
+                    ns: by as f64 * q.bin,
+                    count: r.try_get("count")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
+        let rows = sqlx::query(&format!("{SUMMARY_SQL} ORDER BY c.character_name LIMIT ?1"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    pub async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
+        let row = sqlx::query(&format!("{SUMMARY_SQL} WHERE c.character_name = ?1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(summary_from_row).transpose()
+    }
+
+    pub async fn leaderboard(
+        &self,
+        metric: LeaderMetric,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<LeaderRow>, StoreError> {
+        let sql = match metric {
+            LeaderMetric::Kills => {
+                "SELECT character_name, CAST(sum(kills_delta) AS REAL) AS value \
+                 FROM telemetry_events WHERE timestamp >= ?1 AND timestamp < ?2 GROUP BY 1 \
+                 HAVING sum(kills_delta) > 0 ORDER BY value DESC, character_name LIMIT ?3"
+            }
+            LeaderMetric::KillsPerHour => {
+                "SELECT character_name, avg(kills_per_hour) AS value FROM telemetry_events \
+                 WHERE timestamp >= ?1 AND timestamp < ?2 AND kills_per_hour IS NOT NULL \
+                 GROUP BY 1 ORDER BY value DESC, character_name LIMIT ?3"
+            }
+            LeaderMetric::Rares => {
+                "SELECT character_name, CAST(count(*) AS REAL) AS value FROM rare_events \
+                 WHERE timestamp >= ?1 AND timestamp < ?2 GROUP BY 1 \
+                 ORDER BY value DESC, character_name LIMIT ?3"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(ts(&from))
+            .bind(ts(&to))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Ok(LeaderRow {
+                    rank: i as i64 + 1,
+                    character_name: r.try_get("character_name")?,
+                    value: r.try_get("value")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn activity(
+        &self,
+        character: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_secs: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        let sql = format!(
+            "SELECT ({EPOCH} / ?4) * ?4 AS bucket, avg(kills_per_hour) AS kph, \
+                    sum(kills_delta) AS kills, count(*) AS samples \
+             FROM telemetry_events \
+             WHERE character_name = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
+             GROUP BY 1 ORDER BY 1"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(character)
+            .bind(ts(&from))
+            .bind(ts(&to))
+            .bind(bucket_secs)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let secs: i64 = r.try_get("bucket")?;
+                let bucket = DateTime::from_timestamp(secs, 0).ok_or_else(|| {
+                    StoreError::Database(sqlx::Error::Decode("bucket out of range".into()))
+                })?;
+                Ok(SeriesPoint {
+                    bucket,
+                    kills_per_hour: r.try_get("kph")?,
+                    kills: r.try_get("kills")?,
+                    samples: r.try_get("samples")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn session_rares(
+        &self,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<SessionRares>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT session_id, session_rares, updated_at FROM rare_stats_sessions \
+             WHERE character_name = ?1 ORDER BY updated_at DESC, session_id LIMIT ?2",
+        )
+        .bind(character)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionRares {
+                    session_id: r.try_get("session_id")?,
+                    rares: r.try_get("session_rares")?,
+                    last_update: parse_ts(r.try_get("updated_at")?)?,
+                })
+            })
+            .collect()
+    }
+}
