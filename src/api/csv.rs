@@ -5,7 +5,7 @@ use std::future::Future;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 
 use crate::store::StoreError;
 
@@ -91,7 +91,8 @@ where
             }
         }
     });
-    csv_response(filename, Body::from_stream(body))
+    // Fused: body layers (compression) may poll again after the end.
+    csv_response(filename, Body::from_stream(body.fuse()))
 }
 
 /// A CSV answer for rows already fetched (bounded by the endpoint's own cap).

@@ -57,11 +57,11 @@ pub fn name(param: &str, raw: Option<&str>) -> Result<Option<String>, ApiError> 
     }
 }
 
+/// A time range whose ends are each optional.
+pub type OpenRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// A time range: both ends optional, `from` not after `to`.
-pub fn range(
-    from: Option<&str>,
-    to: Option<&str>,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ApiError> {
+pub fn range(from: Option<&str>, to: Option<&str>) -> Result<OpenRange, ApiError> {
     let from = time("from", from)?;
     let to = time("to", to)?;
     if let (Some(f), Some(t)) = (from, to)
