@@ -27,6 +27,43 @@ pub struct Cli {
 pub enum Command {
     /// Run the tracker server (the default).
     Serve,
+    /// Run a benchmark against loopback only; prints a JSON summary and records it in
+    /// docs/BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Benchmark scenarios.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Fill PostgreSQL with synthetic history and time the query endpoints.
+    Queries(QueryBenchArgs),
+}
+
+/// Settings of the query benchmark.
+#[derive(Debug, Clone, Args)]
+pub struct QueryBenchArgs {
+    /// PostgreSQL database to fill. Its event tables are emptied first.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Telemetry rows to generate (spread evenly over the characters, one every 2 s each).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: i64,
+    /// Characters to generate.
+    #[arg(long, default_value_t = 1_000)]
+    pub characters: i64,
+    /// Spawn events to generate over the last 24 hours.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub spawns: i64,
+    /// Timed requests per endpoint (after 3 warm-up requests).
+    #[arg(long, default_value_t = 30)]
+    pub iterations: usize,
+    /// Reuse the data already in the database (it must come from a fill less than an hour old).
+    #[arg(long)]
+    pub reuse: bool,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
 }
 
 /// Output format of the log lines written to stderr.

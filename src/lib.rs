@@ -5,6 +5,7 @@
 //! configuration and calls [`Server::run`].
 
 pub mod api;
+pub mod bench;
 pub mod browser;
 pub mod config;
 pub mod ingest;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use dereth_tracker::Server;
-use dereth_tracker::config::{Cli, Command, LogFormat, Settings};
+use dereth_tracker::config::{BenchCommand, Cli, Command, LogFormat, Settings};
 use dereth_tracker::store::{Store, StoreOptions, redact_url};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -16,6 +16,9 @@ async fn main() -> ExitCode {
     init_tracing(cli.settings.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.settings).await,
+        Command::Bench(BenchCommand::Queries(args)) => {
+            dereth_tracker::bench::queries::run(args).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -463,3 +463,40 @@ async fn metrics_are_exposed_in_prometheus_format() {
         assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
     }
 }
+
+/// PostgreSQL only: the query shapes behind `/history`, `/trails`, `/spawns` and the heatmaps are
+/// served by indexes (sequential scans are disabled so the plan shows whether an index can
+/// answer; on a tiny table the planner would rightly prefer a scan).
+#[tokio::test]
+async fn postgres_query_shapes_are_served_by_indexes() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect");
+    let mut conn = pool.acquire().await.expect("conn");
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
+    for sql in [
+        "SELECT * FROM telemetry_events WHERE character_name = 'a' \
+         AND timestamp >= now() - interval '1 day' ORDER BY timestamp, id LIMIT 1000",
+        "SELECT character_name, timestamp, ew, ns, z FROM telemetry_events \
+         WHERE timestamp >= now() - interval '10 minutes'",
+        "SELECT * FROM spawn_events WHERE mob = 'x' AND timestamp >= now() - interval '1 day'",
+        "SELECT floor(ew / 2), floor(ns / 2), count(*) FROM spawn_events \
+         WHERE timestamp >= now() - interval '1 day' GROUP BY 1, 2",
+        "SELECT * FROM rare_events WHERE character_name = 'a' ORDER BY timestamp, id LIMIT 10",
+    ] {
+        let plan: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {sql}"))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain");
+        let text: String = plan.into_iter().map(|(l,)| l + "\n").collect();
+        assert!(text.contains("Index"), "no index serves:\n{sql}\n{text}");
+        assert!(
+            !text.contains("Seq Scan"),
+            "sequential scan for:\n{sql}\n{text}"
+        );
+    }
+}

@@ -49,7 +49,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(api_routes!(status::health))
         .routes(api_routes!(prometheus::metrics))
         .routes(api_routes!(openapi_json))
-        .layer(CompressionLayer::new())
+        // The fastest gzip level: large answers (trails, CSV) compress 3-4x faster than at the
+        // default level for a few percent more bytes.
+        .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
         .routes(api_routes!(crate::ingest::handler))
         .routes(api_routes!(crate::browser::handler))
 }

@@ -121,6 +121,53 @@ pub struct TrailPoint {
     pub z: f64,
 }
 
+/// Builds trails from points arriving in time order: groups them by character and, with a step,
+/// keeps only the first point of each character's `step`-second bucket.
+#[derive(Debug)]
+pub(crate) struct TrailThinner {
+    step: Option<i64>,
+    limit: usize,
+    kept: usize,
+    trails: std::collections::BTreeMap<String, (i64, Vec<TrailPoint>)>,
+}
+
+impl TrailThinner {
+    pub(crate) fn new(step: Option<i64>, limit: i64) -> Self {
+        Self {
+            step: step.filter(|s| *s > 0),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            kept: 0,
+            trails: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Takes one point; false once the limit of kept points is reached.
+    pub(crate) fn offer(&mut self, point: TrailPoint) -> bool {
+        let bucket = self
+            .step
+            .map_or(i64::MIN, |s| point.timestamp.timestamp().div_euclid(s));
+        let trail = match self.trails.get_mut(&point.character_name) {
+            Some(trail) => trail,
+            None => self
+                .trails
+                .entry(point.character_name.clone())
+                .or_insert((i64::MIN, Vec::new())),
+        };
+        if self.step.is_some() && !trail.1.is_empty() && trail.0 == bucket {
+            return true;
+        }
+        trail.0 = bucket;
+        trail.1.push(point);
+        self.kept += 1;
+        self.kept < self.limit
+    }
+
+    /// The trails, by character name, each in time order.
+    pub(crate) fn finish(self) -> Vec<TrailPoint> {
+        self.trails.into_values().flat_map(|(_, v)| v).collect()
+    }
+}
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -448,6 +495,46 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn point(name: &str, secs: i64) -> TrailPoint {
+        TrailPoint {
+            character_name: name.to_owned(),
+            timestamp: DateTime::from_timestamp(secs, 0).unwrap_or_default(),
+            ew: secs as f64,
+            ns: 0.0,
+            z: 0.0,
+        }
+    }
+
+    #[test]
+    fn trails_keep_the_first_point_per_step_and_group_by_character() {
+        let mut t = TrailThinner::new(Some(5), 100);
+        for (name, secs) in [
+            ("b", 100),
+            ("a", 101),
+            ("b", 102),
+            ("a", 104),
+            ("a", 105),
+            ("b", 110),
+        ] {
+            assert!(t.offer(point(name, secs)));
+        }
+        let got: Vec<(String, f64)> = t
+            .finish()
+            .into_iter()
+            .map(|p| (p.character_name, p.ew))
+            .collect();
+        let want = [("a", 101.0), ("a", 105.0), ("b", 100.0), ("b", 110.0)];
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(n, e)| (n.to_string(), *e))
+                .collect::<Vec<_>>()
+        );
+        let mut capped = TrailThinner::new(None, 2);
+        assert!(capped.offer(point("a", 1)));
+        assert!(!capped.offer(point("a", 2)));
+    }
 
     #[test]
     fn passwords_are_redacted_from_urls() {

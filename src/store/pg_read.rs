@@ -86,45 +86,32 @@ impl PgStore {
         step: Option<i64>,
         limit: i64,
     ) -> Result<Vec<TrailPoint>, StoreError> {
-        let mut qb = QueryBuilder::new("");
-        match step {
-            Some(step) => {
-                // One point per character per `step` seconds: the first of each bucket.
-                qb.push(
-                    "SELECT DISTINCT ON (character_name, b) character_name, timestamp, ew, ns, z \
-                     FROM (SELECT character_name, timestamp, ew, ns, z, \
-                           floor(extract(epoch FROM timestamp) / ",
-                )
-                .push_bind(step as f64)
-                .push(") AS b FROM telemetry_events WHERE timestamp >= ")
-                .push_bind(since);
-                if let Some(c) = character {
-                    qb.push(" AND character_name = ").push_bind(c.to_owned());
-                }
-                qb.push(") t ORDER BY character_name, b, timestamp");
-            }
-            None => {
-                qb.push("SELECT character_name, timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ")
-                    .push_bind(since);
-                if let Some(c) = character {
-                    qb.push(" AND character_name = ").push_bind(c.to_owned());
-                }
-                qb.push(" ORDER BY character_name, timestamp, id");
+        // Rows stream in time order straight off the time index (no sort in the database); each
+        // is appended to its character's trail unless that trail already has a point in the same
+        // `step` bucket, so memory holds only the points that are kept.
+        let mut qb = QueryBuilder::new(
+            "SELECT character_name, timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ",
+        );
+        qb.push_bind(since);
+        if let Some(c) = character {
+            qb.push(" AND character_name = ").push_bind(c.to_owned());
+        }
+        qb.push(" ORDER BY timestamp, id");
+        let mut thinner = super::TrailThinner::new(step, limit);
+        let mut rows = qb.build().fetch(&self.pool);
+        while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+            let point = TrailPoint {
+                character_name: r.try_get("character_name")?,
+                timestamp: r.try_get("timestamp")?,
+                ew: r.try_get("ew")?,
+                ns: r.try_get("ns")?,
+                z: r.try_get("z")?,
+            };
+            if !thinner.offer(point) {
+                break;
             }
         }
-        qb.push(" LIMIT ").push_bind(limit);
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TrailPoint {
-                    character_name: r.try_get("character_name")?,
-                    timestamp: r.try_get("timestamp")?,
-                    ew: r.try_get("ew")?,
-                    ns: r.try_get("ns")?,
-                    z: r.try_get("z")?,
-                })
-            })
-            .collect()
+        Ok(thinner.finish())
     }
 
     pub async fn events(
@@ -180,6 +167,15 @@ impl PgStore {
             EventKind::Spawns => ("spawn_events", "mob"),
             EventKind::Rares => ("rare_events", "name"),
         };
+        // The planner cannot know how few cells there are and would sort a million rows on disk;
+        // a hash aggregate in memory is the right plan for any bin size the API allows.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL work_mem = '64MB'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL enable_sort = off")
+            .execute(&mut *tx)
+            .await?;
         let mut qb = QueryBuilder::new("SELECT floor(ew / ");
         qb.push_bind(q.bin)
             .push(")::int8 AS bx, floor(ns / ")
@@ -194,9 +190,11 @@ impl PgStore {
             qb.push(format_args!(" AND {label_col} = "))
                 .push_bind(l.clone());
         }
-        qb.push(" GROUP BY 1, 2 ORDER BY 1, 2");
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter()
+        qb.push(" GROUP BY 1, 2");
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let mut cells = rows
+            .iter()
             .map(|r| {
                 let bx: i64 = r.try_get("bx")?;
                 let by: i64 = r.try_get("by")?;
@@ -206,7 +204,9 @@ impl PgStore {
                     count: r.try_get("count")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        cells.sort_by(|a, b| a.ew.total_cmp(&b.ew).then(a.ns.total_cmp(&b.ns)));
+        Ok(cells)
     }
 
     pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {

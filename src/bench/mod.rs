@@ -1,0 +1,75 @@
+//! Benchmarks run by `dereth-tracker bench ...`. They only ever talk to loopback and stop by
+//! themselves; each prints a one-line JSON summary and records its figures in a Markdown report.
+
+pub mod queries;
+
+use std::path::Path;
+use std::time::Duration;
+
+/// The `q`-quantile (0..=1) of `samples` (sorted in place), nearest-rank.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1]
+}
+
+/// Milliseconds with two decimals, for reports.
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100_000.0).round() / 100.0
+}
+
+/// Replaces the section of `report` between `<!-- NAME:start -->` and `<!-- NAME:end -->` with
+/// `body` (appending the section when it is not there yet).
+pub fn record(report: &Path, name: &str, body: &str) -> std::io::Result<()> {
+    let start = format!("<!-- {name}:start -->");
+    let end = format!("<!-- {name}:end -->");
+    let existing = std::fs::read_to_string(report).unwrap_or_else(|_| {
+        "# Benchmarks\n\nFigures measured on this project's 2-core machine. Each section is \
+         rewritten by the command it names.\n"
+            .to_owned()
+    });
+    let section = format!("{start}\n{body}\n{end}");
+    let updated = match (existing.find(&start), existing.find(&end)) {
+        (Some(a), Some(b)) if b > a => {
+            format!(
+                "{}{}{}",
+                &existing[..a],
+                section,
+                &existing[b + end.len()..]
+            )
+        }
+        _ => format!("{}\n{}\n", existing.trim_end(), section),
+    };
+    if let Some(dir) = report.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(report, updated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let mut v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&mut v, 0.5), Duration::from_millis(50));
+        assert_eq!(quantile(&mut v, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&mut [], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn sections_are_replaced_in_place() {
+        let dir = std::env::temp_dir().join(format!("bench-record-{}", std::process::id()));
+        let file = dir.join("B.md");
+        record(&file, "x", "first").expect("write");
+        record(&file, "y", "other").expect("write");
+        record(&file, "x", "second").expect("write");
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(text.contains("second") && !text.contains("first") && text.contains("other"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
