@@ -26,11 +26,46 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the tracker server (the default).
-    Serve,
+    Serve(Settings),
+    /// Simulate plugins: N characters streaming to a tracker over the real wire format.
+    Simulate(SimulateArgs),
     /// Run a benchmark against loopback only; prints a JSON summary and records it in
     /// docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Settings of `dereth-tracker simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// The tracker's plugin endpoint.
+    #[arg(
+        long,
+        env = "SIM_URL",
+        default_value = "ws://127.0.0.1:8765/ws/position"
+    )]
+    pub url: String,
+    /// The tracker's shared secret.
+    #[arg(long, env = "SHARED_SECRET", hide_env_values = true)]
+    pub secret: Secret,
+    /// Characters to simulate, each over its own connection (1 to 5000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub characters: u64,
+    /// Milliseconds between telemetry frames of one character (the plugin sends every 2000).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub interval_ms: u64,
+    /// Stop after this many seconds (1 to 86400).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub duration_secs: u64,
+    /// How much faster than real time characters travel, hunt and die.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Seed of the characters' behaviour (same seed, same characters).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of the first character (`Sim 0000`...), to run several simulators side by side.
+    #[arg(long, default_value_t = 0)]
+    pub first_index: usize,
 }
 
 /// Benchmark scenarios.
@@ -209,6 +244,15 @@ pub struct Settings {
     /// Log output format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Demo mode: also run ~50 simulated characters inside the server, with a generated secret
+    /// when none is set, storing into `dereth-tracker-demo.db` unless DATABASE_URL says otherwise.
+    #[arg(long, env = "DEMO")]
+    pub demo: bool,
+
+    /// Characters simulated in demo mode.
+    #[arg(long, env = "DEMO_CHARACTERS", default_value_t = 50)]
+    pub demo_characters: usize,
 }
 
 impl Settings {
@@ -217,6 +261,9 @@ impl Settings {
     pub fn defaults() -> Self {
         Cli::parse_from(["dereth-tracker"]).settings
     }
+
+    /// The database URL used when none is configured.
+    pub const DEFAULT_DATABASE_URL: &'static str = "sqlite://dereth-tracker.db";
 
     /// The live window as a duration.
     pub fn live_window(&self) -> Duration {

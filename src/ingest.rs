@@ -86,6 +86,9 @@ pub async fn handler(
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(crate::session::READ_BUFFER_BYTES)
+        .write_buffer_size(crate::session::WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(crate::session::MAX_WRITE_BUFFER_BYTES)
         .on_failed_upgrade(|err| tracing::debug!(%err, "plugin websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             let _tracked = tracker;

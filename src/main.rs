@@ -5,18 +5,26 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use dereth_tracker::Server;
-use dereth_tracker::config::{BenchCommand, Cli, Command, LogFormat, Settings};
+use dereth_tracker::config::{BenchCommand, Cli, Command, LogFormat, Settings, SimulateArgs};
+use dereth_tracker::simulate::{SimConfig, SimStats};
 use dereth_tracker::store::{Store, StoreOptions, redact_url};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.settings.log_format);
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.settings).await,
-        Command::Bench(BenchCommand::Queries(args)) => {
+    let log_format = match &cli.command {
+        Some(Command::Serve(settings)) => settings.log_format,
+        _ => cli.settings.log_format,
+    };
+    init_tracing(log_format);
+    let result = match cli.command {
+        None => serve(cli.settings).await,
+        Some(Command::Serve(settings)) => serve(settings).await,
+        Some(Command::Simulate(args)) => simulate(args).await,
+        Some(Command::Bench(BenchCommand::Queries(args))) => {
             dereth_tracker::bench::queries::run(args).await
         }
     };
@@ -41,7 +49,11 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings) -> anyhow::Result<()> {
+    raise_file_limit();
+    if settings.demo {
+        dereth_tracker::demo::prepare(&mut settings);
+    }
     if settings.shared_secret.is_none() {
         tracing::warn!(
             "no shared secret configured: every plugin connection will be refused. Set one with \
@@ -74,7 +86,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("loading totals from the database")?;
     tracing::info!("listening on http://{addr}");
-    let report = server.run(listener, shutdown_signal()).await?;
+    let demo_stop = CancellationToken::new();
+    let demo =
+        server.state().settings.demo.then(|| {
+            dereth_tracker::demo::start(addr, &server.state().settings, demo_stop.clone())
+        });
+    let stop_demo = demo_stop.clone();
+    let report = server
+        .run(listener, async move {
+            shutdown_signal().await;
+            stop_demo.cancel();
+        })
+        .await?;
+    demo_stop.cancel();
+    if let Some(demo) = demo {
+        let _ = demo.await;
+    }
     if report.lost > 0 {
         anyhow::bail!(
             "{} events could not be written before shutdown",
@@ -82,6 +109,43 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     tracing::info!(written = report.written, "stopped cleanly");
+    Ok(())
+}
+
+/// Ten thousand websockets need more than the common default of 1024 open files.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(65_536) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(%err, "cannot raise the open file limit"),
+    }
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    raise_file_limit();
+    let stop = CancellationToken::new();
+    let stats = std::sync::Arc::new(SimStats::default());
+    let config = SimConfig {
+        url: args.url.clone(),
+        secret: args.secret.expose().to_owned(),
+        characters: usize::try_from(args.characters)?,
+        first_index: args.first_index,
+        interval: std::time::Duration::from_millis(args.interval_ms),
+        speed: args.speed,
+        seed: args.seed,
+    };
+    tracing::info!(characters = config.characters, url = %config.url, "simulating");
+    let run = tokio::spawn(dereth_tracker::simulate::run(
+        config,
+        stop.clone(),
+        stats.clone(),
+    ));
+    tokio::select! {
+        () = tokio::time::sleep(std::time::Duration::from_secs(args.duration_secs)) => {}
+        () = shutdown_signal() => {}
+    }
+    stop.cancel();
+    let _ = run.await;
+    println!("{}", serde_json::to_string(&stats.report())?);
     Ok(())
 }
 

@@ -8,6 +8,13 @@ use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 use subtle::ConstantTimeEq;
 
+/// Per-connection socket buffers. The library defaults (128 KiB each) would cost gigabytes at
+/// ten thousand mostly idle connections; frames here are small.
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+pub const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// Most bytes queued for a peer whose socket is not accepting writes.
+pub const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
 /// The sending half of a websocket.
 pub type Sink = SplitSink<WebSocket, Message>;
 
