@@ -73,6 +73,83 @@ pub struct SimulateArgs {
 pub enum BenchCommand {
     /// Fill PostgreSQL with synthetic history and time the query endpoints.
     Queries(QueryBenchArgs),
+    /// Plugins sending as fast as they can into a tracker on PostgreSQL; rows persisted per second
+    /// against the COPY ceiling measured in the same run.
+    Ingest(IngestArgs),
+    /// Rows per second PostgreSQL takes through COPY on this machine.
+    Ceiling(CeilingArgs),
+    /// Characters at 1 Hz fanned out to many browsers: delivery, latency, server CPU and memory.
+    Fanout(FanoutArgs),
+    /// Thousands of idle plugin and browser connections: server memory per connection.
+    Connections(ConnectionsArgs),
+}
+
+/// Settings of `bench ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// PostgreSQL database to use. Its event tables are emptied.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Plugin connections sending at once.
+    #[arg(long, default_value_t = 16)]
+    pub plugins: usize,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Rows loaded with COPY for the ceiling.
+    #[arg(long, default_value_t = 500_000)]
+    pub ceiling_rows: i64,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
+}
+
+/// Settings of `bench ceiling`.
+#[derive(Debug, Clone, Args)]
+pub struct CeilingArgs {
+    /// PostgreSQL database to use. Its event tables are emptied.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Rows to load.
+    #[arg(long, default_value_t = 500_000)]
+    pub rows: i64,
+}
+
+/// Settings of `bench fanout`.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Database for the server (default: a temporary SQLite file).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Characters, each sending telemetry once a second.
+    #[arg(long, default_value_t = 500)]
+    pub characters: usize,
+    /// Browsers receiving every frame.
+    #[arg(long, default_value_t = 200)]
+    pub browsers: usize,
+    /// Seconds measured (after a warm-up of 3 s).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
+}
+
+/// Settings of `bench connections`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionsArgs {
+    /// Database for the server (default: a temporary SQLite file).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Idle plugin connections.
+    #[arg(long, default_value_t = 5_000)]
+    pub plugins: usize,
+    /// Idle browser connections.
+    #[arg(long, default_value_t = 5_000)]
+    pub browsers: usize,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
 }
 
 /// Settings of the query benchmark.

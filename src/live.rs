@@ -173,6 +173,11 @@ impl Live {
         });
     }
 
+    /// Whether any browser is listening; when none is, frames are not even serialized.
+    fn watched(&self) -> bool {
+        self.hub.receiver_count() > 0
+    }
+
     /// Restores a character's persisted totals at startup.
     pub fn seed_character(&self, name: &str, total_kills: i64, total_rares: i64) {
         let mut inner = self.lock();
@@ -242,12 +247,14 @@ impl Live {
             )
         };
         let (totals, last_seen, delta) = entry;
-        let text = to_json(&BrowserOut::Telemetry(LivePlayer {
-            telemetry: t,
-            totals,
-            last_seen,
-        }));
-        self.publish(FrameKind::Telemetry, text);
+        if self.watched() {
+            let text = to_json(&BrowserOut::Telemetry(LivePlayer {
+                telemetry: t,
+                totals,
+                last_seen,
+            }));
+            self.publish(FrameKind::Telemetry, text);
+        }
         delta
     }
 
@@ -285,19 +292,25 @@ impl Live {
                 session_id,
             )
         };
-        let text = to_json(&BrowserOut::Rare(RareOut { rare: r, totals }));
-        self.publish(FrameKind::Rare, text);
+        if self.watched() {
+            let text = to_json(&BrowserOut::Rare(RareOut { rare: r, totals }));
+            self.publish(FrameKind::Rare, text);
+        }
         session_id
     }
 
     /// Broadcasts a spawn.
     pub fn apply_spawn(&self, s: &Spawn) {
-        self.publish(FrameKind::Spawn, to_json(&BrowserOut::Spawn(s)));
+        if self.watched() {
+            self.publish(FrameKind::Spawn, to_json(&BrowserOut::Spawn(s)));
+        }
     }
 
     /// Broadcasts a chat line.
     pub fn apply_chat(&self, c: &Chat) {
-        self.publish(FrameKind::Chat, to_json(&BrowserOut::Chat(c)));
+        if self.watched() {
+            self.publish(FrameKind::Chat, to_json(&BrowserOut::Chat(c)));
+        }
     }
 
     /// Makes `conn` the connection that receives commands for `name` (the most recent sender wins).

@@ -24,8 +24,17 @@ async fn main() -> ExitCode {
         None => serve(cli.settings).await,
         Some(Command::Serve(settings)) => serve(settings).await,
         Some(Command::Simulate(args)) => simulate(args).await,
-        Some(Command::Bench(BenchCommand::Queries(args))) => {
-            dereth_tracker::bench::queries::run(args).await
+        Some(Command::Bench(bench)) => {
+            raise_file_limit();
+            match bench {
+                BenchCommand::Queries(args) => dereth_tracker::bench::queries::run(args).await,
+                BenchCommand::Ingest(args) => dereth_tracker::bench::ingest::ingest(args).await,
+                BenchCommand::Ceiling(args) => dereth_tracker::bench::ingest::ceiling(args).await,
+                BenchCommand::Fanout(args) => dereth_tracker::bench::fanout::run(args).await,
+                BenchCommand::Connections(args) => {
+                    dereth_tracker::bench::connections::run(args).await
+                }
+            }
         }
     };
     match result {

@@ -6,7 +6,6 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// Longest accepted character, mob or item name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -198,43 +197,66 @@ fn now() -> DateTime<Utc> {
 
 /// Parses and validates one text frame from a plugin.
 pub fn parse_plugin_frame(text: &str) -> Result<PluginFrame, FrameError> {
-    let (kind, value) = split_typed_object(text)?;
-    let frame = match kind.as_str() {
-        "telemetry" => PluginFrame::Telemetry(typed(value)?),
-        "spawn" => PluginFrame::Spawn(typed(value)?),
-        "rare" => PluginFrame::Rare(typed(value)?),
-        "chat" => PluginFrame::Chat(typed(value)?),
-        "register" => PluginFrame::Register(typed(value)?),
+    let kind = frame_type(text)?;
+    let frame = match kind.as_ref() {
+        "telemetry" => PluginFrame::Telemetry(typed(text)?),
+        "spawn" => PluginFrame::Spawn(typed(text)?),
+        "rare" => PluginFrame::Rare(typed(text)?),
+        "chat" => PluginFrame::Chat(typed(text)?),
+        "register" => PluginFrame::Register(typed(text)?),
         _ => return Err(FrameError::UnknownType(clip(&kind, 32))),
     };
     validate_plugin_frame(&frame)?;
     Ok(frame)
 }
 
-fn split_typed_object(text: &str) -> Result<(String, Value), FrameError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| FrameError::Json(e.to_string()))?;
-    let Value::Object(map) = &value else {
-        return Err(FrameError::NotAnObject);
-    };
-    let kind = match map.get("type") {
-        None | Some(Value::Null) => return Err(FrameError::MissingType),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(FrameError::field("type", "must be a string")),
-    };
-    Ok((kind, value))
+/// Just the `type` of a frame; every other field is skipped without being built.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
 }
 
-fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, FrameError> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
+/// Reads a frame's `type` in a first, cheap pass (the typed pass follows), distinguishing text
+/// that is not JSON, JSON that is not an object, and objects without a usable `type`.
+fn frame_type(text: &str) -> Result<std::borrow::Cow<'_, str>, FrameError> {
+    if !text.trim_start().starts_with('{') {
+        return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => Err(FrameError::NotAnObject),
+            Err(e) => Err(FrameError::Json(e.to_string())),
+        };
+    }
+    match serde_json::from_str::<Head<'_>>(text) {
+        Ok(Head { kind: Some(kind) }) => Ok(kind),
+        Ok(Head { kind: None }) => Err(FrameError::MissingType),
+        Err(e) if e.is_data() => Err(FrameError::field("type", "must be a string")),
+        Err(e) => Err(FrameError::Json(e.to_string())),
+    }
+}
+
+/// The field name already says where the problem is; the " at line 1 column 57" suffix serde_json
+/// adds would only make messages differ between equivalent frames.
+fn without_position(message: String) -> String {
+    match message.rsplit_once(" at line ") {
+        Some((head, tail)) if tail.contains(" column ") => head.to_owned(),
+        _ => message,
+    }
+}
+
+fn typed<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, FrameError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
-        let inner = err.into_inner().to_string();
+        let inner = without_position(err.into_inner().to_string());
         if path == "." {
             // Errors at the top level are about missing fields; serde already names them.
             FrameError::Invalid(inner)
         } else {
             FrameError::field(path, inner)
         }
-    })
+    })?;
+    de.end().map_err(|e| FrameError::Json(e.to_string()))?;
+    Ok(value)
 }
 
 fn validate_plugin_frame(frame: &PluginFrame) -> Result<(), FrameError> {
@@ -619,19 +641,15 @@ struct CommandIn {
 /// Parses and validates one text frame from a browser. A frame with no `type` but with
 /// `player_name` and `command` is a command, as the original UI sent them.
 pub fn parse_browser_frame(text: &str) -> Result<BrowserFrame, FrameError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| FrameError::Json(e.to_string()))?;
-    let Value::Object(map) = &value else {
-        return Err(FrameError::NotAnObject);
-    };
-    let kind = match map.get("type") {
-        None | Some(Value::Null) if map.contains_key("command") => "command".to_owned(),
-        None | Some(Value::Null) => return Err(FrameError::MissingType),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(FrameError::field("type", "must be a string")),
+    let kind = match frame_type(text) {
+        Ok(kind) => kind.into_owned(),
+        // The original UI sent commands without a `type`.
+        Err(FrameError::MissingType) if text.contains("\"command\"") => "command".to_owned(),
+        Err(e) => return Err(e),
     };
     match kind.as_str() {
         "subscribe" => {
-            let SubscribeIn { types } = typed(value)?;
+            let SubscribeIn { types } = typed(text)?;
             if let Some(bad) = types.iter().find(|t| !SUBSCRIBABLE.contains(&t.as_str())) {
                 return Err(FrameError::field(
                     "types",
@@ -649,7 +667,7 @@ pub fn parse_browser_frame(text: &str) -> Result<BrowserFrame, FrameError> {
                 player_name,
                 command,
                 token,
-            } = typed(value)?;
+            } = typed(text)?;
             check_name("player_name", &player_name)?;
             check_text("command", &command)?;
             if command.chars().any(char::is_control) {
@@ -776,6 +794,7 @@ pub fn to_json<T: Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn telemetry_json() -> Value {
         serde_json::json!({

@@ -1,0 +1,253 @@
+//! `bench fanout`: characters sending telemetry at 1 Hz, every frame delivered to many browsers.
+//! Latency is measured from the moment a plugin sent a frame (its `timestamp`) to the moment a
+//! browser received it, both in this process on the same clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::record;
+use super::server::{ServerProcess, connect_plugin};
+use crate::config::FanoutArgs;
+
+const WARM_UP: Duration = Duration::from_secs(3);
+const GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize)]
+struct Fanout {
+    scenario: &'static str,
+    characters: usize,
+    browsers: usize,
+    seconds: u64,
+    frames_sent: u64,
+    deliveries_expected: u64,
+    deliveries: u64,
+    delivered_fraction: f64,
+    resyncs: u64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    latency_max_ms: f64,
+    server_cpu_cores: f64,
+    server_rss_mib: f64,
+}
+
+/// The window, in microseconds since the epoch, whose frames are counted; 0 until it opens.
+struct Window {
+    start: AtomicI64,
+    end: AtomicI64,
+}
+
+impl Window {
+    fn contains(&self, micros: i64) -> bool {
+        let start = self.start.load(Ordering::Relaxed);
+        let end = self.end.load(Ordering::Relaxed);
+        start > 0 && micros >= start && (end == 0 || micros < end)
+    }
+}
+
+fn sent_at(text: &str) -> Option<i64> {
+    let rest = text.split("\"timestamp\":\"").nth(1)?;
+    let raw = rest.split('"').next()?;
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
+    let temp_db = std::env::temp_dir().join(format!("dereth-fanout-{}.db", std::process::id()));
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", temp_db.display()));
+    let server = ServerProcess::start(&url, &[]).await?;
+    let stop = CancellationToken::new();
+    let window = Arc::new(Window {
+        start: AtomicI64::new(0),
+        end: AtomicI64::new(0),
+    });
+
+    // Browsers first, so they see every frame.
+    let mut browsers = Vec::new();
+    for _ in 0..args.browsers {
+        let (ws, _) = tokio_tungstenite::connect_async(server.browser_url()).await?;
+        let (stop, window) = (stop.clone(), window.clone());
+        browsers.push(tokio::spawn(async move {
+            let (_tx, mut rx) = ws.split();
+            let mut latencies: Vec<u32> = Vec::new();
+            let mut resyncs = 0u64;
+            let mut snapshots = 0u64;
+            loop {
+                let msg = tokio::select! {
+                    () = stop.cancelled() => break,
+                    msg = rx.next() => msg,
+                };
+                let Some(Ok(Message::Text(text))) = msg else {
+                    if matches!(msg, None | Some(Err(_))) {
+                        break;
+                    }
+                    continue;
+                };
+                let now = chrono::Utc::now().timestamp_micros();
+                let text = text.as_str();
+                if text.starts_with("{\"type\":\"snapshot\"") {
+                    snapshots += 1;
+                    if snapshots > 1 {
+                        resyncs += 1;
+                    }
+                    continue;
+                }
+                if let Some(sent) = sent_at(text).filter(|s| window.contains(*s)) {
+                    latencies.push(u32::try_from((now - sent).max(0)).unwrap_or(u32::MAX));
+                }
+            }
+            (latencies, resyncs)
+        }));
+    }
+
+    // Characters at 1 Hz, spread evenly over the second.
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut plugins = Vec::new();
+    for c in 0..args.characters {
+        let mut ws = connect_plugin(&server.plugin_url()).await?;
+        let (stop, window, sent) = (stop.clone(), window.clone(), sent.clone());
+        let phase = Duration::from_secs(1).mul_f64(c as f64 / args.characters.max(1) as f64);
+        plugins.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + phase,
+                Duration::from_secs(1),
+            );
+            let mut kills = 0;
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                kills += 1;
+                let now = chrono::Utc::now();
+                let frame = format!(
+                    "{{\"type\":\"telemetry\",\"character_name\":\"Fan {c:04}\",\"session_id\":\"f{c}\",\
+                     \"timestamp\":\"{}\",\"ew\":{},\"ns\":{},\"z\":1,\"kills\":{kills},\
+                     \"kills_per_hour\":\"120\",\"deaths\":\"0\",\"rares_found\":0,\
+                     \"prismatic_taper_count\":\"10\",\"vt_state\":\"Combat\"}}",
+                    now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    (c % 200) as f64 - 100.0,
+                    (kills % 100) as f64 / 10.0,
+                );
+                if ws.send(Message::text(frame)).await.is_err() {
+                    break;
+                }
+                if window.contains(now.timestamp_micros()) {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let _ = ws.close(None).await;
+        }));
+    }
+
+    tokio::time::sleep(WARM_UP).await;
+    let before = server.sample()?;
+    let measure_started = Instant::now();
+    window
+        .start
+        .store(chrono::Utc::now().timestamp_micros(), Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    window
+        .end
+        .store(chrono::Utc::now().timestamp_micros(), Ordering::Relaxed);
+    let after = server.sample()?;
+    let measured_secs = measure_started.elapsed().as_secs_f64();
+    tokio::time::sleep(GRACE).await;
+    stop.cancel();
+    for p in plugins {
+        let _ = p.await;
+    }
+    let mut all = Vec::new();
+    let mut resyncs = 0;
+    for b in browsers {
+        let (latencies, r) = b.await?;
+        resyncs += r;
+        all.extend(latencies);
+    }
+    server.stop().await?;
+    if args.database_url.is_none() {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", temp_db.display()));
+        }
+    }
+
+    all.sort_unstable();
+    let pick = |q: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let rank = ((q * all.len() as f64).ceil() as usize).clamp(1, all.len());
+        all[rank - 1] as f64 / 1000.0
+    };
+    let frames_sent = sent.load(Ordering::Relaxed);
+    let expected = frames_sent * args.browsers as u64;
+    let summary = Fanout {
+        scenario: "fanout",
+        characters: args.characters,
+        browsers: args.browsers,
+        seconds: args.seconds,
+        frames_sent,
+        deliveries_expected: expected,
+        deliveries: all.len() as u64,
+        delivered_fraction: if expected == 0 {
+            0.0
+        } else {
+            all.len() as f64 / expected as f64
+        },
+        resyncs,
+        latency_p50_ms: pick(0.5),
+        latency_p99_ms: pick(0.99),
+        latency_max_ms: all.last().map_or(0.0, |m| *m as f64 / 1000.0),
+        server_cpu_cores: (after.cpu_secs - before.cpu_secs) / measured_secs,
+        server_rss_mib: after.rss_bytes as f64 / (1024.0 * 1024.0),
+    };
+    println!("{}", serde_json::to_string(&summary)?);
+    let ok = |b: bool| if b { "met" } else { "**missed**" };
+    record(
+        &args.report,
+        "fanout",
+        &format!(
+            "## Fan-out (`dereth-tracker bench fanout`)\n\n\
+             Measured {} with the server and the load generator (all plugins and browsers) \
+             sharing this 2-core machine; server on {}. {} characters send telemetry once a \
+             second, evenly spread; {} browsers receive every frame ({} deliveries per second). \
+             Counted over {} s after a 3 s warm-up; latency is from the plugin's send to the \
+             browser's receipt.\n\n\
+             | delivered | resyncs | latency p50 | p99 | max | server CPU | server RSS |\n\
+             |---:|---:|---:|---:|---:|---:|---:|\n\
+             | {:.3}% of {} ({}) | {} | {:.1} ms | {:.1} ms ({}, target < 50) | {:.1} ms | {:.2} cores ({}, target < 1) | {:.0} MiB |\n\n\
+             Reproduce: `cargo run --release -- bench fanout`\n",
+            chrono::Utc::now().format("%Y-%m-%d"),
+            if args.database_url.is_some() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            },
+            summary.characters,
+            summary.browsers,
+            summary.characters * summary.browsers,
+            summary.seconds,
+            summary.delivered_fraction * 100.0,
+            summary.deliveries_expected,
+            ok(summary.delivered_fraction >= 1.0),
+            summary.resyncs,
+            summary.latency_p50_ms,
+            summary.latency_p99_ms,
+            ok(summary.latency_p99_ms < 50.0),
+            summary.latency_max_ms,
+            summary.server_cpu_cores,
+            ok(summary.server_cpu_cores < 1.0),
+            summary.server_rss_mib,
+        ),
+    )?;
+    Ok(())
+}
