@@ -113,6 +113,9 @@ pub struct CeilingArgs {
     /// Rows to load.
     #[arg(long, default_value_t = 500_000)]
     pub rows: i64,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
 }
 
 /// Settings of `bench fanout`.

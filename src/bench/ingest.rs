@@ -112,6 +112,23 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     let pool = prepare(&args.database_url).await?;
     let c = measure_ceiling(&pool, args.rows).await?;
     println!("{}", serde_json::to_string(&c)?);
+    record(
+        &args.report,
+        "ceiling",
+        &format!(
+            "## COPY ceiling (`dereth-tracker bench ceiling`)\n\n\
+             Measured {}: {} telemetry rows shaped like the plugin's loaded into the indexed \
+             `telemetry_events` table with one `COPY ... FROM STDIN (FORMAT csv)`, PostgreSQL \
+             alone on the machine.\n\n\
+             | rows | seconds | rows/s |\n|---:|---:|---:|\n| {} | {:.2} | {:.0} |\n\n\
+             Reproduce: `cargo run --release -- bench ceiling --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
+            chrono::Utc::now().format("%Y-%m-%d"),
+            c.rows,
+            c.rows,
+            c.secs,
+            c.rows_per_sec,
+        ),
+    )?;
     Ok(())
 }
 
