@@ -5,6 +5,7 @@
 //! configuration and calls [`Server::run`].
 
 pub mod api;
+pub mod assets;
 pub mod bench;
 pub mod browser;
 pub mod config;
@@ -52,7 +53,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs.max(1));
     let (routes, _) = api::routes().split_for_parts();
     routes
-        .fallback(not_found)
+        .fallback(assets::handler)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::track_http,
@@ -66,12 +67,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> (StatusCode, axum::Json<serde_json::Value>) {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({ "error": "no such endpoint" })),
-    )
-}
 
 /// A tracker ready to serve: state assembled and live totals restored from the store.
 #[derive(Debug)]

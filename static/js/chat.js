@@ -1,0 +1,77 @@
+// The chat window and the command line. Every text goes into the DOM through textContent, so
+// whatever a player types is shown, never interpreted.
+
+import { colorOf, formatTime } from "./format.js";
+
+const MAX_LINES = 500;
+const MAX_TEXT = 600;
+
+export class Chat {
+  constructor({ log, form, input, target, result }, { onCommand }) {
+    this.el = { log, form, input, target, result };
+    this.onCommand = onCommand;
+    this.selected = null;
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      if (!text) return;
+      if (!this.selected) {
+        this.showResult("error", "select a character first");
+        return;
+      }
+      const command = text.startsWith("/") ? text : `/${text}`;
+      if (this.onCommand(this.selected, command)) {
+        this.showResult("pending", `sending ${command} to ${this.selected}…`);
+        input.value = "";
+      } else {
+        this.showResult("error", "not connected");
+      }
+    });
+  }
+
+  select(name) {
+    this.selected = name;
+    this.el.target.textContent = name ? `Command ${name}:` : "No character selected";
+  }
+
+  add(frame) {
+    const li = document.createElement("li");
+    const time = document.createElement("span");
+    time.className = "time";
+    time.textContent = formatTime(frame.timestamp);
+    const who = document.createElement("span");
+    who.className = "who";
+    who.style.color = colorOf(String(frame.character_name || ""));
+    who.textContent = frame.character_name;
+    const text = document.createElement("span");
+    text.className = "text";
+    const raw = String(frame.text ?? "");
+    text.textContent = raw.length > MAX_TEXT ? `${raw.slice(0, MAX_TEXT)}…` : raw;
+    li.append(time, who, text);
+    this.append(li);
+  }
+
+  system(message) {
+    const li = document.createElement("li");
+    li.className = "system";
+    li.textContent = `${formatTime()} ${message}`;
+    this.append(li);
+  }
+
+  append(li) {
+    const log = this.el.log;
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    log.append(li);
+    while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  commandResult(frame) {
+    this.showResult(frame.status, `${frame.player_name}: ${frame.command} — ${frame.message}`);
+  }
+
+  showResult(status, message) {
+    this.el.result.dataset.status = status;
+    this.el.result.textContent = message;
+  }
+}

@@ -1,0 +1,66 @@
+// The /ws/live connection: reconnects with exponential backoff and reports its state. Every
+// (re)connection starts with a `snapshot` frame, from which the app rebuilds its state.
+
+const MIN_BACKOFF = 500;
+const MAX_BACKOFF = 15000;
+
+export class LiveConnection {
+  constructor({ onFrame, onStatus }) {
+    this.onFrame = onFrame;
+    this.onStatus = onStatus;
+    this.backoff = MIN_BACKOFF;
+    this.socket = null;
+    const params = new URLSearchParams(location.search);
+    this.token = params.get("token");
+  }
+
+  url() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const query = this.token ? `?token=${encodeURIComponent(this.token)}` : "";
+    return `${scheme}//${location.host}/ws/live${query}`;
+  }
+
+  connect() {
+    this.onStatus("connecting");
+    let socket;
+    try {
+      socket = new WebSocket(this.url());
+    } catch (err) {
+      this.retry();
+      return;
+    }
+    this.socket = socket;
+    socket.onopen = () => {
+      this.backoff = MIN_BACKOFF;
+      this.onStatus("open");
+    };
+    socket.onmessage = (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame && typeof frame.type === "string") this.onFrame(frame);
+    };
+    socket.onclose = () => {
+      if (this.socket === socket) this.retry();
+    };
+    socket.onerror = () => socket.close();
+  }
+
+  retry() {
+    this.socket = null;
+    const wait = this.backoff * (0.75 + Math.random() * 0.5);
+    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF);
+    this.onStatus("retrying", Math.round(wait / 1000));
+    setTimeout(() => this.connect(), wait);
+  }
+
+  /** Sends a frame; false when not connected. */
+  send(frame) {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(JSON.stringify(frame));
+    return true;
+  }
+}

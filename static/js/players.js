@@ -1,0 +1,130 @@
+// Live characters as the UI knows them: the latest telemetry, an interpolated position for smooth
+// movement, idle and offline state, and recent trail points.
+
+import { colorOf } from "./format.js";
+
+const MOVE_MS = 1800;        // glide to a new position over about one update interval
+const IDLE_MS = 120000;      // no kills and no movement for this long: idle
+const FADE_MS = 15000;       // offline characters fade out over this long, then leave the map
+
+export class Players {
+  constructor() {
+    this.byName = new Map();
+    this.trailWindowMs = 600000;
+    this.version = 0; // bumps on any change the list should show
+  }
+
+  reset(players) {
+    const now = performance.now();
+    const keep = new Map();
+    for (const p of players) {
+      const existing = this.byName.get(p.character_name);
+      keep.set(p.character_name, this.fresh(p, now, existing));
+    }
+    this.byName = keep;
+    this.version++;
+  }
+
+  fresh(data, now, existing) {
+    const entry = existing || {
+      name: data.character_name,
+      color: colorOf(data.character_name),
+      trail: [],
+      x: data.ew, y: data.ns, fromX: data.ew, fromY: data.ns, toX: data.ew, toY: data.ns,
+      moveStart: now, lastChange: now,
+    };
+    entry.data = data;
+    entry.offlineAt = null;
+    entry.toX = data.ew; entry.toY = data.ns; entry.fromX = entry.x; entry.fromY = entry.y;
+    entry.moveStart = now;
+    return entry;
+  }
+
+  update(data) {
+    const now = performance.now();
+    const existing = this.byName.get(data.character_name);
+    if (existing) {
+      const moved = existing.data.ew !== data.ew || existing.data.ns !== data.ns;
+      const killed = existing.data.kills !== data.kills;
+      if (moved || killed) existing.lastChange = now;
+    }
+    const entry = this.fresh(data, now, existing);
+    if (!existing) entry.lastChange = now;
+    entry.trail.push([data.ew, data.ns, Date.parse(data.timestamp) || Date.now()]);
+    this.pruneTrail(entry);
+    this.byName.set(data.character_name, entry);
+    this.version++;
+    return entry;
+  }
+
+  offline(name) {
+    const p = this.byName.get(name);
+    if (p && !p.offlineAt) {
+      p.offlineAt = performance.now();
+      this.version++;
+    }
+  }
+
+  setTrails(points) {
+    const byName = new Map();
+    for (const pt of points) {
+      const list = byName.get(pt.character_name) || [];
+      list.push([pt.ew, pt.ns, Date.parse(pt.timestamp)]);
+      byName.set(pt.character_name, list);
+    }
+    for (const p of this.byName.values()) {
+      p.trail = byName.get(p.name) || p.trail;
+      this.pruneTrail(p);
+    }
+  }
+
+  pruneTrail(p) {
+    const cutoff = Date.now() - this.trailWindowMs;
+    let i = 0;
+    while (i < p.trail.length && p.trail[i][2] < cutoff) i++;
+    if (i > 0) p.trail.splice(0, i);
+  }
+
+  /** Advances interpolation; drops characters that have faded out. Returns whether anything moves. */
+  tick(now) {
+    let animating = false;
+    for (const [name, p] of this.byName) {
+      const t = Math.min(1, (now - p.moveStart) / MOVE_MS);
+      const e = t < 1 ? t * (2 - t) : 1;
+      p.x = p.fromX + (p.toX - p.fromX) * e;
+      p.y = p.fromY + (p.toY - p.fromY) * e;
+      if (t < 1) animating = true;
+      if (p.offlineAt) {
+        p.alpha = Math.max(0, 1 - (now - p.offlineAt) / FADE_MS);
+        if (p.alpha === 0) {
+          this.byName.delete(name);
+          this.version++;
+        } else {
+          animating = true;
+        }
+      } else {
+        p.alpha = 1;
+      }
+    }
+    return animating;
+  }
+
+  state(p, now = performance.now()) {
+    if (p.offlineAt) return "offline";
+    const vt = String(p.data.vt_state || "");
+    if (/idle|stop/i.test(vt) || now - p.lastChange > IDLE_MS) return "idle";
+    return "active";
+  }
+
+  values() {
+    return this.byName.values();
+  }
+
+  get(name) {
+    return this.byName.get(name);
+  }
+
+  get size() {
+    return this.byName.size;
+  }
+}

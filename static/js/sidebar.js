@@ -1,0 +1,120 @@
+// The character list (search, sort, select) and the selected character's details. The list is
+// rebuilt at most a few times a second, whatever the telemetry rate.
+
+import { formatCoords, formatNumber, formatOnline, onlineSeconds } from "./format.js";
+
+const REFRESH_MS = 400;
+
+const SORTS = {
+  name: (a, b) => a.name.localeCompare(b.name),
+  kills: (a, b) => (b.data.total_kills ?? b.data.kills ?? 0) - (a.data.total_kills ?? a.data.kills ?? 0),
+  kph: (a, b) => (Number(b.data.kills_per_hour) || 0) - (Number(a.data.kills_per_hour) || 0),
+  rares: (a, b) => (b.data.total_rares ?? 0) - (a.data.total_rares ?? 0),
+  online: (a, b) => (onlineSeconds(b.data.onlinetime) || 0) - (onlineSeconds(a.data.onlinetime) || 0),
+};
+
+export class Sidebar {
+  constructor(players, { list, search, sort, details, count }, { onSelect }) {
+    this.players = players;
+    this.el = { list, search, sort, details, count };
+    this.onSelect = onSelect;
+    this.selected = null;
+    this.shownVersion = -1;
+    this.lastRender = 0;
+    search.addEventListener("input", () => this.render(true));
+    sort.addEventListener("change", () => this.render(true));
+    list.addEventListener("click", (e) => {
+      const li = e.target.closest("li[data-name]");
+      if (li) this.onSelect(li.dataset.name);
+    });
+    list.addEventListener("keydown", (e) => {
+      const li = e.target.closest("li[data-name]");
+      if (!li) return;
+      if (e.key === "Enter" || e.key === " ") { this.onSelect(li.dataset.name); e.preventDefault(); }
+      if (e.key === "ArrowDown") { li.nextElementSibling?.focus(); e.preventDefault(); }
+      if (e.key === "ArrowUp") { li.previousElementSibling?.focus(); e.preventDefault(); }
+    });
+    setInterval(() => this.render(false), REFRESH_MS);
+  }
+
+  select(name) {
+    this.selected = name;
+    this.render(true);
+  }
+
+  render(force) {
+    if (!force && this.players.version === this.shownVersion) return;
+    this.shownVersion = this.players.version;
+    const q = this.el.search.value.trim().toLowerCase();
+    const sort = SORTS[this.el.sort.value] || SORTS.name;
+    const rows = [...this.players.values()]
+      .filter((p) => !q || p.name.toLowerCase().includes(q)
+        || String(p.data.char_tag || "").toLowerCase().includes(q))
+      .sort((a, b) => sort(a, b) || a.name.localeCompare(b.name));
+    const focused = document.activeElement?.closest?.("li[data-name]")?.dataset.name;
+    const frag = document.createDocumentFragment();
+    for (const p of rows) {
+      const li = document.createElement("li");
+      li.dataset.name = p.name;
+      li.tabIndex = 0;
+      li.setAttribute("role", "option");
+      li.setAttribute("aria-selected", String(p.name === this.selected));
+      if (p.offlineAt) li.classList.add("offline");
+      const dot = document.createElement("span");
+      dot.className = "dot";
+      dot.style.background = p.color;
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = p.name;
+      const stat = document.createElement("span");
+      stat.className = "stat";
+      stat.textContent = `${formatNumber(p.data.total_kills ?? p.data.kills)} kills`;
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      const tag = p.data.char_tag ? `${p.data.char_tag} · ` : "";
+      meta.textContent = `${tag}${p.data.vt_state || "–"} · ${formatNumber(p.data.kills_per_hour)}/h`;
+      li.append(dot, name, stat, meta);
+      frag.append(li);
+    }
+    this.el.list.replaceChildren(frag);
+    if (focused) this.el.list.querySelector(`li[data-name="${CSS.escape(focused)}"]`)?.focus();
+    const live = [...this.players.values()].filter((p) => !p.offlineAt).length;
+    this.el.count.textContent = `${live} online`;
+    this.renderDetails();
+  }
+
+  renderDetails() {
+    const p = this.selected && this.players.get(this.selected);
+    const box = this.el.details;
+    if (!p) { box.hidden = true; return; }
+    box.hidden = false;
+    const d = p.data;
+    const fields = [
+      ["Position", formatCoords(d.ew, d.ns)],
+      ["State", p.offlineAt ? "offline" : (d.vt_state || "–")],
+      ["Kills (session)", formatNumber(d.kills)],
+      ["Kills (total)", formatNumber(d.total_kills)],
+      ["Kills/h", formatNumber(d.kills_per_hour)],
+      ["Deaths", `${formatNumber(d.deaths)} (total ${formatNumber(d.total_deaths)})`],
+      ["Rares", `${formatNumber(d.session_rares)} this session, ${formatNumber(d.total_rares)} total`],
+      ["Online", formatOnline(d.onlinetime)],
+      ["Tapers", formatNumber(d.prismatic_taper_count)],
+      ["Memory", d.mem_mb != null ? `${formatNumber(d.mem_mb)} MB` : "–"],
+      ["CPU", d.cpu_pct != null ? `${formatNumber(d.cpu_pct)} %` : "–"],
+      ["Handles", formatNumber(d.mem_handles)],
+      ["Latency", d.latency_ms != null ? `${formatNumber(d.latency_ms)} ms` : "–"],
+    ];
+    const h = document.createElement("h2");
+    h.textContent = p.name;
+    h.style.color = p.color;
+    const dl = document.createElement("dl");
+    for (const [k, v] of fields) {
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.textContent = v;
+      dl.append(dt, dd);
+    }
+    box.replaceChildren(h, dl);
+  }
+}
