@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh Debian machine: installs and starts PostgreSQL if needed,
-# creates the test role, then runs fmt, clippy and every test against SQLite and PostgreSQL.
+# Runs the whole test suite on a fresh Debian machine: installs and starts PostgreSQL and
+# installs headless Chromium with its WebDriver if needed, creates the test role, then runs fmt,
+# clippy and every test (SQLite, PostgreSQL and browser end-to-end tests).
 #
 # Environment:
 #   TEST_DATABASE_URL  use this PostgreSQL server (a role that may CREATE DATABASE) instead of
@@ -56,6 +57,12 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
   setup_local_postgres
 fi
 log "PostgreSQL for tests: ${TEST_DATABASE_URL/:$PG_PASSWORD@/:***@}"
+
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium and chromium-driver (browser tests)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"

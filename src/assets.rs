@@ -37,10 +37,9 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
             // The UI is small and changes with the binary: always revalidate.
             resp.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "\"{}\"",
-                hex(&file.metadata.sha256_hash()[..8])
-            )) {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("\"{}\"", hex(&file.metadata.sha256_hash()[..8])))
+            {
                 resp.headers_mut().insert(header::ETAG, v);
             }
             resp

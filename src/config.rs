@@ -82,6 +82,25 @@ pub enum BenchCommand {
     Fanout(FanoutArgs),
     /// Thousands of idle plugin and browser connections: server memory per connection.
     Connections(ConnectionsArgs),
+    /// Frame times of the map in headless Chromium with many moving characters, and screenshots.
+    Ui(UiBenchArgs),
+}
+
+/// Settings of `bench ui`.
+#[derive(Debug, Clone, Args)]
+pub struct UiBenchArgs {
+    /// Simulated characters on the map.
+    #[arg(long, default_value_t = 1_000)]
+    pub characters: usize,
+    /// Seconds of frames measured.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub seconds: u64,
+    /// Folder for the screenshots.
+    #[arg(long, default_value = "docs/screenshots")]
+    pub screenshots: std::path::PathBuf,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
 }
 
 /// Settings of `bench ingest`.

@@ -67,7 +67,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-
 /// A tracker ready to serve: state assembled and live totals restored from the store.
 #[derive(Debug)]
 pub struct Server {

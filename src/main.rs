@@ -34,6 +34,7 @@ async fn main() -> ExitCode {
                 BenchCommand::Connections(args) => {
                     dereth_tracker::bench::connections::run(args).await
                 }
+                BenchCommand::Ui(args) => dereth_tracker::bench::ui::run(args).await,
             }
         }
     };

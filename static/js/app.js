@@ -151,6 +151,6 @@ window.__dereth = {
     name: p.name, color: p.color, x: p.x, y: p.y, state: players.state(p), alpha: p.alpha ?? 1,
   })),
   frameStats: () => map.frameStats(),
-  resetFrameStats: () => { map.frameTimes = []; },
+  resetFrameStats: () => { map.frameTimes = []; map.drawTimes = []; },
   select,
 };

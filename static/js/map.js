@@ -27,6 +27,7 @@ export class MapView {
     this.background = null;
     this.backgroundImage = null;
     this.frameTimes = [];
+    this.drawTimes = [];
     this.lastFrame = 0;
     this.resize();
     this.bindInput();
@@ -225,7 +226,10 @@ export class MapView {
       if (p) { this.cx = p.x; this.cy = p.y; }
     }
     if (moving || this.dirty) {
+      const started = performance.now();
       this.draw(now);
+      this.drawTimes.push(performance.now() - started);
+      if (this.drawTimes.length > 600) this.drawTimes.shift();
       this.dirty = false;
     }
     requestAnimationFrame((next) => this.frame(next));
@@ -388,11 +392,15 @@ export class MapView {
     ctx.globalAlpha = 1;
   }
 
-  /** Frame-time statistics over the last frames, in milliseconds. */
+  /** Statistics over the last frames, in milliseconds: the interval between animation frames
+   * and the time spent drawing one. */
   frameStats() {
-    const t = [...this.frameTimes].sort((a, b) => a - b);
-    const q = (x) => t.length ? t[Math.min(t.length - 1, Math.floor(x * t.length))] : 0;
-    return { frames: t.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: t[t.length - 1] || 0 };
+    const stats = (values) => {
+      const t = [...values].sort((a, b) => a - b);
+      const q = (x) => t.length ? t[Math.min(t.length - 1, Math.floor(x * t.length))] : 0;
+      return { frames: t.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: t[t.length - 1] || 0 };
+    };
+    return { interval: stats(this.frameTimes), draw: stats(this.drawTimes) };
   }
 }
 

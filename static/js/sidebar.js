@@ -4,6 +4,8 @@
 import { formatCoords, formatNumber, formatOnline, onlineSeconds } from "./format.js";
 
 const REFRESH_MS = 400;
+const BUSY_REFRESH_MS = 1500;   // with hundreds of characters, rebuild the list less often
+const MAX_ROWS = 200;           // rows drawn at once; search narrows the rest
 
 const SORTS = {
   name: (a, b) => a.name.localeCompare(b.name),
@@ -34,7 +36,11 @@ export class Sidebar {
       if (e.key === "ArrowDown") { li.nextElementSibling?.focus(); e.preventDefault(); }
       if (e.key === "ArrowUp") { li.previousElementSibling?.focus(); e.preventDefault(); }
     });
-    setInterval(() => this.render(false), REFRESH_MS);
+    const tick = () => {
+      this.render(false);
+      setTimeout(tick, this.players.size > MAX_ROWS ? BUSY_REFRESH_MS : REFRESH_MS);
+    };
+    setTimeout(tick, REFRESH_MS);
   }
 
   select(name) {
@@ -53,7 +59,7 @@ export class Sidebar {
       .sort((a, b) => sort(a, b) || a.name.localeCompare(b.name));
     const focused = document.activeElement?.closest?.("li[data-name]")?.dataset.name;
     const frag = document.createDocumentFragment();
-    for (const p of rows) {
+    for (const p of rows.slice(0, MAX_ROWS)) {
       const li = document.createElement("li");
       li.dataset.name = p.name;
       li.tabIndex = 0;
@@ -75,6 +81,12 @@ export class Sidebar {
       meta.textContent = `${tag}${p.data.vt_state || "–"} · ${formatNumber(p.data.kills_per_hour)}/h`;
       li.append(dot, name, stat, meta);
       frag.append(li);
+    }
+    if (rows.length > MAX_ROWS) {
+      const more = document.createElement("li");
+      more.className = "more";
+      more.textContent = `${rows.length - MAX_ROWS} more: search to narrow the list`;
+      frag.append(more);
     }
     this.el.list.replaceChildren(frag);
     if (focused) this.el.list.querySelector(`li[data-name="${CSS.escape(focused)}"]`)?.focus();

@@ -1,0 +1,262 @@
+//! The live map in a real headless Chromium against a real tracker: markers, list, sorting and
+//! search, escaped chat, commands from the UI to a plugin, and recovery after a server restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, TestApp, WAIT, telemetry};
+use dereth_tracker::bench::browser::{Chrome, chromedriver_path};
+use serde_json::{Value, json};
+
+async fn chrome() -> Option<Chrome> {
+    if chromedriver_path().is_none() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but chromedriver is missing: install chromium and chromium-driver"
+        );
+        eprintln!("SKIPPED (browser): chromedriver is not installed");
+        return None;
+    }
+    Some(Chrome::start(1280, 800).await.expect("start Chromium"))
+}
+
+async fn open(app: &TestApp, chrome: &Chrome) {
+    chrome
+        .client
+        .goto(&app.url("/"))
+        .await
+        .expect("open the map");
+    chrome
+        .wait_for(
+            "return document.getElementById('status').dataset.state === 'open'",
+            WAIT,
+        )
+        .await
+        .expect("the page connects");
+}
+
+fn at(name: &str, ew: f64, ns: f64, kills: i64) -> Value {
+    let mut t = telemetry(name, "s", kills);
+    t["ew"] = json!(ew);
+    t["ns"] = json!(ns);
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_character_appears_at_its_place_on_the_map_and_in_the_list() {
+    let Some(chrome) = chrome().await else { return };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    open(&app, &chrome).await;
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Holt Walker", 33.6, 42.1, 5)).await;
+
+    chrome
+        .wait_for(
+            "return window.__dereth.players().some(p => p.name === 'Holt Walker')",
+            WAIT,
+        )
+        .await
+        .expect("marker");
+    chrome
+        .wait_for(
+            "return document.querySelector('#players li[data-name=\"Holt Walker\"]') !== null",
+            WAIT,
+        )
+        .await
+        .expect("list entry");
+    // The marker is drawn where Holtburg's coordinates project: read the canvas pixel there and
+    // compare it with the character's colour.
+    let check = chrome
+        .wait_for(
+            r#"
+            const p = window.__dereth.players().find(p => p.name === 'Holt Walker');
+            if (Math.abs(p.x - 33.6) > 1e-9 || Math.abs(p.y - 42.1) > 1e-9) return false;
+            const s = window.__dereth.project(33.6, 42.1);
+            const canvas = document.getElementById('map');
+            const dpr = canvas.width / canvas.clientWidth;
+            const px = canvas.getContext('2d')
+                .getImageData(Math.round(s.x * dpr), Math.round(s.y * dpr), 1, 1).data;
+            const probe = document.createElement('span');
+            probe.style.color = p.color;
+            document.body.append(probe);
+            const want = getComputedStyle(probe).color.match(/\d+/g).map(Number);
+            probe.remove();
+            const close = [0, 1, 2].every(i => Math.abs(px[i] - want[i]) <= 12);
+            return close ? {pixel: Array.from(px).slice(0, 3), want} : false;
+            "#,
+            WAIT,
+        )
+        .await
+        .expect("the marker's colour is at the projected position");
+    assert!(check["pixel"].is_array());
+    let cursor_text = chrome
+        .js("const s = window.__dereth.project(33.6, 42.1); \
+             const c = document.getElementById('map'); \
+             c.dispatchEvent(new PointerEvent('pointermove', {clientX: c.getBoundingClientRect().left + s.x, clientY: c.getBoundingClientRect().top + s.y, bubbles: true})); \
+             return document.getElementById('cursor').textContent;")
+        .await
+        .expect("cursor");
+    assert_eq!(cursor_text, "42.1N, 33.6E");
+    chrome.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_sorts_and_searches() {
+    let Some(chrome) = chrome().await else { return };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    open(&app, &chrome).await;
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Alpha", 0.0, 0.0, 5)).await;
+    plugin.send_json(&at("Bravo", 1.0, 1.0, 50)).await;
+    let mut charlie = at("Charlie", 2.0, 2.0, 20);
+    charlie["char_tag"] = json!("Rangers");
+    plugin.send_json(&charlie).await;
+    let names = "return Array.from(document.querySelectorAll('#players li')).map(li => li.dataset.name).join(',')";
+    chrome
+        .wait_for(&format!("{names} === 'Alpha,Bravo,Charlie'"), WAIT)
+        .await
+        .expect("sorted by name");
+    chrome
+        .js("const s = document.getElementById('sort'); s.value = 'kills'; s.dispatchEvent(new Event('change'));")
+        .await
+        .expect("sort");
+    chrome
+        .wait_for(&format!("{names} === 'Bravo,Charlie,Alpha'"), WAIT)
+        .await
+        .expect("sorted by kills");
+    let search = chrome
+        .client
+        .find(fantoccini::Locator::Id("search"))
+        .await
+        .expect("search box");
+    search.send_keys("ranger").await.expect("type");
+    chrome
+        .wait_for(&format!("{names} === 'Charlie'"), WAIT)
+        .await
+        .expect("search by tag");
+    chrome.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_lines_are_shown_escaped() {
+    let Some(chrome) = chrome().await else { return };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    open(&app, &chrome).await;
+    let mut plugin = app.plugin().await;
+    let hostile = r#"<img src=x onerror="window.__pwned=1"><b>bold</b>"#;
+    plugin
+        .send_json(&json!({"type": "chat", "character_name": "Talker", "text": hostile}))
+        .await;
+    let shown = chrome
+        .wait_for(
+            "const t = document.querySelector('#chat-log li .text'); return t && t.textContent",
+            WAIT,
+        )
+        .await
+        .expect("chat line");
+    assert_eq!(shown, hostile, "the text is shown as typed");
+    let injected = chrome
+        .js("return document.querySelectorAll('#chat-log img, #chat-log b').length + (window.__pwned ? 100 : 0)")
+        .await
+        .expect("inspect");
+    assert_eq!(injected, json!(0), "no markup was interpreted");
+    chrome.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_typed_in_the_ui_reaches_the_plugin() {
+    let Some(chrome) = chrome().await else { return };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    open(&app, &chrome).await;
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Obedient", 10.0, 10.0, 1)).await;
+    chrome
+        .wait_for(
+            "return document.querySelector('#players li[data-name=\"Obedient\"]') !== null",
+            WAIT,
+        )
+        .await
+        .expect("listed");
+    let entry = chrome
+        .client
+        .find(fantoccini::Locator::Css(
+            "#players li[data-name=\"Obedient\"]",
+        ))
+        .await
+        .expect("entry");
+    entry.click().await.expect("select");
+    let input = chrome
+        .client
+        .find(fantoccini::Locator::Id("command"))
+        .await
+        .expect("input");
+    input
+        .send_keys("/vt stop\n")
+        .await
+        .expect("type the command");
+    let received = tokio::time::timeout(WAIT, plugin.recv_json())
+        .await
+        .expect("command");
+    assert_eq!(
+        received,
+        json!({"player_name": "Obedient", "command": "/vt stop"})
+    );
+    let result = chrome
+        .wait_for(
+            "const r = document.getElementById('command-result'); return r.dataset.status === 'delivered' && r.textContent",
+            WAIT,
+        )
+        .await
+        .expect("result shown");
+    assert!(result.as_str().unwrap_or_default().contains("/vt stop"));
+    chrome.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_rebuilds_after_a_server_restart() {
+    let Some(chrome) = chrome().await else { return };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    let port = app.addr.port();
+    open(&app, &chrome).await;
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Survivor", 5.0, 5.0, 1)).await;
+    chrome
+        .wait_for("return window.__dereth.players().length === 1", WAIT)
+        .await
+        .expect("shown");
+    drop(plugin);
+
+    let app = app
+        .restart(|s| s.bind_addr = format!("127.0.0.1:{port}").parse().expect("addr"))
+        .await;
+    chrome
+        .wait_for(
+            "return document.getElementById('status').dataset.state !== 'open'",
+            WAIT,
+        )
+        .await
+        .ok();
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Survivor", 6.0, 6.0, 2)).await;
+    plugin.send_json(&at("Newcomer", 7.0, 7.0, 1)).await;
+    chrome
+        .wait_for(
+            "return document.getElementById('status').dataset.state === 'open' && \
+             ['Survivor', 'Newcomer'].every(n => window.__dereth.players().some(p => p.name === n))",
+            Duration::from_secs(40),
+        )
+        .await
+        .expect("reconnected and rebuilt");
+    chrome.close().await;
+}
