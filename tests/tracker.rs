@@ -319,6 +319,11 @@ async fn commands_reach_the_latest_plugin_connection(backend: Backend) {
     let mut old = app.plugin().await;
     old.send_json(&json!({"type": "register", "character_name": "Foxtrot"}))
         .await;
+    // Connections are served concurrently: make sure the old one spoke first.
+    app.wait_debug("register accepted", |d| {
+        d["frames_received"]["register"] == 1
+    })
+    .await;
     let mut current = app.plugin().await;
     current.send_json(&telemetry("Foxtrot", "s", 1)).await;
     app.wait_for_rows(1, 0, 0).await;
