@@ -178,7 +178,7 @@ impl Session {
                     .iter()
                     .filter_map(|t| FrameKind::from_name(t))
                     .fold(0, |mask, kind| mask | kind.bit());
-                Ok(None)
+                Ok(Some(to_json(&BrowserOut::Subscribed { types: &types })))
             }
             BrowserFrame::Command {
                 player_name,

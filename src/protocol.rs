@@ -726,6 +726,10 @@ pub enum BrowserOut<'a> {
         character_name: &'a str,
         last_seen: DateTime<Utc>,
     },
+    /// The browser's subscription took effect: from now on only these kinds are sent.
+    Subscribed {
+        types: &'a [String],
+    },
     /// The outcome of a command the browser sent.
     CommandResult {
         player_name: &'a str,

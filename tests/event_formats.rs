@@ -72,6 +72,7 @@ fn every_direction_documents_the_frames_the_code_knows() {
             "rare",
             "snapshot",
             "spawn",
+            "subscribed",
             "telemetry"
         ]
     );
@@ -182,6 +183,15 @@ async fn server_to_browser_examples_match_the_serializer() {
         without_last_seen(offline),
         without_last_seen(example(&c, "server_to_browser", "offline").clone())
     );
+
+    let BrowserFrame::Subscribe { types } =
+        parse_browser_frame(&example(&c, "browser_to_server", "subscribe").to_string())
+            .expect("subscribe example")
+    else {
+        panic!("subscribe example")
+    };
+    let ack = to_json(&BrowserOut::Subscribed { types: &types });
+    assert_eq!(&json(&ack), example(&c, "server_to_browser", "subscribed"));
 
     let status = CommandStatus::Delivered;
     let result = to_json(&BrowserOut::CommandResult {

@@ -105,9 +105,11 @@ async fn chat_is_broadcast_and_subscriptions_filter(backend: Backend) {
     chat_only
         .send_json(&json!({"type": "subscribe", "types": ["chat"]}))
         .await;
+    assert_eq!(
+        chat_only.recv_json().await,
+        json!({"type": "subscribed", "types": ["chat"]})
+    );
     let (mut everything, _) = app.browser().await;
-    // Give the subscription a moment to be read before frames flow.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut plugin = app.plugin().await;
     plugin.send_json(&telemetry("Gamma", "s1", 1)).await;
     plugin
@@ -424,7 +426,7 @@ async fn commands_require_the_token_when_one_is_configured(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 
 async fn silent_characters_leave_live_and_are_announced_offline(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.live_window_secs = 1).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.live_window_secs = 2).await else {
         return;
     };
     let (mut browser, _) = app.browser().await;
