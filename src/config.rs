@@ -29,10 +29,24 @@ pub enum Command {
     Serve(Settings),
     /// Simulate plugins: N characters streaming to a tracker over the real wire format.
     Simulate(SimulateArgs),
+    /// Exit 0 when the tracker at BIND_ADDR answers `/health` with 200, 1 otherwise (for
+    /// container health checks).
+    Healthcheck(HealthcheckArgs),
     /// Run a benchmark against loopback only; prints a JSON summary and records it in
     /// docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Settings of `dereth-tracker healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The tracker's address (an unspecified address such as 0.0.0.0 means this machine).
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8765")]
+    pub bind_addr: SocketAddr,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout_secs: u64,
 }
 
 /// Settings of `dereth-tracker simulate`.
@@ -262,6 +276,11 @@ pub struct Settings {
     #[arg(long, env = "SHARED_SECRET", hide_env_values = true)]
     pub shared_secret: Option<Secret>,
 
+    /// A previous shared secret still accepted while plugins are moved to the new one (secret
+    /// rotation); plugins that use it are logged.
+    #[arg(long, env = "SHARED_SECRET_PREVIOUS", hide_env_values = true)]
+    pub shared_secret_previous: Option<Secret>,
+
     /// Token a browser must present (`/ws/live?token=...` or a `token` field) to send commands
     /// to plugins. Without it, commands are accepted only from loopback peers.
     #[arg(long, env = "COMMAND_TOKEN", hide_env_values = true)]
@@ -334,6 +353,32 @@ pub struct Settings {
     /// Seconds an HTTP request may take before it is answered with 408.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    /// `/health` answers 503 when plugins are connected but no telemetry arrived for this many
+    /// seconds (0: never).
+    #[arg(long, env = "HEALTH_STALE_SECS", default_value_t = 300)]
+    pub health_stale_secs: u64,
+
+    /// `/health` answers 503 when the writer queue has been full for this many seconds.
+    #[arg(long, env = "HEALTH_QUEUE_FULL_SECS", default_value_t = 30)]
+    pub health_queue_full_secs: u64,
+
+    /// Days of raw telemetry kept (0: forever). On TimescaleDB a retention policy drops old
+    /// chunks; elsewhere a periodic task deletes old rows.
+    #[arg(long, env = "RETENTION_TELEMETRY_DAYS", default_value_t = 90)]
+    pub retention_telemetry_days: u32,
+
+    /// Days of spawn events kept (0: forever).
+    #[arg(long, env = "RETENTION_SPAWNS_DAYS", default_value_t = 7)]
+    pub retention_spawns_days: u32,
+
+    /// TimescaleDB only: compress telemetry chunks older than this many days (0: never).
+    #[arg(long, env = "COMPRESS_AFTER_DAYS", default_value_t = 7)]
+    pub compress_after_days: u32,
+
+    /// Seconds between runs of the pruning task.
+    #[arg(long, env = "PRUNE_INTERVAL_SECS", default_value_t = 3600)]
+    pub prune_interval_secs: u64,
 
     /// Serve the map UI from this directory instead of the copy built into the binary
     /// (for UI development).

@@ -66,7 +66,18 @@ pub async fn handler(
         .get(SECRET_HEADER)
         .and_then(|v| v.to_str().ok())
         .or(query.secret.as_deref());
-    if !presented.is_some_and(|p| session::secret_matches(p, expected.expose())) {
+    let current = presented.is_some_and(|p| session::secret_matches(p, expected.expose()));
+    let previous = !current
+        && presented.is_some_and(|p| {
+            state
+                .settings
+                .shared_secret_previous
+                .as_ref()
+                .is_some_and(|old| session::secret_matches(p, old.expose()))
+        });
+    if previous {
+        tracing::warn!(%peer, "plugin connected with the previous shared secret; update it");
+    } else if !current {
         metrics::bump(&state.metrics.connections_refused);
         tracing::info!(%peer, "plugin refused: missing or wrong secret");
         return ApiError::Unauthorized("missing or wrong plugin secret").into_response();
@@ -197,6 +208,10 @@ async fn accept(
     state.live.route(frame.character_name(), conn, commands);
     let event = match frame {
         PluginFrame::Telemetry(row) => {
+            state
+                .metrics
+                .last_telemetry_ms
+                .store(metrics::now_ms(), std::sync::atomic::Ordering::Relaxed);
             let kills_delta = state.live.apply_telemetry(&row);
             Event::Telemetry { row, kills_delta }
         }
@@ -222,6 +237,28 @@ async fn accept(
 /// full (database down), waits at most the shutdown flush window, then gives the event up with an
 /// error line rather than hang the shutdown.
 async fn enqueue(state: &AppState, event: Event) {
+    use std::sync::atomic::Ordering;
+    let full_since = &state.metrics.queue_full_since_ms;
+    let event = match state.queue.try_send(event) {
+        Ok(()) => {
+            full_since.store(0, Ordering::Relaxed);
+            return;
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Full(event)) => {
+            // Remember when the queue filled up, for /health.
+            let _ = full_since.compare_exchange(
+                0,
+                metrics::now_ms(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            event
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+            tracing::error!("writer queue closed while a plugin session was running");
+            return;
+        }
+    };
     let send = state.queue.send(event);
     tokio::pin!(send);
     let sent = tokio::select! {

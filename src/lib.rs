@@ -11,6 +11,7 @@ pub mod browser;
 pub mod config;
 pub mod demo;
 pub mod ingest;
+pub mod lifecycle;
 pub mod live;
 pub mod metrics;
 pub mod protocol;
@@ -93,9 +94,10 @@ impl Server {
                 s.session_rares,
             );
         }
+        let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);
         let (tx, rx) = mpsc::channel(settings.write_queue_capacity.max(1));
         Ok(Self {
-            state: AppState::new(settings, store, live, tx),
+            state: AppState::new(settings, store, live, tx, lifecycle),
             queue: rx,
         })
     }
@@ -125,6 +127,11 @@ impl Server {
             writer_stop.clone(),
         ));
         let reaper = tokio::spawn(reap_offline(state.live.clone(), state.shutdown.clone()));
+        let pruner = tokio::spawn(state.lifecycle.clone().run(
+            state.store.clone(),
+            state.metrics.clone(),
+            state.shutdown.clone(),
+        ));
 
         let stop = state.shutdown.clone();
         // Trailing slashes are trimmed before routing, so `/live/` (as the original tracker
@@ -160,6 +167,7 @@ impl Server {
             }
         };
         let _ = reaper.await;
+        let _ = pruner.await;
         state.store.close().await;
         served.map(|()| report)
     }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use dereth_tracker::Server;
-use dereth_tracker::config::{BenchCommand, Cli, Command, LogFormat, Settings, SimulateArgs};
+use dereth_tracker::config::{
+    BenchCommand, Cli, Command, HealthcheckArgs, LogFormat, Settings, SimulateArgs,
+};
 use dereth_tracker::simulate::{SimConfig, SimStats};
 use dereth_tracker::store::{Store, StoreOptions, redact_url};
 use tokio::net::TcpListener;
@@ -24,6 +26,7 @@ async fn main() -> ExitCode {
         None => serve(cli.settings).await,
         Some(Command::Serve(settings)) => serve(settings).await,
         Some(Command::Simulate(args)) => simulate(args).await,
+        Some(Command::Healthcheck(args)) => healthcheck(args).await,
         Some(Command::Bench(bench)) => {
             raise_file_limit();
             match bench {
@@ -156,6 +159,28 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     stop.cancel();
     let _ = run.await;
     println!("{}", serde_json::to_string(&stats.report())?);
+    Ok(())
+}
+
+/// `dereth-tracker healthcheck`: asks the local tracker's `/health`; an error makes the process
+/// exit 1, which container runtimes read as unhealthy.
+async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    let mut addr = args.bind_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/health");
+    let resp = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(args.timeout_secs.max(1)))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
+    println!("healthy: {body}");
     Ok(())
 }
 

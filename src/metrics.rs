@@ -83,6 +83,12 @@ pub struct Metrics {
     pub broadcast_lagged: AtomicU64,
     pub commands_relayed: AtomicU64,
     pub peers_timed_out: AtomicU64,
+    /// When the last telemetry frame was accepted (milliseconds since the epoch; 0: never).
+    pub last_telemetry_ms: AtomicU64,
+    /// Since when the writer queue has been full (milliseconds since the epoch; 0: not full).
+    pub queue_full_since_ms: AtomicU64,
+    /// Rows deleted by the pruning task.
+    pub rows_pruned: AtomicU64,
     /// Time to write one batch to the database.
     pub write_batch_seconds: Histogram,
     /// HTTP request durations per (method, route template).
@@ -104,6 +110,7 @@ pub struct MetricsSnapshot {
     pub broadcast_lagged: u64,
     pub commands_relayed: u64,
     pub peers_timed_out: u64,
+    pub rows_pruned: u64,
 }
 
 /// Accepted frames by type.
@@ -118,6 +125,11 @@ pub struct FramesReceived {
 
 fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
 /// Adds one to a counter.
@@ -188,6 +200,7 @@ impl Metrics {
             broadcast_lagged: get(&self.broadcast_lagged),
             commands_relayed: get(&self.commands_relayed),
             peers_timed_out: get(&self.peers_timed_out),
+            rows_pruned: get(&self.rows_pruned),
         }
     }
 }

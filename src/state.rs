@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::lifecycle::Lifecycle;
 use crate::live::{ConnId, Live};
 use crate::metrics::Metrics;
 use crate::store::{Event, Store};
@@ -28,6 +29,8 @@ pub struct AppState {
     /// for them.
     pub sessions: TaskTracker,
     pub started: Instant,
+    /// How old data is removed (for `/debug`).
+    pub lifecycle: Arc<Lifecycle>,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -38,6 +41,7 @@ impl AppState {
         store: Store,
         live: Arc<Live>,
         queue: mpsc::Sender<Event>,
+        lifecycle: Arc<Lifecycle>,
     ) -> Self {
         Self {
             settings: Arc::new(settings),
@@ -48,6 +52,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             started: Instant::now(),
+            lifecycle,
             next_conn: Arc::new(AtomicU64::new(1)),
         }
     }

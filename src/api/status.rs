@@ -44,6 +44,7 @@ struct DebugBody {
     live_window_secs: u64,
     plugin_auth_configured: bool,
     command_token_configured: bool,
+    lifecycle: crate::lifecycle::Lifecycle,
     #[serde(flatten)]
     counters: MetricsSnapshot,
 }
@@ -63,6 +64,7 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
         live_window_secs: state.settings.live_window_secs,
         plugin_auth_configured: state.settings.shared_secret.is_some(),
         command_token_configured: state.settings.command_token.is_some(),
+        lifecycle: (*state.lifecycle).clone(),
         counters: state.metrics.snapshot(),
     })
 }
@@ -75,13 +77,48 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
     ))]
 pub async fn health(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
+        Ok(Ok(())) => match degraded(&state) {
+            Some(reason) => {
+                tracing::warn!(%reason, "health check: degraded");
+                unavailable(&reason)
+            }
+            None => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
+        },
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "health check: database unavailable");
             unavailable("database unavailable")
         }
         Err(_) => unavailable("database did not answer in time"),
     }
+}
+
+/// Why the tracker is not doing its job although the database answers, if it is not: plugins are
+/// connected but telemetry stopped, or the writer queue has been full for a while.
+fn degraded(state: &AppState) -> Option<String> {
+    use std::sync::atomic::Ordering;
+    let now = crate::metrics::now_ms();
+    let settings = &state.settings;
+    // A full queue also stops telemetry; report the cause, not the symptom.
+    let full_since = state.metrics.queue_full_since_ms.load(Ordering::Relaxed);
+    if full_since > 0 && now.saturating_sub(full_since) > settings.health_queue_full_secs * 1000 {
+        return Some(format!(
+            "the writer queue has been full for {} s",
+            now.saturating_sub(full_since) / 1000
+        ));
+    }
+    let plugins = state.metrics.plugins_connected.load(Ordering::Relaxed);
+    if settings.health_stale_secs > 0 && plugins > 0 {
+        let last = state.metrics.last_telemetry_ms.load(Ordering::Relaxed);
+        let started_ms = now.saturating_sub(state.started.elapsed().as_millis() as u64);
+        let silent_ms = now.saturating_sub(last.max(started_ms));
+        if silent_ms > settings.health_stale_secs * 1000 {
+            return Some(format!(
+                "no telemetry for {} s while {plugins} plugins are connected",
+                silent_ms / 1000
+            ));
+        }
+    }
+    None
 }
 
 fn unavailable(reason: &str) -> Response {

@@ -168,6 +168,25 @@ impl TrailThinner {
     }
 }
 
+/// Tables with a retention period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retained {
+    Telemetry,
+    Spawns,
+}
+
+impl Retained {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Self::Telemetry => "telemetry_events",
+            Self::Spawns => "spawn_events",
+        }
+    }
+}
+
+/// Rows deleted per statement while pruning, so no statement holds locks for long.
+pub(crate) const PRUNE_BATCH: i64 = 10_000;
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -388,6 +407,11 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<SessionRares>, StoreError> {
         dispatch!(self.session_rares(character, limit))
+    }
+
+    /// Deletes the rows of `table` older than `before`, in batches; returns how many.
+    pub async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        dispatch!(self.prune(table, before))
     }
 
     /// Closes the pool, waiting for connections in use to be returned.

@@ -79,6 +79,92 @@ impl PgStore {
         Ok(())
     }
 
+    /// Deletes expired rows in batches of [`super::PRUNE_BATCH`].
+    pub async fn prune(
+        &self,
+        table: super::Retained,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let t = table.table();
+        let sql = format!(
+            "DELETE FROM {t} WHERE ctid IN \
+             (SELECT ctid FROM {t} WHERE timestamp < $1 LIMIT {})",
+            super::PRUNE_BATCH
+        );
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(&sql)
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            total += n;
+            if n < super::PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Compression, retention and the hourly-kills continuous aggregate on TimescaleDB; safe to
+    /// run at every start (existing policies are replaced with the configured ones).
+    pub async fn apply_timescale_policies(
+        &self,
+        retention_days: u32,
+        compress_after_days: u32,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT remove_retention_policy('telemetry_events', if_exists => true)")
+            .execute(&mut *conn)
+            .await?;
+        if retention_days > 0 {
+            sqlx::query(
+                "SELECT add_retention_policy('telemetry_events', \
+                 make_interval(days => $1), if_not_exists => true)",
+            )
+            .bind(i32::try_from(retention_days).unwrap_or(i32::MAX))
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query("SELECT remove_compression_policy('telemetry_events', if_exists => true)")
+            .execute(&mut *conn)
+            .await?;
+        if compress_after_days > 0 {
+            sqlx::query(
+                "ALTER TABLE telemetry_events SET (timescaledb.compress, \
+                 timescaledb.compress_segmentby = 'character_name', \
+                 timescaledb.compress_orderby = 'timestamp DESC')",
+            )
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "SELECT add_compression_policy('telemetry_events', \
+                 make_interval(days => $1), if_not_exists => true)",
+            )
+            .bind(i32::try_from(compress_after_days).unwrap_or(i32::MAX))
+            .execute(&mut *conn)
+            .await?;
+        }
+        // Continuous aggregates cannot be created inside a transaction: plain statements here.
+        sqlx::raw_sql(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS kills_hourly \
+             WITH (timescaledb.continuous) AS \
+             SELECT time_bucket('1 hour', timestamp) AS bucket, character_name, \
+                    sum(kills_delta) AS kills, avg(kills_per_hour) AS kills_per_hour, \
+                    count(*) AS samples \
+             FROM telemetry_events GROUP BY 1, 2 WITH NO DATA",
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "SELECT add_continuous_aggregate_policy('kills_hourly', \
+             start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour', \
+             schedule_interval => INTERVAL '30 minutes', if_not_exists => true)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
     /// Whether telemetry lives in a hypertable.
     pub fn timescaledb(&self) -> bool {
         self.timescaledb.load(Ordering::Relaxed)

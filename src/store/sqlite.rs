@@ -57,6 +57,33 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// Deletes expired rows in batches of [`super::PRUNE_BATCH`].
+    pub async fn prune(
+        &self,
+        table: super::Retained,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let t = table.table();
+        let sql = format!(
+            "DELETE FROM {t} WHERE rowid IN \
+             (SELECT rowid FROM {t} WHERE timestamp < ?1 LIMIT {})",
+            super::PRUNE_BATCH
+        );
+        let cutoff = ts(&before);
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(&sql)
+                .bind(&cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            total += n;
+            if n < super::PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

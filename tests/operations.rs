@@ -1,0 +1,184 @@
+//! Running it for real: pruning of expired rows on both backends, a `/health` that degrades when
+//! the tracker stops doing its job, secret rotation, and the container health-check command.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, TestApp, WAIT, block_writes, telemetry};
+use serde_json::json;
+
+fn days_ago(days: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339()
+}
+
+async fn pruning_removes_exactly_the_expired_rows(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.retention_telemetry_days = 7;
+        s.retention_spawns_days = 3;
+        s.prune_interval_secs = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    for (days, kills) in [(10, 1), (8, 2), (6, 3), (0, 4)] {
+        let mut t = telemetry("Pruned", "s", kills);
+        t["timestamp"] = json!(days_ago(days));
+        plugin.send_json(&t).await;
+    }
+    for days in [5, 4, 2, 0] {
+        plugin
+            .send_json(
+                &json!({"type": "spawn", "character_name": "Pruned", "mob": "Drudge",
+                               "timestamp": days_ago(days), "ew": 1, "ns": 1}),
+            )
+            .await;
+    }
+    let debug = app
+        .wait_debug("expired rows pruned", |d| d["rows_pruned"] == 4)
+        .await;
+    assert_eq!(debug["lifecycle"]["mode"], "pruning");
+    assert_eq!(debug["lifecycle"]["telemetry_retention_days"], 7);
+    let kept: Vec<i64> = app
+        .store
+        .telemetry_of("Pruned", 10)
+        .await
+        .expect("rows")
+        .iter()
+        .map(|t| t.kills)
+        .collect();
+    assert_eq!(
+        kept,
+        vec![3, 4],
+        "the 10- and 8-day-old telemetry went, the rest stayed"
+    );
+    let spawns = app.store.spawns_of("Pruned", 10).await.expect("spawns");
+    assert_eq!(spawns.len(), 2, "spawns older than 3 days went");
+    // Counters are not history: pruning raw rows leaves totals alone.
+    assert_eq!(
+        app.store.character_stats().await.expect("stats")[0].total_kills,
+        4
+    );
+}
+
+async fn health_degrades_when_telemetry_stops_or_the_queue_stays_full(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.health_stale_secs = 1;
+        s.health_queue_full_secs = 1;
+        s.write_queue_capacity = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&telemetry("Stale", "s", 1)).await;
+    app.wait_for_rows(1, 0, 0).await;
+    assert_eq!(app.get("/health").await.0, 200);
+
+    // Connected but silent for longer than HEALTH_STALE_SECS.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        let (status, body) = app.get("/health").await;
+        if status == 503 {
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never degraded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no telemetry"),
+        "{body}"
+    );
+    plugin.send_json(&telemetry("Stale", "s", 2)).await;
+    app.wait_for_rows(2, 0, 0).await;
+    assert_eq!(app.get("/health").await.0, 200, "telemetry flows again");
+
+    // A writer that cannot write: the queue fills and stays full.
+    let block = block_writes(&app.db).await;
+    let sender = tokio::spawn(async move {
+        for i in 3..30 {
+            plugin.send_json(&telemetry("Stale", "s", i)).await;
+        }
+        plugin
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = app.get("/health").await;
+        if status == 503 && body["error"].as_str().unwrap_or_default().contains("queue") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reported the full queue: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    block.release().await;
+    let _plugin = sender.await.expect("sender");
+    app.wait_for_rows(29, 0, 0).await;
+}
+
+async fn the_previous_secret_is_accepted_during_rotation(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.shared_secret_previous = Some(dereth_tracker::config::Secret::new("old-secret"));
+    })
+    .await
+    else {
+        return;
+    };
+    let mut old = app
+        .plugin_with(Some("old-secret"), None)
+        .await
+        .expect("the previous secret still works");
+    let mut new = app.plugin().await;
+    old.send_json(&telemetry("Old", "s", 1)).await;
+    new.send_json(&telemetry("New", "s", 1)).await;
+    app.wait_for_rows(2, 0, 0).await;
+    assert!(app.plugin_with(Some("older-secret"), None).await.is_err());
+}
+
+both_backends!(
+    pruning_removes_exactly_the_expired_rows,
+    health_degrades_when_telemetry_stops_or_the_queue_stays_full,
+    the_previous_secret_is_accepted_during_rotation,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_command_reports_the_servers_health() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let run = |addr: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dereth-tracker"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("BIND_ADDR", addr)
+            .output()
+            .expect("run healthcheck")
+    };
+    let healthy = tokio::task::spawn_blocking({
+        let addr = app.addr.to_string();
+        move || run(addr)
+    })
+    .await
+    .expect("join");
+    assert!(healthy.status.success(), "{healthy:?}");
+
+    // Nothing listening there any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let down = tokio::task::spawn_blocking(move || run(format!("127.0.0.1:{port}")))
+        .await
+        .expect("join");
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("no answer"));
+}
