@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the tracker server (the default).
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Simulate plugins: N characters streaming to a tracker over the real wire format.
     Simulate(SimulateArgs),
     /// Exit 0 when the tracker at BIND_ADDR answers `/health` with 200, 1 otherwise (for

@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
     init_tracing(log_format);
     let result = match cli.command {
         None => serve(cli.settings).await,
-        Some(Command::Serve(settings)) => serve(settings).await,
+        Some(Command::Serve(settings)) => serve(*settings).await,
         Some(Command::Simulate(args)) => simulate(args).await,
         Some(Command::Healthcheck(args)) => healthcheck(args).await,
         Some(Command::Bench(bench)) => {
