@@ -69,6 +69,13 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+log "docker-compose.yml against the Compose specification (dclint)"
+if ! command -v npx >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+npx --yes dclint@3.1.0 --max-warnings 0 docker-compose.yml
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
