@@ -214,6 +214,15 @@ pub struct QueryBenchArgs {
     pub report: std::path::PathBuf,
 }
 
+/// Body shape of webhook alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlertFormat {
+    /// `{"content": "..."}`, as Discord webhooks expect.
+    Discord,
+    /// `{"kind", "character", "message", "at"}`.
+    Generic,
+}
+
 /// Output format of the log lines written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -379,6 +388,35 @@ pub struct Settings {
     /// Seconds between runs of the pruning task.
     #[arg(long, env = "PRUNE_INTERVAL_SECS", default_value_t = 3600)]
     pub prune_interval_secs: u64,
+
+    /// Webhook URL(s), comma separated, that receive alerts. Without one, no alerts are sent.
+    #[arg(long, env = "ALERT_WEBHOOK_URL", hide_env_values = true)]
+    pub alert_webhook_url: Option<String>,
+
+    /// Body of alert requests.
+    #[arg(long, env = "ALERT_FORMAT", value_enum, default_value_t = AlertFormat::Generic)]
+    pub alert_format: AlertFormat,
+
+    /// Which alerts to send, comma separated: idle, death, rare, disconnect.
+    #[arg(
+        long,
+        env = "ALERT_EVENTS",
+        default_value = "idle,death,rare,disconnect"
+    )]
+    pub alert_events: String,
+
+    /// A character online with no kills and no movement for this many seconds is idle.
+    #[arg(long, env = "ALERT_IDLE_SECS", default_value_t = 600)]
+    pub alert_idle_secs: u64,
+
+    /// A plugin that disconnected unexpectedly is reported if it has not come back after this
+    /// many seconds.
+    #[arg(long, env = "ALERT_DISCONNECT_GRACE_SECS", default_value_t = 120)]
+    pub alert_disconnect_grace_secs: u64,
+
+    /// Characters never alerted about, comma separated.
+    #[arg(long, env = "ALERT_MUTE", default_value = "")]
+    pub alert_mute: String,
 
     /// Serve the map UI from this directory instead of the copy built into the binary
     /// (for UI development).

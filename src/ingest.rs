@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::alerts::Signal;
 use crate::api::ApiError;
 use crate::live::ConnId;
 use crate::metrics::{self, ConnectionSlot, Peer};
@@ -113,7 +114,10 @@ pub async fn handler(
 /// Why a plugin session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
+    /// The plugin said goodbye with a close frame.
     PeerClosed,
+    /// The connection dropped without a close frame (crash, network loss).
+    Lost,
     Shutdown,
     TimedOut,
     Abuse,
@@ -132,6 +136,8 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.reset();
     let mut last_heard = Instant::now();
+    // Characters this connection spoke for, for the disconnect alert.
+    let mut names: Vec<String> = Vec::new();
 
     let end = loop {
         tokio::select! {
@@ -142,7 +148,8 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
             msg = stream.next() => {
                 last_heard = Instant::now();
                 let outcome = match msg {
-                    None | Some(Ok(Message::Close(_))) => break End::PeerClosed,
+                    Some(Ok(Message::Close(_))) => break End::PeerClosed,
+                    None => break End::Lost,
                     Some(Err(err)) if session::is_too_big(&err) => {
                         metrics::bump(&state.metrics.frames_rejected);
                         tracing::warn!("plugin frame over the size limit; closing");
@@ -151,9 +158,9 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
                     }
                     Some(Err(err)) => {
                         tracing::debug!(%err, "plugin socket error");
-                        break End::PeerClosed;
+                        break End::Lost;
                     }
-                    Some(Ok(Message::Text(text))) => accept(&state, conn, &commands_tx, &text).await,
+                    Some(Ok(Message::Text(text))) => accept(&state, conn, &commands_tx, &text, &mut names).await,
                     Some(Ok(Message::Binary(_))) => Err(FrameError::Binary),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
                 };
@@ -191,6 +198,9 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
         }
     };
     state.live.unroute(conn);
+    if matches!(end, End::Lost | End::TimedOut | End::SendFailed) && !names.is_empty() {
+        state.alerts.signal(Signal::Lost { names });
+    }
     tracing::info!(reason = ?end, "plugin disconnected");
     end
 }
@@ -202,10 +212,14 @@ async fn accept(
     conn: ConnId,
     commands: &mpsc::Sender<Utf8Bytes>,
     text: &str,
+    names: &mut Vec<String>,
 ) -> Result<(), FrameError> {
     let frame = parse_plugin_frame(text)?;
     metrics::bump(state.metrics.frame_counter(frame.kind()));
     state.live.route(frame.character_name(), conn, commands);
+    if !names.iter().any(|n| n == frame.character_name()) {
+        names.push(frame.character_name().to_owned());
+    }
     let event = match frame {
         PluginFrame::Telemetry(row) => {
             state
@@ -213,6 +227,16 @@ async fn accept(
                 .last_telemetry_ms
                 .store(metrics::now_ms(), std::sync::atomic::Ordering::Relaxed);
             let kills_delta = state.live.apply_telemetry(&row);
+            if state.alerts.enabled() {
+                state.alerts.signal(Signal::Telemetry {
+                    name: row.character_name.clone(),
+                    session_id: row.session_id.clone(),
+                    ew: row.ew,
+                    ns: row.ns,
+                    kills: row.kills,
+                    deaths: row.deaths,
+                });
+            }
             Event::Telemetry { row, kills_delta }
         }
         PluginFrame::Spawn(spawn) => {
@@ -221,6 +245,14 @@ async fn accept(
         }
         PluginFrame::Rare(rare) => {
             let session_id = state.live.apply_rare(&rare);
+            if state.alerts.enabled() {
+                state.alerts.signal(Signal::Rare {
+                    name: rare.character_name.clone(),
+                    item: rare.name.clone(),
+                    ew: rare.ew,
+                    ns: rare.ns,
+                });
+            }
             Event::Rare { rare, session_id }
         }
         PluginFrame::Chat(chat) => {

@@ -4,6 +4,7 @@
 //! -> [`writer`] (batch) -> [`store`]. [`Server`] wires the pieces together; `main` only parses
 //! configuration and calls [`Server::run`].
 
+pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod bench;
@@ -96,10 +97,9 @@ impl Server {
         }
         let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);
         let (tx, rx) = mpsc::channel(settings.write_queue_capacity.max(1));
-        Ok(Self {
-            state: AppState::new(settings, store, live, tx, lifecycle),
-            queue: rx,
-        })
+        let mut state = AppState::new(settings, store, live, tx, lifecycle);
+        state.alerts = alerts::start(&state.settings, state.shutdown.clone());
+        Ok(Self { state, queue: rx })
     }
 
     /// The shared state (for tests and embedding).

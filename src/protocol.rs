@@ -418,6 +418,17 @@ fn check_timestamp(ts: &DateTime<Utc>) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// Map coordinates as players read them: `42.1N, 33.6E`.
+pub fn format_coords(ew: f64, ns: f64) -> String {
+    format!(
+        "{:.1}{}, {:.1}{}",
+        ns.abs(),
+        if ns >= 0.0 { "N" } else { "S" },
+        ew.abs(),
+        if ew >= 0.0 { "E" } else { "W" }
+    )
+}
+
 fn clip(s: &str, max_chars: usize) -> String {
     let mut out: String = s.chars().take(max_chars).collect();
     if s.chars().count() > max_chars {

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::Alerts;
 use crate::config::Settings;
 use crate::lifecycle::Lifecycle;
 use crate::live::{ConnId, Live};
@@ -31,6 +32,8 @@ pub struct AppState {
     pub started: Instant,
     /// How old data is removed (for `/debug`).
     pub lifecycle: Arc<Lifecycle>,
+    /// Webhook alerts (disabled without a webhook).
+    pub alerts: Alerts,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -53,6 +56,7 @@ impl AppState {
             sessions: TaskTracker::new(),
             started: Instant::now(),
             lifecycle,
+            alerts: Alerts::disabled(),
             next_conn: Arc::new(AtomicU64::new(1)),
         }
     }

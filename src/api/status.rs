@@ -45,6 +45,8 @@ struct DebugBody {
     plugin_auth_configured: bool,
     command_token_configured: bool,
     lifecycle: crate::lifecycle::Lifecycle,
+    alerts_enabled: bool,
+    alerts: std::sync::Arc<crate::alerts::AlertStats>,
     #[serde(flatten)]
     counters: MetricsSnapshot,
 }
@@ -65,6 +67,8 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
         plugin_auth_configured: state.settings.shared_secret.is_some(),
         command_token_configured: state.settings.command_token.is_some(),
         lifecycle: (*state.lifecycle).clone(),
+        alerts_enabled: state.alerts.enabled(),
+        alerts: state.alerts.stats.clone(),
         counters: state.metrics.snapshot(),
     })
 }
