@@ -182,3 +182,94 @@ async fn the_healthcheck_command_reports_the_servers_health() {
     assert!(!down.status.success());
     assert!(String::from_utf8_lossy(&down.stderr).contains("no answer"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_command_fails_while_the_server_is_degraded() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |s| s.health_stale_secs = 1).await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&telemetry("Quiet", "s", 1)).await;
+    app.wait_for_rows(1, 0, 0).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.get("/health").await.0 != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "never degraded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let addr = app.addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dereth-tracker"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("BIND_ADDR", addr)
+            .output()
+            .expect("run healthcheck")
+    })
+    .await
+    .expect("join");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("503"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_dir_replaces_the_built_in_ui() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+    std::fs::write(dir.path().join("index.html"), "<title>custom map</title>").expect("write");
+    std::fs::write(
+        dir.path().join("data/map.json"),
+        r#"{"background": {"url": "data/dereth.png", "west": -101.9, "east": 102, "south": -101.9, "north": 102}}"#,
+    )
+    .expect("write");
+    let path = dir.path().to_owned();
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, move |s| s.static_dir = Some(path)).await
+    else {
+        return;
+    };
+    let page = reqwest::get(app.url("/"))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("custom map"));
+    let (_, config) = app.get("/data/map.json").await;
+    assert_eq!(config["background"]["url"], "data/dereth.png");
+    let (status, body) = app.get("/data/missing.png").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no such endpoint"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_in_ui_is_served_at_the_root() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let resp = reqwest::get(app.url("/")).await.expect("get");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
+    assert!(resp.text().await.expect("body").contains("Dereth Tracker"));
+    for asset in ["/js/app.js", "/style.css", "/data/towns.json"] {
+        let resp = reqwest::get(app.url(asset)).await.expect("get");
+        assert_eq!(resp.status(), 200, "{asset}");
+    }
+    let (_, towns) = app.get("/data/towns.json").await;
+    let holtburg = towns["towns"]
+        .as_array()
+        .expect("towns")
+        .iter()
+        .find(|t| t["name"] == "Holtburg")
+        .cloned()
+        .expect("Holtburg");
+    assert_eq!(
+        (holtburg["ns"].as_f64(), holtburg["ew"].as_f64()),
+        (Some(42.1), Some(33.6))
+    );
+}
