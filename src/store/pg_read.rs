@@ -274,6 +274,70 @@ impl PgStore {
         to: DateTime<Utc>,
         bucket_secs: i64,
     ) -> Result<Vec<SeriesPoint>, StoreError> {
+        // Raw telemetry may have expired (retention policy); the hourly continuous aggregate
+        // keeps what it summarised. Ranges older than the oldest raw row read the aggregate.
+        if self.hourly_aggregate() {
+            let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
+                "SELECT min(timestamp) FROM telemetry_events WHERE character_name = $1",
+            )
+            .bind(character)
+            .fetch_one(&self.pool)
+            .await?;
+            let cutoff = oldest.unwrap_or(to).min(to);
+            if from < cutoff {
+                let mut series = self
+                    .hourly_activity(character, from, cutoff, bucket_secs)
+                    .await?;
+                series.extend(
+                    self.raw_activity(character, cutoff, to, bucket_secs)
+                        .await?,
+                );
+                return Ok(series);
+            }
+        }
+        self.raw_activity(character, from, to, bucket_secs).await
+    }
+
+    async fn hourly_activity(
+        &self,
+        character: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_secs: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT time_bucket(make_interval(secs => $4), bucket) AS b, \
+                    (sum(kills_per_hour * samples) / nullif(sum(samples), 0))::float8 AS kph, \
+                    sum(kills)::int8 AS kills, sum(samples)::int8 AS samples \
+             FROM kills_hourly \
+             WHERE character_name = $1 AND bucket >= $2 AND bucket < $3 \
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(character)
+        .bind(from)
+        .bind(to)
+        .bind(bucket_secs.max(3600) as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SeriesPoint {
+                    bucket: r.try_get("b")?,
+                    kills_per_hour: r.try_get("kph")?,
+                    kills: r.try_get("kills")?,
+                    samples: r.try_get("samples")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn raw_activity(
+        &self,
+        character: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_secs: i64,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
         // TimescaleDB's time_bucket is the native tool; plain PostgreSQL floors the epoch.
         let bucket = if self.timescaledb() {
             "time_bucket(make_interval(secs => $4), timestamp)"

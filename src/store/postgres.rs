@@ -22,6 +22,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 pub struct PgStore {
     pub(super) pool: PgPool,
     timescaledb: Arc<AtomicBool>,
+    /// The `kills_hourly` continuous aggregate exists (TimescaleDB policies applied).
+    hourly_aggregate: Arc<AtomicBool>,
 }
 
 impl PgStore {
@@ -40,6 +42,7 @@ impl PgStore {
         let store = Self {
             pool,
             timescaledb: Arc::new(AtomicBool::new(false)),
+            hourly_aggregate: Arc::new(AtomicBool::new(false)),
         };
         store.detect_timescaledb().await?;
         Ok(store)
@@ -162,7 +165,13 @@ impl PgStore {
         )
         .execute(&mut *conn)
         .await?;
+        self.hourly_aggregate.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether the hourly-kills continuous aggregate can serve statistics older than raw rows.
+    pub fn hourly_aggregate(&self) -> bool {
+        self.hourly_aggregate.load(Ordering::Relaxed)
     }
 
     /// Whether telemetry lives in a hypertable.
