@@ -50,14 +50,8 @@ pub async fn handler(
         metrics::bump(&state.metrics.connections_refused);
         return ApiError::Unavailable("too many browser connections").into_response();
     };
-    let limit = state.settings.max_message_bytes;
     let tracker = state.sessions.token();
-    upgrade
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(crate::session::READ_BUFFER_BYTES)
-        .write_buffer_size(crate::session::WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(crate::session::MAX_WRITE_BUFFER_BYTES)
+    session::with_limits(upgrade, state.settings.max_message_bytes)
         .on_failed_upgrade(|err| tracing::debug!(%err, "browser websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             let _tracked = tracker;

@@ -27,6 +27,19 @@ pub enum SendError {
     Closed,
 }
 
+/// Applies the configured size limits and the small per-connection buffers to an upgrade.
+pub fn with_limits(
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+    max_message_bytes: usize,
+) -> axum::extract::ws::WebSocketUpgrade {
+    upgrade
+        .max_message_size(max_message_bytes)
+        .max_frame_size(max_message_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+}
+
 /// Sends one message, giving up after `timeout` so a peer that stopped reading cannot stall the
 /// session forever.
 pub async fn send(sink: &mut Sink, msg: Message, timeout: Duration) -> Result<(), SendError> {

@@ -51,13 +51,13 @@ fn render<T: CsvRow>(rows: &[T], with_header: bool) -> Bytes {
     Bytes::from(out)
 }
 
-/// Streams pages from `fetch` (called with the previous page's last row, `None` first) until a
-/// page comes back shorter than [`PAGE`]. A database error ends the body early and is logged
-/// (the status line is already sent).
-pub fn paged<T, F, Fut>(filename: &str, fetch: F) -> Response
+/// Streams pages from `fetch` (called with the previous page's last row, `None` first, and the
+/// most rows to return) until a page comes back short or `cap` rows were sent. A database error
+/// ends the body early and is logged (the status line is already sent).
+pub fn paged<T, F, Fut>(filename: &str, cap: Option<i64>, fetch: F) -> Response
 where
     T: CsvRow + Clone + Send + 'static,
-    F: Fn(Option<T>) -> Fut + Send + Sync + 'static,
+    F: Fn(Option<T>, i64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Vec<T>, StoreError>> + Send + 'static,
 {
     struct State<F, T> {
@@ -65,20 +65,24 @@ where
         last: Option<T>,
         first: bool,
         done: bool,
+        left: i64,
     }
     let state = State {
         fetch,
         last: None,
         first: true,
         done: false,
+        left: cap.unwrap_or(i64::MAX),
     };
     let body = stream::unfold(state, |mut s| async move {
-        if s.done {
+        if s.done || s.left <= 0 {
             return None;
         }
-        match (s.fetch)(s.last.take()).await {
+        let limit = s.left.min(PAGE);
+        match (s.fetch)(s.last.take(), limit).await {
             Ok(rows) => {
-                s.done = (rows.len() as i64) < PAGE;
+                s.done = (rows.len() as i64) < limit;
+                s.left -= rows.len() as i64;
                 let chunk = render(&rows, s.first);
                 s.first = false;
                 s.last = rows.last().cloned();

@@ -99,26 +99,19 @@ async fn events(state: AppState, kind: EventKind, p: EventParams) -> Result<Resp
         Format::Csv => {
             let cap = params::int("limit", p.limit.as_deref(), 1, i64::MAX)?;
             let store = state.store.clone();
-            let sent = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
-            Ok(csv::paged(filename, move |last: Option<EventRecord>| {
-                let store = store.clone();
-                let sent = sent.clone();
-                let mut q = query.clone();
-                async move {
+            Ok(csv::paged(
+                filename,
+                cap,
+                move |last: Option<EventRecord>, limit| {
+                    let store = store.clone();
+                    let mut q = query.clone();
+                    q.limit = limit;
                     if let Some(last) = last {
                         q.after = Some((last.timestamp, last.id));
                     }
-                    let already = sent.load(std::sync::atomic::Ordering::Relaxed);
-                    let left = cap.map_or(csv::PAGE, |c| (c - already).clamp(0, csv::PAGE));
-                    if left == 0 {
-                        return Ok(Vec::new());
-                    }
-                    q.limit = left;
-                    let rows = store.events(kind, &q).await?;
-                    sent.fetch_add(rows.len() as i64, std::sync::atomic::Ordering::Relaxed);
-                    Ok(rows)
-                }
-            }))
+                    async move { store.events(kind, &q).await }
+                },
+            ))
         }
     }
 }

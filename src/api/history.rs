@@ -149,27 +149,17 @@ pub async fn history(
         Format::Csv => {
             let cap = params::int("limit", p.limit.as_deref(), 1, i64::MAX)?;
             let store = state.store.clone();
-            let sent = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
             Ok(csv::paged(
                 "history.csv",
-                move |last: Option<TelemetryRecord>| {
+                cap,
+                move |last: Option<TelemetryRecord>, limit| {
                     let store = store.clone();
-                    let sent = sent.clone();
                     let mut q = query.clone();
-                    async move {
-                        if let Some(last) = last {
-                            q.after = Some((last.telemetry.timestamp, last.id));
-                        }
-                        let already = sent.load(std::sync::atomic::Ordering::Relaxed);
-                        let left = cap.map_or(csv::PAGE, |c| (c - already).clamp(0, csv::PAGE));
-                        if left == 0 {
-                            return Ok(Vec::new());
-                        }
-                        q.limit = left;
-                        let rows = store.history(&q).await?;
-                        sent.fetch_add(rows.len() as i64, std::sync::atomic::Ordering::Relaxed);
-                        Ok(rows)
+                    q.limit = limit;
+                    if let Some(last) = last {
+                        q.after = Some((last.telemetry.timestamp, last.id));
                     }
+                    async move { store.history(&q).await }
                 },
             ))
         }
