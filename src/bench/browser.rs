@@ -61,6 +61,12 @@ impl Chrome {
         if let Some(binary) = chromium_path() {
             chrome_options["binary"] = json!(binary.display().to_string());
         }
+        // Desktop windows cannot be narrower than 500 px: emulate a phone for small widths.
+        if width < 500 {
+            chrome_options["mobileEmulation"] = json!({
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0, "touch": true}
+            });
+        }
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), chrome_options);
         let url = format!("http://127.0.0.1:{port}");
