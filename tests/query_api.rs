@@ -119,11 +119,15 @@ async fn heatmaps_count_events_per_cell(backend: Backend) {
             spawn("Uniform", "Mosswart", 1.0, 1.0, 3),
             spawn("Uniform", "Drudge", -0.5, -3.0, 3),
             spawn("Uniform", "Drudge", 10.0, 10.0, 60 * 30),
+            // Five hours ago: a whole hour inside the default range, counted from the hourly
+            // cell counts rather than raw rows.
+            spawn("Uniform", "Drudge", -0.5, -3.0, 60 * 5),
+            spawn("Uniform", "Mosswart", 4.5, 4.5, 60 * 5),
             rare("Uniform", "Pearl", 4.1, 4.1, 2),
         ],
     )
     .await;
-    app.wait_for_rows(0, 5, 1).await;
+    app.wait_for_rows(0, 7, 1).await;
 
     let (status, map) = app.get("/spawns/heatmap?bin=2").await;
     assert_eq!(status, 200, "{map}");
@@ -141,20 +145,31 @@ async fn heatmaps_count_events_per_cell(backend: Backend) {
         })
         .collect();
     // The 30-hour-old spawn is outside the default one-day range; -0.5/-3.0 floors to (-2, -4).
-    assert_eq!(cells, vec![(-2.0, -4.0, 1), (0.0, 0.0, 3)]);
+    assert_eq!(cells, vec![(-2.0, -4.0, 2), (0.0, 0.0, 3), (4.0, 4.0, 1)]);
+
+    // A bin that is not a multiple of the hourly cells counts raw rows only: same totals.
+    let total = |v: &Value| -> i64 {
+        v["cells"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|c| c["count"].as_i64()).sum())
+            .unwrap_or(-1)
+    };
+    let (_, raw) = app.get("/spawns/heatmap?bin=1.5").await;
+    assert_eq!(total(&raw), 6);
+    assert_eq!(total(&map), 6);
 
     let (_, drudges) = app.get("/spawns/heatmap?bin=2&name=Drudge").await;
     assert_eq!(drudges["cells"][1]["count"], 2);
     let (_, wide) = app
         .get(&format!("/spawns/heatmap?bin=50&from={}", at(60 * 40)))
         .await;
-    let total: i64 = wide["cells"]
+    let wide_total: i64 = wide["cells"]
         .as_array()
         .expect("cells")
         .iter()
         .filter_map(|c| c["count"].as_i64())
         .sum();
-    assert_eq!(total, 5);
+    assert_eq!(wide_total, 7);
     let (_, rares) = app.get("/rares/heatmap?bin=1").await;
     assert_eq!(rares["cells"], json!([{"ew": 4.0, "ns": 4.0, "count": 1}]));
 

@@ -61,6 +61,16 @@ CREATE INDEX rare_events_character_time ON rare_events (character_name, timestam
 CREATE INDEX rare_events_time ON rare_events (timestamp DESC);
 CREATE INDEX rare_events_name_time ON rare_events (name, timestamp DESC);
 
+-- Spawn counts per hour and per cell of SPAWN_CELL (2.0) map units, kept by the writer in the same
+-- transaction as the spawns: heatmaps over whole hours read these instead of every spawn.
+CREATE TABLE spawn_cells (
+    hour  TIMESTAMPTZ NOT NULL,
+    cx    INTEGER     NOT NULL,
+    cy    INTEGER     NOT NULL,
+    count BIGINT      NOT NULL,
+    PRIMARY KEY (hour, cx, cy)
+);
+
 -- Every character ever seen, maintained by the writer so listing them never scans events.
 CREATE TABLE characters (
     character_name TEXT PRIMARY KEY,

@@ -55,6 +55,14 @@ CREATE INDEX rare_events_character_time ON rare_events (character_name, timestam
 CREATE INDEX rare_events_time ON rare_events (timestamp DESC);
 CREATE INDEX rare_events_name_time ON rare_events (name, timestamp DESC);
 
+CREATE TABLE spawn_cells (
+    hour  TEXT    NOT NULL,
+    cx    INTEGER NOT NULL,
+    cy    INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (hour, cx, cy)
+);
+
 CREATE TABLE characters (
     character_name TEXT PRIMARY KEY,
     char_tag       TEXT,

@@ -19,7 +19,7 @@ use crate::config::{CeilingArgs, IngestArgs};
 use crate::store::{Store, StoreOptions};
 
 const TABLES: &str = "telemetry_events, spawn_events, rare_events, char_stats, rare_stats, \
-    rare_stats_sessions, session_kills, characters";
+    rare_stats_sessions, session_kills, characters, spawn_cells";
 
 #[derive(Debug, Serialize)]
 struct Ceiling {

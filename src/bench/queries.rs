@@ -180,7 +180,7 @@ async fn fill(pool: &sqlx::PgPool, args: &QueryBenchArgs) -> anyhow::Result<()> 
     );
     sqlx::query(
         "TRUNCATE telemetry_events, spawn_events, rare_events, char_stats, rare_stats, \
-         rare_stats_sessions, session_kills, characters",
+         rare_stats_sessions, session_kills, characters, spawn_cells",
     )
     .execute(pool)
     .await?;
@@ -230,6 +230,15 @@ async fn fill(pool: &sqlx::PgPool, args: &QueryBenchArgs) -> anyhow::Result<()> 
         .await?;
         s0 = s1;
     }
+    // The hourly cell counts the writer keeps for every spawn it stores.
+    sqlx::query(
+        "INSERT INTO spawn_cells (hour, cx, cy, count) \
+         SELECT date_trunc('hour', timestamp), floor(ew / 2.0)::int4, floor(ns / 2.0)::int4, \
+                count(*) \
+         FROM spawn_events GROUP BY 1, 2, 3",
+    )
+    .execute(pool)
+    .await?;
     sqlx::query(
         "INSERT INTO characters (character_name, char_tag, first_seen, last_seen, deaths, \
              total_deaths) \

@@ -359,13 +359,58 @@ impl Store {
         dispatch!(self.events(kind, query))
     }
 
-    /// Spawn or rare counts binned on a square grid, computed in the database.
+    /// Spawn or rare counts binned on a square grid, computed in the database. Spawn maps whose
+    /// bin is a multiple of [`SPAWN_CELL`] read the hourly cell counts for the whole hours of
+    /// the range and raw spawns only for the partial hours at its ends.
     pub async fn heatmap(
         &self,
         kind: EventKind,
         query: &HeatmapQuery,
     ) -> Result<Vec<HeatCell>, StoreError> {
-        dispatch!(self.heatmap(kind, query))
+        let k = (query.bin / SPAWN_CELL).round();
+        let whole_cells = k >= 1.0 && (k * SPAWN_CELL - query.bin).abs() < 1e-9;
+        let first_hour = hour_of(query.from + chrono::Duration::seconds(3599));
+        let last_hour = hour_of(query.to);
+        if kind != EventKind::Spawns
+            || query.label.is_some()
+            || !whole_cells
+            || first_hour >= last_hour
+        {
+            return dispatch!(self.heatmap(kind, query));
+        }
+        let k = k as i64;
+        let mut counts: HashMap<(i64, i64), i64> = HashMap::new();
+        for (bx, by, n) in dispatch!(self.spawn_cell_counts(first_hour, last_hour, k))? {
+            *counts.entry((bx, by)).or_default() += n;
+        }
+        for (from, to) in [(query.from, first_hour), (last_hour, query.to)] {
+            if from >= to {
+                continue;
+            }
+            let edge = HeatmapQuery {
+                from,
+                to,
+                bin: query.bin,
+                label: None,
+            };
+            for cell in dispatch!(self.heatmap(kind, &edge))? {
+                let key = (
+                    (cell.ew / query.bin).round() as i64,
+                    (cell.ns / query.bin).round() as i64,
+                );
+                *counts.entry(key).or_default() += cell.count;
+            }
+        }
+        let mut cells: Vec<HeatCell> = counts
+            .into_iter()
+            .map(|((bx, by), count)| HeatCell {
+                ew: bx as f64 * query.bin,
+                ns: by as f64 * query.bin,
+                count,
+            })
+            .collect();
+        cells.sort_by(|a, b| a.ew.total_cmp(&b.ew).then(a.ns.total_cmp(&b.ns)));
+        Ok(cells)
     }
 
     /// Every character ever seen, by name, at most `limit`.
@@ -433,6 +478,23 @@ pub(crate) struct CounterUpdates {
     pub session_rares: HashMap<(String, String), i64>,
     /// When each character was seen in this batch, and its latest tag and deaths.
     pub seen: HashMap<String, Seen>,
+    /// Spawns to add per (hour, cell) of [`SPAWN_CELL`] map units.
+    pub spawn_cells: HashMap<(DateTime<Utc>, i64, i64), i64>,
+}
+
+/// Side of the cells spawn counts are kept in per hour; heatmap bins that are multiples of it
+/// are answered from those counts for the whole hours of their range.
+pub const SPAWN_CELL: f64 = 2.0;
+
+/// The start of the hour `t` falls in.
+pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = t.timestamp().div_euclid(3600) * 3600;
+    DateTime::from_timestamp(secs, 0).unwrap_or(t)
+}
+
+/// The cell of [`SPAWN_CELL`] units a map coordinate falls in.
+pub(crate) fn cell_of(v: f64) -> i64 {
+    (v / SPAWN_CELL).floor() as i64
 }
 
 /// What a batch says about when a character was seen.
@@ -490,7 +552,16 @@ impl CounterUpdates {
                             .or_default() += 1;
                     }
                 }
-                Event::Spawn(spawn) => out.saw(&spawn.character_name, spawn.timestamp, None),
+                Event::Spawn(spawn) => {
+                    out.saw(&spawn.character_name, spawn.timestamp, None);
+                    *out.spawn_cells
+                        .entry((
+                            hour_of(spawn.timestamp),
+                            cell_of(spawn.ew),
+                            cell_of(spawn.ns),
+                        ))
+                        .or_default() += 1;
+                }
             }
         }
         out

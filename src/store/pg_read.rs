@@ -209,6 +209,36 @@ impl PgStore {
         Ok(cells)
     }
 
+    /// Hourly spawn counts over [from, to) (whole hours), regrouped into cells of `k` base cells.
+    pub async fn spawn_cell_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        k: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL work_mem = '64MB'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL enable_sort = off")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT floor(cx::float8 / $3)::int8 AS bx, floor(cy::float8 / $3)::int8 AS by, \
+                    sum(count)::int8 AS count \
+             FROM spawn_cells WHERE hour >= $1 AND hour < $2 GROUP BY 1, 2",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(k as f64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("bx")?, r.try_get("by")?, r.try_get("count")?)))
+            .collect()
+    }
+
     pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
         let rows = sqlx::query(&format!("{SUMMARY_SQL} ORDER BY c.character_name LIMIT $1"))
             .bind(limit)

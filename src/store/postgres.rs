@@ -566,6 +566,30 @@ async fn update_counters(tx: &mut Tx<'_>, updates: &CounterUpdates) -> Result<()
         .execute(&mut **tx)
         .await?;
     }
+    if !updates.spawn_cells.is_empty() {
+        let mut hours = Vec::with_capacity(updates.spawn_cells.len());
+        let mut xs = Vec::with_capacity(updates.spawn_cells.len());
+        let mut ys = Vec::with_capacity(updates.spawn_cells.len());
+        let mut counts = Vec::with_capacity(updates.spawn_cells.len());
+        for ((hour, x, y), n) in &updates.spawn_cells {
+            hours.push(*hour);
+            xs.push(i32::try_from(*x).unwrap_or(0));
+            ys.push(i32::try_from(*y).unwrap_or(0));
+            counts.push(*n);
+        }
+        sqlx::query(
+            "INSERT INTO spawn_cells (hour, cx, cy, count) \
+             SELECT * FROM UNNEST($1::timestamptz[], $2::int4[], $3::int4[], $4::int8[]) \
+             ORDER BY 1, 2, 3 \
+             ON CONFLICT (hour, cx, cy) DO UPDATE SET count = spawn_cells.count + EXCLUDED.count",
+        )
+        .bind(hours)
+        .bind(xs)
+        .bind(ys)
+        .bind(counts)
+        .execute(&mut **tx)
+        .await?;
+    }
     if !updates.kills.is_empty() {
         let (names, deltas) = split(&updates.kills);
         sqlx::query(

@@ -79,9 +79,16 @@ impl SqliteStore {
                 .rows_affected();
             total += n;
             if n < super::PRUNE_BATCH as u64 {
-                return Ok(total);
+                break;
             }
         }
+        if table == super::Retained::Spawns {
+            sqlx::query("DELETE FROM spawn_cells WHERE hour < ?1")
+                .bind(ts(&super::hour_of(before)))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(total)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -374,6 +381,18 @@ async fn write_all(
         .bind(ts(&seen.last))
         .bind(seen.deaths)
         .bind(seen.total_deaths)
+        .execute(&mut **conn)
+        .await?;
+    }
+    for ((hour, x, y), n) in &updates.spawn_cells {
+        sqlx::query(
+            "INSERT INTO spawn_cells (hour, cx, cy, count) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (hour, cx, cy) DO UPDATE SET count = count + excluded.count",
+        )
+        .bind(ts(hour))
+        .bind(x)
+        .bind(y)
+        .bind(n)
         .execute(&mut **conn)
         .await?;
     }

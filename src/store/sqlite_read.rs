@@ -219,6 +219,33 @@ impl SqliteStore {
             .collect()
     }
 
+    /// Hourly spawn counts over [from, to) (whole hours), regrouped into cells of `k` base cells.
+    pub async fn spawn_cell_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        k: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+        // Integer floor division that rounds towards minus infinity for negative cells too.
+        let floor = |c: &str| {
+            format!("(CASE WHEN {c} >= 0 THEN {c} / {k} ELSE -((-{c} + {k} - 1) / {k}) END)")
+        };
+        let sql = format!(
+            "SELECT {} AS bx, {} AS by, sum(count) AS count FROM spawn_cells \
+             WHERE hour >= ?1 AND hour < ?2 GROUP BY 1, 2",
+            floor("cx"),
+            floor("cy")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(ts(&from))
+            .bind(ts(&to))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("bx")?, r.try_get("by")?, r.try_get("count")?)))
+            .collect()
+    }
+
     pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
         let rows = sqlx::query(&format!("{SUMMARY_SQL} ORDER BY c.character_name LIMIT ?1"))
             .bind(limit)
