@@ -15,6 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::api::ApiError;
+use crate::config::Secret;
 use crate::live::FrameKind;
 use crate::metrics::{self, ConnectionSlot, Peer};
 use crate::protocol::{
@@ -198,11 +199,48 @@ impl Session {
     /// With a command token configured, the browser must present it (at connect or in the frame);
     /// without one, only loopback peers may command.
     fn may_command(&self, frame_token: Option<&str>) -> bool {
-        match &self.state.settings.command_token {
-            Some(expected) => frame_token
-                .or(self.connect_token.as_deref())
-                .is_some_and(|t| session::secret_matches(t, expected.expose())),
-            None => self.peer.ip().is_loopback(),
-        }
+        may_command(
+            self.state.settings.command_token.as_ref(),
+            frame_token.or(self.connect_token.as_deref()),
+            self.peer,
+        )
+    }
+}
+
+/// The command rule: with a configured token, the presented one must match; without one, only
+/// peers on this machine (loopback) may command.
+fn may_command(configured: Option<&Secret>, presented: Option<&str>, peer: SocketAddr) -> bool {
+    match configured {
+        Some(expected) => presented.is_some_and(|t| session::secret_matches(t, expected.expose())),
+        None => peer.ip().is_loopback(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_token_only_loopback_peers_may_command() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let local6: SocketAddr = "[::1]:5000".parse().expect("addr");
+        let remote: SocketAddr = "203.0.113.7:5000".parse().expect("addr");
+        assert!(may_command(None, None, local));
+        assert!(may_command(None, None, local6));
+        assert!(!may_command(None, None, remote));
+        assert!(!may_command(None, Some("anything"), remote));
+    }
+
+    #[test]
+    fn with_a_token_everyone_must_present_it() {
+        let token = Secret::new("letmein");
+        let local: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let remote: SocketAddr = "203.0.113.7:5000".parse().expect("addr");
+        assert!(may_command(Some(&token), Some("letmein"), remote));
+        assert!(
+            !may_command(Some(&token), None, local),
+            "loopback is no exemption"
+        );
+        assert!(!may_command(Some(&token), Some("letme"), remote));
     }
 }
