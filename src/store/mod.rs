@@ -316,12 +316,29 @@ impl Store {
         character: &str,
         limit: i64,
     ) -> Result<Vec<Telemetry>, StoreError> {
-        dispatch!(self.telemetry_of(character, limit))
+        let query = HistoryQuery {
+            character: Some(character.to_owned()),
+            limit,
+            ..HistoryQuery::default()
+        };
+        let rows = self.history(&query).await?;
+        Ok(rows.into_iter().map(|r| r.telemetry).collect())
     }
 
     /// A character's stored spawns, oldest first, at most `limit` rows.
     pub async fn spawns_of(&self, character: &str, limit: i64) -> Result<Vec<Spawn>, StoreError> {
-        dispatch!(self.spawns_of(character, limit))
+        let rows = self.events_of(EventKind::Spawns, character, limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Spawn {
+                character_name: r.character_name,
+                mob: r.label,
+                timestamp: r.timestamp,
+                ew: r.ew,
+                ns: r.ns,
+                z: r.z,
+            })
+            .collect())
     }
 
     /// A character's stored rare finds, oldest first, at most `limit` rows.
@@ -330,7 +347,33 @@ impl Store {
         character: &str,
         limit: i64,
     ) -> Result<Vec<StoredRare>, StoreError> {
-        dispatch!(self.rares_of(character, limit))
+        let rows = self.events_of(EventKind::Rares, character, limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredRare {
+                character_name: r.character_name,
+                name: r.label,
+                session_id: r.session_id,
+                timestamp: r.timestamp,
+                ew: r.ew,
+                ns: r.ns,
+                z: r.z,
+            })
+            .collect())
+    }
+
+    async fn events_of(
+        &self,
+        kind: EventKind,
+        character: &str,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let query = EventQuery {
+            character: Some(character.to_owned()),
+            limit,
+            ..EventQuery::default()
+        };
+        self.events(kind, &query).await
     }
 
     /// A page of stored telemetry matching `query`, ordered by (timestamp, id).

@@ -11,7 +11,6 @@ use sqlx::{ConnectOptions, Row};
 
 use super::{
     CharacterStats, CounterUpdates, Event, RowCounts, SessionStats, StoreError, StoreOptions,
-    StoredRare,
 };
 use crate::protocol::{Spawn, Telemetry};
 
@@ -259,76 +258,6 @@ impl PgStore {
             spawns: row.try_get("spawns")?,
             rares: row.try_get("rares")?,
         })
-    }
-
-    pub async fn telemetry_of(
-        &self,
-        character: &str,
-        limit: i64,
-    ) -> Result<Vec<Telemetry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT character_name, char_tag, session_id, timestamp, ew, ns, z, kills, \
-                    kills_per_hour, onlinetime, deaths, total_deaths, rares_found, \
-                    prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms \
-             FROM telemetry_events WHERE character_name = $1 \
-             ORDER BY timestamp, id LIMIT $2",
-        )
-        .bind(character)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(telemetry_from_row).collect()
-    }
-
-    pub async fn spawns_of(&self, character: &str, limit: i64) -> Result<Vec<Spawn>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT character_name, mob, timestamp, ew, ns, z FROM spawn_events \
-             WHERE character_name = $1 ORDER BY timestamp, id LIMIT $2",
-        )
-        .bind(character)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Spawn {
-                    character_name: r.try_get("character_name")?,
-                    mob: r.try_get("mob")?,
-                    timestamp: r.try_get("timestamp")?,
-                    ew: r.try_get("ew")?,
-                    ns: r.try_get("ns")?,
-                    z: r.try_get("z")?,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn rares_of(
-        &self,
-        character: &str,
-        limit: i64,
-    ) -> Result<Vec<StoredRare>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT character_name, name, session_id, timestamp, ew, ns, z FROM rare_events \
-             WHERE character_name = $1 ORDER BY timestamp, id LIMIT $2",
-        )
-        .bind(character)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRare {
-                    character_name: r.try_get("character_name")?,
-                    name: r.try_get("name")?,
-                    session_id: r.try_get("session_id")?,
-                    timestamp: r.try_get("timestamp")?,
-                    ew: r.try_get("ew")?,
-                    ns: r.try_get("ns")?,
-                    z: r.try_get("z")?,
-                })
-            })
-            .collect()
     }
 }
 

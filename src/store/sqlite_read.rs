@@ -101,42 +101,30 @@ impl SqliteStore {
         step: Option<i64>,
         limit: i64,
     ) -> Result<Vec<TrailPoint>, StoreError> {
-        let mut qb = QueryBuilder::new("");
-        match step {
-            Some(step) => {
-                // SQLite returns the other columns of the row holding min(timestamp) per group:
-                // the first point of each character's `step`-second bucket.
-                qb.push("SELECT character_name, min(timestamp) AS timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ")
-                    .push_bind(ts(&since));
-                if let Some(c) = character {
-                    qb.push(" AND character_name = ").push_bind(c.to_owned());
-                }
-                qb.push(format_args!(
-                    " GROUP BY character_name, {EPOCH} / {step} ORDER BY character_name, timestamp"
-                ));
-            }
-            None => {
-                qb.push("SELECT character_name, timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ")
-                    .push_bind(ts(&since));
-                if let Some(c) = character {
-                    qb.push(" AND character_name = ").push_bind(c.to_owned());
-                }
-                qb.push(" ORDER BY character_name, timestamp, id");
+        // The same one-pass thinning as on PostgreSQL: rows in time order off the time index.
+        let mut qb = QueryBuilder::new(
+            "SELECT character_name, timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ",
+        );
+        qb.push_bind(ts(&since));
+        if let Some(c) = character {
+            qb.push(" AND character_name = ").push_bind(c.to_owned());
+        }
+        qb.push(" ORDER BY timestamp, id");
+        let mut thinner = super::TrailThinner::new(step, limit);
+        let mut rows = qb.build().fetch(&self.pool);
+        while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+            let point = TrailPoint {
+                character_name: r.try_get("character_name")?,
+                timestamp: parse_ts(r.try_get("timestamp")?)?,
+                ew: r.try_get("ew")?,
+                ns: r.try_get("ns")?,
+                z: r.try_get("z")?,
+            };
+            if !thinner.offer(point) {
+                break;
             }
         }
-        qb.push(" LIMIT ").push_bind(limit);
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TrailPoint {
-                    character_name: r.try_get("character_name")?,
-                    timestamp: parse_ts(r.try_get("timestamp")?)?,
-                    ew: r.try_get("ew")?,
-                    ns: r.try_get("ns")?,
-                    z: r.try_get("z")?,
-                })
-            })
-            .collect()
+        Ok(thinner.finish())
     }
 
     pub async fn events(
