@@ -21,6 +21,27 @@ async fn chrome() -> Option<Chrome> {
     Some(Chrome::start(1280, 800).await.expect("start Chromium"))
 }
 
+/// A browser on the map of a fresh SQLite-backed tracker, connected; `None` when skipped.
+async fn map_page() -> Option<(Chrome, TestApp)> {
+    let chrome = chrome().await?;
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    open(&app, &chrome).await;
+    Some((chrome, app))
+}
+
+/// Waits until the character list shows `name`.
+async fn listed(chrome: &Chrome, name: &str) {
+    chrome
+        .wait_for(
+            &format!("return document.querySelector('#players li[data-name=\"{name}\"]') !== null"),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name} is listed: {e}"));
+}
+
 async fn open(app: &TestApp, chrome: &Chrome) {
     chrome
         .client
@@ -45,11 +66,9 @@ fn at(name: &str, ew: f64, ns: f64, kills: i64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_character_appears_at_its_place_on_the_map_and_in_the_list() {
-    let Some(chrome) = chrome().await else { return };
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("sqlite always runs");
-    open(&app, &chrome).await;
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
     let mut plugin = app.plugin().await;
     plugin.send_json(&at("Holt Walker", 33.6, 42.1, 5)).await;
 
@@ -60,13 +79,7 @@ async fn a_plugin_character_appears_at_its_place_on_the_map_and_in_the_list() {
         )
         .await
         .expect("marker");
-    chrome
-        .wait_for(
-            "return document.querySelector('#players li[data-name=\"Holt Walker\"]') !== null",
-            WAIT,
-        )
-        .await
-        .expect("list entry");
+    listed(&chrome, "Holt Walker").await;
     // The marker is drawn where Holtburg's coordinates project: read the canvas pixel there and
     // compare it with the character's colour.
     let check = chrome
@@ -105,11 +118,9 @@ async fn a_plugin_character_appears_at_its_place_on_the_map_and_in_the_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_sorts_and_searches() {
-    let Some(chrome) = chrome().await else { return };
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("sqlite always runs");
-    open(&app, &chrome).await;
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
     let mut plugin = app.plugin().await;
     plugin.send_json(&at("Alpha", 0.0, 0.0, 5)).await;
     plugin.send_json(&at("Bravo", 1.0, 1.0, 50)).await;
@@ -144,11 +155,9 @@ async fn the_list_sorts_and_searches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_lines_are_shown_escaped() {
-    let Some(chrome) = chrome().await else { return };
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("sqlite always runs");
-    open(&app, &chrome).await;
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
     let mut plugin = app.plugin().await;
     let hostile = r#"<img src=x onerror="window.__pwned=1"><b>bold</b>"#;
     plugin
@@ -172,20 +181,12 @@ async fn chat_lines_are_shown_escaped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_typed_in_the_ui_reaches_the_plugin() {
-    let Some(chrome) = chrome().await else { return };
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("sqlite always runs");
-    open(&app, &chrome).await;
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
     let mut plugin = app.plugin().await;
     plugin.send_json(&at("Obedient", 10.0, 10.0, 1)).await;
-    chrome
-        .wait_for(
-            "return document.querySelector('#players li[data-name=\"Obedient\"]') !== null",
-            WAIT,
-        )
-        .await
-        .expect("listed");
+    listed(&chrome, "Obedient").await;
     let entry = chrome
         .client
         .find(fantoccini::Locator::Css(
@@ -223,12 +224,10 @@ async fn a_command_typed_in_the_ui_reaches_the_plugin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_map_rebuilds_after_a_server_restart() {
-    let Some(chrome) = chrome().await else { return };
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("sqlite always runs");
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
     let port = app.addr.port();
-    open(&app, &chrome).await;
     let mut plugin = app.plugin().await;
     plugin.send_json(&at("Survivor", 5.0, 5.0, 1)).await;
     chrome
