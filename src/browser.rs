@@ -62,20 +62,18 @@ pub async fn handler(
                 state,
                 peer,
                 connect_token: query.token,
-                mask: ALL_KINDS,
+                mask: FrameKind::default_mask(),
             };
             tracing::Instrument::instrument(session.run(socket), span).await;
         })
 }
-
-const ALL_KINDS: u8 = u8::MAX;
 
 struct Session {
     state: AppState,
     peer: SocketAddr,
     connect_token: Option<String>,
     /// Bit set of [`FrameKind`]s this browser wants.
-    mask: u8,
+    mask: u32,
 }
 
 impl Session {

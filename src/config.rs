@@ -300,10 +300,15 @@ pub struct Settings {
     #[arg(long, env = "LIVE_WINDOW_SECS", default_value_t = 30)]
     pub live_window_secs: u64,
 
-    /// Largest websocket message accepted from a plugin or browser, in bytes. A larger one closes
-    /// that connection with code 1009.
+    /// Largest websocket message accepted from a browser, in bytes. A larger one closes that
+    /// connection with code 1009.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
+
+    /// Largest websocket message accepted from an authenticated plugin, in bytes (inventory
+    /// frames of current plugins can be large). A larger one closes that connection with 1009.
+    #[arg(long, env = "MAX_PLUGIN_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_plugin_message_bytes: usize,
 
     /// How many bad frames one connection may send within a minute before it is closed (1008).
     #[arg(long, env = "MAX_FRAME_ERRORS", default_value_t = 10)]

@@ -94,7 +94,7 @@ pub async fn handler(
         return ApiError::Unavailable("too many plugin connections").into_response();
     };
     let tracker = state.sessions.token();
-    session::with_limits(upgrade, state.settings.max_message_bytes)
+    session::with_limits(upgrade, state.settings.max_plugin_message_bytes)
         .on_failed_upgrade(|err| tracing::debug!(%err, "plugin websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             let _tracked = tracker;
@@ -205,14 +205,22 @@ async fn accept(
     state: &AppState,
     conn: ConnId,
     commands: &mpsc::Sender<Utf8Bytes>,
-    text: &str,
+    text: &Utf8Bytes,
     names: &mut Vec<String>,
 ) -> Result<(), FrameError> {
-    let frame = parse_plugin_frame(text)?;
-    metrics::bump(state.metrics.frame_counter(frame.kind()));
-    state.live.route(frame.character_name(), conn, commands);
-    if !names.iter().any(|n| n == frame.character_name()) {
-        names.push(frame.character_name().to_owned());
+    let frame = parse_plugin_frame(text.as_str())?;
+    let Some(kind) = frame.kind() else {
+        if let PluginFrame::Unhandled { kind } = &frame {
+            state.metrics.count_unhandled(kind);
+        }
+        return Ok(());
+    };
+    state.metrics.count_frame(kind);
+    if let Some(name) = frame.character_name() {
+        state.live.route(name, conn, commands);
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
     }
     let event = match frame {
         PluginFrame::Telemetry(row) => {
@@ -253,7 +261,25 @@ async fn accept(
             state.live.apply_chat(&chat);
             return Ok(());
         }
-        PluginFrame::Register(_) => return Ok(()),
+        PluginFrame::Vitals(vitals) => {
+            state.live.apply_vitals(&vitals);
+            return Ok(());
+        }
+        PluginFrame::CharacterStats(sheet) => {
+            state.live.apply_sheet(&sheet);
+            Event::Sheet(sheet)
+        }
+        PluginFrame::Portal(portal) => match state.live.apply_portal(&portal) {
+            Some((portal, session_id)) => Event::Portal { portal, session_id },
+            None => return Ok(()),
+        },
+        PluginFrame::Relayed { kind, .. } => {
+            if !state.live.relay(kind, text.clone()) {
+                metrics::bump(&state.metrics.frames_not_relayed);
+            }
+            return Ok(());
+        }
+        PluginFrame::Register(_) | PluginFrame::Unhandled { .. } => return Ok(()),
     };
     enqueue(state, event).await;
     Ok(())

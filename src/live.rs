@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::protocol::{
-    BrowserOut, Chat, CommandStatus, LivePlayer, PluginCommand, Rare, RareOut, Spawn, Telemetry,
-    Totals, to_json,
+    BrowserOut, CharacterSheet, Chat, CommandStatus, FrameType, LivePlayer, OFFLINE, PluginCommand,
+    Portal, Rare, RareOut, Spawn, Telemetry, Totals, Vitals, to_json,
 };
 
 /// Session counters not touched for this long are forgotten (a plugin session never idles so long).
@@ -23,32 +23,45 @@ const SESSION_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// Identifies one plugin websocket connection.
 pub type ConnId = u64;
 
+/// Largest relayed frame (see [`FrameType::is_relayed`]) passed on to browsers; larger ones are
+/// counted and dropped, so one plugin's inventory cannot flood every browser.
+pub const MAX_RELAY_BYTES: usize = 64 * 1024;
+
 /// The kinds of frames broadcast to browsers, which a browser may filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
-    Telemetry,
-    Spawn,
-    Rare,
-    Chat,
+    /// A frame about a plugin frame of this type.
+    Plugin(FrameType),
+    /// A character stopped sending.
     Offline,
 }
 
 impl FrameKind {
     /// The kind named by a `subscribe` frame's `types` entry.
     pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "telemetry" => Self::Telemetry,
-            "spawn" => Self::Spawn,
-            "rare" => Self::Rare,
-            "chat" => Self::Chat,
-            "offline" => Self::Offline,
-            _ => return None,
-        })
+        if name == OFFLINE {
+            return Some(Self::Offline);
+        }
+        FrameType::from_name(name)
+            .filter(|t| *t != FrameType::Register)
+            .map(Self::Plugin)
     }
 
     /// A bit for subscription masks.
-    pub fn bit(self) -> u8 {
-        1 << (self as u8)
+    pub fn bit(self) -> u32 {
+        match self {
+            Self::Plugin(t) => 1 << t.index(),
+            Self::Offline => 1 << 31,
+        }
+    }
+
+    /// What a browser receives until it subscribes: everything except the relayed types, which
+    /// can be large and which only a browser that asks for them wants.
+    pub fn default_mask() -> u32 {
+        FrameType::ALL
+            .into_iter()
+            .filter(|t| !t.is_relayed())
+            .fold(Self::Offline.bit(), |mask, t| mask | Self::Plugin(t).bit())
     }
 }
 
@@ -68,6 +81,9 @@ struct Character {
     total_kills: i64,
     total_rares: i64,
     session_id: Option<String>,
+    vitals: Option<Vitals>,
+    /// The latest character sheet, without attributes and skills.
+    sheet: Option<CharacterSheet>,
 }
 
 impl Character {
@@ -80,6 +96,8 @@ impl Character {
             total_kills: 0,
             total_rares: 0,
             session_id: None,
+            vitals: None,
+            sheet: None,
         }
     }
 }
@@ -120,6 +138,8 @@ pub struct LiveEntry {
     pub telemetry: Telemetry,
     pub totals: Totals,
     pub last_seen: DateTime<Utc>,
+    pub vitals: Option<Vitals>,
+    pub sheet: Option<CharacterSheet>,
 }
 
 impl LiveEntry {
@@ -129,6 +149,8 @@ impl LiveEntry {
             telemetry: &self.telemetry,
             totals: self.totals,
             last_seen: self.last_seen,
+            vitals: self.vitals.as_ref(),
+            character_stats: self.sheet.as_ref(),
         }
     }
 }
@@ -165,7 +187,7 @@ impl Live {
         self.hub.subscribe()
     }
 
-    fn publish(&self, kind: FrameKind, text: String) {
+    fn publish(&self, kind: FrameKind, text: impl Into<Utf8Bytes>) {
         // No receivers simply means no browser is watching.
         let _ = self.hub.send(Broadcast {
             kind,
@@ -252,8 +274,10 @@ impl Live {
                 telemetry: t,
                 totals,
                 last_seen,
+                vitals: None,
+                character_stats: None,
             }));
-            self.publish(FrameKind::Telemetry, text);
+            self.publish(FrameKind::Plugin(FrameType::Telemetry), text);
         }
         delta
     }
@@ -294,7 +318,7 @@ impl Live {
         };
         if self.watched() {
             let text = to_json(&BrowserOut::Rare(RareOut { rare: r, totals }));
-            self.publish(FrameKind::Rare, text);
+            self.publish(FrameKind::Plugin(FrameType::Rare), text);
         }
         session_id
     }
@@ -302,14 +326,92 @@ impl Live {
     /// Broadcasts a spawn.
     pub fn apply_spawn(&self, s: &Spawn) {
         if self.watched() {
-            self.publish(FrameKind::Spawn, to_json(&BrowserOut::Spawn(s)));
+            self.publish(
+                FrameKind::Plugin(FrameType::Spawn),
+                to_json(&BrowserOut::Spawn(s)),
+            );
         }
     }
 
     /// Broadcasts a chat line.
     pub fn apply_chat(&self, c: &Chat) {
         if self.watched() {
-            self.publish(FrameKind::Chat, to_json(&BrowserOut::Chat(c)));
+            self.publish(
+                FrameKind::Plugin(FrameType::Chat),
+                to_json(&BrowserOut::Chat(c)),
+            );
+        }
+    }
+
+    /// Keeps a character's latest vitals and broadcasts them.
+    pub fn apply_vitals(&self, v: &Vitals) {
+        self.character(&v.character_name, |c| c.vitals = Some(v.clone()));
+        if self.watched() {
+            self.publish(
+                FrameKind::Plugin(FrameType::Vitals),
+                to_json(&BrowserOut::Vitals(v)),
+            );
+        }
+    }
+
+    /// Keeps a character's latest sheet (without attributes and skills, which stay in the
+    /// database) and broadcasts that summary.
+    pub fn apply_sheet(&self, sheet: &CharacterSheet) {
+        let summary = sheet.summary();
+        if self.watched() {
+            self.publish(
+                FrameKind::Plugin(FrameType::CharacterStats),
+                to_json(&BrowserOut::CharacterStats(&summary)),
+            );
+        }
+        self.character(&sheet.character_name, |c| c.sheet = Some(summary));
+    }
+
+    /// Records a teleport and broadcasts it. A portal frame without a position is placed where
+    /// the character's latest telemetry put it. Returns the portal as it is stored, with the
+    /// character's current session, or `None` when its position is unknown (nothing to break).
+    pub fn apply_portal(&self, p: &Portal) -> Option<(Portal, Option<String>)> {
+        let (portal, session_id) = {
+            let mut inner = self.lock();
+            let c = inner.characters.get_mut(&p.character_name);
+            let latest = c.as_ref().and_then(|c| c.latest.as_ref());
+            let mut portal = p.clone();
+            if portal.ew.is_none() {
+                portal.ew = latest.map(|t| t.ew);
+                portal.ns = latest.map(|t| t.ns);
+                portal.z = latest.map(|t| t.z);
+            }
+            (portal, c.and_then(|c| c.session_id.clone()))
+        };
+        if self.watched() {
+            self.publish(
+                FrameKind::Plugin(FrameType::Portal),
+                to_json(&BrowserOut::Portal(&portal)),
+            );
+        }
+        portal.ew.is_some().then_some((portal, session_id))
+    }
+
+    /// Passes a relayed frame on, as it came, to the browsers subscribed to its type. Returns
+    /// false when it was too large to relay.
+    pub fn relay(&self, kind: FrameType, text: Utf8Bytes) -> bool {
+        if text.len() > MAX_RELAY_BYTES {
+            return false;
+        }
+        if self.watched() {
+            self.publish(FrameKind::Plugin(kind), text);
+        }
+        true
+    }
+
+    /// Runs `update` on a character's entry, creating it if needed.
+    fn character(&self, name: &str, update: impl FnOnce(&mut Character)) {
+        let mut inner = self.lock();
+        if !inner.characters.contains_key(name) {
+            inner.characters.insert(name.to_owned(), Character::new());
+        }
+        if let Some(c) = inner.characters.get_mut(name) {
+            update(c);
         }
     }
 
@@ -372,6 +474,8 @@ impl Live {
                         session_rares,
                     },
                     last_seen: c.last_seen_at,
+                    vitals: c.vitals.clone(),
+                    sheet: c.sheet.clone(),
                 })
             })
             .collect();
@@ -479,7 +583,7 @@ mod tests {
         assert_eq!(live.reap(), 0);
         assert_eq!(
             rx.try_recv().map(|b| b.kind).ok(),
-            Some(FrameKind::Telemetry)
+            Some(FrameKind::Plugin(FrameType::Telemetry))
         );
         assert_eq!(rx.try_recv().map(|b| b.kind).ok(), Some(FrameKind::Offline));
         assert!(live.live_entries().is_empty());

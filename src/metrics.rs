@@ -1,11 +1,19 @@
 //! Process-wide counters shown by `/debug`: cheap atomics updated on the hot paths.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::protocol::FrameType;
+
+/// Distinct unhandled frame types counted by name; further ones are counted as `other`, so a
+/// plugin cannot create unbounded series.
+pub const MAX_UNHANDLED_TYPES: usize = 32;
+/// The label unhandled frame types beyond [`MAX_UNHANDLED_TYPES`] (or with odd names) share.
+pub const OTHER_TYPE: &str = "other";
 
 /// Upper bounds (seconds) of latency histogram buckets, Prometheus style.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -69,11 +77,12 @@ impl Histogram {
 pub struct Metrics {
     pub plugins_connected: AtomicU64,
     pub browsers_connected: AtomicU64,
-    pub frames_telemetry: AtomicU64,
-    pub frames_spawn: AtomicU64,
-    pub frames_rare: AtomicU64,
-    pub frames_chat: AtomicU64,
-    pub frames_register: AtomicU64,
+    /// Accepted plugin frames, indexed by [`FrameType::index`].
+    pub frames_received: [AtomicU64; FrameType::ALL.len()],
+    /// Well-formed plugin frames of types the tracker does not handle, by type (bounded).
+    pub frames_unhandled: Mutex<BTreeMap<String, u64>>,
+    /// Relayed frames too large to pass on to browsers.
+    pub frames_not_relayed: AtomicU64,
     pub frames_rejected: AtomicU64,
     pub connections_refused: AtomicU64,
     pub events_written: AtomicU64,
@@ -100,7 +109,11 @@ pub struct Metrics {
 pub struct MetricsSnapshot {
     pub plugins_connected: u64,
     pub browsers_connected: u64,
-    pub frames_received: FramesReceived,
+    /// Accepted plugin frames by type.
+    pub frames_received: BTreeMap<&'static str, u64>,
+    /// Ignored plugin frames of types the tracker does not handle, by type.
+    pub frames_unhandled: BTreeMap<String, u64>,
+    pub frames_not_relayed: u64,
     pub frames_rejected: u64,
     pub connections_refused: u64,
     pub rows_written: u64,
@@ -111,16 +124,6 @@ pub struct MetricsSnapshot {
     pub commands_relayed: u64,
     pub peers_timed_out: u64,
     pub rows_pruned: u64,
-}
-
-/// Accepted frames by type.
-#[derive(Debug, Clone, Serialize)]
-pub struct FramesReceived {
-    pub telemetry: u64,
-    pub spawn: u64,
-    pub rare: u64,
-    pub chat: u64,
-    pub register: u64,
 }
 
 fn get(c: &AtomicU64) -> u64 {
@@ -143,14 +146,33 @@ pub fn add(c: &AtomicU64, n: u64) {
 }
 
 impl Metrics {
-    /// The counter for accepted frames of this plugin frame type.
-    pub fn frame_counter(&self, kind: &str) -> &AtomicU64 {
-        match kind {
-            "telemetry" => &self.frames_telemetry,
-            "spawn" => &self.frames_spawn,
-            "rare" => &self.frames_rare,
-            "chat" => &self.frames_chat,
-            _ => &self.frames_register,
+    /// Counts one accepted plugin frame of a known type.
+    pub fn count_frame(&self, kind: FrameType) {
+        bump(&self.frames_received[kind.index()]);
+    }
+
+    /// Counts one frame of a type the tracker does not handle. Names are kept for the first
+    /// [`MAX_UNHANDLED_TYPES`] plain (`[a-z0-9_]`) type names; the rest count as `other`.
+    pub fn count_unhandled(&self, kind: &str) {
+        let plain = !kind.is_empty()
+            && kind.len() <= 32
+            && kind
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let mut map = self
+            .frames_unhandled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let label = if plain && (map.contains_key(kind) || map.len() < MAX_UNHANDLED_TYPES) {
+            kind
+        } else {
+            OTHER_TYPE
+        };
+        match map.get_mut(label) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(label.to_owned(), 1);
+            }
         }
     }
 
@@ -184,13 +206,16 @@ impl Metrics {
         MetricsSnapshot {
             plugins_connected: get(&self.plugins_connected),
             browsers_connected: get(&self.browsers_connected),
-            frames_received: FramesReceived {
-                telemetry: get(&self.frames_telemetry),
-                spawn: get(&self.frames_spawn),
-                rare: get(&self.frames_rare),
-                chat: get(&self.frames_chat),
-                register: get(&self.frames_register),
-            },
+            frames_received: FrameType::ALL
+                .into_iter()
+                .map(|t| (t.name(), get(&self.frames_received[t.index()])))
+                .collect(),
+            frames_unhandled: self
+                .frames_unhandled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            frames_not_relayed: get(&self.frames_not_relayed),
             frames_rejected: get(&self.frames_rejected),
             connections_refused: get(&self.connections_refused),
             rows_written: get(&self.events_written),
@@ -273,6 +298,23 @@ mod tests {
             s.cumulative.last().map(|x| x.1),
             Some(2),
             "60 s only in +Inf"
+        );
+    }
+
+    #[test]
+    fn unhandled_frame_types_are_counted_under_a_bounded_set_of_labels() {
+        let metrics = Metrics::default();
+        for i in 0..100 {
+            metrics.count_unhandled(&format!("kind_{i}"));
+        }
+        metrics.count_unhandled("kind_0");
+        metrics.count_unhandled("Weird Name\"}");
+        let snapshot = metrics.snapshot().frames_unhandled;
+        assert_eq!(snapshot.len(), MAX_UNHANDLED_TYPES + 1);
+        assert_eq!(snapshot.get("kind_0"), Some(&2));
+        assert_eq!(
+            snapshot.get(OTHER_TYPE),
+            Some(&(100 - MAX_UNHANDLED_TYPES as u64 + 1))
         );
     }
 

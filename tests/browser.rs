@@ -259,3 +259,69 @@ async fn the_map_rebuilds_after_a_server_restart() {
         .expect("reconnected and rebuilt");
     chrome.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_panel_shows_vitals_and_sheet_and_a_portal_breaks_the_live_trail() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Vital Sign", 33.6, 42.1, 5)).await;
+    listed(&chrome, "Vital Sign").await;
+    plugin
+        .send_json(&json!({"type": "vitals", "character_name": "Vital Sign",
+            "health_percentage": "64", "stamina_percentage": 80, "mana_percentage": 12, "vitae": 95}))
+        .await;
+    plugin
+        .send_json(
+            &json!({"type": "character_stats", "character_name": "Vital Sign",
+            "level": "187", "title": "Drudge Slayer", "allegiance": {"name": "Mosswart Guild"}}),
+        )
+        .await;
+    chrome
+        .js("window.__dereth.select('Vital Sign'); return true;")
+        .await
+        .expect("select");
+    let panel = chrome
+        .wait_for(
+            r#"
+            const d = document.getElementById('details');
+            const health = d.querySelector('.vital.health');
+            if (!health || !d.textContent.includes('187')) return false;
+            return {health: health.getAttribute('aria-valuenow'),
+                    mana: d.querySelector('.vital.mana').getAttribute('aria-valuenow'),
+                    text: d.textContent};
+            "#,
+            WAIT,
+        )
+        .await
+        .expect("vitals and sheet in the panel");
+    assert_eq!(panel["health"], "64");
+    assert_eq!(panel["mana"], "12");
+    let text = panel["text"].as_str().unwrap_or_default();
+    for needle in ["Drudge Slayer", "Mosswart Guild", "Vitae 95 %"] {
+        assert!(text.contains(needle), "panel lacks {needle}: {text}");
+    }
+
+    // A portal, then a position across the map: the live trail breaks there and the panel
+    // shows the portal in the character's timeline.
+    plugin
+        .send_json(&json!({"type": "portal", "character_name": "Vital Sign",
+            "portal_name": "Rithwic Portal"}))
+        .await;
+    plugin.send_json(&at("Vital Sign", -50.0, 60.0, 6)).await;
+    let breaks = chrome
+        .wait_for(
+            r#"
+            const p = window.__dereth.players().find(p => p.name === 'Vital Sign');
+            return p && p.trailBreaks === 1
+                && document.getElementById('details').textContent.includes('Rithwic Portal')
+                ? p.trailBreaks : false;
+            "#,
+            WAIT,
+        )
+        .await
+        .expect("the trail breaks at the portal");
+    assert_eq!(breaks, 1);
+    chrome.close().await;
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dereth_tracker::live::Live;
 use dereth_tracker::protocol::{
-    BrowserFrame, BrowserOut, CommandStatus, PluginCommand, PluginErrorOut, PluginFrame,
+    BrowserFrame, BrowserOut, CommandStatus, FrameType, PluginCommand, PluginErrorOut, PluginFrame,
     parse_browser_frame, parse_plugin_frame, to_json,
 };
 use serde_json::Value;
@@ -56,7 +56,35 @@ fn every_direction_documents_the_frames_the_code_knows() {
     let c = contract();
     let mut plugin = frames(&c, "plugin_to_server");
     plugin.sort();
-    assert_eq!(plugin, ["chat", "rare", "register", "spawn", "telemetry"]);
+    assert_eq!(
+        plugin,
+        [
+            "character_stats",
+            "chat",
+            "portal",
+            "rare",
+            "register",
+            "spawn",
+            "telemetry",
+            "vitals"
+        ]
+    );
+    // Every relayed type the code knows is listed, and nothing else.
+    let relayed: Vec<String> = c["plugin_to_server"]["relayed"]["types"]
+        .as_array()
+        .expect("relayed types")
+        .iter()
+        .filter_map(|t| t.as_str()?.split(' ').next().map(str::to_owned))
+        .collect();
+    let known: Vec<String> = FrameType::ALL
+        .into_iter()
+        .filter(|t| t.is_relayed())
+        .map(|t| match t {
+            FrameType::Share => "share_*".to_owned(),
+            t => t.name().to_owned(),
+        })
+        .collect();
+    assert_eq!(relayed, known);
     let mut browser_in = frames(&c, "browser_to_server");
     browser_in.sort();
     assert_eq!(browser_in, ["command", "subscribe"]);
@@ -65,15 +93,18 @@ fn every_direction_documents_the_frames_the_code_knows() {
     assert_eq!(
         browser_out,
         [
+            "character_stats",
             "chat",
             "command_result",
             "error",
             "offline",
+            "portal",
             "rare",
             "snapshot",
             "spawn",
             "subscribed",
-            "telemetry"
+            "telemetry",
+            "vitals"
         ]
     );
 }
@@ -85,8 +116,8 @@ fn plugin_examples_parse_as_their_type() {
         let ex = example(&c, "plugin_to_server", &name);
         let frame = parse_plugin_frame(&ex.to_string())
             .unwrap_or_else(|e| panic!("example `{name}` is rejected: {e}"));
-        assert_eq!(frame.kind(), name);
-        assert_eq!(frame.character_name(), "Olthoi Slayer");
+        assert_eq!(frame.kind().map(FrameType::name), Some(name.as_str()));
+        assert_eq!(frame.character_name(), Some("Olthoi Slayer"));
     }
 }
 
@@ -145,10 +176,32 @@ async fn server_to_browser_examples_match_the_serializer() {
         without_last_seen(sent),
         without_last_seen(example(&c, "server_to_browser", "telemetry").clone())
     );
+
+    let PluginFrame::Vitals(v) = parse("vitals") else {
+        panic!("vitals example")
+    };
+    live.apply_vitals(&v);
+    let sent = json(hub.try_recv().expect("vitals broadcast").text.as_str());
+    assert_eq!(&sent, example(&c, "server_to_browser", "vitals"));
+
+    let PluginFrame::CharacterStats(sheet) = parse("character_stats") else {
+        panic!("character_stats example")
+    };
+    live.apply_sheet(&sheet);
+    let sent = json(hub.try_recv().expect("sheet broadcast").text.as_str());
+    assert_eq!(&sent, example(&c, "server_to_browser", "character_stats"));
+
     assert_eq!(
         without_last_seen(json(live.snapshot_frame().as_str())),
         without_last_seen(example(&c, "server_to_browser", "snapshot").clone())
     );
+
+    let PluginFrame::Portal(p) = parse("portal") else {
+        panic!("portal example")
+    };
+    live.apply_portal(&p);
+    let sent = json(hub.try_recv().expect("portal broadcast").text.as_str());
+    assert_eq!(&sent, example(&c, "server_to_browser", "portal"));
 
     let PluginFrame::Spawn(s) = parse("spawn") else {
         panic!("spawn example")

@@ -1,4 +1,4 @@
-//! `/spawns`, `/rares` and their heatmaps.
+//! `/spawns`, `/rares`, `/portals` and the spawn and rare heatmaps.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -81,6 +81,7 @@ async fn events(state: AppState, kind: EventKind, p: EventParams) -> Result<Resp
     let filename = match kind {
         EventKind::Spawns => "spawns.csv",
         EventKind::Rares => "rares.csv",
+        EventKind::Portals => "portals.csv",
     };
     match format {
         Format::Json => {
@@ -142,6 +143,21 @@ pub async fn rares(
     Query(p): Query<EventParams>,
 ) -> Result<Response, ApiError> {
     events(state, EventKind::Rares, p).await
+}
+
+/// Teleports (`portal` frames: portals, recalls), oldest first, paged with a cursor: the lines of
+/// a character's timeline and the places its trail breaks. `name` filters by portal name.
+#[utoipa::path(get, path = "/portals", params(EventParams), tag = "events",
+    responses(
+        (status = 200, description = "A page of teleports (or CSV)", body = EventPage),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 404, description = "Unknown character", body = ErrorBody),
+    ))]
+pub async fn portals(
+    State(state): State<AppState>,
+    Query(p): Query<EventParams>,
+) -> Result<Response, ApiError> {
+    events(state, EventKind::Portals, p).await
 }
 
 /// Parameters of the heatmaps.

@@ -24,7 +24,7 @@ use crate::state::AppState;
     tags(
         (name = "live", description = "Websockets and live state"),
         (name = "telemetry", description = "Stored telemetry"),
-        (name = "events", description = "Spawns and rares"),
+        (name = "events", description = "Spawns, rares and teleports"),
         (name = "stats", description = "Characters, leaderboards, series"),
         (name = "operations", description = "Health, debug, metrics, this document"),
     )
@@ -40,9 +40,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(api_routes!(history::trails))
         .routes(api_routes!(events::spawns))
         .routes(api_routes!(events::rares))
+        .routes(api_routes!(events::portals))
         .routes(api_routes!(events::spawn_heatmap))
         .routes(api_routes!(events::rare_heatmap))
         .routes(api_routes!(stats::characters))
+        .routes(api_routes!(stats::sheet))
         .routes(api_routes!(stats::leaderboard))
         .routes(api_routes!(stats::character_stats))
         .routes(api_routes!(status::debug))

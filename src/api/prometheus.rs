@@ -75,15 +75,25 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "# HELP dereth_frames_received_total Plugin frames accepted, by type.\n\
          # TYPE dereth_frames_received_total counter"
     );
-    for (kind, n) in [
-        ("telemetry", m.frames_received.telemetry),
-        ("spawn", m.frames_received.spawn),
-        ("rare", m.frames_received.rare),
-        ("chat", m.frames_received.chat),
-        ("register", m.frames_received.register),
-    ] {
+    for (kind, n) in &m.frames_received {
         let _ = writeln!(out, "dereth_frames_received_total{{type=\"{kind}\"}} {n}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP dereth_frames_unhandled_total Plugin frames of types the tracker does not \
+         handle (ignored), by type.\n\
+         # TYPE dereth_frames_unhandled_total counter"
+    );
+    for (kind, n) in &m.frames_unhandled {
+        let kind = escape_label(kind);
+        let _ = writeln!(out, "dereth_frames_unhandled_total{{type=\"{kind}\"}} {n}");
+    }
+    counter(
+        &mut out,
+        "dereth_frames_not_relayed_total",
+        "Relayed frame types too large to pass on to browsers.",
+        m.frames_not_relayed,
+    );
     counter(
         &mut out,
         "dereth_frames_rejected_total",

@@ -1,4 +1,5 @@
-//! `/characters`, `/stats/leaderboard` and `/stats/{character}`.
+//! `/characters`, `/characters/{character}/sheet`, `/stats/leaderboard` and
+//! `/stats/{character}`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -8,8 +9,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::params;
 use super::{ApiError, ErrorBody, require_character};
+use crate::protocol::CharacterSheet;
 use crate::state::AppState;
-use crate::store::{CharacterSummary, LeaderMetric, LeaderRow, SeriesPoint, SessionRares};
+use crate::store::{
+    CharacterSummary, LeaderMetric, LeaderRow, ProgressPoint, SeriesPoint, SessionRares,
+};
 
 /// Most characters `/characters` lists.
 const MAX_CHARACTERS: i64 = 100_000;
@@ -160,5 +164,71 @@ pub async fn character_stats(
         bucket_secs,
         series,
         rares_per_session,
+    }))
+}
+
+/// Progress covers the last 30 days unless a range is given.
+const PROGRESS_DEFAULT_SPAN: chrono::Duration = chrono::Duration::days(30);
+
+/// Parameters of `/characters/{character}/sheet`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SheetParams {
+    /// Inclusive start of the progress series, RFC 3339 (UTC); default: 30 days before `to`.
+    from: Option<String>,
+    /// Exclusive end of the progress series, RFC 3339 (UTC); default: now.
+    to: Option<String>,
+    /// Most progress points, 1 to 10000, default 1000 (the oldest first).
+    limit: Option<String>,
+}
+
+/// A character's latest sheet and its progress over time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Sheet {
+    character: CharacterSummary,
+    /// The latest `character_stats` frame as stored (level, experience, luminance, title,
+    /// allegiance, attributes, skills), or null when the plugin never sent one.
+    #[schema(value_type = Option<Object>)]
+    latest: Option<CharacterSheet>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    /// Level, experience and luminance per stored sheet in the range, oldest first.
+    progress: Vec<ProgressPoint>,
+}
+
+/// The character sheet (from the plugin's `character_stats` frames) and level progress.
+#[utoipa::path(get, path = "/characters/{character}/sheet", params(
+        ("character" = String, Path, description = "Character name"),
+        SheetParams,
+    ), tag = "stats",
+    responses(
+        (status = 200, description = "The latest sheet and the progress series", body = Sheet),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 404, description = "Unknown character", body = ErrorBody),
+    ))]
+pub async fn sheet(
+    State(state): State<AppState>,
+    Path(character): Path<String>,
+    Query(p): Query<SheetParams>,
+) -> Result<Json<Sheet>, ApiError> {
+    let name = params::name("character", Some(&character))?
+        .ok_or_else(|| ApiError::BadRequest("`character` must not be empty".into()))?;
+    let (from, to) =
+        params::range_or_default(p.from.as_deref(), p.to.as_deref(), PROGRESS_DEFAULT_SPAN)?;
+    if to - from > MAX_SPAN {
+        return Err(ApiError::BadRequest(
+            "the range between `from` and `to` is longer than 366 days".into(),
+        ));
+    }
+    let limit = params::int("limit", p.limit.as_deref(), 1, 10_000)?.unwrap_or(1_000);
+    let character = require_character(&state, &name).await?;
+    let latest = state.store.latest_sheet(&name).await?;
+    let progress = state.store.progress(&name, from, to, limit).await?;
+    Ok(Json(Sheet {
+        character,
+        latest,
+        from,
+        to,
+        progress,
     }))
 }

@@ -108,6 +108,12 @@ pub struct Character {
     pub tapers: i64,
     pub online: Duration,
     pub activity: Activity,
+    /// Health, stamina and mana, in percent.
+    pub vitals: [f64; 3],
+    pub level: i64,
+    pub total_xp: i64,
+    /// Simulated seconds until the next `character_stats` frame (0: at the next step).
+    sheet_due: f64,
     /// What to resume after `/vt start`.
     paused: Option<Activity>,
     rng: fastrand::Rng,
@@ -138,9 +144,14 @@ impl Character {
             tapers: rng.i64(100..2000),
             online: Duration::ZERO,
             activity: Activity::Stopped,
+            vitals: [100.0; 3],
+            level: rng.i64(20..275),
+            total_xp: 0,
+            sheet_due: 0.0,
             paused: None,
             rng,
         };
+        c.total_xp = c.level * c.level * c.level * 10_000;
         c.activity = c.new_hunt();
         c
     }
@@ -153,13 +164,31 @@ impl Character {
         }
     }
 
-    fn next_town(&mut self) -> Activity {
+    /// Sets off for another town: running there, or (a third of the time, and whenever it is
+    /// far) taking a portal, which moves the character at once and says so in a `portal` frame.
+    fn next_town(&mut self, frames: &mut Vec<Value>, now: DateTime<Utc>) -> Activity {
         let towns = towns();
         let town = &towns[self.rng.usize(..towns.len())];
-        Activity::Traveling {
-            to_ew: town.ew + self.rng.f64() * 4.0 - 2.0,
-            to_ns: town.ns + self.rng.f64() * 4.0 - 2.0,
+        let (to_ew, to_ns) = (
+            town.ew + self.rng.f64() * 4.0 - 2.0,
+            town.ns + self.rng.f64() * 4.0 - 2.0,
+        );
+        let far = (to_ew - self.ew).hypot(to_ns - self.ns) > 40.0;
+        if far || self.rng.f64() < 1.0 / 3.0 {
+            frames.push(json!({
+                "type": "portal",
+                "character_name": self.name,
+                "portal_name": format!("{} Portal", town.name),
+                "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "ew": round4(self.ew),
+                "ns": round4(self.ns),
+                "z": round4(self.z),
+            }));
+            self.ew = to_ew.clamp(-101.0, 101.0);
+            self.ns = to_ns.clamp(-101.0, 101.0);
+            return self.new_hunt();
         }
+        Activity::Traveling { to_ew, to_ns }
     }
 
     /// The VTank state the plugin would report.
@@ -191,7 +220,10 @@ impl Character {
         self.activity = match self.activity {
             Activity::Stopped => Activity::Stopped,
             Activity::Dead { left } if left > secs => Activity::Dead { left: left - secs },
-            Activity::Dead { .. } => self.new_hunt(),
+            Activity::Dead { .. } => {
+                self.vitals = [100.0; 3];
+                self.new_hunt()
+            }
             Activity::Traveling { to_ew, to_ns } => {
                 let (dx, dy) = (to_ew - self.ew, to_ns - self.ns);
                 let dist = (dx * dx + dy * dy).sqrt();
@@ -220,7 +252,13 @@ impl Character {
                 let kills = expected_kills.floor() as i64
                     + i64::from(self.rng.f64() < expected_kills.fract());
                 self.kills += kills;
+                self.total_xp += kills * 40_000 * self.level;
                 self.tapers = (self.tapers - kills / 3).max(0);
+                // Fighting costs health, stamina and mana; healing and resting bring them back.
+                for (i, v) in self.vitals.iter_mut().enumerate() {
+                    let swing = (self.rng.f64() - 0.55) * 12.0 * (i as f64 + 1.0) / 2.0;
+                    *v = (*v + swing * secs / 2.0).clamp(5.0, 100.0);
+                }
                 if self.rng.f64() < secs / 12.0 {
                     frames.push(self.spawn_frame(now));
                 }
@@ -231,6 +269,7 @@ impl Character {
                 if self.rng.f64() < secs / 1800.0 {
                     self.deaths += 1;
                     self.total_deaths += 1;
+                    self.vitals = [0.0, 0.0, 0.0];
                     Activity::Dead { left: 20.0 }
                 } else if left > secs {
                     Activity::Hunting {
@@ -239,14 +278,70 @@ impl Character {
                         left: left - secs,
                     }
                 } else {
-                    self.next_town()
+                    self.next_town(&mut frames, now)
                 }
             }
         };
         if self.rng.f64() < secs / 300.0 {
             frames.push(self.chat_frame(now));
         }
+        if self.rng.f64() < secs / 4.0 {
+            frames.push(self.vitals_frame(now));
+        }
+        self.sheet_due -= secs;
+        if self.sheet_due <= 0.0 {
+            // At login and every ten minutes, as the plugin does.
+            self.sheet_due = 600.0;
+            if self.total_xp > (self.level + 1).pow(3) * 10_000 {
+                self.level += 1;
+            }
+            frames.push(self.sheet_frame(now));
+        }
         frames
+    }
+
+    /// Vitals as current plugins send them; the timestamp as Unix epoch milliseconds, a form
+    /// some plugin builds use.
+    fn vitals_frame(&self, now: DateTime<Utc>) -> Value {
+        let [health, stamina, mana] = self.vitals.map(|v| v.round());
+        json!({
+            "type": "vitals",
+            "character_name": self.name,
+            "timestamp": now.timestamp_millis(),
+            "health_percentage": health,
+            "stamina_percentage": stamina.to_string(),
+            "mana_percentage": mana,
+            "health_current": (health * 4.0).round(),
+            "health_max": 400,
+            "vitae": 100,
+        })
+    }
+
+    /// The character sheet (`character_stats`), with numbers as strings where the plugin sends
+    /// them so.
+    fn sheet_frame(&self, now: DateTime<Utc>) -> Value {
+        let titles = [
+            "Adventurer",
+            "Mosswart Masher",
+            "Drudge Slayer",
+            "Tusker Tamer",
+        ];
+        json!({
+            "type": "character_stats",
+            "character_name": self.name,
+            "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": self.level,
+            "total_xp": self.total_xp.to_string(),
+            "unassigned_xp": "0",
+            "luminance_earned": self.level * 1_000,
+            "luminance_total": 1_500_000,
+            "title": titles[self.level as usize % titles.len()],
+            "race": "Aluvian",
+            "allegiance": {"name": self.tag, "monarch": "Sim Monarch", "rank": 3},
+            "attributes": {"strength": 100, "endurance": 100, "coordination": 100,
+                           "quickness": 100, "focus": 100, "self": 100},
+            "skills": {"war_magic": 400, "melee_defense": 350},
+        })
     }
 
     /// Applies a command from a browser; returns whether it was understood.
@@ -346,7 +441,7 @@ fn round4(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{PluginFrame, parse_plugin_frame};
+    use crate::protocol::{FrameType, PluginFrame, parse_plugin_frame};
 
     #[test]
     fn every_frame_the_simulator_sends_parses() {
@@ -368,10 +463,17 @@ mod tests {
                 assert_eq!(parsed.kills, c.kills);
             }
         }
-        for kind in ["spawn", "rare", "chat"] {
+        for kind in [
+            FrameType::Spawn,
+            FrameType::Rare,
+            FrameType::Chat,
+            FrameType::Vitals,
+            FrameType::CharacterStats,
+            FrameType::Portal,
+        ] {
             assert!(
-                kinds.contains(kind),
-                "the simulation produced no {kind} frame"
+                kinds.contains(&Some(kind)),
+                "the simulation produced no {kind:?} frame"
             );
         }
     }

@@ -16,12 +16,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::protocol::{Rare, Spawn, Telemetry};
+use crate::protocol::{CharacterSheet, Portal, Rare, Spawn, Telemetry};
 
 pub use postgres::PgStore;
 pub use query::{
     CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, LeaderMetric,
-    LeaderRow, SeriesPoint, SessionRares,
+    LeaderRow, ProgressPoint, SeriesPoint, SessionRares,
 };
 pub use sqlite::SqliteStore;
 
@@ -49,6 +49,13 @@ pub enum Event {
     /// A rare find, counted in `session_id` when the character's session is known.
     Rare {
         rare: Rare,
+        session_id: Option<String>,
+    },
+    /// A character sheet (`character_stats`), kept whole.
+    Sheet(CharacterSheet),
+    /// A teleport whose position is known (`ew`/`ns` are set).
+    Portal {
+        portal: Portal,
         session_id: Option<String>,
     },
 }
@@ -119,6 +126,43 @@ pub struct TrailPoint {
     pub ew: f64,
     pub ns: f64,
     pub z: f64,
+    /// The character teleported (a `portal` frame) since the previous point: do not join the
+    /// two. Only present when true.
+    #[serde(rename = "break", skip_serializing_if = "std::ops::Not::not")]
+    pub segment_start: bool,
+}
+
+/// Marks the first point after each teleport in trails grouped by character in time order.
+/// `portals` holds (character, time) pairs in any order.
+pub(crate) fn mark_trail_breaks(points: &mut [TrailPoint], portals: &[(String, DateTime<Utc>)]) {
+    if portals.is_empty() {
+        return;
+    }
+    let mut by_character: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
+    for (name, at) in portals {
+        by_character.entry(name).or_default().push(*at);
+    }
+    for times in by_character.values_mut() {
+        times.sort_unstable();
+    }
+    for i in 1..points.len() {
+        let (before, after) = points.split_at_mut(i);
+        let (prev, point) = (&before[i - 1], &mut after[0]);
+        if prev.character_name != point.character_name {
+            continue;
+        }
+        let Some(times) = by_character.get(point.character_name.as_str()) else {
+            continue;
+        };
+        // Any teleport in (prev, point]?
+        let first_after_prev = times.partition_point(|t| *t <= prev.timestamp);
+        if times
+            .get(first_after_prev)
+            .is_some_and(|t| *t <= point.timestamp)
+        {
+            point.segment_start = true;
+        }
+    }
 }
 
 /// Builds trails from points arriving in time order: groups them by character and, with a step,
@@ -183,6 +227,10 @@ impl Retained {
         }
     }
 }
+
+/// Most teleports read to break one trails answer; beyond it, later teleports leave trails
+/// joined rather than the query growing without bound.
+pub(crate) const MAX_TRAIL_BREAKS: i64 = 100_000;
 
 /// Rows deleted per statement while pruning, so no statement holds locks for long.
 pub(crate) const PRUNE_BATCH: i64 = 10_000;
@@ -390,7 +438,34 @@ impl Store {
         step: Option<i64>,
         limit: i64,
     ) -> Result<Vec<TrailPoint>, StoreError> {
-        dispatch!(self.trails(since, character, step, limit))
+        let mut points = dispatch!(self.trails(since, character, step, limit))?;
+        let portals = dispatch!(self.portal_times(since, character))?;
+        mark_trail_breaks(&mut points, &portals);
+        Ok(points)
+    }
+
+    /// The latest stored character sheet of a character, attributes and skills included.
+    pub async fn latest_sheet(
+        &self,
+        character: &str,
+    ) -> Result<Option<CharacterSheet>, StoreError> {
+        let Some(data) = dispatch!(self.latest_sheet_json(character))? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&data)
+            .map(Some)
+            .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
+    }
+
+    /// A character's level, experience and luminance over [from, to), oldest first.
+    pub async fn progress(
+        &self,
+        character: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ProgressPoint>, StoreError> {
+        dispatch!(self.progress(character, from, to, limit))
     }
 
     /// A page of spawns or rares matching `query`, ordered by (timestamp, id).
@@ -595,6 +670,10 @@ impl CounterUpdates {
                             .or_default() += 1;
                     }
                 }
+                Event::Sheet(sheet) => out.saw(&sheet.character_name, sheet.timestamp, None),
+                Event::Portal { portal, .. } => {
+                    out.saw(&portal.character_name, portal.timestamp, None);
+                }
                 Event::Spawn(spawn) => {
                     out.saw(&spawn.character_name, spawn.timestamp, None);
                     *out.spawn_cells
@@ -641,7 +720,23 @@ mod tests {
             ew: secs as f64,
             ns: 0.0,
             z: 0.0,
+            segment_start: false,
         }
+    }
+
+    #[test]
+    fn a_teleport_breaks_the_trail_at_the_next_point_of_that_character_only() {
+        let mut points: Vec<TrailPoint> = [("a", 10), ("a", 20), ("a", 30), ("b", 10), ("b", 30)]
+            .into_iter()
+            .map(|(n, s)| point(n, s))
+            .collect();
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap_or_default();
+        mark_trail_breaks(&mut points, &[("a".into(), at(25)), ("c".into(), at(15))]);
+        let breaks: Vec<bool> = points.iter().map(|p| p.segment_start).collect();
+        assert_eq!(breaks, [false, false, true, false, false]);
+        // A teleport exactly at a point's time breaks before that point.
+        mark_trail_breaks(&mut points, &[("b".into(), at(30))]);
+        assert!(points[4].segment_start);
     }
 
     #[test]

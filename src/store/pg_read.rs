@@ -8,7 +8,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::postgres::{PgStore, telemetry_from_row};
 use super::query::{
     CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, LeaderMetric,
-    LeaderRow, SeriesPoint, SessionRares,
+    LeaderRow, ProgressPoint, SeriesPoint, SessionRares,
 };
 use super::{HistoryQuery, StoreError, TelemetryRecord, TrailPoint};
 
@@ -106,6 +106,7 @@ impl PgStore {
                 ew: r.try_get("ew")?,
                 ns: r.try_get("ns")?,
                 z: r.try_get("z")?,
+                segment_start: false,
             };
             if !thinner.offer(point) {
                 break;
@@ -128,6 +129,11 @@ impl PgStore {
             EventKind::Rares => (
                 "SELECT id, character_name, name AS label, session_id, timestamp, ew, ns, z \
                  FROM rare_events WHERE TRUE",
+                "name",
+            ),
+            EventKind::Portals => (
+                "SELECT id, character_name, name AS label, session_id, timestamp, ew, ns, z \
+                 FROM portal_events WHERE TRUE",
                 "name",
             ),
         };
@@ -166,6 +172,7 @@ impl PgStore {
         let (table, label_col) = match kind {
             EventKind::Spawns => ("spawn_events", "mob"),
             EventKind::Rares => ("rare_events", "name"),
+            EventKind::Portals => ("portal_events", "name"),
         };
         // The planner cannot know how few cells there are and would sort a million rows on disk;
         // a hash aggregate in memory is the right plan for any bin size the API allows.
@@ -419,6 +426,71 @@ impl PgStore {
                     session_id: r.try_get("session_id")?,
                     rares: r.try_get("session_rares")?,
                     last_update: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Reads of the frames of current plugins: character sheets and teleports.
+impl PgStore {
+    /// (character, time) of every teleport since `since`, for breaking trails.
+    pub async fn portal_times(
+        &self,
+        since: DateTime<Utc>,
+        character: Option<&str>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT character_name, timestamp FROM portal_events \
+             WHERE timestamp >= $1 AND ($2::text IS NULL OR character_name = $2) \
+             ORDER BY timestamp LIMIT $3",
+        )
+        .bind(since)
+        .bind(character)
+        .bind(super::MAX_TRAIL_BREAKS)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("character_name")?, r.try_get("timestamp")?)))
+            .collect()
+    }
+
+    /// The latest stored sheet of a character, as JSON text.
+    pub async fn latest_sheet_json(&self, character: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT data::text FROM character_sheets WHERE character_name = $1 \
+             ORDER BY timestamp DESC, id DESC LIMIT 1",
+        )
+        .bind(character)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn progress(
+        &self,
+        character: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ProgressPoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT timestamp, level, total_xp, luminance_earned FROM character_sheets \
+             WHERE character_name = $1 AND timestamp >= $2 AND timestamp < $3 \
+             ORDER BY timestamp, id LIMIT $4",
+        )
+        .bind(character)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProgressPoint {
+                    timestamp: r.try_get("timestamp")?,
+                    level: r.try_get("level")?,
+                    total_xp: r.try_get("total_xp")?,
+                    luminance_earned: r.try_get("luminance_earned")?,
                 })
             })
             .collect()

@@ -192,6 +192,8 @@ impl PgStore {
         insert_telemetry(&mut tx, events).await?;
         insert_spawns(&mut tx, events).await?;
         insert_rares(&mut tx, events).await?;
+        insert_sheets(&mut tx, events).await?;
+        insert_portals(&mut tx, events).await?;
         update_counters(&mut tx, &CounterUpdates::from_events(events)).await?;
         tx.commit().await?;
         Ok(())
@@ -428,6 +430,106 @@ async fn insert_rares(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), StoreErro
     .bind(rows.iter().map(|(r, _)| r.ew).collect::<Vec<_>>())
     .bind(rows.iter().map(|(r, _)| r.ns).collect::<Vec<_>>())
     .bind(rows.iter().map(|(r, _)| r.z).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_sheets(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), StoreError> {
+    let sheets: Vec<&crate::protocol::CharacterSheet> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Sheet(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    if sheets.is_empty() {
+        return Ok(());
+    }
+    let data = sheets
+        .iter()
+        .map(|s| serde_json::to_string(s).map_err(|e| sqlx::Error::Encode(Box::new(e))))
+        .collect::<Result<Vec<_>, _>>()?;
+    sqlx::query(
+        "INSERT INTO character_sheets (character_name, timestamp, level, total_xp, unassigned_xp, \
+             luminance_earned, luminance_total, title, allegiance_name, data) \
+         SELECT n, t, l, x, u, le, lt, ti, a, d::jsonb FROM UNNEST($1::text[], \
+             $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], \
+             $8::text[], $9::text[], $10::text[]) AS u(n, t, l, x, u, le, lt, ti, a, d)",
+    )
+    .bind(
+        sheets
+            .iter()
+            .map(|s| s.character_name.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(sheets.iter().map(|s| s.timestamp).collect::<Vec<_>>())
+    .bind(sheets.iter().map(|s| s.level).collect::<Vec<_>>())
+    .bind(sheets.iter().map(|s| s.total_xp).collect::<Vec<_>>())
+    .bind(sheets.iter().map(|s| s.unassigned_xp).collect::<Vec<_>>())
+    .bind(
+        sheets
+            .iter()
+            .map(|s| s.luminance_earned)
+            .collect::<Vec<_>>(),
+    )
+    .bind(sheets.iter().map(|s| s.luminance_total).collect::<Vec<_>>())
+    .bind(sheets.iter().map(|s| s.title.clone()).collect::<Vec<_>>())
+    .bind(
+        sheets
+            .iter()
+            .map(|s| s.allegiance.as_ref().and_then(|a| a.name.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(data)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_portals(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), StoreError> {
+    let rows: Vec<(&crate::protocol::Portal, &Option<String>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Portal { portal, session_id } => Some((portal, session_id)),
+            _ => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO portal_events (character_name, name, session_id, timestamp, ew, ns, z) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
+             $5::float8[], $6::float8[], $7::float8[])",
+    )
+    .bind(
+        rows.iter()
+            .map(|(p, _)| p.character_name.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(p, _)| p.portal_name.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|(_, s)| (*s).clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(p, _)| p.timestamp).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|(p, _)| p.ew.unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(p, _)| p.ns.unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(p, _)| p.z.unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -9,6 +9,8 @@ use utoipa::ToSchema;
 pub enum EventKind {
     Spawns,
     Rares,
+    /// Teleports (`portal` frames); `label` is the portal's name ("" when unknown).
+    Portals,
 }
 
 /// A page request over spawns or rares, oldest first.
@@ -99,6 +101,15 @@ pub struct SeriesPoint {
     pub kills: i64,
     /// Telemetry frames in the bucket.
     pub samples: i64,
+}
+
+/// A character's level, experience and luminance at one moment (from a `character_stats` frame).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ProgressPoint {
+    pub timestamp: DateTime<Utc>,
+    pub level: Option<i64>,
+    pub total_xp: Option<i64>,
+    pub luminance_earned: Option<i64>,
 }
 
 /// Rares found in one session.

@@ -285,6 +285,43 @@ async fn write_all(
                 .execute(&mut **conn)
                 .await?;
             }
+            Event::Sheet(sheet) => {
+                let data =
+                    serde_json::to_string(sheet).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                sqlx::query(
+                    "INSERT INTO character_sheets (character_name, timestamp, level, total_xp, \
+                         unassigned_xp, luminance_earned, luminance_total, title, \
+                         allegiance_name, data) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .bind(&sheet.character_name)
+                .bind(ts(&sheet.timestamp))
+                .bind(sheet.level)
+                .bind(sheet.total_xp)
+                .bind(sheet.unassigned_xp)
+                .bind(sheet.luminance_earned)
+                .bind(sheet.luminance_total)
+                .bind(&sheet.title)
+                .bind(sheet.allegiance.as_ref().and_then(|a| a.name.as_deref()))
+                .bind(data)
+                .execute(&mut **conn)
+                .await?;
+            }
+            Event::Portal { portal, session_id } => {
+                sqlx::query(
+                    "INSERT INTO portal_events (character_name, name, session_id, timestamp, ew, \
+                         ns, z) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .bind(&portal.character_name)
+                .bind(portal.portal_name.as_deref().unwrap_or_default())
+                .bind(session_id)
+                .bind(ts(&portal.timestamp))
+                .bind(portal.ew.unwrap_or_default())
+                .bind(portal.ns.unwrap_or_default())
+                .bind(portal.z.unwrap_or_default())
+                .execute(&mut **conn)
+                .await?;
+            }
         }
     }
 

@@ -64,6 +64,9 @@ const handlers = {
     if (p) { p.data = { ...p.data, total_rares: frame.total_rares, session_rares: frame.session_rares }; players.version++; }
   },
   spawn() {},
+  vitals(frame) { players.vitals(frame); },
+  character_stats(frame) { players.sheet(frame); },
+  portal(frame) { players.portal(frame); map.dirty = true; },
   command_result(frame) { chat.commandResult(frame); },
   error(frame) { chat.showResult("error", frame.error); },
 };
@@ -149,6 +152,7 @@ window.__dereth = {
   project: (ew, ns) => map.project(ew, ns),
   players: () => [...players.values()].map((p) => ({
     name: p.name, color: p.color, x: p.x, y: p.y, state: players.state(p), alpha: p.alpha ?? 1,
+    trailBreaks: p.trail.filter((pt) => pt[3]).length,
   })),
   frameStats: () => map.frameStats(),
   resetFrameStats: () => { map.frameTimes = []; map.drawTimes = []; },

@@ -332,9 +332,10 @@ export class MapView {
       ctx.strokeStyle = p.color;
       ctx.globalAlpha = 0.7 * (p.alpha ?? 1);
       ctx.beginPath();
-      p.trail.forEach(([ew, ns], i) => {
+      p.trail.forEach(([ew, ns, , gap], i) => {
         const s = this.project(ew, ns);
-        if (i === 0) ctx.moveTo(s.x, s.y); else ctx.lineTo(s.x, s.y);
+        // A teleport (portal frame) starts a new segment instead of a line across the map.
+        if (i === 0 || gap) ctx.moveTo(s.x, s.y); else ctx.lineTo(s.x, s.y);
       });
       const last = this.project(p.x, p.y);
       ctx.lineTo(last.x, last.y);

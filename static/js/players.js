@@ -34,6 +34,8 @@ export class Players {
       moveStart: now, lastChange: now,
     };
     entry.data = data;
+    if (data.vitals) entry.vitals = data.vitals;
+    if (data.character_stats) entry.sheet = data.character_stats;
     entry.offlineAt = null;
     entry.toX = data.ew; entry.toY = data.ns; entry.fromX = entry.x; entry.fromY = entry.y;
     entry.moveStart = now;
@@ -50,11 +52,43 @@ export class Players {
     }
     const entry = this.fresh(data, now, existing);
     if (!existing) entry.lastChange = now;
-    entry.trail.push([data.ew, data.ns, Date.parse(data.timestamp) || Date.now()]);
+    if (entry.teleported) {
+      // After a portal the marker jumps instead of gliding across the map, and the trail breaks.
+      entry.fromX = entry.x = data.ew;
+      entry.fromY = entry.y = data.ns;
+    }
+    entry.trail.push([data.ew, data.ns, Date.parse(data.timestamp) || Date.now(), !!entry.teleported]);
+    entry.teleported = false;
     this.pruneTrail(entry);
     this.byName.set(data.character_name, entry);
     this.version++;
     return entry;
+  }
+
+  /** Latest vitals (health, stamina, mana, vitae) of a character already on the map. */
+  vitals(frame) {
+    const p = this.byName.get(frame.character_name);
+    if (!p) return;
+    p.vitals = frame;
+    this.version++;
+  }
+
+  /** Latest character sheet summary (level, title, allegiance). */
+  sheet(frame) {
+    const p = this.byName.get(frame.character_name);
+    if (!p) return;
+    p.sheet = frame;
+    this.version++;
+  }
+
+  /** A teleport: the next position starts a new trail segment; a line goes into the timeline. */
+  portal(frame) {
+    const p = this.byName.get(frame.character_name);
+    if (!p) return;
+    p.teleported = true;
+    p.timeline = [{ at: Date.parse(frame.timestamp) || Date.now(),
+      text: `Portal${frame.portal_name ? `: ${frame.portal_name}` : ""}` }, ...(p.timeline || [])].slice(0, 8);
+    this.version++;
   }
 
   offline(name) {
@@ -69,7 +103,7 @@ export class Players {
     const byName = new Map();
     for (const pt of points) {
       const list = byName.get(pt.character_name) || [];
-      list.push([pt.ew, pt.ns, Date.parse(pt.timestamp)]);
+      list.push([pt.ew, pt.ns, Date.parse(pt.timestamp), !!pt.break]);
       byName.set(pt.character_name, list);
     }
     for (const p of this.byName.values()) {

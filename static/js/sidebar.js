@@ -116,9 +116,15 @@ export class Sidebar {
       ["Handles", formatNumber(d.mem_handles)],
       ["Latency", d.latency_ms != null ? `${formatNumber(d.latency_ms)} ms` : "–"],
     ];
+    const sheet = p.sheet || {};
+    if (sheet.level != null) fields.unshift(["Level", formatNumber(sheet.level)]);
+    if (sheet.title) fields.splice(1, 0, ["Title", sheet.title]);
+    if (sheet.allegiance?.name) fields.splice(2, 0, ["Allegiance", sheet.allegiance.name]);
     const h = document.createElement("h2");
     h.textContent = p.name;
     h.style.color = p.color;
+    const parts = [h];
+    if (p.vitals) parts.push(vitalBars(p.vitals));
     const dl = document.createElement("dl");
     for (const [k, v] of fields) {
       const dt = document.createElement("dt");
@@ -127,6 +133,59 @@ export class Sidebar {
       dd.textContent = v;
       dl.append(dt, dd);
     }
-    box.replaceChildren(h, dl);
+    parts.push(dl);
+    if (p.timeline?.length) {
+      const ol = document.createElement("ol");
+      ol.className = "timeline";
+      ol.setAttribute("aria-label", "Recent events");
+      for (const line of p.timeline) {
+        const li = document.createElement("li");
+        li.textContent = `${new Date(line.at).toLocaleTimeString()} ${line.text}`;
+        ol.append(li);
+      }
+      parts.push(ol);
+    }
+    box.replaceChildren(...parts);
   }
+}
+
+const VITALS = [
+  ["health_percentage", "Health", "health"],
+  ["stamina_percentage", "Stamina", "stamina"],
+  ["mana_percentage", "Mana", "mana"],
+];
+
+/** Health, stamina and mana bars (and vitae when below 100 %), as meters for screen readers. */
+function vitalBars(v) {
+  const box = document.createElement("div");
+  box.className = "vitals";
+  for (const [key, label, cls] of VITALS) {
+    const value = Number(v[key]);
+    if (!Number.isFinite(value)) continue;
+    const pct = Math.max(0, Math.min(100, value));
+    const row = document.createElement("div");
+    row.className = `vital ${cls}`;
+    row.setAttribute("role", "meter");
+    row.setAttribute("aria-label", label);
+    row.setAttribute("aria-valuemin", "0");
+    row.setAttribute("aria-valuemax", "100");
+    row.setAttribute("aria-valuenow", String(Math.round(pct)));
+    row.title = `${label} ${Math.round(pct)} %`;
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.width = `${pct}%`;
+    const text = document.createElement("span");
+    text.className = "label";
+    text.textContent = `${label} ${Math.round(pct)} %`;
+    row.append(fill, text);
+    box.append(row);
+  }
+  const vitae = Number(v.vitae);
+  if (Number.isFinite(vitae) && vitae < 100) {
+    const row = document.createElement("div");
+    row.className = "vitae";
+    row.textContent = `Vitae ${Math.round(vitae)} %`;
+    box.append(row);
+  }
+  return box;
 }

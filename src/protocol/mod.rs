@@ -4,8 +4,13 @@
 //! Everything that crosses a socket is turned into a typed, validated value here or rejected with a
 //! [`FrameError`] that names the problem; no other module looks at raw JSON.
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+mod character;
+pub mod timestamp;
+
+use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use character::{Allegiance, CharacterSheet, Portal, Vitals};
 
 /// Longest accepted character, mob or item name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -53,6 +58,104 @@ impl FrameError {
 // Plugin -> server
 // ---------------------------------------------------------------------------------------------
 
+/// Every plugin frame type the tracker knows, by its wire name. Types a current plugin sends that
+/// the tracker only relays (see [`FrameType::is_relayed`]) are here too, so counting,
+/// subscriptions and documentation all use this one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FrameType {
+    Telemetry,
+    Spawn,
+    Rare,
+    Chat,
+    Register,
+    Vitals,
+    CharacterStats,
+    Portal,
+    CombatStats,
+    /// Every `share_*` type (vital sharing between characters).
+    Share,
+    NearbyObjects,
+    DungeonMap,
+    Quest,
+    FullInventory,
+    InventoryDelta,
+}
+
+impl FrameType {
+    /// Every known type, in a fixed order (also the index of [`FrameType::index`]).
+    pub const ALL: [Self; 15] = [
+        Self::Telemetry,
+        Self::Spawn,
+        Self::Rare,
+        Self::Chat,
+        Self::Register,
+        Self::Vitals,
+        Self::CharacterStats,
+        Self::Portal,
+        Self::CombatStats,
+        Self::Share,
+        Self::NearbyObjects,
+        Self::DungeonMap,
+        Self::Quest,
+        Self::FullInventory,
+        Self::InventoryDelta,
+    ];
+
+    /// The wire name (for `share`, the prefix of the `share_*` family).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Telemetry => "telemetry",
+            Self::Spawn => "spawn",
+            Self::Rare => "rare",
+            Self::Chat => "chat",
+            Self::Register => "register",
+            Self::Vitals => "vitals",
+            Self::CharacterStats => "character_stats",
+            Self::Portal => "portal",
+            Self::CombatStats => "combat_stats",
+            Self::Share => "share",
+            Self::NearbyObjects => "nearby_objects",
+            Self::DungeonMap => "dungeon_map",
+            Self::Quest => "quest",
+            Self::FullInventory => "full_inventory",
+            Self::InventoryDelta => "inventory_delta",
+        }
+    }
+
+    /// The type named by a frame's `type` field; `share_*` names are [`FrameType::Share`].
+    pub fn from_wire(kind: &str) -> Option<Self> {
+        if kind.starts_with("share_") {
+            return Some(Self::Share);
+        }
+        Self::from_name(kind)
+    }
+
+    /// The type with exactly this [`FrameType::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Position in [`FrameType::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Types relayed to browsers that subscribe to them, as they come: not interpreted, not
+    /// stored.
+    pub fn is_relayed(self) -> bool {
+        matches!(
+            self,
+            Self::CombatStats
+                | Self::Share
+                | Self::NearbyObjects
+                | Self::DungeonMap
+                | Self::Quest
+                | Self::FullInventory
+                | Self::InventoryDelta
+        )
+    }
+}
+
 /// One frame a plugin sent on `/ws/position`, parsed and validated.
 // Frames live one at a time on a session's stack and are moved into events; boxing the common
 // telemetry variant would add an allocation per frame to save nothing.
@@ -64,29 +167,53 @@ pub enum PluginFrame {
     Rare(Rare),
     Chat(Chat),
     Register(Register),
+    Vitals(Vitals),
+    CharacterStats(CharacterSheet),
+    Portal(Portal),
+    /// A frame of a type relayed as it came (see [`FrameType::is_relayed`]); the session relays
+    /// the original text.
+    Relayed {
+        kind: FrameType,
+        character_name: String,
+    },
+    /// A well-formed frame of a type the tracker does not handle: counted, otherwise ignored.
+    /// `kind` is the type as sent, clipped.
+    Unhandled {
+        kind: String,
+    },
 }
 
 impl PluginFrame {
-    /// The character this frame speaks for.
-    pub fn character_name(&self) -> &str {
-        match self {
+    /// The character this frame speaks for (none for unhandled types).
+    pub fn character_name(&self) -> Option<&str> {
+        Some(match self {
             Self::Telemetry(t) => &t.character_name,
             Self::Spawn(s) => &s.character_name,
             Self::Rare(r) => &r.character_name,
             Self::Chat(c) => &c.character_name,
             Self::Register(r) => &r.character_name,
-        }
+            Self::Vitals(v) => &v.character_name,
+            Self::CharacterStats(s) => &s.character_name,
+            Self::Portal(p) => &p.character_name,
+            Self::Relayed { character_name, .. } => character_name,
+            Self::Unhandled { .. } => return None,
+        })
     }
 
-    /// The frame's `type` as it appears on the wire.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Telemetry(_) => "telemetry",
-            Self::Spawn(_) => "spawn",
-            Self::Rare(_) => "rare",
-            Self::Chat(_) => "chat",
-            Self::Register(_) => "register",
-        }
+    /// The frame's type (none for unhandled types).
+    pub fn kind(&self) -> Option<FrameType> {
+        Some(match self {
+            Self::Telemetry(_) => FrameType::Telemetry,
+            Self::Spawn(_) => FrameType::Spawn,
+            Self::Rare(_) => FrameType::Rare,
+            Self::Chat(_) => FrameType::Chat,
+            Self::Register(_) => FrameType::Register,
+            Self::Vitals(_) => FrameType::Vitals,
+            Self::CharacterStats(_) => FrameType::CharacterStats,
+            Self::Portal(_) => FrameType::Portal,
+            Self::Relayed { kind, .. } => *kind,
+            Self::Unhandled { .. } => return None,
+        })
     }
 }
 
@@ -196,15 +323,53 @@ fn now() -> DateTime<Utc> {
 }
 
 /// Parses and validates one text frame from a plugin.
+///
+/// A well-formed frame (a JSON object with a string `type`) of a type the tracker does not handle
+/// is not an error: it comes back as [`PluginFrame::Unhandled`], as the original server ignored
+/// such frames.
 pub fn parse_plugin_frame(text: &str) -> Result<PluginFrame, FrameError> {
     let kind = frame_type(text)?;
-    let frame = match kind.as_ref() {
-        "telemetry" => PluginFrame::Telemetry(typed(text)?),
-        "spawn" => PluginFrame::Spawn(typed(text)?),
-        "rare" => PluginFrame::Rare(typed(text)?),
-        "chat" => PluginFrame::Chat(typed(text)?),
-        "register" => PluginFrame::Register(typed(text)?),
-        _ => return Err(FrameError::UnknownType(clip(&kind, 32))),
+    let Some(known) = FrameType::from_wire(&kind) else {
+        return Ok(PluginFrame::Unhandled {
+            kind: clip(&kind, 32),
+        });
+    };
+    let frame = match known {
+        FrameType::Telemetry => PluginFrame::Telemetry(typed(text)?),
+        FrameType::Spawn => PluginFrame::Spawn(typed(text)?),
+        FrameType::Rare => PluginFrame::Rare(typed(text)?),
+        FrameType::Chat => PluginFrame::Chat(typed(text)?),
+        FrameType::Register => PluginFrame::Register(typed(text)?),
+        FrameType::Vitals => {
+            let mut v: Vitals = typed(text)?;
+            v.validate()?;
+            return Ok(PluginFrame::Vitals(v));
+        }
+        FrameType::CharacterStats => {
+            let mut s: CharacterSheet = typed(text)?;
+            s.validate()?;
+            return Ok(PluginFrame::CharacterStats(s));
+        }
+        FrameType::Portal => {
+            let mut p: Portal = typed(text)?;
+            p.validate()?;
+            return Ok(PluginFrame::Portal(p));
+        }
+        relayed => {
+            // Only the name is read; the frame itself is relayed as it came.
+            #[derive(Deserialize)]
+            struct Named {
+                #[serde(default, deserialize_with = "flex::opt_string")]
+                character_name: Option<String>,
+            }
+            let Named { character_name } = typed(text)?;
+            let character_name = character_name.unwrap_or_default();
+            check_name("character_name", &character_name)?;
+            return Ok(PluginFrame::Relayed {
+                kind: relayed,
+                character_name,
+            });
+        }
     };
     validate_plugin_frame(&frame)?;
     Ok(frame)
@@ -260,7 +425,7 @@ fn typed<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, FrameError> 
 }
 
 fn validate_plugin_frame(frame: &PluginFrame) -> Result<(), FrameError> {
-    check_name("character_name", frame.character_name())?;
+    check_name("character_name", frame.character_name().unwrap_or_default())?;
     match frame {
         PluginFrame::Telemetry(t) => {
             check_short("session_id", &t.session_id, true)?;
@@ -314,7 +479,12 @@ fn validate_plugin_frame(frame: &PluginFrame) -> Result<(), FrameError> {
                 check_short("color", name, false)?;
             }
         }
-        PluginFrame::Register(_) => {}
+        PluginFrame::Register(_)
+        | PluginFrame::Vitals(_)
+        | PluginFrame::CharacterStats(_)
+        | PluginFrame::Portal(_)
+        | PluginFrame::Relayed { .. }
+        | PluginFrame::Unhandled { .. } => {}
     }
     Ok(())
 }
@@ -579,27 +749,21 @@ mod flex {
         d.deserialize_any(TextVisitor)
     }
 
-    /// RFC 3339; a timestamp without an offset is taken as UTC; null or "" means now.
+    /// Any form [`super::timestamp::parse`] accepts (RFC 3339, ISO 8601 variants, Unix epoch
+    /// seconds or milliseconds as numbers or numeric strings); null or "" means now.
     pub fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let Some(raw) = d.deserialize_any(TextVisitor)? else {
             return Ok(Utc::now());
         };
-        let raw = raw.trim();
-        if raw.is_empty() {
+        if raw.trim().is_empty() {
             return Ok(Utc::now());
         }
-        if let Ok(ts) = DateTime::parse_from_rfc3339(raw) {
-            return Ok(ts.with_timezone(&Utc));
-        }
-        for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-            if let Ok(naive) = NaiveDateTime::parse_from_str(raw, format) {
-                return Ok(naive.and_utc());
-            }
-        }
-        Err(de::Error::custom(format!(
-            "expected an RFC 3339 timestamp, got \"{}\"",
-            clip(raw, 40)
-        )))
+        super::timestamp::parse(&raw).ok_or_else(|| {
+            de::Error::custom(format!(
+                "expected an RFC 3339 timestamp or Unix epoch seconds/milliseconds, got \"{}\"",
+                clip(raw.trim(), 40)
+            ))
+        })
     }
 }
 
@@ -618,8 +782,18 @@ pub struct PluginCommand {
 // Browser -> server
 // ---------------------------------------------------------------------------------------------
 
-/// Frame kinds a browser can subscribe to.
-pub const SUBSCRIBABLE: [&str; 5] = ["telemetry", "spawn", "rare", "chat", "offline"];
+/// The `offline` frame's type, which browsers may subscribe to beside the plugin frame types.
+pub const OFFLINE: &str = "offline";
+
+/// Every frame type a browser may subscribe to: each plugin frame type that is broadcast
+/// (everything but `register`), and `offline`.
+pub fn subscribable() -> impl Iterator<Item = &'static str> {
+    FrameType::ALL
+        .into_iter()
+        .filter(|t| *t != FrameType::Register)
+        .map(FrameType::name)
+        .chain(std::iter::once(OFFLINE))
+}
 
 /// One frame a browser sent on `/ws/live`.
 #[derive(Debug, Clone, PartialEq)]
@@ -661,13 +835,16 @@ pub fn parse_browser_frame(text: &str) -> Result<BrowserFrame, FrameError> {
     match kind.as_str() {
         "subscribe" => {
             let SubscribeIn { types } = typed(text)?;
-            if let Some(bad) = types.iter().find(|t| !SUBSCRIBABLE.contains(&t.as_str())) {
+            if let Some(bad) = types
+                .iter()
+                .find(|t| !subscribable().any(|known| known == t.as_str()))
+            {
                 return Err(FrameError::field(
                     "types",
                     format!(
                         "unknown type `{}` (known: {})",
                         clip(bad, 32),
-                        SUBSCRIBABLE.join(", ")
+                        subscribable().collect::<Vec<_>>().join(", ")
                     ),
                 ));
             }
@@ -709,7 +886,8 @@ pub struct Totals {
     pub session_rares: i64,
 }
 
-/// A live character as browsers and `/live` see it: the latest telemetry, flat, plus totals.
+/// A live character as browsers and `/live` see it: the latest telemetry, flat, plus totals, and
+/// the latest vitals and character sheet summary when the plugin sends them.
 #[derive(Debug, Clone, Serialize)]
 pub struct LivePlayer<'a> {
     #[serde(flatten)]
@@ -717,6 +895,10 @@ pub struct LivePlayer<'a> {
     #[serde(flatten)]
     pub totals: Totals,
     pub last_seen: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vitals: Option<&'a Vitals>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub character_stats: Option<&'a CharacterSheet>,
 }
 
 /// Frames the server sends to browsers. Each serializes flat, with `type` beside the plugin's
@@ -732,6 +914,11 @@ pub enum BrowserOut<'a> {
     Spawn(&'a Spawn),
     Rare(RareOut<'a>),
     Chat(&'a Chat),
+    Vitals(&'a Vitals),
+    /// The character sheet without attributes and skills (those are served over HTTP).
+    CharacterStats(&'a CharacterSheet),
+    /// A teleport, with the position it happened at when known.
+    Portal(&'a Portal),
     /// A character stopped sending for longer than the live window.
     Offline {
         character_name: &'a str,
@@ -901,8 +1088,14 @@ mod tests {
         assert_eq!(parse_plugin_frame("{}"), Err(FrameError::MissingType));
         assert_eq!(
             parse_plugin_frame(r#"{"type":"dance"}"#),
-            Err(FrameError::UnknownType("dance".into()))
+            Ok(PluginFrame::Unhandled {
+                kind: "dance".into()
+            })
         );
+        assert!(matches!(
+            parse_plugin_frame(r#"{"type":7}"#),
+            Err(FrameError::Field { .. })
+        ));
     }
 
     #[test]
@@ -942,6 +1135,8 @@ mod tests {
                 session_rares: 1,
             },
             last_seen: t.timestamp,
+            vitals: None,
+            character_stats: None,
         }));
         let v: Value = serde_json::from_str(&out).expect("json");
         assert_eq!(v["type"], "telemetry");
