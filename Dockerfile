@@ -1,36 +1,34 @@
 # syntax=docker/dockerfile:1
-# Dereth Tracker: one static-ish binary with the map UI built in.
+# Dereth Tracker: one binary with the map UI and the migrations built in.
+#
+# Dependencies are cached with cargo-chef: `prepare` reduces the project to a recipe of its
+# dependencies, `cook` builds only those (a layer reused until Cargo.toml or Cargo.lock change),
+# then the real sources are built. No hand-made stub crate can be left behind in target/.
 
 # --- build ---------------------------------------------------------------------------------------
-FROM rust:1.95-slim-bookworm AS build
+FROM rust:1.95-slim-bookworm AS chef
+RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
-RUN apt-get update \
- && apt-get install -y --no-install-recommends pkg-config \
- && rm -rf /var/lib/apt/lists/*
 
-# Dependencies first, in their own layer: rebuilt only when Cargo.toml or Cargo.lock change.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
- && echo 'fn main() {}' > src/main.rs \
- && echo '' > src/lib.rs \
- && cargo build --release --locked \
- && rm -rf src target/release/deps/dereth_tracker* target/release/dereth-tracker*
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
 
-# Then the sources (migrations and static/ are embedded at compile time).
-COPY src ./src
-COPY migrations ./migrations
-COPY static ./static
-RUN cargo build --release --locked \
- && strip target/release/dereth-tracker
+FROM chef AS build
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json --bin dereth-tracker
+COPY . .
+RUN cargo build --release --locked --bin dereth-tracker
 
 # --- runtime -------------------------------------------------------------------------------------
 FROM debian:bookworm-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /data --create-home tracker
+# Only a user and the data directory: TLS roots for webhooks are built into the binary.
+RUN groupadd --system --gid 10001 tracker \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /data --create-home tracker
 COPY --from=build /src/target/release/dereth-tracker /usr/local/bin/dereth-tracker
-USER tracker
+# The SQLite default lives here; mount a volume so data survives the container.
+VOLUME /data
+USER 10001:10001
 WORKDIR /data
 ENV BIND_ADDR=0.0.0.0:8765 \
     DATABASE_URL=sqlite:///data/dereth-tracker.db \

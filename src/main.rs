@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use dereth_tracker::Server;
 use dereth_tracker::config::{
     BenchCommand, Cli, Command, HealthcheckArgs, LogFormat, Settings, SimulateArgs,
@@ -16,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::load();
     let log_format = match &cli.command {
         Some(Command::Serve(settings)) => settings.log_format,
         _ => cli.settings.log_format,
@@ -84,9 +83,11 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         max_connections: settings.db_max_connections,
         acquire_timeout: std::time::Duration::from_secs(settings.db_acquire_timeout_secs),
         sqlite_busy_timeout: std::time::Duration::from_millis(settings.sqlite_busy_timeout_ms),
+        password: settings.database_password.clone(),
     };
     let url = redact_url(&settings.database_url);
-    let store = Store::connect(&settings.database_url, &options)
+    let wait = std::time::Duration::from_secs(settings.db_startup_wait_secs);
+    let store = connect_with_retry(&settings.database_url, &options, wait)
         .await
         .with_context(|| format!("opening the database at {url}"))?;
     tracing::info!(backend = ?store.backend(), database = %url, "database ready");
@@ -123,6 +124,30 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!(written = report.written, "stopped cleanly");
     Ok(())
+}
+
+/// Opens the store, retrying with backoff for up to `wait` while the database does not answer
+/// (a database container that is still starting); configuration errors fail at once.
+async fn connect_with_retry(
+    url: &str,
+    options: &StoreOptions,
+    wait: std::time::Duration,
+) -> Result<Store, dereth_tracker::store::StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut backoff = std::time::Duration::from_millis(500);
+    loop {
+        match Store::connect(url, options).await {
+            Ok(store) => return Ok(store),
+            Err(err)
+                if err.is_unavailable() && tokio::time::Instant::now() + backoff < deadline =>
+            {
+                tracing::warn!(%err, retry_in = ?backoff, "database not reachable yet; waiting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Ten thousand websockets need more than the common default of 1024 open files.

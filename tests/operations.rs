@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, TestApp, WAIT, block_writes, telemetry};
+use common::{Backend, TestApp, TestDb, WAIT, block_writes, telemetry};
+use dereth_tracker::store::{Store, StoreOptions};
 use serde_json::json;
 
 fn days_ago(days: i64) -> String {
@@ -272,4 +273,46 @@ async fn the_built_in_ui_is_served_at_the_root() {
         (holtburg["ns"].as_f64(), holtburg["ew"].as_f64()),
         (Some(42.1), Some(33.6))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_the_first_release_still_opens() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    db.store().await.close().await;
+    // Record the first release's version of the TimescaleDB migration, as such a database has it.
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let changed = sqlx::query(
+        "UPDATE _sqlx_migrations SET checksum = decode($1, 'hex') WHERE version = 20261127000002",
+    )
+    .bind(
+        "94304384307d3d452f3aa4bcee1b2f08c4bf2a217d28dce5c250ac63b2a4260e98dcf93a4174c7625acb26dfea08a125",
+    )
+    .execute(&pool)
+    .await
+    .expect("rewind the checksum")
+    .rows_affected();
+    assert_eq!(changed, 1);
+    pool.close().await;
+    let store = Store::connect(&db.url, &StoreOptions::default())
+        .await
+        .expect("the amended migration is accepted");
+    store.ping().await.expect("ping");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_database_url_says_how_to_fix_it_without_showing_the_password() {
+    let err = Store::connect(
+        "postgres://tracker:se/cret@db:5432/dereth",
+        &StoreOptions::default(),
+    )
+    .await
+    .expect_err("unparsable URL");
+    let message = err.to_string();
+    assert!(message.contains("DATABASE_PASSWORD"), "{message}");
+    assert!(message.contains("%40"), "{message}");
+    assert!(!message.contains("se/cret"), "{message}");
+    assert!(!err.is_unavailable(), "a configuration error is final");
 }

@@ -150,3 +150,233 @@ fn an_unsupported_database_url_fails_with_a_clear_message() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("unsupported database URL"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The compose deployment
+// ---------------------------------------------------------------------------------------------
+
+/// `.env.example` as compose reads an env file: `KEY=VALUE` lines, comments and blanks skipped.
+fn env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Compose interpolation of one value: `${VAR}`, `${VAR:-default}`, `${VAR:?error}`, `$$`.
+fn interpolate(value: &str, vars: &std::collections::HashMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        if let Some(tail) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let body = rest.strip_prefix('{').expect("only ${...} forms are used");
+        let end = body.find('}').expect("closing brace");
+        let expr = &body[..end];
+        rest = &body[end + 1..];
+        let (name, op, arg) = match expr.find([':', '-', '?']) {
+            Some(i) => {
+                let op_len = if expr[i..].starts_with(":-") || expr[i..].starts_with(":?") {
+                    2
+                } else {
+                    1
+                };
+                (&expr[..i], &expr[i..i + op_len], &expr[i + op_len..])
+            }
+            None => (expr, "", ""),
+        };
+        let set = vars.get(name).filter(|v| !v.is_empty());
+        match (op, set) {
+            (_, Some(v)) => out.push_str(v),
+            (":-" | "-", None) => out.push_str(arg),
+            (":?" | "?", None) => panic!("compose would refuse to start: {name}: {arg}"),
+            _ => {}
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The tracker service's environment exactly as `docker compose up` gives it (env_file, then
+/// `environment` interpolated with the .env values), the database password included.
+fn compose_environment(dot_env: &[(String, String)]) -> Vec<(String, String)> {
+    let compose: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+            .expect("docker-compose.yml"),
+    )
+    .expect("compose YAML");
+    let tracker = &compose["services"]["tracker"];
+    let vars: std::collections::HashMap<String, String> = dot_env.iter().cloned().collect();
+    let mut env: Vec<(String, String)> = Vec::new();
+    let files = tracker["env_file"].as_sequence().expect("env_file list");
+    assert_eq!(files.len(), 1, "the tracker reads .env");
+    env.extend(dot_env.iter().cloned());
+    for (k, v) in tracker["environment"]
+        .as_mapping()
+        .expect("environment map")
+    {
+        let key = k.as_str().expect("key").to_owned();
+        let raw = match v {
+            serde_yaml::Value::String(s) => s.clone(),
+            other => serde_yaml::to_string(other)
+                .expect("scalar")
+                .trim()
+                .to_owned(),
+        };
+        env.retain(|(k, _)| *k != key);
+        env.push((key, interpolate(&raw, &vars)));
+    }
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_environment_starts_a_healthy_tracker_with_any_password() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    // The operator's .env: the example with the secrets filled, and a password full of the
+    // characters that break URLs.
+    let password = "p@ss/w:rd#1?%&x y";
+    let mut dot_env = env_file(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"))
+            .expect(".env.example"),
+    );
+    for (k, v) in &mut dot_env {
+        if k == "POSTGRES_PASSWORD" {
+            *v = password.to_owned();
+        }
+    }
+    let env = compose_environment(&dot_env);
+    let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        get("COMMAND_TOKEN").as_deref(),
+        Some(""),
+        "passed empty, as compose does"
+    );
+    assert_eq!(get("DATABASE_PASSWORD").as_deref(), Some(password));
+    let compose_url = get("DATABASE_URL").expect("DATABASE_URL");
+    assert!(!compose_url.contains(password), "no password in the URL");
+
+    // Only the address and the database are swapped for local ones: a role with that password.
+    let role = format!("{}_role", db.name());
+    let admin = db.admin().await;
+    sqlx::query(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD '{}'",
+        password.replace('\'', "''")
+    ))
+    .execute(&admin)
+    .await
+    .expect("create role");
+    let in_db = sqlx::PgPool::connect(&db.url).await.expect("test database");
+    sqlx::raw_sql(&format!(
+        "GRANT ALL ON SCHEMA public TO {role}; GRANT ALL ON DATABASE {} TO {role}",
+        db.name()
+    ))
+    .execute(&in_db)
+    .await
+    .expect("grant");
+    let host_port = db
+        .url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port")
+        .to_owned();
+    let local_url = format!("postgres://{role}@{host_port}/{}", db.name());
+
+    let mut command = Command::new(BIN);
+    command.env_clear();
+    for (k, v) in &env {
+        command.env(k, v);
+    }
+    command
+        .env("DATABASE_URL", &local_url)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("start the binary");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                return Some(addr);
+            }
+        }
+        None
+    })
+    .await
+    .expect("the tracker starts with the compose environment")
+    .expect("it logs its address");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let health = reqwest::get(format!("http://{addr}/health"))
+        .await
+        .expect("health answers");
+    assert_eq!(health.status().as_u16(), 200);
+
+    // The container's HEALTHCHECK command, with the same environment.
+    let mut check = Command::new(BIN);
+    check.env_clear();
+    for (k, v) in &env {
+        check.env(k, v);
+    }
+    let status = check
+        .env("BIND_ADDR", &addr)
+        .arg("healthcheck")
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .expect("healthcheck runs");
+    assert!(status.success(), "healthcheck exits 0");
+
+    sigterm(&child);
+    let exit = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("exit status");
+    assert!(exit.success());
+    // The role owns the tables: take its membership to drop them, then drop it.
+    sqlx::query(&format!("GRANT {role} TO CURRENT_USER"))
+        .execute(&admin)
+        .await
+        .expect("membership");
+    sqlx::raw_sql(&format!(
+        "DROP OWNED BY {role}; REVOKE ALL ON SCHEMA public FROM {role}"
+    ))
+    .execute(&in_db)
+    .await
+    .expect("drop the role's objects");
+    in_db.close().await;
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&admin)
+        .await
+        .expect("drop role");
+}
+
+#[test]
+fn compose_interpolation_follows_the_compose_rules() {
+    let vars: std::collections::HashMap<String, String> = [
+        ("SET".to_owned(), "v".to_owned()),
+        ("EMPTY".to_owned(), String::new()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(interpolate("a${SET}b", &vars), "avb");
+    assert_eq!(interpolate("${EMPTY:-d}", &vars), "d");
+    assert_eq!(interpolate("${MISSING:-}", &vars), "");
+    assert_eq!(interpolate("$${SET}", &vars), "${SET}");
+}

@@ -249,6 +249,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub sqlite_busy_timeout: Duration,
+    /// PostgreSQL password given apart from the URL (any characters), overriding the URL's.
+    pub password: Option<crate::config::Secret>,
 }
 
 impl Default for StoreOptions {
@@ -257,6 +259,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             sqlite_busy_timeout: Duration::from_secs(5),
+            password: None,
         }
     }
 }
@@ -270,6 +273,29 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL `{0}`: use sqlite://FILE or postgres://...")]
     UnsupportedUrl(String),
+    #[error(
+        "DATABASE_URL `{url}` cannot be parsed ({reason}); percent-encode special characters \
+         of the password (`@` as %40, `/` as %2F, `#` as %23, `?` as %3F, `%` as %25, `:` as %3A) \
+         or leave the password out of the URL and set DATABASE_PASSWORD"
+    )]
+    BadUrl { url: String, reason: String },
+}
+
+impl StoreError {
+    /// Whether waiting may help: the database did not answer (not running yet, restarting,
+    /// refusing connections while it starts). Configuration mistakes are final.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // 57P03: the database system is starting up / shutting down; 08xxx: connection.
+                db.code()
+                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+            }
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(_))) => true,
+            _ => false,
+        }
+    }
 }
 
 impl StoreError {

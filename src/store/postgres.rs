@@ -16,6 +16,51 @@ use crate::protocol::{Spawn, Telemetry};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// Migrations amended after release, with the checksum of their first version: a database that
+/// applied the first version is recorded as having applied the amended one (each amendment has
+/// the same effect wherever the first version succeeded).
+const AMENDED_MIGRATIONS: [(i64, &str); 1] = [(
+    20261127000002,
+    "94304384307d3d452f3aa4bcee1b2f08c4bf2a217d28dce5c250ac63b2a4260e98dcf93a4174c7625acb26dfea08a125",
+)];
+
+async fn accept_amended_migrations(pool: &PgPool) -> Result<(), StoreError> {
+    let applied: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !applied {
+        return Ok(());
+    }
+    for (version, old_checksum) in AMENDED_MIGRATIONS {
+        let Some(current) = MIGRATOR.iter().find(|m| m.version == version) else {
+            continue;
+        };
+        let old = hex_bytes(old_checksum);
+        let updated = sqlx::query(
+            "UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND checksum = $3",
+        )
+        .bind(current.checksum.as_ref())
+        .bind(version)
+        .bind(old)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        if updated > 0 {
+            tracing::info!(
+                version,
+                "recorded the amended version of an applied migration"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
 /// A PostgreSQL-backed store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -28,15 +73,24 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, applies migrations and reports whether TimescaleDB is in use.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let connect = PgConnectOptions::from_str(url)?.log_slow_statements(
-            tracing::log::LevelFilter::Warn,
-            std::time::Duration::from_secs(1),
-        );
+        let mut connect = PgConnectOptions::from_str(url)
+            .map_err(|err| StoreError::BadUrl {
+                url: super::redact_url(url),
+                reason: err.to_string(),
+            })?
+            .log_slow_statements(
+                tracing::log::LevelFilter::Warn,
+                std::time::Duration::from_secs(1),
+            );
+        if let Some(password) = &options.password {
+            connect = connect.password(password.expose());
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
+        accept_amended_migrations(&pool).await?;
         MIGRATOR.run(&pool).await?;
         let store = Self {
             pool,

@@ -226,6 +226,7 @@ impl TestApp {
             max_connections: settings.db_max_connections,
             acquire_timeout: Duration::from_secs(settings.db_acquire_timeout_secs),
             sqlite_busy_timeout: Duration::from_millis(settings.sqlite_busy_timeout_ms),
+            password: settings.database_password.clone(),
         };
         let server_store = Store::connect(&settings.database_url, &options)
             .await
