@@ -440,6 +440,17 @@ pub struct Settings {
     #[arg(long, env = "COMPRESS_AFTER_DAYS", default_value_t = 7)]
     pub compress_after_days: u32,
 
+    /// TimescaleDB only: hours of telemetry per chunk (1 day answered "last hour for 100
+    /// characters" on 10 M rows about twice as fast as the 7-day default).
+    #[arg(long, env = "TELEMETRY_CHUNK_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u32).range(1..=8760))]
+    pub telemetry_chunk_hours: u32,
+
+    /// TimescaleDB only: hours of spawns per chunk (retention drops whole chunks).
+    #[arg(long, env = "SPAWN_CHUNK_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u32).range(1..=8760))]
+    pub spawn_chunk_hours: u32,
+
     /// Seconds between runs of the pruning task.
     #[arg(long, env = "PRUNE_INTERVAL_SECS", default_value_t = 3600)]
     pub prune_interval_secs: u64,

@@ -33,10 +33,13 @@ impl Lifecycle {
             && pg.timescaledb()
         {
             match pg
-                .apply_timescale_policies(
-                    settings.retention_telemetry_days,
-                    settings.compress_after_days,
-                )
+                .apply_timescale_policies(&crate::store::TimescalePolicies {
+                    telemetry_retention_days: settings.retention_telemetry_days,
+                    spawn_retention_days: settings.retention_spawns_days,
+                    compress_after_days: settings.compress_after_days,
+                    telemetry_chunk_hours: settings.telemetry_chunk_hours,
+                    spawn_chunk_hours: settings.spawn_chunk_hours,
+                })
                 .await
             {
                 Ok(()) => {

@@ -144,7 +144,12 @@ async fn character_stats_with_numeric_strings_are_stored(backend: Backend) {
     let deadline = tokio::time::Instant::now() + common::WAIT;
     let body = loop {
         let (status, body) = app.get("/characters/Sheet/sheet").await;
-        if status == 200 && body["progress"].as_array().map(Vec::len) == Some(2) {
+        // Until the batch with both sheets is committed (the endpoint's reads are separate
+        // queries, so a poll can land between them).
+        if status == 200
+            && body["progress"].as_array().map(Vec::len) == Some(2)
+            && body["latest"]["level"] == 201
+        {
             break body;
         }
         assert!(

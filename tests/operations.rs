@@ -23,6 +23,12 @@ async fn pruning_removes_exactly_the_expired_rows(backend: Backend) {
     else {
         return;
     };
+    if app.store.timescaledb() {
+        // TimescaleDB drops whole chunks on its policies' schedule instead: tested by
+        // timescaledb_hypertables_policies_retention_and_the_aggregate_path.
+        eprintln!("SKIP (pruning task): this server runs TimescaleDB retention policies");
+        return;
+    }
     let mut plugin = app.plugin().await;
     for (days, kills) in [(10, 1), (8, 2), (6, 3), (0, 4)] {
         let mut t = telemetry("Pruned", "s", kills);
@@ -315,4 +321,126 @@ async fn a_bad_database_url_says_how_to_fix_it_without_showing_the_password() {
     assert!(message.contains("%40"), "{message}");
     assert!(!message.contains("se/cret"), "{message}");
     assert!(!err.is_unavailable(), "a configuration error is final");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timescaledb_hypertables_policies_retention_and_the_aggregate_path() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.retention_telemetry_days = 7;
+        s.retention_spawns_days = 3;
+        s.compress_after_days = 7;
+    })
+    .await
+    else {
+        return;
+    };
+    if !app.store.timescaledb() {
+        eprintln!(
+            "SKIP (TimescaleDB): this PostgreSQL server has no TimescaleDB; hypertables, \
+             policies, retention and the continuous-aggregate path are not tested"
+        );
+        return;
+    }
+    let (_, debug) = app.get("/debug").await;
+    assert_eq!(debug["lifecycle"]["mode"], "timescaledb");
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect");
+    let hypertables: Vec<String> = sqlx::query_scalar(
+        "SELECT hypertable_name::text FROM timescaledb_information.hypertables ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("hypertables");
+    assert_eq!(hypertables, ["spawn_events", "telemetry_events"]);
+    let chunk_secs: Vec<i64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM time_interval)::int8 FROM timescaledb_information.dimensions \
+         WHERE hypertable_name IN ('spawn_events', 'telemetry_events') ORDER BY hypertable_name",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("dimensions");
+    assert_eq!(chunk_secs, [86_400, 86_400], "1-day chunks (the default)");
+    let order: Vec<String> = sqlx::query_scalar(
+        "SELECT attname::text FROM timescaledb_information.compression_settings \
+         WHERE hypertable_name = 'telemetry_events' AND orderby_column_index IS NOT NULL \
+         ORDER BY orderby_column_index",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("compression settings");
+    assert_eq!(order, ["timestamp", "id"]);
+    let jobs: Vec<(i32, String, String)> = sqlx::query_as(
+        "SELECT job_id, proc_name::text, hypertable_name::text FROM timescaledb_information.jobs \
+         WHERE job_id >= 1000 ORDER BY proc_name, hypertable_name",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("jobs");
+    let names: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|(_, p, h)| (p.as_str(), h.as_str()))
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.contains(&("policy_retention", "telemetry_events")));
+    assert!(names.contains(&("policy_retention", "spawn_events")));
+    assert!(names.contains(&("policy_compression", "telemetry_events")));
+    assert!(
+        names
+            .iter()
+            .any(|(p, _)| *p == "policy_refresh_continuous_aggregate")
+    );
+
+    // The test runs each job itself: the background scheduler must not drop chunks meanwhile.
+    for (job, _, _) in &jobs {
+        sqlx::query("SELECT alter_job($1, scheduled => false)")
+            .bind(job)
+            .execute(&pool)
+            .await
+            .expect("pause the job");
+    }
+    let mut plugin = app.plugin().await;
+    for (days, kills) in [(10, 1), (8, 2), (6, 3), (0, 4)] {
+        let mut t = telemetry("Scaled", "s", kills);
+        t["timestamp"] = json!(days_ago(days));
+        plugin.send_json(&t).await;
+    }
+    app.wait_for_rows(4, 0, 0).await;
+    let range = format!(
+        "/stats/Scaled?bucket=3600&from={}&to={}",
+        urlencode(&days_ago(11)),
+        urlencode(&(chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339())
+    );
+    let (status, raw) = app.get(&range).await;
+    assert_eq!(status, 200, "{raw}");
+    assert_eq!(raw["series"].as_array().map(Vec::len), Some(4), "{raw}");
+
+    sqlx::raw_sql("CALL refresh_continuous_aggregate('kills_hourly', NULL, NULL)")
+        .execute(&pool)
+        .await
+        .expect("refresh the aggregate");
+    for (job, proc_name, _) in &jobs {
+        sqlx::raw_sql(&format!("CALL run_job({job})"))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("job {job} ({proc_name}) fails: {e}"));
+    }
+    let kept: Vec<i64> = app
+        .store
+        .telemetry_of("Scaled", 10)
+        .await
+        .expect("rows")
+        .iter()
+        .map(|t| t.kills)
+        .collect();
+    assert_eq!(
+        kept,
+        [3, 4],
+        "retention dropped the chunks older than 7 days"
+    );
+    // The dropped days are now read from the continuous aggregate: same numbers as raw.
+    let (_, after) = app.get(&range).await;
+    assert_eq!(after["series"], raw["series"]);
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{Duration, SecondsFormat, Utc};
-use common::{Backend, Client, TestApp, telemetry};
+use common::{Backend, Client, TestApp, rare_frame, spawn_frame, telemetry};
 use serde_json::{Value, json};
 
 fn at(minutes_ago: i64) -> String {
@@ -487,6 +487,12 @@ async fn postgres_query_shapes_are_served_by_indexes() {
     let Some(app) = TestApp::spawn(Backend::Postgres).await else {
         return;
     };
+    // Rows first: on TimescaleDB an empty hypertable has no chunk (and no index) to plan with.
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&telemetry("a", "s", 1)).await;
+    plugin.send_json(&spawn_frame("a", "x")).await;
+    plugin.send_json(&rare_frame("a", "r")).await;
+    app.wait_for_rows(1, 1, 1).await;
     let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect");
     let mut conn = pool.acquire().await.expect("conn");
     sqlx::query("SET enable_seqscan = off")

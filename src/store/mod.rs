@@ -232,6 +232,16 @@ impl Retained {
 /// joined rather than the query growing without bound.
 pub(crate) const MAX_TRAIL_BREAKS: i64 = 100_000;
 
+/// What the TimescaleDB policies are set to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimescalePolicies {
+    pub telemetry_retention_days: u32,
+    pub spawn_retention_days: u32,
+    pub compress_after_days: u32,
+    pub telemetry_chunk_hours: u32,
+    pub spawn_chunk_hours: u32,
+}
+
 /// Rows deleted per statement while pruning, so no statement holds locks for long.
 pub(crate) const PRUNE_BATCH: i64 = 10_000;
 

@@ -320,7 +320,17 @@ impl PgStore {
             .bind(character)
             .fetch_one(&self.pool)
             .await?;
+            // Aligned down to a whole bucket (at least an hour): the aggregate's buckets before
+            // the cutoff and the raw rows after it never overlap (the aggregate computes the
+            // hours it has not materialized from raw rows).
+            let align = if bucket_secs % 3600 == 0 {
+                bucket_secs
+            } else {
+                3600
+            };
             let cutoff = oldest.unwrap_or(to).min(to);
+            let cutoff = DateTime::from_timestamp(cutoff.timestamp().div_euclid(align) * align, 0)
+                .unwrap_or(cutoff);
             if from < cutoff {
                 let mut series = self
                     .hourly_activity(character, from, cutoff, bucket_secs)

@@ -135,7 +135,8 @@ impl PgStore {
         Ok(())
     }
 
-    /// Deletes expired rows in batches of [`super::PRUNE_BATCH`].
+    /// Deletes expired rows in batches of [`super::PRUNE_BATCH`]. Rows are picked by their key
+    /// `(id, timestamp)`: a `ctid` names a row only within one chunk of a hypertable.
     pub async fn prune(
         &self,
         table: super::Retained,
@@ -143,8 +144,8 @@ impl PgStore {
     ) -> Result<u64, StoreError> {
         let t = table.table();
         let sql = format!(
-            "DELETE FROM {t} WHERE ctid IN \
-             (SELECT ctid FROM {t} WHERE timestamp < $1 LIMIT {})",
+            "DELETE FROM {t} WHERE (id, timestamp) IN \
+             (SELECT id, timestamp FROM {t} WHERE timestamp < $1 LIMIT {})",
             super::PRUNE_BATCH
         );
         let mut total = 0;
@@ -156,39 +157,71 @@ impl PgStore {
                 .rows_affected();
             total += n;
             if n < super::PRUNE_BATCH as u64 {
-                return Ok(total);
+                break;
             }
         }
+        if table == super::Retained::Spawns {
+            sqlx::query("DELETE FROM spawn_cells WHERE hour < $1")
+                .bind(super::hour_of(before))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(total)
     }
 
-    /// Compression, retention and the hourly-kills continuous aggregate on TimescaleDB; safe to
-    /// run at every start (existing policies are replaced with the configured ones).
+    /// Chunk intervals, compression, retention and the hourly-kills continuous aggregate on
+    /// TimescaleDB; safe to run at every start (existing policies are replaced with the
+    /// configured ones; a new chunk interval applies to chunks created from now on).
     pub async fn apply_timescale_policies(
         &self,
-        retention_days: u32,
-        compress_after_days: u32,
+        policies: &super::TimescalePolicies,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("SELECT remove_retention_policy('telemetry_events', if_exists => true)")
+        let days = |d: u32| i32::try_from(d).unwrap_or(i32::MAX);
+        let hours = |h: u32| i32::try_from(h.max(1)).unwrap_or(i32::MAX);
+        for (table, chunk_hours, retention_days) in [
+            (
+                "telemetry_events",
+                policies.telemetry_chunk_hours,
+                policies.telemetry_retention_days,
+            ),
+            (
+                "spawn_events",
+                policies.spawn_chunk_hours,
+                policies.spawn_retention_days,
+            ),
+        ] {
+            sqlx::query(&format!(
+                "SELECT set_chunk_time_interval('{table}', make_interval(hours => $1))"
+            ))
+            .bind(hours(chunk_hours))
             .execute(&mut *conn)
             .await?;
-        if retention_days > 0 {
-            sqlx::query(
-                "SELECT add_retention_policy('telemetry_events', \
-                 make_interval(days => $1), if_not_exists => true)",
-            )
-            .bind(i32::try_from(retention_days).unwrap_or(i32::MAX))
+            sqlx::query(&format!(
+                "SELECT remove_retention_policy('{table}', if_exists => true)"
+            ))
             .execute(&mut *conn)
             .await?;
+            if retention_days > 0 {
+                sqlx::query(&format!(
+                    "SELECT add_retention_policy('{table}', make_interval(days => $1), \
+                     if_not_exists => true)"
+                ))
+                .bind(days(retention_days))
+                .execute(&mut *conn)
+                .await?;
+            }
         }
         sqlx::query("SELECT remove_compression_policy('telemetry_events', if_exists => true)")
             .execute(&mut *conn)
             .await?;
-        if compress_after_days > 0 {
+        if policies.compress_after_days > 0 {
+            // `id` belongs to the unique key, so it goes into the order too (TimescaleDB asks
+            // for it with a notice otherwise).
             sqlx::query(
                 "ALTER TABLE telemetry_events SET (timescaledb.compress, \
                  timescaledb.compress_segmentby = 'character_name', \
-                 timescaledb.compress_orderby = 'timestamp DESC')",
+                 timescaledb.compress_orderby = 'timestamp DESC, id DESC')",
             )
             .execute(&mut *conn)
             .await?;
@@ -196,7 +229,7 @@ impl PgStore {
                 "SELECT add_compression_policy('telemetry_events', \
                  make_interval(days => $1), if_not_exists => true)",
             )
-            .bind(i32::try_from(compress_after_days).unwrap_or(i32::MAX))
+            .bind(days(policies.compress_after_days))
             .execute(&mut *conn)
             .await?;
         }
@@ -208,6 +241,13 @@ impl PgStore {
                     sum(kills_delta) AS kills, avg(kills_per_hour) AS kills_per_hour, \
                     count(*) AS samples \
              FROM telemetry_events GROUP BY 1, 2 WITH NO DATA",
+        )
+        .execute(&mut *conn)
+        .await?;
+        // Real-time aggregation: the hours not yet materialized are computed from raw rows, so
+        // the most recent hour is never missing.
+        sqlx::raw_sql(
+            "ALTER MATERIALIZED VIEW kills_hourly SET (timescaledb.materialized_only = false)",
         )
         .execute(&mut *conn)
         .await?;
