@@ -451,6 +451,16 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=8760))]
     pub spawn_chunk_hours: u32,
 
+    /// Raw telemetry older than this many hours is thinned to one row per character per
+    /// THIN_TELEMETRY_STEP_SECS, kill sums kept exact (0: keep every row).
+    #[arg(long, env = "THIN_TELEMETRY_AFTER_HOURS", default_value_t = 24)]
+    pub thin_telemetry_after_hours: u32,
+
+    /// Seconds of telemetry one kept row stands for once thinned (1 to 3600).
+    #[arg(long, env = "THIN_TELEMETRY_STEP_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub thin_telemetry_step_secs: u32,
+
     /// Seconds between runs of the pruning task.
     #[arg(long, env = "PRUNE_INTERVAL_SECS", default_value_t = 3600)]
     pub prune_interval_secs: u64,

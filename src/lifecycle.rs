@@ -1,9 +1,11 @@
 //! Data lifecycle: old rows must not accumulate forever. On TimescaleDB, compression, retention
 //! and a continuous aggregate of hourly kills are set up as policies at startup (idempotently);
 //! on plain PostgreSQL and SQLite a periodic task deletes expired rows in small batches.
+//! On every backend, raw telemetry older than a day (configurable) is thinned to one row per
+//! character per 30 s (configurable), kill sums kept exact, so a small disk holds the retention.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -23,7 +25,17 @@ pub struct Lifecycle {
     /// TimescaleDB only.
     pub compress_after_days: Option<u32>,
     pub prune_interval_secs: u64,
+    /// Raw telemetry older than this many hours is thinned (0: never).
+    pub thin_telemetry_after_hours: u32,
+    /// One telemetry row per character per this many seconds is kept when thinning.
+    pub thin_telemetry_step_secs: u32,
+    /// Telemetry before this time (epoch seconds; 0: not yet known) is already thinned.
+    #[serde(skip)]
+    thinned_until: Arc<AtomicI64>,
 }
+
+/// Telemetry is thinned an hour of data per statement, so no statement runs long.
+const THIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
 impl Lifecycle {
     /// Sets up the TimescaleDB policies when the store runs on it; reports the mode either way.
@@ -67,7 +79,56 @@ impl Lifecycle {
             spawn_retention_days: settings.retention_spawns_days,
             compress_after_days: (mode == "timescaledb").then_some(settings.compress_after_days),
             prune_interval_secs: settings.prune_interval_secs,
+            thin_telemetry_after_hours: settings.thin_telemetry_after_hours,
+            thin_telemetry_step_secs: settings.thin_telemetry_step_secs,
+            thinned_until: Arc::new(AtomicI64::new(0)),
         }
+    }
+
+    /// Thins telemetry that aged past the threshold since the last pass (everything old enough
+    /// on the first pass), an hour at a time; returns the rows removed.
+    pub async fn thin_once(&self, store: &Store, metrics: &Metrics) -> u64 {
+        if self.thin_telemetry_after_hours == 0 {
+            return 0;
+        }
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::hours(i64::from(self.thin_telemetry_after_hours));
+        let mut from = match self.thinned_until.load(Ordering::Relaxed) {
+            0 => match store.oldest_telemetry().await {
+                Ok(Some(oldest)) => oldest,
+                Ok(None) => return 0,
+                Err(err) => {
+                    tracing::warn!(%err, "thinning: cannot read the oldest telemetry; will retry");
+                    return 0;
+                }
+            },
+            secs => chrono::DateTime::from_timestamp(secs, 0).unwrap_or(cutoff),
+        };
+        let step = i64::from(self.thin_telemetry_step_secs.max(1));
+        let mut total = 0;
+        while from < cutoff {
+            let to = (from + THIN_WINDOW).min(cutoff);
+            match store.thin_telemetry(from, to, step).await {
+                Ok(n) => total += n,
+                Err(err) => {
+                    tracing::warn!(%err, "thinning telemetry failed; will retry next time");
+                    break;
+                }
+            }
+            // Bounds are aligned down to whole steps, so the next window starts where this one
+            // really ended.
+            let done = to.timestamp().div_euclid(step) * step;
+            self.thinned_until.store(done, Ordering::Relaxed);
+            from = chrono::DateTime::from_timestamp(done, 0).unwrap_or(to);
+            if to == cutoff {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(rows = total, step, "thinned old telemetry");
+        }
+        metrics.rows_thinned.fetch_add(total, Ordering::Relaxed);
+        total
     }
 
     /// What a pruning pass must delete: (table, retention days), skipping what TimescaleDB
@@ -109,7 +170,7 @@ impl Lifecycle {
         metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) {
-        if self.targets().is_empty() {
+        if self.targets().is_empty() && self.thin_telemetry_after_hours == 0 {
             return;
         }
         let mut tick = tokio::time::interval(Duration::from_secs(self.prune_interval_secs.max(1)));
@@ -118,6 +179,7 @@ impl Lifecycle {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {
                     self.prune_once(&store, &metrics).await;
+                    self.thin_once(&store, &metrics).await;
                 }
             }
         }

@@ -98,6 +98,8 @@ pub struct Metrics {
     pub queue_full_since_ms: AtomicU64,
     /// Rows deleted by the pruning task.
     pub rows_pruned: AtomicU64,
+    /// Telemetry rows removed by thinning.
+    pub rows_thinned: AtomicU64,
     /// Time to write one batch to the database.
     pub write_batch_seconds: Histogram,
     /// HTTP request durations per (method, route template).
@@ -124,6 +126,7 @@ pub struct MetricsSnapshot {
     pub commands_relayed: u64,
     pub peers_timed_out: u64,
     pub rows_pruned: u64,
+    pub rows_thinned: u64,
 }
 
 fn get(c: &AtomicU64) -> u64 {
@@ -226,6 +229,7 @@ impl Metrics {
             commands_relayed: get(&self.commands_relayed),
             peers_timed_out: get(&self.peers_timed_out),
             rows_pruned: get(&self.rows_pruned),
+            rows_thinned: get(&self.rows_thinned),
         }
     }
 }

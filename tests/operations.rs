@@ -6,6 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, TestApp, TestDb, WAIT, block_writes, telemetry};
+use dereth_tracker::lifecycle::Lifecycle;
+use dereth_tracker::metrics::Metrics;
 use dereth_tracker::store::{Store, StoreOptions};
 use serde_json::json;
 
@@ -444,3 +446,69 @@ async fn timescaledb_hypertables_policies_retention_and_the_aggregate_path() {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+async fn old_telemetry_is_thinned_with_kill_sums_kept(backend: Backend) {
+    let tweak = |s: &mut dereth_tracker::config::Settings| {
+        s.thin_telemetry_after_hours = 24;
+        s.thin_telemetry_step_secs = 30;
+        s.prune_interval_secs = 3600;
+    };
+    let Some(app) = TestApp::spawn_with(backend, tweak).await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    let now = chrono::Utc::now();
+    let step_start = (now - chrono::Duration::days(2)).timestamp().div_euclid(30) * 30;
+    // Two 30-second steps two days ago, 15 frames each, then 5 recent frames; one kill each.
+    let mut kills = 0;
+    for i in 0..30 {
+        kills += 1;
+        let at = chrono::DateTime::from_timestamp(step_start + i * 2, 0).expect("time");
+        let mut t = telemetry("Thin", "s", kills);
+        t["timestamp"] = json!(at.to_rfc3339());
+        plugin.send_json(&t).await;
+    }
+    for i in 0..5 {
+        kills += 1;
+        let mut t = telemetry("Thin", "s", kills);
+        t["timestamp"] = json!((now - chrono::Duration::seconds(50 - i * 2)).to_rfc3339());
+        plugin.send_json(&t).await;
+    }
+    app.wait_for_rows(35, 0, 0).await;
+    let stats = format!("/stats/Thin?bucket=3600&from={}", urlencode(&days_ago(3)));
+    let (_, before) = app.get(&stats).await;
+
+    let mut settings = common::test_settings(&app.db);
+    tweak(&mut settings);
+    let lifecycle = Lifecycle::apply(&app.store, &settings).await;
+    let metrics = Metrics::default();
+    assert_eq!(lifecycle.thin_once(&app.store, &metrics).await, 28);
+    assert_eq!(
+        lifecycle.thin_once(&app.store, &metrics).await,
+        0,
+        "nothing twice"
+    );
+
+    let rows = app.store.telemetry_of("Thin", 100).await.expect("rows");
+    let kept: Vec<i64> = rows.iter().map(|t| t.kills).collect();
+    assert_eq!(
+        kept,
+        [1, 16, 31, 32, 33, 34, 35],
+        "the first row of each old step stays"
+    );
+    let (_, after) = app.get(&stats).await;
+    let kills_of = |v: &serde_json::Value| -> Vec<i64> {
+        v["series"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["kills"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        kills_of(&after),
+        kills_of(&before),
+        "kills per hour unchanged"
+    );
+    assert_eq!(kills_of(&after).iter().sum::<i64>(), 35);
+}
+
+both_backends!(old_telemetry_is_thinned_with_kill_sums_kept);

@@ -613,6 +613,39 @@ impl Store {
         dispatch!(self.prune(table, before))
     }
 
+    /// Thins raw telemetry in [from, to) to one row per character per `step_secs` (bounds are
+    /// aligned down to whole steps, so no step is split); kill sums are kept exact. Returns the
+    /// rows removed.
+    pub async fn thin_telemetry(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step_secs: i64,
+    ) -> Result<u64, StoreError> {
+        let step = step_secs.max(1);
+        let align = |t: DateTime<Utc>| {
+            DateTime::from_timestamp(t.timestamp().div_euclid(step) * step, 0).unwrap_or(t)
+        };
+        let (from, to) = (align(from), align(to));
+        if from >= to {
+            return Ok(0);
+        }
+        dispatch!(self.thin_telemetry(from, to, step))
+    }
+
+    /// The oldest stored telemetry time, if any.
+    pub async fn oldest_telemetry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let query = HistoryQuery {
+            limit: 1,
+            ..HistoryQuery::default()
+        };
+        Ok(self
+            .history(&query)
+            .await?
+            .first()
+            .map(|r| r.telemetry.timestamp))
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         dispatch!(self.close())

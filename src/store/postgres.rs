@@ -169,6 +169,40 @@ impl PgStore {
         Ok(total)
     }
 
+    /// Keeps one telemetry row per character per `step_secs` in [from, to): the first of each
+    /// step, which takes over the kills of the rows removed (so kill sums stay exact).
+    pub async fn thin_telemetry(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step_secs: i64,
+    ) -> Result<u64, StoreError> {
+        let removed = sqlx::query(
+            "WITH ranked AS ( \
+                 SELECT id, timestamp, \
+                        row_number() OVER w AS rn, \
+                        sum(kills_delta) OVER (PARTITION BY character_name, b) AS total \
+                 FROM (SELECT id, timestamp, character_name, kills_delta, \
+                              floor(extract(epoch FROM timestamp) / $3) AS b \
+                       FROM telemetry_events WHERE timestamp >= $1 AND timestamp < $2) s \
+                 WINDOW w AS (PARTITION BY character_name, b ORDER BY timestamp, id) \
+             ), kept AS ( \
+                 UPDATE telemetry_events t SET kills_delta = r.total FROM ranked r \
+                 WHERE r.rn = 1 AND t.id = r.id AND t.timestamp = r.timestamp \
+                   AND t.kills_delta <> r.total \
+             ) \
+             DELETE FROM telemetry_events t USING ranked r \
+             WHERE r.rn > 1 AND t.id = r.id AND t.timestamp = r.timestamp",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(step_secs as f64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(removed)
+    }
+
     /// Chunk intervals, compression, retention and the hourly-kills continuous aggregate on
     /// TimescaleDB; safe to run at every start (existing policies are replaced with the
     /// configured ones; a new chunk interval applies to chunks created from now on).

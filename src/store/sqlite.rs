@@ -90,6 +90,68 @@ impl SqliteStore {
         Ok(total)
     }
 
+    /// Keeps one telemetry row per character per `step_secs` in [from, to): the first of each
+    /// step, which takes over the kills of the rows removed (so kill sums stay exact).
+    pub async fn thin_telemetry(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step_secs: i64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let result: Result<u64, StoreError> = async {
+            sqlx::query(
+                "CREATE TEMP TABLE IF NOT EXISTS thinning \
+                 (id INTEGER PRIMARY KEY, rn INTEGER NOT NULL, total INTEGER NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM thinning").execute(&mut *conn).await?;
+            sqlx::query(
+                "INSERT INTO thinning (id, rn, total) \
+                 SELECT id, row_number() OVER w, sum(kills_delta) OVER (PARTITION BY character_name, b) \
+                 FROM (SELECT id, timestamp, character_name, kills_delta, \
+                              CAST(strftime('%s', timestamp) AS INTEGER) / ?3 AS b \
+                       FROM telemetry_events WHERE timestamp >= ?1 AND timestamp < ?2) \
+                 WINDOW w AS (PARTITION BY character_name, b ORDER BY timestamp, id)",
+            )
+            .bind(ts(&from))
+            .bind(ts(&to))
+            .bind(step_secs)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE telemetry_events SET kills_delta = \
+                     (SELECT total FROM thinning WHERE thinning.id = telemetry_events.id) \
+                 WHERE id IN (SELECT id FROM thinning WHERE rn = 1 AND total <> 0)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let removed = sqlx::query(
+                "DELETE FROM telemetry_events WHERE id IN (SELECT id FROM thinning WHERE rn > 1)",
+            )
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM thinning").execute(&mut *conn).await?;
+            Ok(removed)
+        }
+        .await;
+        match result {
+            Ok(removed) => {
+                sqlx::query("COMMIT").execute(&mut *conn).await?;
+                Ok(removed)
+            }
+            Err(err) => {
+                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    conn.detach();
+                }
+                Err(err)
+            }
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
