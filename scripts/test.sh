@@ -93,3 +93,10 @@ cargo clippy --all-targets --locked -- -D warnings
 
 log "tests (SQLite and PostgreSQL)"
 cargo nextest run --locked --no-fail-fast "$@"
+
+if [ "${SKIP_IMAGE_TEST:-}" = "1" ] && [ "${CI:-}" != "true" ]; then
+  log "image test skipped (SKIP_IMAGE_TEST=1)"
+else
+  log "container image: build with podman and run with the compose environment"
+  ./scripts/image-test.sh
+fi

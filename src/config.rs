@@ -429,7 +429,7 @@ pub struct Settings {
 
     /// Days of raw telemetry kept (0: forever). On TimescaleDB a retention policy drops old
     /// chunks; elsewhere a periodic task deletes old rows.
-    #[arg(long, env = "RETENTION_TELEMETRY_DAYS", default_value_t = 90)]
+    #[arg(long, env = "RETENTION_TELEMETRY_DAYS", default_value_t = 30)]
     pub retention_telemetry_days: u32,
 
     /// Days of spawn events kept (0: forever).

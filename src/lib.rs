@@ -96,6 +96,7 @@ impl Server {
             );
         }
         let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);
+        lifecycle::warn_if_disk_too_small(&store, &settings).await;
         let (tx, rx) = mpsc::channel(settings.write_queue_capacity.max(1));
         let mut state = AppState::new(settings, store, live, tx, lifecycle);
         state.alerts = alerts::start(&state.settings, state.shutdown.clone());

@@ -185,3 +185,104 @@ impl Lifecycle {
         }
     }
 }
+
+/// Storage growth as measured here (docs/OPERATIONS.md): SQLite bytes per stored telemetry row and
+/// per spawn row, indexes included, and what one character online all day sends.
+pub mod growth {
+    use crate::config::Settings;
+
+    pub const TELEMETRY_ROW_BYTES: u64 = 330;
+    pub const SPAWN_ROW_BYTES: u64 = 250;
+    /// One telemetry frame every 2 s.
+    pub const TELEMETRY_ROWS_PER_DAY: u64 = 43_200;
+    /// Spawns a hunting character reports in a day (about one every 13 s).
+    pub const SPAWN_ROWS_PER_DAY: u64 = 6_800;
+
+    /// Bytes one character online around the clock occupies once the retention windows are full,
+    /// with the configured thinning (0 retention days: counted as a year).
+    pub fn bytes_per_character(settings: &Settings) -> u64 {
+        let days = |d: u32| u64::from(if d == 0 { 365 } else { d });
+        let telemetry_days = days(settings.retention_telemetry_days);
+        let thinned_per_day = if settings.thin_telemetry_after_hours == 0 {
+            TELEMETRY_ROWS_PER_DAY
+        } else {
+            86_400 / u64::from(settings.thin_telemetry_step_secs.max(2))
+        };
+        let raw_days =
+            (u64::from(settings.thin_telemetry_after_hours).div_ceil(24)).clamp(1, telemetry_days);
+        let telemetry =
+            raw_days * TELEMETRY_ROWS_PER_DAY + (telemetry_days - raw_days) * thinned_per_day;
+        telemetry * TELEMETRY_ROW_BYTES
+            + days(settings.retention_spawns_days) * SPAWN_ROWS_PER_DAY * SPAWN_ROW_BYTES
+    }
+}
+
+/// Warns at startup when the SQLite file, with the characters seen in the last day online all
+/// day, would outgrow the free space of its disk within the retention windows.
+pub async fn warn_if_disk_too_small(store: &Store, settings: &Settings) {
+    let Some(path) = settings
+        .database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| settings.database_url.strip_prefix("sqlite:"))
+    else {
+        return; // PostgreSQL: the disk is the database server's.
+    };
+    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let Ok(stat) = rustix::fs::statvfs(dir) else {
+        return;
+    };
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    let since = chrono::Utc::now() - chrono::Duration::days(1);
+    let active = match store.characters(100_000).await {
+        Ok(all) => all.iter().filter(|c| c.last_seen >= since).count() as u64,
+        Err(_) => return,
+    };
+    let per_character = growth::bytes_per_character(settings);
+    let projected = active.max(1) * per_character;
+    let mib = |b: u64| b / (1024 * 1024);
+    if projected > free {
+        tracing::warn!(
+            characters = active,
+            projected_mib = mib(projected),
+            free_mib = mib(free),
+            "the database may outgrow its disk: {} characters online all day need about {} MiB \
+             within the retention windows, and {} MiB are free; lower RETENTION_TELEMETRY_DAYS, \
+             thin sooner (THIN_TELEMETRY_AFTER_HOURS) or add disk",
+            active.max(1),
+            mib(projected),
+            mib(free)
+        );
+    } else {
+        tracing::info!(
+            characters = active,
+            per_character_mib = mib(per_character),
+            projected_mib = mib(projected),
+            free_mib = mib(free),
+            "storage fits: projected size within the retention windows is below the free disk"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::growth::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn thinning_shrinks_the_projection_and_defaults_fit_a_small_disk() {
+        let mut s = Settings::defaults();
+        let thinned = bytes_per_character(&s);
+        s.thin_telemetry_after_hours = 0;
+        let raw = bytes_per_character(&s);
+        assert!(raw > thinned * 5, "raw {raw} vs thinned {thinned}");
+        // Defaults: 50 characters online all day fit in 5 GiB.
+        assert!(
+            50 * thinned < 5 * 1024 * 1024 * 1024,
+            "{thinned} per character"
+        );
+    }
+}
