@@ -353,9 +353,11 @@ fn alert(kind: Kind, character: &str, message: String) -> Alert {
 /// The request body for the configured format.
 pub fn body(format: AlertFormat, alert: &Alert) -> serde_json::Value {
     match format {
+        // Character names come from plugins: `@everyone` in one must not ping a whole server.
         AlertFormat::Discord => json!({
             "username": "Dereth Tracker",
             "content": alert.message,
+            "allowed_mentions": {"parse": []},
         }),
         AlertFormat::Generic => json!({
             "kind": alert.kind,
@@ -388,7 +390,11 @@ async fn deliver(
             Ok(resp) => {
                 tracing::warn!(status = %resp.status(), attempt, "webhook failed; retrying");
             }
-            Err(err) => tracing::warn!(%err, attempt, "webhook unreachable; retrying"),
+            // Without the URL: a webhook URL is a credential (Discord's carry their token).
+            Err(err) => {
+                let err = err.without_url();
+                tracing::warn!(%err, attempt, "webhook unreachable; retrying");
+            }
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(backoff).await;

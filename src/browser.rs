@@ -7,15 +7,16 @@
 use std::net::SocketAddr;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::api::ApiError;
-use crate::config::Secret;
+use crate::access::{self, CommandBudget, Requester};
+use crate::api::{ApiError, Query};
 use crate::live::FrameKind;
 use crate::metrics::{self, ConnectionSlot, Peer};
 use crate::protocol::{
@@ -34,17 +35,33 @@ pub struct LiveQuery {
 /// The browser websocket: a `snapshot`, then live frames; accepts `subscribe` and command frames
 /// (EVENT_FORMATS.json).
 #[utoipa::path(get, path = "/ws/live", tag = "live",
-    params(("token" = Option<String>, Query, description = "Command token, to send commands")),
+    params(("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)")),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
+        (status = 403, description = "Opened by a page of another origin"),
         (status = 503, description = "Too many browser connections"),
     ))]
 pub async fn handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Query(query): Query<LiveQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if !access::origin_allowed(&state.settings, &headers) {
+        metrics::bump(&state.metrics.connections_refused);
+        tracing::debug!(%peer, "browser refused: foreign Origin");
+        return ApiError::Forbidden(
+            "pages of this origin may not open the live map socket; the tracker serves its own \
+             map, or add the origin to ALLOWED_ORIGINS"
+                .into(),
+        )
+        .into_response();
+    }
+    let requester = Requester {
+        peer,
+        proxied: access::is_proxied(&headers),
+    };
     let Some(slot) =
         ConnectionSlot::acquire(&state.metrics, Peer::Browser, state.settings.max_browsers)
     else {
@@ -60,9 +77,10 @@ pub async fn handler(
             let span = tracing::info_span!("browser", %peer);
             let session = Session {
                 state,
-                peer,
+                requester,
                 connect_token: query.token,
                 mask: FrameKind::default_mask(),
+                commands: CommandBudget::new(),
             };
             tracing::Instrument::instrument(session.run(socket), span).await;
         })
@@ -70,10 +88,12 @@ pub async fn handler(
 
 struct Session {
     state: AppState,
-    peer: SocketAddr,
+    requester: Requester,
     connect_token: Option<String>,
     /// Bit set of [`FrameKind`]s this browser wants.
     mask: u32,
+    /// Commands this browser may still send before it is slowed down.
+    commands: CommandBudget,
 }
 
 impl Session {
@@ -178,12 +198,15 @@ impl Session {
                 command,
                 token,
             } => {
-                let status = if self.may_command(token.as_deref()) {
-                    self.state.live.send_command(&player_name, &command)
-                } else {
+                let status = if !self.may_command(token.as_deref()) {
                     CommandStatus::Unauthorized
+                } else if !self.commands.take() {
+                    CommandStatus::RateLimited
+                } else {
+                    self.state.live.send_command(&player_name, &command)
                 };
-                tracing::info!(player = %player_name, ?status, "browser command");
+                // Debug only: a browser can send many; the metrics count what was relayed.
+                tracing::debug!(player = %player_name, ?status, "browser command");
                 Ok(Some(to_json(&BrowserOut::CommandResult {
                     player_name: &player_name,
                     command: &command,
@@ -194,51 +217,14 @@ impl Session {
         }
     }
 
-    /// With a command token configured, the browser must present it (at connect or in the frame);
-    /// without one, only loopback peers may command.
+    /// The command rule of [`access::may_command`], with the token from the frame or the
+    /// connection.
     fn may_command(&self, frame_token: Option<&str>) -> bool {
-        may_command(
+        access::may_command(
             self.state.settings.command_token.as_ref(),
             frame_token.or(self.connect_token.as_deref()),
-            self.peer,
+            self.requester,
+            self.state.settings.bind_addr,
         )
-    }
-}
-
-/// The command rule: with a configured token, the presented one must match; without one, only
-/// peers on this machine (loopback) may command.
-fn may_command(configured: Option<&Secret>, presented: Option<&str>, peer: SocketAddr) -> bool {
-    match configured {
-        Some(expected) => presented.is_some_and(|t| session::secret_matches(t, expected.expose())),
-        None => peer.ip().is_loopback(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn without_a_token_only_loopback_peers_may_command() {
-        let local: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
-        let local6: SocketAddr = "[::1]:5000".parse().expect("addr");
-        let remote: SocketAddr = "203.0.113.7:5000".parse().expect("addr");
-        assert!(may_command(None, None, local));
-        assert!(may_command(None, None, local6));
-        assert!(!may_command(None, None, remote));
-        assert!(!may_command(None, Some("anything"), remote));
-    }
-
-    #[test]
-    fn with_a_token_everyone_must_present_it() {
-        let token = Secret::new("letmein");
-        let local: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
-        let remote: SocketAddr = "203.0.113.7:5000".parse().expect("addr");
-        assert!(may_command(Some(&token), Some("letmein"), remote));
-        assert!(
-            !may_command(Some(&token), None, local),
-            "loopback is no exemption"
-        );
-        assert!(!may_command(Some(&token), Some("letme"), remote));
     }
 }

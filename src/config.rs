@@ -340,10 +340,22 @@ pub struct Settings {
     #[arg(long, env = "SHARED_SECRET_PREVIOUS", hide_env_values = true)]
     pub shared_secret_previous: Option<Secret>,
 
-    /// Token a browser must present (`/ws/live?token=...` or a `token` field) to send commands
-    /// to plugins. Without it, commands are accepted only from loopback peers.
+    /// Token a browser must present (a `token` field in its command frames; the map asks for
+    /// it) to send commands to plugins. Without it, commands are accepted only from browsers on
+    /// this machine, not through a proxy, and only while BIND_ADDR is a loopback address.
     #[arg(long, env = "COMMAND_TOKEN", hide_env_values = true)]
     pub command_token: Option<Secret>,
+
+    /// Host names this tracker is served under (comma-separated), e.g. `tracker.example.com`.
+    /// Requests for other names are refused (DNS rebinding). IP addresses and `localhost` are
+    /// always served. Empty: on a loopback bind only those; on a public bind every name.
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Web origins, besides the tracker's own, whose pages may open `/ws/live` (comma-separated),
+    /// e.g. `https://guild.example.com`. Browsers from other origins are refused with 403.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 
     /// A character counts as live (in `/live` and the snapshot) this many seconds after its last
     /// frame; after that browsers are told it went offline.
@@ -546,6 +558,12 @@ impl Settings {
             .is_some_and(|d| d.as_os_str().is_empty())
         {
             self.static_dir = None;
+        }
+        for list in [&mut self.allowed_hosts, &mut self.allowed_origins] {
+            list.retain(|v| !v.trim().is_empty());
+            for v in list.iter_mut() {
+                *v = v.trim().to_owned();
+            }
         }
         if self.database_url.trim().is_empty() {
             self.database_url = Self::DEFAULT_DATABASE_URL.to_owned();

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -15,8 +15,9 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::access;
 use crate::alerts::Signal;
-use crate::api::ApiError;
+use crate::api::{ApiError, Query};
 use crate::live::ConnId;
 use crate::metrics::{self, ConnectionSlot, Peer};
 use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame, to_json};
@@ -47,6 +48,8 @@ pub struct PositionQuery {
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
         (status = 401, description = "Missing or wrong secret, or no secret configured"),
+        (status = 403, description = "Opened by a page of another origin"),
+        (status = 429, description = "Too many failed authentications from this client"),
         (status = 503, description = "Too many plugin connections"),
     ))]
 pub async fn handler(
@@ -56,6 +59,13 @@ pub async fn handler(
     Query(query): Query<PositionQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    if !access::origin_allowed(&state.settings, &headers) {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::Forbidden(
+            "plugin connections from pages of other origins are refused".into(),
+        )
+        .into_response();
+    }
     let Some(expected) = state.settings.shared_secret.as_ref() else {
         metrics::bump(&state.metrics.connections_refused);
         return ApiError::Unauthorized(
@@ -63,6 +73,12 @@ pub async fn handler(
         )
         .into_response();
     };
+    let client = access::client_ip(peer, &headers);
+    if state.auth_failures.is_limited(client) {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::TooManyRequests("too many failed plugin authentications; wait a minute")
+            .into_response();
+    }
     let presented = headers
         .get(SECRET_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -80,9 +96,13 @@ pub async fn handler(
         tracing::warn!(%peer, "plugin connected with the previous shared secret; update it");
     } else if !current {
         metrics::bump(&state.metrics.connections_refused);
-        tracing::info!(%peer, "plugin refused: missing or wrong secret");
+        // One log line per client per minute, however fast it guesses.
+        if state.auth_failures.record(client) == 1 {
+            tracing::info!(%client, "plugin refused: missing or wrong secret");
+        }
         return ApiError::Unauthorized("missing or wrong plugin secret").into_response();
     }
+    state.auth_failures.clear(client);
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),

@@ -4,6 +4,7 @@
 //! -> [`writer`] (batch) -> [`store`]. [`Server`] wires the pieces together; `main` only parses
 //! configuration and calls [`Server::run`].
 
+pub mod access;
 pub mod alerts;
 pub mod api;
 pub mod assets;
@@ -36,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::normalize_path::NormalizePathLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -50,10 +52,16 @@ const SESSION_SEED_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// Largest HTTP request body accepted (no endpoint takes a body today).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Every route the tracker serves, with request limits, timing and tracing.
+/// Every route the tracker serves, with request limits, timing, security headers and tracing.
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs.max(1));
     let (routes, _) = api::routes().split_for_parts();
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(
+            axum::http::HeaderName::from_static(name),
+            axum::http::HeaderValue::from_static(value),
+        )
+    };
     routes
         .fallback(assets::handler)
         .layer(axum::middleware::from_fn_with_state(
@@ -65,9 +73,29 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::check_host,
+        ))
+        // The map is plain same-origin HTML/JS: nothing else may run, frame it or be sniffed.
+        .layer(header("content-security-policy", CONTENT_SECURITY_POLICY))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("referrer-policy", "no-referrer"))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                // The path only: query strings can carry secrets (`?secret=`, `?token=`).
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
         .with_state(state)
 }
+
+/// The map's content security policy: its own scripts, styles, images (and `data:` for the
+/// favicon) and its own websocket; no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// A tracker ready to serve: state assembled and live totals restored from the store.
 #[derive(Debug)]

@@ -15,6 +15,9 @@ use crate::live::{ConnId, Live};
 use crate::metrics::Metrics;
 use crate::store::{Event, Store};
 
+/// Failed plugin authentications one client may have in a minute before it gets 429.
+pub const AUTH_FAILURES_PER_MINUTE: u32 = 10;
+
 /// Handles to everything a request or session needs.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -34,6 +37,8 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     /// Webhook alerts (disabled without a webhook).
     pub alerts: Alerts,
+    /// Failed plugin authentications per client, to slow down secret guessing.
+    pub auth_failures: Arc<crate::access::RateLimiter>,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -57,6 +62,10 @@ impl AppState {
             started: Instant::now(),
             lifecycle,
             alerts: Alerts::disabled(),
+            auth_failures: Arc::new(crate::access::RateLimiter::new(
+                AUTH_FAILURES_PER_MINUTE,
+                std::time::Duration::from_secs(60),
+            )),
             next_conn: Arc::new(AtomicU64::new(1)),
         }
     }

@@ -21,9 +21,19 @@ pub trait CsvRow {
 }
 
 /// Appends one field, quoted when it contains a separator, a quote or a line break.
+///
+/// Text that a spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return: names and chat come from plugins) is prefixed with `'` so it stays text.
 pub fn field(out: &mut String, value: &str) {
-    if value.contains([',', '"', '\n', '\r']) {
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quote = formula || value.contains([',', '"', '\n', '\r']);
+    if quote {
         out.push('"');
+    }
+    if formula {
+        out.push('\'');
+    }
+    if quote {
         out.push_str(&value.replace('"', "\"\""));
         out.push('"');
     } else {

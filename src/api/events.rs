@@ -1,13 +1,13 @@
 //! `/spawns`, `/rares`, `/portals` and the spawn and rare heatmaps.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
-use super::params::{self, Format};
+use super::params::{self, Format, Query};
 use super::{ApiError, ErrorBody, require_character};
 use crate::state::AppState;
 use crate::store::{EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery};

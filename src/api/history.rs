@@ -1,14 +1,14 @@
 //! `/history` and `/trails`: stored telemetry for analysts and the map.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
-use super::params::{self, Format};
+use super::params::{self, Format, Query};
 use super::{ApiError, ErrorBody, require_character};
 use crate::state::AppState;
 use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint};

@@ -13,6 +13,7 @@ mod status;
 
 pub use error::{ApiError, ErrorBody};
 pub use openapi::{openapi_document, routes};
+pub use params::Query;
 pub use prometheus::track_http;
 
 use crate::state::AppState;

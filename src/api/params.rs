@@ -3,7 +3,33 @@
 
 use chrono::{DateTime, Utc};
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
 use super::ApiError;
+
+/// `axum::extract::Query`, but a query string that does not parse (a repeated or malformed
+/// parameter) is answered with the JSON error body like every other rejection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::BadRequest(format!(
+                "invalid query string: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
 use crate::protocol::MAX_NAME_CHARS;
 
 /// Parses an RFC 3339 time.

@@ -2,12 +2,12 @@
 //! `/stats/{character}`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params;
+use super::params::{self, Query};
 use super::{ApiError, ErrorBody, require_character};
 use crate::protocol::CharacterSheet;
 use crate::state::AppState;

@@ -962,6 +962,8 @@ pub enum CommandStatus {
     Unauthorized,
     /// The plugin is not reading its commands fast enough; try again.
     Busy,
+    /// This browser sent too many commands in a short time; slow down.
+    RateLimited,
 }
 
 impl CommandStatus {
@@ -972,6 +974,7 @@ impl CommandStatus {
             Self::NotConnected => "no plugin is connected for that character",
             Self::Unauthorized => "not authorized to send commands",
             Self::Busy => "the plugin is not keeping up with commands; try again",
+            Self::RateLimited => "too many commands from this browser; wait a moment",
         }
     }
 }

@@ -35,7 +35,9 @@ const chat = new Chat({
   log: $("chat-log"), form: $("command-form"), input: $("command"),
   target: $("command-target"), result: $("command-result"),
 }, {
-  onCommand: (player, command) => connection.send({ type: "command", player_name: player, command }),
+  onCommand: (player, command) => connection.send({
+    type: "command", player_name: player, command, ...(connection.token ? { token: connection.token } : {}),
+  }),
 });
 
 function toast(text) {

@@ -10,14 +10,14 @@ export class LiveConnection {
     this.onStatus = onStatus;
     this.backoff = MIN_BACKOFF;
     this.socket = null;
-    const params = new URLSearchParams(location.search);
-    this.token = params.get("token");
+    this.token = takeToken();
   }
 
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const query = this.token ? `?token=${encodeURIComponent(this.token)}` : "";
-    return `${scheme}//${location.host}/ws/live${query}`;
+    // The command token never travels in a URL (URLs end up in logs and histories): it rides
+    // in each command frame instead.
+    return `${scheme}//${location.host}/ws/live`;
   }
 
   connect() {
@@ -63,4 +63,21 @@ export class LiveConnection {
     this.socket.send(JSON.stringify(frame));
     return true;
   }
+}
+
+/**
+ * The command token: from `?token=` when the map was opened with one (then removed from the
+ * address bar and kept for this tab only), else from earlier in this tab.
+ */
+function takeToken() {
+  const params = new URLSearchParams(location.search);
+  const fromUrl = params.get("token");
+  if (fromUrl) {
+    try { sessionStorage.setItem("dereth-token", fromUrl); } catch { /* storage disabled */ }
+    params.delete("token");
+    const query = params.toString();
+    history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+    return fromUrl;
+  }
+  try { return sessionStorage.getItem("dereth-token"); } catch { return null; }
 }

@@ -1,0 +1,416 @@
+//! Who may reach the tracker and do what: the `Host` allow-list (DNS rebinding), the websocket
+//! `Origin` policy (cross-site websocket hijacking), the command rule for browsers (a token, or a
+//! direct loopback peer on a loopback-bound server), and per-client rate limits.
+//!
+//! Everything here decides from request facts passed in explicitly, so each rule is unit-tested.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::ApiError;
+use crate::config::{Secret, Settings};
+use crate::session;
+use crate::state::AppState;
+
+/// Headers a reverse proxy adds; their presence means the socket peer is not the client.
+const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Whether an address is this machine, IPv4-mapped IPv6 (`::ffff:127.0.0.1`) included.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// Whether the request came through a proxy (which would make every client look local).
+pub fn is_proxied(headers: &HeaderMap) -> bool {
+    PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
+}
+
+/// The client a request stands for: the socket peer, or, when that peer is a proxy on this
+/// machine, the address it reports (`X-Real-IP`, else the last `X-Forwarded-For` entry).
+pub fn client_ip(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if !is_loopback(peer.ip()) {
+        return peer.ip().to_canonical();
+    }
+    let forwarded = headers
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+        })
+        .and_then(|v| v.trim().parse::<IpAddr>().ok());
+    forwarded.map_or(peer.ip().to_canonical(), |ip| ip.to_canonical())
+}
+
+/// The host name of a `Host` header value, without port or IPv6 brackets, lower-cased.
+fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(name, _)| name)
+    };
+    name.to_ascii_lowercase()
+}
+
+/// The `Host` rule. An IP literal or `localhost` cannot be rebound by a foreign DNS name, so it
+/// is always served; a name must be in ALLOWED_HOSTS, except on a server bound to a public
+/// address with no list configured (which cannot know its names: it logs a warning at start).
+pub fn host_allowed(settings: &Settings, host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return true; // HTTP/1.0 clients; browsers always send Host
+    };
+    let name = host_name(host);
+    if name.parse::<IpAddr>().is_ok() || name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    if settings.allowed_hosts.is_empty() {
+        return !is_loopback(settings.bind_addr.ip());
+    }
+    settings
+        .allowed_hosts
+        .iter()
+        .any(|allowed| host_name(allowed) == name)
+}
+
+/// Refuses requests whose `Host` is not served here (DNS rebinding).
+pub async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if host_allowed(&state.settings, host) {
+        return next.run(req).await;
+    }
+    ApiError::Forbidden(
+        "this host name is not served here; add it to ALLOWED_HOSTS (comma-separated) to serve it"
+            .into(),
+    )
+    .into_response()
+}
+
+/// `scheme://host[:port]` without a default port, lower-cased, for comparisons.
+fn normalize_origin(origin: &str) -> Option<(String, String)> {
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, authority) = origin.split_once("://")?;
+    let default_port = match scheme {
+        "http" | "ws" => ":80",
+        "https" | "wss" => ":443",
+        _ => "",
+    };
+    let authority = authority
+        .strip_suffix(default_port)
+        .filter(|_| !default_port.is_empty())
+        .unwrap_or(authority);
+    Some((scheme.to_owned(), authority.to_owned()))
+}
+
+/// The websocket `Origin` rule: clients that send no `Origin` (plugins, scripts) are not
+/// browsers and pass; a browser page passes when it is served by this tracker (same host and
+/// port as the request's `Host`) or listed in ALLOWED_ORIGINS. `null` (sandboxed frames, files)
+/// never passes.
+pub fn origin_allowed(settings: &Settings, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let Some((scheme, authority)) = normalize_origin(origin) else {
+        return false; // "null" and anything that is not an origin
+    };
+    if settings
+        .allowed_origins
+        .iter()
+        .filter_map(|o| normalize_origin(o))
+        .any(|(s, a)| s == scheme && a == authority)
+    {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = host.trim().to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let host = host.strip_suffix(default_port).unwrap_or(&host);
+    host == authority
+}
+
+/// What the command rule looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester {
+    /// The socket peer.
+    pub peer: SocketAddr,
+    /// The request carried proxy headers.
+    pub proxied: bool,
+}
+
+/// The command rule. With a COMMAND_TOKEN configured, the token must be presented, by everyone.
+/// Without one, only a browser on this very machine may command: the server must be bound to
+/// loopback (a server reachable from the network needs the token), the peer must be loopback,
+/// and the request must not have come through a proxy (behind one, everyone is loopback).
+pub fn may_command(
+    configured: Option<&Secret>,
+    presented: Option<&str>,
+    requester: Requester,
+    bind: SocketAddr,
+) -> bool {
+    match configured {
+        Some(expected) => presented.is_some_and(|t| session::secret_matches(t, expected.expose())),
+        None => is_loopback(bind.ip()) && is_loopback(requester.peer.ip()) && !requester.proxied,
+    }
+}
+
+/// Counts events per key in fixed one-minute windows, with a bounded number of keys; used for
+/// failed plugin authentications per client.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: u32,
+    window: Duration,
+    counts: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// Most keys a limiter remembers; beyond, expired windows are dropped first, then everything.
+const MAX_KEYS: usize = 10_000;
+
+impl RateLimiter {
+    /// At most `limit` events per key per `window`.
+    pub fn new(limit: u32, window: Duration) -> Self {
+        Self {
+            limit,
+            window,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` is over its limit in the current window.
+    pub fn is_limited(&self, key: IpAddr) -> bool {
+        let counts = self.lock();
+        counts
+            .get(&key)
+            .is_some_and(|(start, n)| start.elapsed() < self.window && *n >= self.limit)
+    }
+
+    /// Records one event for `key`; returns its count in the current window.
+    pub fn record(&self, key: IpAddr) -> u32 {
+        let mut counts = self.lock();
+        if counts.len() >= MAX_KEYS {
+            let window = self.window;
+            counts.retain(|_, (start, _)| start.elapsed() < window);
+            if counts.len() >= MAX_KEYS {
+                counts.clear();
+            }
+        }
+        let entry = counts.entry(key).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= self.window {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1
+    }
+
+    /// Forgets `key` (after a success).
+    pub fn clear(&self, key: IpAddr) {
+        self.lock().remove(&key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A token bucket for one connection's command frames.
+#[derive(Debug)]
+pub struct CommandBudget {
+    tokens: f64,
+    last: Instant,
+}
+
+impl CommandBudget {
+    /// Commands a browser may send in a burst.
+    pub const BURST: f64 = 10.0;
+    /// Commands a browser may send per second, sustained.
+    pub const PER_SEC: f64 = 1.0;
+
+    pub fn new() -> Self {
+        Self {
+            tokens: Self::BURST,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one command's token; false when the browser is sending too fast.
+    pub fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * Self::PER_SEC;
+        self.tokens = (self.tokens + refill).min(Self::BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for CommandBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("addr")
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().expect("header"));
+        }
+        h
+    }
+
+    fn settings(bind: &str, hosts: &[&str], origins: &[&str]) -> Settings {
+        let mut s = Settings::defaults();
+        s.bind_addr = addr(bind);
+        s.allowed_hosts = hosts.iter().map(|h| h.to_string()).collect();
+        s.allowed_origins = origins.iter().map(|o| o.to_string()).collect();
+        s
+    }
+
+    #[test]
+    fn mapped_ipv4_loopback_is_loopback() {
+        assert!(is_loopback("::ffff:127.0.0.1".parse().expect("ip")));
+        assert!(is_loopback("::1".parse().expect("ip")));
+        assert!(!is_loopback("::ffff:203.0.113.7".parse().expect("ip")));
+    }
+
+    #[test]
+    fn without_a_token_only_direct_loopback_browsers_of_a_loopback_server_command() {
+        let local = Requester {
+            peer: addr("127.0.0.1:5000"),
+            proxied: false,
+        };
+        let mapped = Requester {
+            peer: addr("[::ffff:127.0.0.1]:5000"),
+            proxied: false,
+        };
+        let proxied = Requester {
+            peer: addr("127.0.0.1:5000"),
+            proxied: true,
+        };
+        let remote = Requester {
+            peer: addr("203.0.113.7:5000"),
+            proxied: false,
+        };
+        let lo = addr("127.0.0.1:8765");
+        let public = addr("0.0.0.0:8765");
+        assert!(may_command(None, None, local, lo));
+        assert!(may_command(None, None, mapped, lo));
+        assert!(!may_command(None, None, proxied, lo), "behind a proxy");
+        assert!(!may_command(None, None, remote, lo));
+        assert!(!may_command(None, None, local, public), "token mandatory");
+        assert!(!may_command(None, Some("anything"), remote, lo));
+    }
+
+    #[test]
+    fn with_a_token_everyone_must_present_it() {
+        let token = Secret::new("letmein");
+        let local = Requester {
+            peer: addr("127.0.0.1:5000"),
+            proxied: false,
+        };
+        let remote = Requester {
+            peer: addr("203.0.113.7:5000"),
+            proxied: true,
+        };
+        let public = addr("0.0.0.0:8765");
+        assert!(may_command(Some(&token), Some("letmein"), remote, public));
+        assert!(!may_command(Some(&token), None, local, public));
+        assert!(!may_command(Some(&token), Some("letme"), remote, public));
+    }
+
+    #[test]
+    fn hosts_names_need_the_list_and_ip_literals_always_pass() {
+        let lo = settings("127.0.0.1:8765", &[], &[]);
+        assert!(host_allowed(&lo, Some("127.0.0.1:8765")));
+        assert!(host_allowed(&lo, Some("[::1]:8765")));
+        assert!(host_allowed(&lo, Some("localhost:8765")));
+        assert!(!host_allowed(&lo, Some("evil.example:8765")), "rebinding");
+        let listed = settings("127.0.0.1:8765", &["tracker.example.com"], &[]);
+        assert!(host_allowed(&listed, Some("Tracker.Example.com")));
+        assert!(host_allowed(&listed, Some("tracker.example.com:443")));
+        assert!(!host_allowed(&listed, Some("evil.example")));
+        let public = settings("0.0.0.0:8765", &[], &[]);
+        assert!(host_allowed(&public, Some("anything.example")));
+    }
+
+    #[test]
+    fn origins_same_host_or_listed_and_never_null() {
+        let s = settings("127.0.0.1:8765", &[], &["https://map.example.com"]);
+        let check = |origin: &str, host: &str| {
+            origin_allowed(&s, &headers(&[("origin", origin), ("host", host)]))
+        };
+        assert!(check("http://127.0.0.1:8765", "127.0.0.1:8765"));
+        assert!(check("https://tracker.example.com", "tracker.example.com"));
+        assert!(check(
+            "https://tracker.example.com",
+            "tracker.example.com:443"
+        ));
+        assert!(check("https://map.example.com", "tracker.example.com"));
+        assert!(!check("https://evil.example", "127.0.0.1:8765"));
+        assert!(!check("null", "127.0.0.1:8765"));
+        assert!(!check("http://127.0.0.1:9999", "127.0.0.1:8765"));
+        assert!(origin_allowed(&s, &headers(&[("host", "x")])), "no Origin");
+    }
+
+    #[test]
+    fn the_client_behind_a_local_proxy_is_the_forwarded_one() {
+        let h = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.9")]);
+        assert_eq!(
+            client_ip(addr("127.0.0.1:1"), &h),
+            "203.0.113.9".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(
+            client_ip(addr("192.0.2.5:1"), &h),
+            "192.0.2.5".parse::<IpAddr>().expect("ip"),
+            "only a local proxy is believed"
+        );
+    }
+
+    #[test]
+    fn limiters_count_per_key_and_buckets_refill() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(60));
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        for _ in 0..3 {
+            assert!(!limiter.is_limited(ip));
+            limiter.record(ip);
+        }
+        assert!(limiter.is_limited(ip));
+        assert!(!limiter.is_limited("192.0.2.2".parse().expect("ip")));
+        limiter.clear(ip);
+        assert!(!limiter.is_limited(ip));
+        let mut budget = CommandBudget::new();
+        let taken = (0..20).filter(|_| budget.take()).count();
+        assert_eq!(taken, CommandBudget::BURST as usize);
+    }
+}
