@@ -426,6 +426,22 @@ pub struct Settings {
     #[arg(long, env = "SHUTDOWN_FLUSH_SECS", default_value_t = 30)]
     pub shutdown_flush_secs: u64,
 
+    /// Seconds a connection has to send a request's complete headers (after it opens, and
+    /// between requests on a kept-alive connection) before it is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_secs: u64,
+
+    /// Most HTTP connections open at once, websockets included; more wait to be accepted.
+    #[arg(long, env = "MAX_HTTP_CONNECTIONS", default_value_t = 25_000,
+          value_parser = clap::value_parser!(usize))]
+    pub max_http_connections: usize,
+
+    /// On shutdown, seconds HTTP requests in flight may still take before their connections
+    /// are closed (queued events are flushed after that, within SHUTDOWN_FLUSH_SECS).
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
     /// Seconds an HTTP request may take before it is answered with 408.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,

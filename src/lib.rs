@@ -12,6 +12,7 @@ pub mod bench;
 pub mod browser;
 pub mod config;
 pub mod demo;
+pub mod http_server;
 pub mod ingest;
 pub mod lifecycle;
 pub mod live;
@@ -24,12 +25,10 @@ pub mod store;
 pub mod writer;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::ServiceExt;
 use axum::http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -166,13 +165,14 @@ impl Server {
         // Trailing slashes are trimmed before routing, so `/live/` (as the original tracker
         // served it) reaches `/live`.
         let app = NormalizePathLayer::trim_trailing_slash().layer(router(state.clone()));
-        let served = axum::serve(
-            listener,
-            ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
-                app,
+        let limits = http_server::HttpLimits {
+            header_read_timeout: Duration::from_secs(
+                state.settings.header_read_timeout_secs.max(1),
             ),
-        )
-        .with_graceful_shutdown(async move {
+            max_connections: state.settings.max_http_connections,
+            shutdown_grace: Duration::from_secs(state.settings.shutdown_grace_secs),
+        };
+        let served = http_server::serve(listener, app, limits, async move {
             tokio::select! {
                 () = shutdown => {}
                 () = stop.cancelled() => {}

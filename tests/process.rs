@@ -380,3 +380,81 @@ fn compose_interpolation_follows_the_compose_rules() {
     assert_eq!(interpolate("${MISSING:-}", &vars), "");
     assert_eq!(interpolate("$${SET}", &vars), "${SET}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_promptly_with_a_client_stuck_mid_headers_and_nothing_lost() {
+    use tokio::io::AsyncWriteExt;
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", &db.url)
+        .env("SHARED_SECRET", common::SECRET)
+        .env("HEADER_READ_TIMEOUT_SECS", "600")
+        .env("SHUTDOWN_GRACE_SECS", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the binary");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                return rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server starts")
+    .expect("address");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let mut stuck = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stuck
+        .write_all(b"GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+        .await
+        .expect("write");
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{addr}/ws/position"
+        ))
+        .expect("request");
+    request
+        .headers_mut()
+        .insert("X-Plugin-Secret", common::SECRET.parse().expect("value"));
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("plugin connects");
+    let mut plugin = common::Client { ws };
+    for i in 0..50 {
+        plugin.send_json(&telemetry("Stuck", "s", i)).await;
+    }
+    // Let the frames be read before the signal.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits despite the stuck client")
+        .expect("status");
+    assert!(status.success(), "exit 0");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let store = db.store().await;
+    assert_eq!(
+        store.telemetry_of("Stuck", 100).await.expect("rows").len(),
+        50
+    );
+    drop(stuck);
+}

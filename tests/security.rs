@@ -312,3 +312,74 @@ async fn malformed_query_strings_get_the_json_error_body() {
     }
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+/// Whether the server closes `stream` within `within` (reads until EOF or an error).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_silent_http_clients_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.header_read_timeout_secs = 1)
+        .await
+        .expect("sqlite");
+    let connect = || tokio::net::TcpStream::connect(app.addr);
+    let limit = Duration::from_secs(5);
+
+    let mut silent = connect().await.expect("connect");
+    assert!(
+        closed_within(&mut silent, limit).await,
+        "a silent connection"
+    );
+
+    let mut half = connect().await.expect("connect");
+    half.write_all(b"GET /live HT").await.expect("write");
+    assert!(closed_within(&mut half, limit).await, "half a request line");
+
+    // Dripping a byte every 200 ms does not keep the header deadline alive.
+    let mut drip = connect().await.expect("connect");
+    let dripper = tokio::spawn(async move {
+        for b in b"GET /live HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if drip.write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(15), dripper)
+            .await
+            .expect("the drip ends")
+            .expect("task"),
+        "a dripping client is cut off"
+    );
+
+    // An idle kept-alive connection after a complete request is closed too.
+    let mut idle = connect().await.expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut idle, limit).await,
+        "an idle keep-alive connection"
+    );
+    // The server still answers everyone else.
+    assert_eq!(
+        reqwest::get(app.url("/health"))
+            .await
+            .expect("GET")
+            .status(),
+        200
+    );
+}
