@@ -458,3 +458,92 @@ async fn sigterm_exits_promptly_with_a_client_stuck_mid_headers_and_nothing_lost
     );
     drop(stuck);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_debug_logs() {
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", &db.url)
+        .env("SHARED_SECRET", common::SECRET)
+        .env("COMMAND_TOKEN", "tok-456-secret")
+        .env(
+            "ALERT_WEBHOOK_URL",
+            "http://127.0.0.1:9/api/webhooks/1/hook-789-secret",
+        )
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the binary");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<String>();
+    let collected = tokio::spawn(async move {
+        let mut addr_tx = Some(addr_tx);
+        let mut all = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("listening on http://").nth(1)
+                && let Some(tx) = addr_tx.take()
+            {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let addr = tokio::time::timeout(WAIT, addr_rx)
+        .await
+        .expect("starts")
+        .expect("address");
+    // A wrong secret and a token in URLs, as old clients send them.
+    let _ = tokio_tungstenite::connect_async(format!(
+        "ws://{addr}/ws/position?secret=guess-123-secret"
+    ))
+    .await;
+    let _ = reqwest::get(format!("http://{addr}/live?token=tok-456-secret")).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{addr}/ws/position?secret={}",
+        common::SECRET
+    ))
+    .await
+    .expect("plugin connects");
+    let mut plugin = common::Client { ws };
+    plugin
+        .send_json(&common::rare_frame("Leaky", "Pearl of Blood Drinking"))
+        .await;
+    // The webhook is unreachable: wait for the first failed delivery to be logged.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sigterm(&child);
+    let _ = tokio::time::timeout(WAIT, child.wait()).await;
+    let log = tokio::time::timeout(WAIT, collected)
+        .await
+        .expect("log collected")
+        .expect("task");
+    assert!(
+        log.contains("webhook unreachable"),
+        "the failure is logged:\n{log}"
+    );
+    assert!(log.contains("/ws/position"), "paths are logged");
+    for secret in [
+        "guess-123-secret",
+        "tok-456-secret",
+        "hook-789-secret",
+        common::SECRET,
+    ] {
+        assert!(
+            !log.contains(secret),
+            "`{secret}` leaked into the log:\n{log}"
+        );
+    }
+}
