@@ -85,6 +85,13 @@ if ! command -v npx >/dev/null 2>&1; then
 fi
 npx --yes dclint@3.1.0 --max-warnings 0 docker-compose.yml
 
+log "dependency policy: cargo deny check bans licenses sources (deny.toml)"
+if ! cargo deny --version >/dev/null 2>&1; then
+  cargo install --locked cargo-deny@0.20.2
+fi
+# The advisories check needs the RustSec database from the network: see README.
+cargo deny --log-level error check bans licenses sources
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
