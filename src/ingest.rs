@@ -248,7 +248,7 @@ async fn accept(
                 .metrics
                 .last_telemetry_ms
                 .store(metrics::now_ms(), std::sync::atomic::Ordering::Relaxed);
-            let kills_delta = state.live.apply_telemetry(&row);
+            let kills = state.live.apply_telemetry(&row);
             if state.alerts.enabled() {
                 state.alerts.signal(Signal::Telemetry {
                     name: row.character_name.clone(),
@@ -259,7 +259,11 @@ async fn accept(
                     deaths: row.deaths,
                 });
             }
-            Event::Telemetry { row, kills_delta }
+            Event::Telemetry {
+                row,
+                kills_delta: kills.delta,
+                kills_baseline: kills.baseline,
+            }
         }
         PluginFrame::Spawn(spawn) => {
             state.live.apply_spawn(&spawn);
@@ -327,7 +331,10 @@ async fn enqueue(state: &AppState, event: Event) {
             event
         }
         Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-            tracing::error!("writer queue closed while a plugin session was running");
+            metrics::bump(&state.metrics.events_dropped);
+            tracing::error!(
+                "writer queue closed while a plugin session was running; event dropped"
+            );
             return;
         }
     };
@@ -343,5 +350,35 @@ async fn enqueue(state: &AppState, event: Event) {
     if !sent {
         metrics::bump(&state.metrics.events_dropped);
         tracing::error!("writer queue stayed full through shutdown; an event was dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::lifecycle::Lifecycle;
+    use crate::live::Live;
+    use crate::store::{Store, StoreOptions};
+
+    #[tokio::test]
+    async fn an_event_dropped_on_a_closed_queue_is_counted() {
+        let mut settings = Settings::defaults();
+        settings.database_url = "sqlite::memory:".into();
+        let store = Store::connect(&settings.database_url, &StoreOptions::default())
+            .await
+            .expect("store");
+        let lifecycle = std::sync::Arc::new(Lifecycle::apply(&store, &settings).await);
+        let (tx, rx) = mpsc::channel(4);
+        let live = std::sync::Arc::new(Live::new(settings.live_window(), 16));
+        let state = AppState::new(settings, store, live, tx, lifecycle);
+        drop(rx);
+        let text = r#"{"type":"spawn","character_name":"A","mob":"Drudge","ew":1,"ns":1}"#;
+        let frame = crate::protocol::parse_plugin_frame(text).expect("frame");
+        let PluginFrame::Spawn(spawn) = frame else {
+            panic!("spawn")
+        };
+        enqueue(&state, Event::Spawn(spawn)).await;
+        assert_eq!(state.metrics.snapshot().events_dropped, 1);
     }
 }

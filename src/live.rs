@@ -104,7 +104,12 @@ impl Character {
 
 #[derive(Debug)]
 struct SessionCounters {
+    /// The session's `kills` baseline: the count kill deltas are measured from.
     last_kills: Option<i64>,
+    /// The plugin's timestamp of the frame that set the baseline: older frames are late.
+    last_timestamp: Option<DateTime<Utc>>,
+    /// When that frame arrived (server clock, which a plugin cannot forge).
+    last_arrival: Option<Instant>,
     rares: i64,
     touched: Instant,
 }
@@ -113,10 +118,63 @@ impl SessionCounters {
     fn new() -> Self {
         Self {
             last_kills: None,
+            last_timestamp: None,
+            last_arrival: None,
             rares: 0,
             touched: Instant::now(),
         }
     }
+}
+
+/// Kills a frame may add beyond the rate below: covers the first frame after a pause.
+pub const KILL_BURST: i64 = 100;
+/// Kills per second of server time a session may gain, far above what any character manages;
+/// a frame claiming more adds only this much.
+pub const MAX_KILLS_PER_SEC: i64 = 20;
+/// A lower `kills` count is a plugin reset only when it falls this close to zero.
+pub const RESET_BELOW: i64 = 10;
+/// Most kills a frame may add when no previous arrival of its session is known (the first
+/// frame of a session, or the first after a server restart): a session of many hours may be
+/// first seen mid-way, but not with more than this.
+pub const MAX_UNMEASURED_KILLS: i64 = 1_000_000;
+
+/// How many kills a telemetry frame adds to its character's total, updating the session's
+/// baseline; the rule that keeps totals exact and bounded whatever a plugin sends:
+/// - the first frame of a session (or after a restart) counts its kills, at most
+///   [`MAX_UNMEASURED_KILLS`];
+/// - a frame older than the one that set the baseline (late or replayed) adds nothing and
+///   leaves the baseline alone;
+/// - a higher count adds the difference, at most [`KILL_BURST`] + [`MAX_KILLS_PER_SEC`] per
+///   second of server time since the previous frame (so forged counts cannot inflate totals);
+/// - a lower count is a reset of the plugin's counter only when it is near zero (then the new
+///   count is the baseline); otherwise the frame is out of line and adds nothing.
+fn kill_delta(
+    session: &mut SessionCounters,
+    kills: i64,
+    timestamp: DateTime<Utc>,
+    now: Instant,
+) -> i64 {
+    if session.last_timestamp.is_some_and(|last| timestamp < last) {
+        return 0;
+    }
+    let cap = |session: &SessionCounters| match session.last_arrival {
+        None => MAX_UNMEASURED_KILLS,
+        Some(at) => {
+            let secs =
+                i64::try_from(now.saturating_duration_since(at).as_secs()).unwrap_or(i64::MAX);
+            KILL_BURST.saturating_add(MAX_KILLS_PER_SEC.saturating_mul(secs))
+        }
+    };
+    let delta = match session.last_kills {
+        None => kills.clamp(0, cap(session)),
+        Some(prev) if kills >= prev => (kills - prev).min(cap(session)),
+        Some(_) if kills <= RESET_BELOW => 0,
+        Some(_) => return 0,
+    };
+    session.last_kills = Some(kills);
+    session.last_timestamp = Some(timestamp);
+    session.last_arrival = Some(now);
+    delta
 }
 
 #[derive(Debug)]
@@ -130,6 +188,15 @@ struct Inner {
     characters: HashMap<String, Character>,
     sessions: HashMap<(String, String), SessionCounters>,
     routes: HashMap<String, Route>,
+}
+
+/// What a telemetry frame did to its session's kill count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KillCount {
+    /// Kills to add to the character's total.
+    pub delta: i64,
+    /// The session's `kills` baseline after the frame.
+    pub baseline: i64,
 }
 
 /// A live character copied out of the state, for serialization outside the lock.
@@ -219,6 +286,10 @@ impl Live {
             (name.to_owned(), session_id.to_owned()),
             SessionCounters {
                 last_kills: Some(last_kills),
+                last_timestamp: None,
+                // Unknown: the first frame after a restart may catch up without the rate cap
+                // being measured from the restart.
+                last_arrival: None,
                 rares,
                 touched: Instant::now(),
             },
@@ -226,9 +297,9 @@ impl Live {
     }
 
     /// Records a telemetry frame, broadcasts it with updated totals, and returns the kills to add
-    /// to the character's total: the positive difference from the previous `kills` of the same
-    /// session (the first frame of a session counts all of its kills).
-    pub fn apply_telemetry(&self, t: &Telemetry) -> i64 {
+    /// to the character's total (see [`kill_delta`]) and the session's baseline afterwards (to
+    /// persist, so a restart does not count the session twice).
+    pub fn apply_telemetry(&self, t: &Telemetry) -> KillCount {
         let now = Instant::now();
         let entry = {
             let mut inner = self.lock();
@@ -237,12 +308,8 @@ impl Live {
                 .sessions
                 .entry(key)
                 .or_insert_with(SessionCounters::new);
-            let delta = match session.last_kills {
-                Some(prev) if t.kills >= prev => t.kills - prev,
-                Some(_) => 0, // the plugin reset its counter: take the new value as baseline
-                None => t.kills,
-            };
-            session.last_kills = Some(t.kills);
+            let delta = kill_delta(session, t.kills, t.timestamp, now);
+            let baseline = session.last_kills.unwrap_or(t.kills);
             session.touched = now;
             let session_rares = session.rares;
 
@@ -250,7 +317,7 @@ impl Live {
                 .characters
                 .entry(t.character_name.clone())
                 .or_insert_with(Character::new);
-            c.total_kills += delta;
+            c.total_kills = c.total_kills.saturating_add(delta);
             c.latest = Some(t.clone());
             c.last_seen = Some(now);
             c.last_seen_at = Utc::now();
@@ -266,9 +333,10 @@ impl Live {
                 },
                 c.last_seen_at,
                 delta,
+                baseline,
             )
         };
-        let (totals, last_seen, delta) = entry;
+        let (totals, last_seen, delta, baseline) = entry;
         if self.watched() {
             let text = to_json(&BrowserOut::Telemetry(LivePlayer {
                 telemetry: t,
@@ -279,7 +347,7 @@ impl Live {
             }));
             self.publish(FrameKind::Plugin(FrameType::Telemetry), text);
         }
-        delta
+        KillCount { delta, baseline }
     }
 
     /// Records a rare find, broadcasts it, and returns the session it is counted in (the
@@ -550,15 +618,57 @@ mod tests {
     #[test]
     fn kill_deltas_follow_each_session() {
         let live = Live::new(Duration::from_secs(30), 16);
-        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 3)), 3);
-        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 3)), 0);
-        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 7)), 4);
-        // A counter that goes down (plugin reset) adds nothing and becomes the new baseline.
-        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 2)), 0);
-        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 5)), 3);
+        let delta = |t: &Telemetry| live.apply_telemetry(t).delta;
+        assert_eq!(delta(&telemetry("A", "s1", 3)), 3);
+        assert_eq!(delta(&telemetry("A", "s1", 3)), 0);
+        assert_eq!(delta(&telemetry("A", "s1", 7)), 4);
+        // A counter that falls near zero (plugin reset) adds nothing and becomes the baseline.
+        assert_eq!(delta(&telemetry("A", "s1", 2)), 0);
+        assert_eq!(delta(&telemetry("A", "s1", 5)), 3);
         // A new session starts from zero.
-        assert_eq!(live.apply_telemetry(&telemetry("A", "s2", 4)), 4);
+        assert_eq!(delta(&telemetry("A", "s2", 4)), 4);
         assert_eq!(live.live_entries()[0].totals.total_kills, 14);
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn late_frames_add_nothing_and_keep_the_baseline() {
+        let mut s = SessionCounters::new();
+        let now = Instant::now();
+        assert_eq!(kill_delta(&mut s, 5, at(10), now), 5);
+        assert_eq!(kill_delta(&mut s, 10, at(20), now), 5);
+        assert_eq!(kill_delta(&mut s, 7, at(15), now), 0, "late");
+        assert_eq!(s.last_kills, Some(10));
+        assert_eq!(kill_delta(&mut s, 12, at(30), now), 2);
+        // A lower count that is not near zero is out of line, even when newer.
+        assert_eq!(kill_delta(&mut s, 11, at(40), now), 0);
+        assert_eq!(kill_delta(&mut s, 13, at(50), now), 1);
+    }
+
+    #[test]
+    fn forged_counts_add_at_most_the_rate_cap() {
+        let mut s = SessionCounters::new();
+        let start = Instant::now();
+        let mut total: i64 = 0;
+        for i in 0..10_000 {
+            let kills = if i % 2 == 0 { 1_000_000_000_000 } else { 0 };
+            total = total.saturating_add(kill_delta(&mut s, kills, at(i), start));
+        }
+        // No server time passed: after the first frame each increase is capped at the burst.
+        assert!(
+            total <= MAX_UNMEASURED_KILLS + 5_000 * KILL_BURST,
+            "{total}"
+        );
+        let later = start + Duration::from_secs(10);
+        let mut s = SessionCounters::new();
+        kill_delta(&mut s, 0, at(0), start);
+        assert_eq!(
+            kill_delta(&mut s, 1_000, at(10), later),
+            KILL_BURST + 10 * MAX_KILLS_PER_SEC
+        );
     }
 
     #[test]
@@ -566,7 +676,7 @@ mod tests {
         let live = Live::new(Duration::from_secs(30), 16);
         live.seed_character("A", 100, 2);
         live.seed_session("A", "s1", 40, 1);
-        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 45)), 5);
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 45)).delta, 5);
         let entry = &live.live_entries()[0];
         assert_eq!(entry.totals.total_kills, 105);
         assert_eq!(entry.totals.total_rares, 2);

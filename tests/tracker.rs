@@ -649,6 +649,67 @@ async fn totals_survive_a_restart_without_double_counting(backend: Backend) {
     assert_eq!(stats[0].total_kills, 12);
 }
 
+async fn alternating_huge_and_zero_kills_keep_totals_bounded_and_rows_stored(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    let n = 10_000;
+    let start = chrono::Utc::now() - chrono::Duration::seconds(n);
+    for i in 0..n {
+        let mut t = telemetry(
+            "Inflated",
+            "s1",
+            if i % 2 == 0 { 1_000_000_000_000 } else { 0 },
+        );
+        t["timestamp"] = json!((start + chrono::Duration::seconds(i)).to_rfc3339());
+        plugin.send_json(&t).await;
+    }
+    app.wait_for_rows(n, 0, 0).await;
+    let stats = app.store.character_stats().await.expect("stats");
+    let total = stats[0].total_kills;
+    // Far below the 5e15 the forged counts claim; bounded by the first frame plus a burst per
+    // increase (no overflow, no lost telemetry).
+    assert!(
+        total <= 1_000_000 + 5_000 * 100 + 20 * 3_600,
+        "total_kills {total}"
+    );
+    assert_eq!(
+        app.store
+            .telemetry_of("Inflated", 20_000)
+            .await
+            .expect("rows")
+            .len(),
+        n as usize
+    );
+}
+
+async fn late_frames_are_stored_but_not_counted_twice(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    let base = chrono::Utc::now() - chrono::Duration::minutes(5);
+    for (secs, kills) in [(10, 5), (20, 10), (15, 7), (30, 12)] {
+        let mut t = telemetry("Late", "s1", kills);
+        t["timestamp"] = json!((base + chrono::Duration::seconds(secs)).to_rfc3339());
+        plugin.send_json(&t).await;
+    }
+    app.wait_for_rows(4, 0, 0).await;
+    let stats = app.store.character_stats().await.expect("stats");
+    assert_eq!(stats[0].total_kills, 12, "5 + 5 + 0 (late) + 2");
+    // The persisted baseline is the session's, not the late frame's: after a restart the next
+    // frame adds only its own kills.
+    let app = app.restart(|_| {}).await;
+    let mut plugin = app.plugin().await;
+    let mut t = telemetry("Late", "s1", 13);
+    t["timestamp"] = json!((base + chrono::Duration::seconds(40)).to_rfc3339());
+    plugin.send_json(&t).await;
+    app.wait_for_rows(5, 0, 0).await;
+    let stats = app.store.character_stats().await.expect("stats");
+    assert_eq!(stats[0].total_kills, 13);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Operations endpoints
 // ---------------------------------------------------------------------------------------------
@@ -723,5 +784,7 @@ both_backends!(
     shutdown_flushes_every_accepted_frame,
     the_writer_survives_a_database_outage,
     totals_survive_a_restart_without_double_counting,
+    alternating_huge_and_zero_kills_keep_totals_bounded_and_rows_stored,
+    late_frames_are_stored_but_not_counted_twice,
     debug_and_health_report_the_server,
 );

@@ -40,10 +40,12 @@ macro_rules! dispatch {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// A telemetry frame and the kills it adds to the character's total.
+    /// A telemetry frame, the kills it adds to the character's total, and its session's kill
+    /// baseline afterwards (a late frame leaves the baseline where it was).
     Telemetry {
         row: Telemetry,
         kills_delta: i64,
+        kills_baseline: i64,
     },
     Spawn(Spawn),
     /// A rare find, counted in `session_id` when the character's session is known.
@@ -720,14 +722,19 @@ impl CounterUpdates {
         let mut out = Self::default();
         for event in events {
             match event {
-                Event::Telemetry { row, kills_delta } => {
+                Event::Telemetry {
+                    row,
+                    kills_delta,
+                    kills_baseline,
+                } => {
                     out.saw(&row.character_name, row.timestamp, Some(row));
                     if *kills_delta > 0 {
-                        *out.kills.entry(row.character_name.clone()).or_default() += kills_delta;
+                        let total = out.kills.entry(row.character_name.clone()).or_default();
+                        *total = total.saturating_add(*kills_delta);
                     }
                     out.baselines.insert(
                         (row.character_name.clone(), row.session_id.clone()),
-                        row.kills,
+                        *kills_baseline,
                     );
                 }
                 Event::Rare { rare, session_id } => {

@@ -426,6 +426,7 @@ async fn insert_telemetry(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), Store
         let Event::Telemetry {
             row: t,
             kills_delta,
+            ..
         } = event
         else {
             continue;

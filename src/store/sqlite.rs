@@ -283,6 +283,7 @@ async fn write_all(
             Event::Telemetry {
                 row: t,
                 kills_delta,
+                ..
             } => {
                 sqlx::query(
                     "INSERT INTO telemetry_events (character_name, char_tag, session_id, \
