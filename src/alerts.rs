@@ -403,3 +403,21 @@ async fn deliver(
     }
     stats.failed.fetch_add(1, Ordering::Relaxed);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discord_bodies_never_ping_anyone() {
+        let alert = Alert {
+            kind: Kind::Rare,
+            character: "@everyone".into(),
+            message: "@everyone found a rare".into(),
+            at: chrono::Utc::now(),
+        };
+        let body = body(AlertFormat::Discord, &alert);
+        assert_eq!(body["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(body["content"], "@everyone found a rare");
+    }
+}

@@ -73,10 +73,22 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
              in the plugin"
         );
     }
-    if settings.command_token.is_none() {
-        tracing::info!(
-            "no command token configured: only browsers on this machine (loopback) may send \
-             commands to plugins; set COMMAND_TOKEN to allow others"
+    let loopback = dereth_tracker::access::is_loopback(settings.bind_addr.ip());
+    match (&settings.command_token, loopback) {
+        (None, true) => tracing::info!(
+            "no command token configured: only browsers on this machine (loopback, not through \
+             a proxy) may send commands to plugins; set COMMAND_TOKEN to allow others"
+        ),
+        (None, false) => tracing::warn!(
+            "no command token configured and the tracker listens beyond loopback: commands to \
+             plugins are disabled; set COMMAND_TOKEN to enable them"
+        ),
+        (Some(_), _) => {}
+    }
+    if !loopback && settings.allowed_hosts.is_empty() {
+        tracing::warn!(
+            "ALLOWED_HOSTS is not set: every host name is served; set it to the public name(s) \
+             of this tracker to refuse DNS-rebinding requests"
         );
     }
     let options = StoreOptions {

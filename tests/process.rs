@@ -547,3 +547,40 @@ async fn secrets_stay_out_of_debug_logs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_waited_for_with_backoff_then_reported() {
+    // Nothing listens on this port: connection refused, as while a database container starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let started = std::time::Instant::now();
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env(
+            "DATABASE_URL",
+            format!("postgres://tracker@127.0.0.1:{port}/dereth"),
+        )
+        .env("DATABASE_PASSWORD", "pw-not-in-logs")
+        .env("DB_STARTUP_WAIT_SECS", "6")
+        .env("DB_ACQUIRE_TIMEOUT_SECS", "1")
+        .env("SHARED_SECRET", common::SECRET)
+        .env("RUST_LOG", "info")
+        .output()
+        .await
+        .expect("run the binary");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "gives up after the wait");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "it waited: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        log.matches("database not reachable yet; waiting").count() >= 2,
+        "retried with backoff:\n{log}"
+    );
+    assert!(!log.contains("pw-not-in-logs"));
+}
