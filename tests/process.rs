@@ -12,36 +12,78 @@ use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dereth-tracker");
 
-/// Starts the binary on an ephemeral port and returns it with its address, read from its log.
-async fn start(db: &TestDb) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", &db.url)
-        .env("SHARED_SECRET", common::SECRET)
-        .env("SQLITE_BUSY_TIMEOUT_MS", "200")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the binary");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().map(str::to_owned);
-            }
+/// A running `dereth-tracker` process, its address (read from its log) and everything it has
+/// logged so far.
+struct Launched {
+    child: Child,
+    addr: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Launched {
+    /// Runs the binary with exactly `env` (and `args`), on an ephemeral port unless `env` says
+    /// otherwise, and waits for its "listening on" line.
+    async fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
+        let mut command = Command::new(BIN);
+        command.env_clear().env("BIND_ADDR", "127.0.0.1:0");
+        for (k, v) in env {
+            command.env(k, v);
         }
-        None
-    })
-    .await
-    .expect("the server starts")
-    .expect("the server logs its address");
-    // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+        let mut child = command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the binary");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<String>();
+        let collected = log.clone();
+        // Keep reading, so the child never blocks on a full pipe.
+        tokio::spawn(async move {
+            let mut addr_tx = Some(addr_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split("listening on http://").nth(1)
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
+                    let _ = tx.send(addr);
+                }
+                if let Ok(mut all) = collected.lock() {
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            }
+        });
+        let addr = tokio::time::timeout(WAIT, addr_rx)
+            .await
+            .expect("the server starts")
+            .expect("the server logs its address");
+        Self { child, addr, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+/// Starts the binary on `db` with the test secret.
+async fn start(db: &TestDb) -> (Child, String) {
+    let launched = Launched::start(
+        &[
+            ("DATABASE_URL", &db.url),
+            ("SHARED_SECRET", common::SECRET),
+            ("SQLITE_BUSY_TIMEOUT_MS", "200"),
+            ("RUST_LOG", "info"),
+        ],
+        &[],
+    )
+    .await;
+    (launched.child, launched.addr)
 }
 
 fn sigterm(child: &Child) {
@@ -291,37 +333,12 @@ async fn the_compose_environment_starts_a_healthy_tracker_with_any_password() {
         .to_owned();
     let local_url = format!("postgres://{role}@{host_port}/{}", db.name());
 
-    let mut command = Command::new(BIN);
-    command.env_clear();
-    for (k, v) in &env {
-        command.env(k, v);
-    }
-    command
-        .env("DATABASE_URL", &local_url)
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().expect("start the binary");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                return Some(addr);
-            }
-        }
-        None
-    })
-    .await
-    .expect("the tracker starts with the compose environment")
-    .expect("it logs its address");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    vars.retain(|(k, _)| *k != "DATABASE_URL" && *k != "BIND_ADDR");
+    vars.push(("DATABASE_URL", &local_url));
+    let Launched {
+        mut child, addr, ..
+    } = Launched::start(&vars, &["serve"]).await;
 
     let health = reqwest::get(format!("http://{addr}/health"))
         .await
@@ -387,33 +404,19 @@ async fn sigterm_exits_promptly_with_a_client_stuck_mid_headers_and_nothing_lost
     let Some(db) = TestDb::create(Backend::Sqlite).await else {
         return;
     };
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", &db.url)
-        .env("SHARED_SECRET", common::SECRET)
-        .env("HEADER_READ_TIMEOUT_SECS", "600")
-        .env("SHUTDOWN_GRACE_SECS", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the binary");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        None
-    })
-    .await
-    .expect("the server starts")
-    .expect("address");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let Launched {
+        mut child, addr, ..
+    } = Launched::start(
+        &[
+            ("DATABASE_URL", &db.url),
+            ("SHARED_SECRET", common::SECRET),
+            ("HEADER_READ_TIMEOUT_SECS", "600"),
+            ("SHUTDOWN_GRACE_SECS", "1"),
+            ("RUST_LOG", "info"),
+        ],
+        &[],
+    )
+    .await;
 
     let mut stuck = tokio::net::TcpStream::connect(&addr)
         .await
@@ -464,48 +467,21 @@ async fn secrets_stay_out_of_debug_logs() {
     let Some(db) = TestDb::create(Backend::Sqlite).await else {
         return;
     };
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", &db.url)
-        .env("SHARED_SECRET", common::SECRET)
-        .env("COMMAND_TOKEN", "tok-456-secret")
-        .env(
-            "ALERT_WEBHOOK_URL",
-            "http://127.0.0.1:9/api/webhooks/1/hook-789-secret",
-        )
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the binary");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<String>();
-    let collected = tokio::spawn(async move {
-        let mut addr_tx = Some(addr_tx);
-        let mut all = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.split("listening on http://").nth(1)
-                && let Some(tx) = addr_tx.take()
-            {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let addr = tokio::time::timeout(WAIT, addr_rx)
-        .await
-        .expect("starts")
-        .expect("address");
+    let launched = Launched::start(
+        &[
+            ("DATABASE_URL", &db.url),
+            ("SHARED_SECRET", common::SECRET),
+            ("COMMAND_TOKEN", "tok-456-secret"),
+            (
+                "ALERT_WEBHOOK_URL",
+                "http://127.0.0.1:9/api/webhooks/1/hook-789-secret",
+            ),
+            ("RUST_LOG", "debug"),
+        ],
+        &[],
+    )
+    .await;
+    let addr = launched.addr.clone();
     // A wrong secret and a token in URLs, as old clients send them.
     let _ = tokio_tungstenite::connect_async(format!(
         "ws://{addr}/ws/position?secret=guess-123-secret"
@@ -524,12 +500,10 @@ async fn secrets_stay_out_of_debug_logs() {
         .await;
     // The webhook is unreachable: wait for the first failed delivery to be logged.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    sigterm(&child);
-    let _ = tokio::time::timeout(WAIT, child.wait()).await;
-    let log = tokio::time::timeout(WAIT, collected)
-        .await
-        .expect("log collected")
-        .expect("task");
+    let mut launched = launched;
+    sigterm(&launched.child);
+    let _ = tokio::time::timeout(WAIT, launched.child.wait()).await;
+    let log = launched.log();
     assert!(
         log.contains("webhook unreachable"),
         "the failure is logged:\n{log}"

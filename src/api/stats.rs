@@ -60,11 +60,13 @@ pub struct Leaderboard {
     entries: Vec<LeaderRow>,
 }
 
+/// The range of a stats query: defaults to `default_span` before `to`, at most 366 days.
 fn bounded_range(
     from: Option<&str>,
     to: Option<&str>,
+    default_span: chrono::Duration,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-    let (from, to) = params::range_or_default(from, to, DEFAULT_SPAN)?;
+    let (from, to) = params::range_or_default(from, to, default_span)?;
     if to - from > MAX_SPAN {
         return Err(ApiError::BadRequest(
             "the range between `from` and `to` is longer than 366 days".into(),
@@ -93,7 +95,7 @@ pub async fn leaderboard(
             ));
         }
     };
-    let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref())?;
+    let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref(), DEFAULT_SPAN)?;
     let limit = params::int("limit", p.limit.as_deref(), 1, 1000)?.unwrap_or(10);
     let entries = state.store.leaderboard(by, from, to, limit).await?;
     Ok(Json(Leaderboard {
@@ -146,7 +148,7 @@ pub async fn character_stats(
 ) -> Result<Json<CharacterStats>, ApiError> {
     let name = params::name("character", Some(&character))?
         .ok_or_else(|| ApiError::BadRequest("`character` must not be empty".into()))?;
-    let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref())?;
+    let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref(), DEFAULT_SPAN)?;
     let bucket_secs =
         params::int("bucket", p.bucket.as_deref(), 60, 7 * 24 * 3600)?.unwrap_or(3600);
     if (to - from).num_seconds() / bucket_secs > MAX_BUCKETS {
@@ -213,13 +215,7 @@ pub async fn sheet(
 ) -> Result<Json<Sheet>, ApiError> {
     let name = params::name("character", Some(&character))?
         .ok_or_else(|| ApiError::BadRequest("`character` must not be empty".into()))?;
-    let (from, to) =
-        params::range_or_default(p.from.as_deref(), p.to.as_deref(), PROGRESS_DEFAULT_SPAN)?;
-    if to - from > MAX_SPAN {
-        return Err(ApiError::BadRequest(
-            "the range between `from` and `to` is longer than 366 days".into(),
-        ));
-    }
+    let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref(), PROGRESS_DEFAULT_SPAN)?;
     let limit = params::int("limit", p.limit.as_deref(), 1, 10_000)?.unwrap_or(1_000);
     let character = require_character(&state, &name).await?;
     let latest = state.store.latest_sheet(&name).await?;
