@@ -122,7 +122,7 @@ async fn write(
                 if err.is_data_error() {
                     permanent_failures += 1;
                     if permanent_failures > PERMANENT_RETRIES {
-                        isolate(store, batch, metrics, report, err).await;
+                        isolate(store, batch, metrics, report, err, stop, deadline).await;
                         return;
                     }
                 }
@@ -163,25 +163,62 @@ async fn write(
 }
 
 /// Writes the events of a batch the database keeps rejecting one at a time, dropping (and
-/// logging) only those rejected on their own.
+/// logging) only those the database rejects as invalid on their own. Any other failure (a lost
+/// connection, a database restarting) is retried with backoff like a whole batch: nothing valid
+/// is dropped. Should the server stop meanwhile (`deadline` unset), the events not yet written
+/// stay in `batch` for the shutdown flush; with a deadline, what is still unwritten when it
+/// passes is lost and counted.
 async fn isolate(
     store: &Store,
     batch: &mut Vec<Event>,
     metrics: &Metrics,
     report: &mut WriterReport,
     cause: StoreError,
+    stop: &CancellationToken,
+    deadline: Option<Instant>,
 ) {
     tracing::error!(error = %cause, events = batch.len(), "batch rejected by the database; writing its events one by one");
-    for event in batch.drain(..) {
-        match store.write_batch(std::slice::from_ref(&event)).await {
+    let mut pending: std::collections::VecDeque<Event> = batch.drain(..).collect();
+    let mut backoff = FIRST_BACKOFF;
+    while let Some(event) = pending.front() {
+        match store.write_batch(std::slice::from_ref(event)).await {
             Ok(()) => {
                 metrics::bump(&metrics.events_written);
                 report.written += 1;
+                pending.pop_front();
+                backoff = FIRST_BACKOFF;
             }
-            Err(err) => {
+            Err(err) if err.is_data_error() => {
                 tracing::error!(error = %err, ?event, "event rejected by the database; dropped");
                 metrics::bump(&metrics.events_dropped);
                 report.lost += 1;
+                pending.pop_front();
+            }
+            Err(err) => {
+                metrics::bump(&metrics.write_failures);
+                tracing::warn!(error = %err, retry_in = ?backoff, "database write failed while isolating a rejected batch; retrying");
+                if deadline.is_some_and(|d| Instant::now() + backoff > d) {
+                    let n = pending.len() as u64;
+                    tracing::error!(
+                        events = n,
+                        "shutdown flush window ran out; these events are lost"
+                    );
+                    metrics::add(&metrics.events_dropped, n);
+                    report.lost += n;
+                    return;
+                }
+                if deadline.is_none() {
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.cancelled() => {
+                            batch.extend(pending);
+                            return;
+                        }
+                    }
+                } else {
+                    tokio::time::sleep(backoff).await;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

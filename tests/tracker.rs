@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, Block, TestApp, block_writes, rare_frame, spawn_frame, telemetry};
+use dereth_tracker::store::Event;
 use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
@@ -788,3 +789,76 @@ both_backends!(
     late_frames_are_stored_but_not_counted_twice,
     debug_and_health_report_the_server,
 );
+
+/// A batch the database rejects is written event by event; a connection failure on one of the
+/// valid events then must not drop it: it is retried until written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_while_isolating_a_rejected_batch_loses_nothing() {
+    let Some(db) = common::TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let store = db.store().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    // The rare "Poison" is invalid data; the 5th insert into spawn_events fails as if the
+    // connection dropped (SQLSTATE 08006): the batch fails 4 times on the rare (each attempt
+    // inserts the spawn first), then the spawn's own insert during isolation hits the failure.
+    sqlx::raw_sql(
+        "ALTER TABLE rare_events ADD CONSTRAINT no_poison CHECK (name <> 'Poison'); \
+         CREATE SEQUENCE spawn_inserts; \
+         CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF nextval('spawn_inserts') = 5 THEN \
+             RAISE EXCEPTION 'simulated connection loss' USING ERRCODE = '08006'; \
+           END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER flaky BEFORE INSERT ON spawn_events FOR EACH ROW EXECUTE FUNCTION flaky();",
+    )
+    .execute(&pool)
+    .await
+    .expect("set up the failures");
+    let parse = |v: serde_json::Value| {
+        dereth_tracker::protocol::parse_plugin_frame(&v.to_string()).expect("frame")
+    };
+    let dereth_tracker::protocol::PluginFrame::Spawn(spawn) = parse(spawn_frame("Iso", "Drudge"))
+    else {
+        panic!("spawn")
+    };
+    let dereth_tracker::protocol::PluginFrame::Rare(rare) = parse(rare_frame("Iso", "Poison"))
+    else {
+        panic!("rare")
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(Event::Spawn(spawn)).await.expect("queue");
+    tx.send(Event::Rare {
+        rare,
+        session_id: None,
+    })
+    .await
+    .expect("queue");
+    drop(tx);
+    let metrics = std::sync::Arc::new(dereth_tracker::metrics::Metrics::default());
+    let report = tokio::time::timeout(
+        common::WAIT,
+        dereth_tracker::writer::run(
+            store.clone(),
+            rx,
+            metrics,
+            dereth_tracker::writer::WriterConfig {
+                batch_size: 10,
+                flush_window: Duration::from_secs(10),
+            },
+            tokio_util::sync::CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the writer finishes");
+    assert_eq!(report.lost, 1, "only the invalid rare is dropped");
+    assert_eq!(report.written, 1);
+    assert_eq!(store.spawns_of("Iso", 10).await.expect("spawns").len(), 1);
+    let attempts: i64 = sqlx::query_scalar("SELECT last_value FROM spawn_inserts")
+        .fetch_one(&pool)
+        .await
+        .expect("sequence");
+    assert!(
+        attempts >= 6,
+        "the spawn was retried after the failure ({attempts} inserts)"
+    );
+}
