@@ -4,6 +4,7 @@
 //! A bad frame gets an `error` frame back and costs the connection part of its error budget; it
 //! never affects other connections or anything already accepted.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -27,6 +28,9 @@ use crate::store::Event;
 
 /// Header carrying the plugin's shared secret.
 pub const SECRET_HEADER: &str = "x-plugin-secret";
+
+/// Distinct characters one plugin connection may speak for.
+pub const MAX_CHARACTERS_PER_CONNECTION: usize = 64;
 
 /// Commands a plugin may have waiting before further ones are answered "busy".
 const COMMAND_BUFFER: usize = 32;
@@ -151,7 +155,7 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
     ping.reset();
     let mut last_heard = Instant::now();
     // Characters this connection spoke for, for the disconnect alert.
-    let mut names: Vec<String> = Vec::new();
+    let mut names: HashSet<String> = HashSet::new();
 
     let end = loop {
         tokio::select! {
@@ -213,7 +217,9 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
     };
     state.live.unroute(conn);
     if matches!(end, End::Lost | End::TimedOut | End::SendFailed) && !names.is_empty() {
-        state.alerts.signal(Signal::Lost { names });
+        state.alerts.signal(Signal::Lost {
+            names: names.into_iter().collect(),
+        });
     }
     tracing::info!(reason = ?end, "plugin disconnected");
     end
@@ -226,7 +232,7 @@ async fn accept(
     conn: ConnId,
     commands: &mpsc::Sender<Utf8Bytes>,
     text: &Utf8Bytes,
-    names: &mut Vec<String>,
+    names: &mut HashSet<String>,
 ) -> Result<(), FrameError> {
     let frame = parse_plugin_frame(text.as_str())?;
     let Some(kind) = frame.kind() else {
@@ -235,12 +241,21 @@ async fn accept(
         }
         return Ok(());
     };
+    if let Some(name) = frame.character_name()
+        && !names.contains(name)
+    {
+        // A plugin speaks for its character (a multibox client for a few): a connection that
+        // names ever more characters is refused new ones, so it cannot grow the server's memory.
+        if names.len() >= MAX_CHARACTERS_PER_CONNECTION {
+            return Err(FrameError::Invalid(format!(
+                "this connection already speaks for {MAX_CHARACTERS_PER_CONNECTION} characters"
+            )));
+        }
+        names.insert(name.to_owned());
+    }
     state.metrics.count_frame(kind);
     if let Some(name) = frame.character_name() {
         state.live.route(name, conn, commands);
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_owned());
-        }
     }
     let event = match frame {
         PluginFrame::Telemetry(row) => {

@@ -383,3 +383,38 @@ async fn slow_and_silent_http_clients_are_closed() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_cannot_speak_for_ever_more_characters() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.max_frame_errors = 100)
+        .await
+        .expect("sqlite");
+    let mut plugin = app.plugin().await;
+    let limit = dereth_tracker::ingest::MAX_CHARACTERS_PER_CONNECTION;
+    for i in 0..limit {
+        plugin
+            .send_json(&telemetry(&format!("Alt {i}"), "s", 1))
+            .await;
+    }
+    app.wait_for_rows(limit as i64, 0, 0).await;
+    plugin.send_json(&telemetry("One Too Many", "s", 1)).await;
+    let reply = plugin.recv_json().await;
+    assert_eq!(reply["type"], "error");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&limit.to_string()),
+        "{reply}"
+    );
+    // The characters it already speaks for still work.
+    plugin.send_json(&telemetry("Alt 0", "s", 2)).await;
+    app.wait_for_rows(limit as i64 + 1, 0, 0).await;
+    assert!(
+        app.store
+            .telemetry_of("One Too Many", 1)
+            .await
+            .expect("rows")
+            .is_empty()
+    );
+}
