@@ -28,10 +28,10 @@ CONTAINER=dereth-image-test
 mkdir -p "$WORK"
 
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 \
-  || ! command -v debootstrap >/dev/null 2>&1; then
-  log "installing podman, runc and debootstrap"
+  || ! command -v debootstrap >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+  log "installing podman, runc, debootstrap and curl"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap curl >/dev/null
 fi
 
 # This machine's kernel and sandbox want runc, cgroupfs and no default ulimits; a private
