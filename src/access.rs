@@ -33,22 +33,31 @@ pub fn is_proxied(headers: &HeaderMap) -> bool {
 }
 
 /// The client a request stands for: the socket peer, or, when that peer is a proxy on this
-/// machine, the address it reports (`X-Real-IP`, else the last `X-Forwarded-For` entry).
+/// machine, the address it reports: the last `X-Forwarded-For` entry (the one the proxy appended;
+/// earlier ones come from the client and can be forged), else `X-Real-IP`.
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     if !is_loopback(peer.ip()) {
         return peer.ip().to_canonical();
     }
     let forwarded = headers
-        .get("x-real-ip")
+        .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-        })
+        .and_then(|v| v.rsplit(',').next())
+        .or_else(|| headers.get("x-real-ip").and_then(|v| v.to_str().ok()))
         .and_then(|v| v.trim().parse::<IpAddr>().ok());
     forwarded.map_or(peer.ip().to_canonical(), |ip| ip.to_canonical())
+}
+
+/// Whether a `Host` header names this machine (an IP literal of loopback, or `localhost`): what a
+/// browser on this machine sends; a request through a proxy under a public name does not.
+pub fn is_local_host(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let name = host_name(host);
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<IpAddr>().is_ok_and(is_loopback)
 }
 
 /// The host name of a `Host` header value, without port or IPv6 brackets, lower-cased.
@@ -154,12 +163,26 @@ pub struct Requester {
     pub peer: SocketAddr,
     /// The request carried proxy headers.
     pub proxied: bool,
+    /// The request's `Host` names this machine (see [`is_local_host`]).
+    pub local_host: bool,
+}
+
+impl Requester {
+    /// The facts of one request.
+    pub fn of(peer: SocketAddr, headers: &HeaderMap) -> Self {
+        Self {
+            peer,
+            proxied: is_proxied(headers),
+            local_host: is_local_host(headers.get(header::HOST).and_then(|v| v.to_str().ok())),
+        }
+    }
 }
 
 /// The command rule. With a COMMAND_TOKEN configured, the token must be presented, by everyone.
 /// Without one, only a browser on this very machine may command: the server must be bound to
 /// loopback (a server reachable from the network needs the token), the peer must be loopback,
-/// and the request must not have come through a proxy (behind one, everyone is loopback).
+/// the request must not carry proxy headers, and its `Host` must name this machine (a proxy
+/// that adds no forwarding headers still passes the public name it was reached under).
 pub fn may_command(
     configured: Option<&Secret>,
     presented: Option<&str>,
@@ -168,7 +191,12 @@ pub fn may_command(
 ) -> bool {
     match configured {
         Some(expected) => presented.is_some_and(|t| session::secret_matches(t, expected.expose())),
-        None => is_loopback(bind.ip()) && is_loopback(requester.peer.ip()) && !requester.proxied,
+        None => {
+            is_loopback(bind.ip())
+                && is_loopback(requester.peer.ip())
+                && !requester.proxied
+                && requester.local_host
+        }
     }
 }
 
@@ -306,27 +334,28 @@ mod tests {
 
     #[test]
     fn without_a_token_only_direct_loopback_browsers_of_a_loopback_server_command() {
-        let local = Requester {
-            peer: addr("127.0.0.1:5000"),
-            proxied: false,
+        let req = |peer: &str, proxy: bool, host: &str| {
+            let mut pairs = vec![("host", host)];
+            if proxy {
+                pairs.push(("x-forwarded-for", "198.51.100.7"));
+            }
+            Requester::of(addr(peer), &headers(&pairs))
         };
-        let mapped = Requester {
-            peer: addr("[::ffff:127.0.0.1]:5000"),
-            proxied: false,
-        };
-        let proxied = Requester {
-            peer: addr("127.0.0.1:5000"),
-            proxied: true,
-        };
-        let remote = Requester {
-            peer: addr("203.0.113.7:5000"),
-            proxied: false,
-        };
+        let local = req("127.0.0.1:5000", false, "127.0.0.1:8765");
+        let mapped = req("[::ffff:127.0.0.1]:5000", false, "localhost:8765");
+        let proxied = req("127.0.0.1:5000", true, "127.0.0.1:8765");
+        // A proxy that adds no forwarding headers, reached under a public name.
+        let named = req("127.0.0.1:5000", false, "tracker.example.com");
+        let remote = req("203.0.113.7:5000", false, "127.0.0.1:8765");
         let lo = addr("127.0.0.1:8765");
         let public = addr("0.0.0.0:8765");
         assert!(may_command(None, None, local, lo));
         assert!(may_command(None, None, mapped, lo));
         assert!(!may_command(None, None, proxied, lo), "behind a proxy");
+        assert!(
+            !may_command(None, None, named, lo),
+            "through a proxy by name"
+        );
         assert!(!may_command(None, None, remote, lo));
         assert!(!may_command(None, None, local, public), "token mandatory");
         assert!(!may_command(None, Some("anything"), remote, lo));
@@ -335,14 +364,8 @@ mod tests {
     #[test]
     fn with_a_token_everyone_must_present_it() {
         let token = Secret::new("letmein");
-        let local = Requester {
-            peer: addr("127.0.0.1:5000"),
-            proxied: false,
-        };
-        let remote = Requester {
-            peer: addr("203.0.113.7:5000"),
-            proxied: true,
-        };
+        let local = Requester::of(addr("127.0.0.1:5000"), &headers(&[("host", "127.0.0.1")]));
+        let remote = Requester::of(addr("203.0.113.7:5000"), &headers(&[("host", "x.example")]));
         let public = addr("0.0.0.0:8765");
         assert!(may_command(Some(&token), Some("letmein"), remote, public));
         assert!(!may_command(Some(&token), None, local, public));
@@ -385,7 +408,11 @@ mod tests {
 
     #[test]
     fn the_client_behind_a_local_proxy_is_the_forwarded_one() {
-        let h = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.9")]);
+        // The proxy appended the last entry; a forged X-Real-IP does not override it.
+        let h = headers(&[
+            ("x-forwarded-for", "198.51.100.1, 203.0.113.9"),
+            ("x-real-ip", "192.0.2.99"),
+        ]);
         assert_eq!(
             client_ip(addr("127.0.0.1:1"), &h),
             "203.0.113.9".parse::<IpAddr>().expect("ip")

@@ -58,10 +58,7 @@ pub async fn handler(
         )
         .into_response();
     }
-    let requester = Requester {
-        peer,
-        proxied: access::is_proxied(&headers),
-    };
+    let requester = Requester::of(peer, &headers);
     let Some(slot) =
         ConnectionSlot::acquire(&state.metrics, Peer::Browser, state.settings.max_browsers)
     else {

@@ -418,3 +418,34 @@ async fn one_connection_cannot_speak_for_ever_more_characters() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_without_forwarding_headers_still_needs_the_token() {
+    // nginx passing Host but no X-Forwarded-For: the peer is loopback, the Host a public name.
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.allowed_hosts = vec!["tracker.example.com".into()];
+    })
+    .await
+    .expect("sqlite");
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&telemetry("Named", "s", 1)).await;
+    app.wait_for_rows(1, 0, 0).await;
+    let mut request = format!("ws://{}/ws/live", app.addr)
+        .into_client_request()
+        .expect("request");
+    request
+        .headers_mut()
+        .insert("Host", "tracker.example.com".parse().expect("value"));
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("browser connects");
+    let mut browser = common::Client { ws };
+    browser.recv_type("snapshot").await;
+    browser
+        .send_json(&json!({"type": "command", "player_name": "Named", "command": "/vt stop"}))
+        .await;
+    assert_eq!(
+        browser.recv_type("command_result").await["status"],
+        "unauthorized"
+    );
+}
