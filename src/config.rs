@@ -442,6 +442,47 @@ pub struct Settings {
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
 
+    /// PostgreSQL: seconds a query may run on a read connection before the database cancels
+    /// it (`statement_timeout`), so abandoned or huge queries cannot hold connections.
+    #[arg(long, env = "READ_STATEMENT_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_statement_timeout_secs: u64,
+
+    /// Expensive queries (trails, heatmaps, leaderboard, per-character stats, CSV exports) that
+    /// may run at once; more wait up to HEAVY_QUERY_WAIT_SECS, then get 503.
+    #[arg(long, env = "MAX_HEAVY_QUERIES", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_heavy_queries: u32,
+
+    /// Seconds an expensive query waits for its turn before it is answered 503.
+    #[arg(long, env = "HEAVY_QUERY_WAIT_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub heavy_query_wait_secs: u64,
+
+    /// Most telemetry rows one query may have to read, estimated as its window in seconds x
+    /// the characters it covers / 2 (telemetry every 2 s); larger requests get 400 naming what
+    /// to narrow.
+    #[arg(long, env = "MAX_QUERY_ROWS", default_value_t = 2_000_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=1_000_000_000))]
+    pub max_query_rows: u64,
+
+    /// Most rows one CSV export carries (the `limit` parameter may ask for fewer).
+    #[arg(long, env = "CSV_MAX_ROWS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub csv_max_rows: u64,
+
+    /// Seconds one CSV export may stream; an export still running then is cut off (the
+    /// response ends without its final chunk, so clients see it is incomplete).
+    #[arg(long, env = "CSV_TIME_BUDGET_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub csv_time_budget_secs: u64,
+
+    /// Characters offline for this many seconds leave memory (their data stays in the
+    /// database and comes back when they do).
+    #[arg(long, env = "EVICT_OFFLINE_SECS", default_value_t = 3_600,
+          value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub evict_offline_secs: u64,
+
     /// Seconds an HTTP request may take before it is answered with 408.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
@@ -588,6 +629,17 @@ impl Settings {
 
     /// The database URL used when none is configured.
     pub const DEFAULT_DATABASE_URL: &'static str = "sqlite://dereth-tracker.db";
+
+    /// How the store connects, from these settings.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            max_connections: self.db_max_connections,
+            acquire_timeout: Duration::from_secs(self.db_acquire_timeout_secs),
+            sqlite_busy_timeout: Duration::from_millis(self.sqlite_busy_timeout_ms),
+            read_statement_timeout: Duration::from_secs(self.read_statement_timeout_secs),
+            password: self.database_password.clone(),
+        }
+    }
 
     /// The live window as a duration.
     pub fn live_window(&self) -> Duration {

@@ -91,12 +91,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
              of this tracker to refuse DNS-rebinding requests"
         );
     }
-    let options = StoreOptions {
-        max_connections: settings.db_max_connections,
-        acquire_timeout: std::time::Duration::from_secs(settings.db_acquire_timeout_secs),
-        sqlite_busy_timeout: std::time::Duration::from_millis(settings.sqlite_busy_timeout_ms),
-        password: settings.database_password.clone(),
-    };
+    let options = settings.store_options();
     let url = redact_url(&settings.database_url);
     let wait = std::time::Duration::from_secs(settings.db_startup_wait_secs);
     let store = connect_with_retry(&settings.database_url, &options, wait)

@@ -37,6 +37,8 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     /// Webhook alerts (disabled without a webhook).
     pub alerts: Alerts,
+    /// Admission of expensive queries.
+    pub queries: Arc<crate::api::QueryBudget>,
     /// Failed plugin authentications per client, to slow down secret guessing.
     pub auth_failures: Arc<crate::access::RateLimiter>,
     next_conn: Arc<AtomicU64>,
@@ -52,6 +54,7 @@ impl AppState {
         lifecycle: Arc<Lifecycle>,
     ) -> Self {
         Self {
+            queries: Arc::new(crate::api::QueryBudget::new(&settings)),
             settings: Arc::new(settings),
             store,
             live,

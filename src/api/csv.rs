@@ -61,10 +61,35 @@ fn render<T: CsvRow>(rows: &[T], with_header: bool) -> Bytes {
     Bytes::from(out)
 }
 
+/// What bounds one CSV export: its turn among expensive queries (held until the body ends), the
+/// most rows it carries and when it must be done.
+#[derive(Debug)]
+pub struct Export {
+    pub permit: super::HeavyPermit,
+    pub max_rows: i64,
+    pub deadline: tokio::time::Instant,
+}
+
+impl Export {
+    /// Takes a turn among expensive queries and starts the export's clock.
+    pub async fn start(state: &crate::state::AppState) -> Result<Self, super::ApiError> {
+        let permit = state.queries.admit().await?;
+        let settings = &state.settings;
+        Ok(Self {
+            permit,
+            max_rows: i64::try_from(settings.csv_max_rows).unwrap_or(i64::MAX),
+            deadline: tokio::time::Instant::now()
+                + std::time::Duration::from_secs(settings.csv_time_budget_secs),
+        })
+    }
+}
+
 /// Streams pages from `fetch` (called with the previous page's last row, `None` first, and the
-/// most rows to return) until a page comes back short or `cap` rows were sent. A database error
-/// ends the body early and is logged (the status line is already sent).
-pub fn paged<T, F, Fut>(filename: &str, cap: Option<i64>, fetch: F) -> Response
+/// most rows to return) until a page comes back short or `cap` rows (at most the export's
+/// maximum) were sent. A database error, or the export's deadline passing, ends the body early
+/// with an error (logged; the status line is already sent, so the client sees a truncated
+/// transfer rather than a complete-looking file).
+pub fn paged<T, F, Fut>(filename: &str, cap: Option<i64>, export: Export, fetch: F) -> Response
 where
     T: CsvRow + Clone + Send + 'static,
     F: Fn(Option<T>, i64) -> Fut + Send + Sync + 'static,
@@ -76,20 +101,30 @@ where
         first: bool,
         done: bool,
         left: i64,
+        deadline: tokio::time::Instant,
+        _permit: super::HeavyPermit,
     }
     let state = State {
         fetch,
         last: None,
         first: true,
         done: false,
-        left: cap.unwrap_or(i64::MAX),
+        left: cap.unwrap_or(i64::MAX).min(export.max_rows),
+        deadline: export.deadline,
+        _permit: export.permit,
     };
     let body = stream::unfold(state, |mut s| async move {
         if s.done || s.left <= 0 {
             return None;
         }
         let limit = s.left.min(PAGE);
-        match (s.fetch)(s.last.take(), limit).await {
+        let page = tokio::time::timeout_at(s.deadline, (s.fetch)(s.last.take(), limit)).await;
+        let Ok(page) = page else {
+            tracing::warn!("CSV export ran past CSV_TIME_BUDGET_SECS; cut off");
+            s.done = true;
+            return Some((Err(std::io::Error::other("export time budget exceeded")), s));
+        };
+        match page {
             Ok(rows) => {
                 s.done = (rows.len() as i64) < limit;
                 s.left -= rows.len() as i64;

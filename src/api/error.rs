@@ -21,6 +21,9 @@ pub enum ApiError {
     TooManyRequests(&'static str),
     #[error("{0}")]
     Unavailable(&'static str),
+    /// Too much work in progress; the client may retry after a second.
+    #[error("{0}")]
+    Busy(&'static str),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -41,7 +44,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -49,6 +52,18 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
+        if err.is_query_timeout() {
+            return Self::Unavailable(
+                "the query ran longer than the server allows (READ_STATEMENT_TIMEOUT_SECS); \
+                 ask for a shorter range or one character",
+            );
+        }
+        if matches!(
+            err,
+            crate::store::StoreError::Database(sqlx::Error::PoolTimedOut)
+        ) {
+            return Self::Busy("every database connection for queries is busy; retry in a moment");
+        }
         Self::Internal(Box::new(err))
     }
 }
@@ -61,6 +76,13 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.to_string(),
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if matches!(self, Self::Busy(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

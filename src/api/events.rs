@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
 use super::params::{self, Format, Query};
-use super::{ApiError, ErrorBody, require_character};
+use super::{ApiError, ErrorBody, characters_covered, require_character};
 use crate::state::AppState;
 use crate::store::{EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery};
 
@@ -33,7 +33,8 @@ pub struct EventParams {
     from: Option<String>,
     /// Exclusive end, RFC 3339 (UTC).
     to: Option<String>,
-    /// Rows per page: 1 to 10000, default 1000. With CSV, the most rows exported (default: all).
+    /// Rows per page: 1 to 10000, default 1000. With CSV, the most rows exported (default and
+    /// most: the server's CSV_MAX_ROWS, 1000000 unless configured).
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -99,10 +100,12 @@ async fn events(state: AppState, kind: EventKind, p: EventParams) -> Result<Resp
         }
         Format::Csv => {
             let cap = params::int("limit", p.limit.as_deref(), 1, i64::MAX)?;
+            let export = csv::Export::start(&state).await?;
             let store = state.store.clone();
             Ok(csv::paged(
                 filename,
                 cap,
+                export,
                 move |last: Option<EventRecord>, limit| {
                     let store = store.clone();
                     let mut q = query.clone();
@@ -204,6 +207,18 @@ async fn heatmap(
         bin,
         label: params::name("name", p.name.as_deref())?,
     };
+    let _permit = state.queries.admit().await?;
+    // Spawns are about as many as telemetry rows; rares are few.
+    if kind == EventKind::Spawns && !state.store.heatmap_from_cells(kind, &query) {
+        let characters = characters_covered(&state, None, from).await?;
+        state.queries.check_range(
+            from,
+            to,
+            characters,
+            "ask for a shorter range (`from`, `to`), or leave out `name` and use a `bin` that is \
+             a multiple of 2 (answered from hourly counts)",
+        )?;
+    }
     let cells = state.store.heatmap(kind, &query).await?;
     Ok(Json(Heatmap {
         bin,

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
 use super::params::{self, Format, Query};
-use super::{ApiError, ErrorBody, require_character};
+use super::{ApiError, ErrorBody, characters_covered, require_character};
 use crate::state::AppState;
 use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint};
 
@@ -36,8 +36,8 @@ pub struct HistoryParams {
     to: Option<String>,
     /// Alias of `to` (the original tracker's name).
     to_ts: Option<String>,
-    /// Rows per page: 1 to 10000, default 1000 (JSON). With CSV, the most rows exported (default:
-    /// all).
+    /// Rows per page: 1 to 10000, default 1000 (JSON). With CSV, the most rows exported
+    /// (default and most: the server's CSV_MAX_ROWS, 1000000 unless configured).
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -148,10 +148,12 @@ pub async fn history(
         }
         Format::Csv => {
             let cap = params::int("limit", p.limit.as_deref(), 1, i64::MAX)?;
+            let export = csv::Export::start(&state).await?;
             let store = state.store.clone();
             Ok(csv::paged(
                 "history.csv",
                 cap,
+                export,
                 move |last: Option<TelemetryRecord>, limit| {
                     let store = store.clone();
                     let mut q = query.clone();
@@ -206,7 +208,16 @@ pub async fn trails(
     if let Some(name) = &character {
         require_character(&state, name).await?;
     }
-    let since = Utc::now() - chrono::Duration::seconds(seconds);
+    let now = Utc::now();
+    let since = now - chrono::Duration::seconds(seconds);
+    let _permit = state.queries.admit().await?;
+    let characters = characters_covered(&state, character.as_deref(), since).await?;
+    state.queries.check_range(
+        since,
+        now,
+        characters,
+        "pass `character` or fewer `seconds`",
+    )?;
     let trails = state
         .store
         .trails(since, character.as_deref(), step, TRAILS_MAX_POINTS)

@@ -1,6 +1,7 @@
 //! HTTP endpoints other than the websockets: live state, operations (debug, health, metrics),
 //! stored telemetry and events, statistics, and the OpenAPI document describing them all.
 
+mod budget;
 mod csv;
 mod error;
 mod events;
@@ -11,6 +12,7 @@ mod prometheus;
 mod stats;
 mod status;
 
+pub use budget::{HeavyPermit, QueryBudget};
 pub use error::{ApiError, ErrorBody};
 pub use openapi::{openapi_document, routes};
 pub use params::Query;
@@ -26,4 +28,17 @@ async fn require_character(state: &AppState, name: &str) -> Result<CharacterSumm
         .character(name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown character `{name}`")))
+}
+
+/// How many characters a query over data since `since` covers: one when it names a character,
+/// otherwise every character seen since then.
+async fn characters_covered(
+    state: &AppState,
+    character: Option<&str>,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<i64, ApiError> {
+    match character {
+        Some(_) => Ok(1),
+        None => Ok(state.store.characters_seen_since(since).await?),
+    }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::params::{self, Query};
-use super::{ApiError, ErrorBody, require_character};
+use super::{ApiError, ErrorBody, characters_covered, require_character};
 use crate::protocol::CharacterSheet;
 use crate::state::AppState;
 use crate::store::{
@@ -97,6 +97,16 @@ pub async fn leaderboard(
     };
     let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref(), DEFAULT_SPAN)?;
     let limit = params::int("limit", p.limit.as_deref(), 1, 1000)?.unwrap_or(10);
+    let _permit = state.queries.admit().await?;
+    if by != LeaderMetric::Rares {
+        let characters = characters_covered(&state, None, from).await?;
+        state.queries.check_range(
+            from,
+            to,
+            characters,
+            "ask for a shorter range (`from`, `to`)",
+        )?;
+    }
     let entries = state.store.leaderboard(by, from, to, limit).await?;
     Ok(Json(Leaderboard {
         by,
@@ -157,6 +167,10 @@ pub async fn character_stats(
         )));
     }
     let character = require_character(&state, &name).await?;
+    let _permit = state.queries.admit().await?;
+    state
+        .queries
+        .check_range(from, to, 1, "ask for a shorter range (`from`, `to`)")?;
     let series = state.store.activity(&name, from, to, bucket_secs).await?;
     let rares_per_session = state.store.session_rares(&name, 100).await?;
     Ok(Json(CharacterStats {

@@ -256,14 +256,25 @@ pub enum Backend {
 }
 
 /// Connection settings shared by both backends.
+///
+/// Every store has two pools: one for the writer task and maintenance (pruning, thinning) of
+/// [`WRITE_CONNECTIONS`] connections, and one of `max_connections` for queries. However many
+/// readers wait, the writer never waits for a connection behind them.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// Connections of the read pool.
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub sqlite_busy_timeout: Duration,
+    /// PostgreSQL only: `statement_timeout` of read connections, so a query whose HTTP request
+    /// timed out (or that a hostile range made huge) stops using the database too.
+    pub read_statement_timeout: Duration,
     /// PostgreSQL password given apart from the URL (any characters), overriding the URL's.
     pub password: Option<crate::config::Secret>,
 }
+
+/// Connections of the write pool: the writer's, one for maintenance, one for health checks.
+pub const WRITE_CONNECTIONS: u32 = 3;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -271,6 +282,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             sqlite_busy_timeout: Duration::from_secs(5),
+            read_statement_timeout: Duration::from_secs(30),
             password: None,
         }
     }
@@ -311,6 +323,12 @@ impl StoreError {
 }
 
 impl StoreError {
+    /// Whether the database cancelled a query that ran past the read statement timeout.
+    pub fn is_query_timeout(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("57014"))
+    }
+
     /// Whether the database rejected the data itself (a constraint or data exception), so that
     /// retrying the same statement cannot succeed. Everything else (connection refused or lost,
     /// pool exhausted, locks, a database that is starting, shutting down or refusing connections)
@@ -523,18 +541,12 @@ impl Store {
         kind: EventKind,
         query: &HeatmapQuery,
     ) -> Result<Vec<HeatCell>, StoreError> {
-        let k = (query.bin / SPAWN_CELL).round();
-        let whole_cells = k >= 1.0 && (k * SPAWN_CELL - query.bin).abs() < 1e-9;
-        let first_hour = hour_of(query.from + chrono::Duration::seconds(3599));
-        let last_hour = hour_of(query.to);
-        if kind != EventKind::Spawns
-            || query.label.is_some()
-            || !whole_cells
-            || first_hour >= last_hour
-        {
+        if !self.heatmap_from_cells(kind, query) {
             return dispatch!(self.heatmap(kind, query));
         }
-        let k = k as i64;
+        let first_hour = hour_of(query.from + chrono::Duration::seconds(3599));
+        let last_hour = hour_of(query.to);
+        let k = (query.bin / SPAWN_CELL).round() as i64;
         let mut counts: HashMap<(i64, i64), i64> = HashMap::new();
         for (bx, by, n) in dispatch!(self.spawn_cell_counts(first_hour, last_hour, k))? {
             *counts.entry((bx, by)).or_default() += n;
@@ -569,6 +581,17 @@ impl Store {
         Ok(cells)
     }
 
+    /// Whether a heatmap is answered mostly from the hourly spawn cell counts (cheap) rather
+    /// than from raw events: spawns, no name filter, a bin that is a multiple of
+    /// [`SPAWN_CELL`], and at least one whole hour.
+    pub fn heatmap_from_cells(&self, kind: EventKind, query: &HeatmapQuery) -> bool {
+        let k = (query.bin / SPAWN_CELL).round();
+        let whole_cells = k >= 1.0 && (k * SPAWN_CELL - query.bin).abs() < 1e-9;
+        let first_hour = hour_of(query.from + chrono::Duration::seconds(3599));
+        let last_hour = hour_of(query.to);
+        kind == EventKind::Spawns && query.label.is_none() && whole_cells && first_hour < last_hour
+    }
+
     /// Every character ever seen, by name, at most `limit`.
     pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
         dispatch!(self.characters(limit))
@@ -577,6 +600,11 @@ impl Store {
     /// One character, if it was ever seen.
     pub async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
         dispatch!(self.character(name))
+    }
+
+    /// How many characters were seen at or after `since`.
+    pub async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        dispatch!(self.characters_seen_since(since))
     }
 
     /// Characters ranked by `metric` over [from, to).

@@ -68,7 +68,7 @@ impl PgStore {
         }
         push_range(&mut qb, q.from, q.to, q.after);
         qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&self.reads).await?;
         rows.iter()
             .map(|r| {
                 Ok(TelemetryRecord {
@@ -98,7 +98,7 @@ impl PgStore {
         }
         qb.push(" ORDER BY timestamp, id");
         let mut thinner = super::TrailThinner::new(step, limit);
-        let mut rows = qb.build().fetch(&self.pool);
+        let mut rows = qb.build().fetch(&self.reads);
         while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
             let point = TrailPoint {
                 character_name: r.try_get("character_name")?,
@@ -147,7 +147,7 @@ impl PgStore {
         }
         push_range(&mut qb, q.from, q.to, q.after);
         qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&self.reads).await?;
         rows.iter()
             .map(|r| {
                 Ok(EventRecord {
@@ -176,7 +176,7 @@ impl PgStore {
         };
         // The planner cannot know how few cells there are and would sort a million rows on disk;
         // a hash aggregate in memory is the right plan for any bin size the API allows.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.reads.begin().await?;
         sqlx::query("SET LOCAL work_mem = '64MB'")
             .execute(&mut *tx)
             .await?;
@@ -223,7 +223,7 @@ impl PgStore {
         to: DateTime<Utc>,
         k: i64,
     ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.reads.begin().await?;
         sqlx::query("SET LOCAL work_mem = '64MB'")
             .execute(&mut *tx)
             .await?;
@@ -249,7 +249,7 @@ impl PgStore {
     pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
         let rows = sqlx::query(&format!("{SUMMARY_SQL} ORDER BY c.character_name LIMIT $1"))
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter().map(summary_from_row).collect()
     }
@@ -257,9 +257,18 @@ impl PgStore {
     pub async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
         let row = sqlx::query(&format!("{SUMMARY_SQL} WHERE c.character_name = $1"))
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.as_ref().map(summary_from_row).transpose()
+    }
+
+    pub async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM characters WHERE last_seen >= $1")
+                .bind(since)
+                .fetch_one(&self.reads)
+                .await?,
+        )
     }
 
     pub async fn leaderboard(
@@ -290,7 +299,7 @@ impl PgStore {
             .bind(from)
             .bind(to)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter()
             .enumerate()
@@ -318,7 +327,7 @@ impl PgStore {
                 "SELECT min(timestamp) FROM telemetry_events WHERE character_name = $1",
             )
             .bind(character)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await?;
             // Aligned down to a whole bucket (at least an hour): the aggregate's buckets before
             // the cutoff and the raw rows after it never overlap (the aggregate computes the
@@ -364,7 +373,7 @@ impl PgStore {
         .bind(from)
         .bind(to)
         .bind(bucket_secs.max(3600) as f64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -403,7 +412,7 @@ impl PgStore {
             .bind(from)
             .bind(to)
             .bind(bucket_secs as f64)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter()
             .map(|r| {
@@ -428,7 +437,7 @@ impl PgStore {
         )
         .bind(character)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -458,7 +467,7 @@ impl PgStore {
         .bind(since)
         .bind(character)
         .bind(super::MAX_TRAIL_BREAKS)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("character_name")?, r.try_get("timestamp")?)))
@@ -472,7 +481,7 @@ impl PgStore {
              ORDER BY timestamp DESC, id DESC LIMIT 1",
         )
         .bind(character)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?)
     }
 
@@ -492,7 +501,7 @@ impl PgStore {
         .bind(from)
         .bind(to)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {

@@ -64,7 +64,10 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
 /// A PostgreSQL-backed store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// The writer's and maintenance's connections.
     pub(super) pool: PgPool,
+    /// Query connections, with a statement timeout.
+    pub(super) reads: PgPool,
     timescaledb: Arc<AtomicBool>,
     /// The `kills_hourly` continuous aggregate exists (TimescaleDB policies applied).
     hourly_aggregate: Arc<AtomicBool>,
@@ -86,14 +89,24 @@ impl PgStore {
             connect = connect.password(password.expose());
         }
         let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(2))
+            .max_connections(super::WRITE_CONNECTIONS)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
         accept_amended_migrations(&pool).await?;
         MIGRATOR.run(&pool).await?;
+        let timeout_ms = options
+            .read_statement_timeout
+            .as_millis()
+            .max(1)
+            .to_string();
+        let reads = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect.options([("statement_timeout", timeout_ms.as_str())]));
         let store = Self {
             pool,
+            reads,
             timescaledb: Arc::new(AtomicBool::new(false)),
             hourly_aggregate: Arc::new(AtomicBool::new(false)),
         };
@@ -312,6 +325,7 @@ impl PgStore {
     }
 
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 
@@ -335,7 +349,7 @@ impl PgStore {
              FROM char_stats c FULL OUTER JOIN rare_stats r USING (character_name) \
              ORDER BY 1",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -361,7 +375,7 @@ impl PgStore {
              ORDER BY 1, 2",
         )
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -381,7 +395,7 @@ impl PgStore {
                     (SELECT count(*) FROM spawn_events) AS spawns, \
                     (SELECT count(*) FROM rare_events) AS rares",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(RowCounts {
             telemetry: row.try_get("telemetry")?,

@@ -20,7 +20,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// An SQLite-backed store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// The writer's and maintenance's connections.
     pub(super) pool: SqlitePool,
+    /// Query connections (WAL mode: readers never block the writer).
+    pub(super) reads: SqlitePool,
 }
 
 /// Timestamps are stored as fixed-width RFC 3339 text so that text order is time order.
@@ -48,12 +51,19 @@ impl SqliteStore {
             .busy_timeout(options.sqlite_busy_timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.clamp(2, 16))
+            .max_connections(super::WRITE_CONNECTIONS)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        // The same options (an in-memory database keeps its shared name), so both pools open
+        // the same database.
+        let reads = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.clamp(1, 16))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, reads })
     }
 
     /// Deletes expired rows in batches of [`super::PRUNE_BATCH`].
@@ -158,6 +168,7 @@ impl SqliteStore {
     }
 
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 
@@ -193,7 +204,7 @@ impl SqliteStore {
              LEFT JOIN rare_stats r ON r.character_name = n.character_name \
              ORDER BY 1",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -220,7 +231,7 @@ impl SqliteStore {
              ORDER BY 1, 2",
         )
         .bind(ts(&since))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -240,7 +251,7 @@ impl SqliteStore {
                     (SELECT count(*) FROM spawn_events) AS spawns, \
                     (SELECT count(*) FROM rare_events) AS rares",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(RowCounts {
             telemetry: row.try_get("telemetry")?,

@@ -83,7 +83,7 @@ impl SqliteStore {
         }
         push_range(&mut qb, q.from, q.to, q.after);
         qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&self.reads).await?;
         rows.iter()
             .map(|r| {
                 Ok(TelemetryRecord {
@@ -111,7 +111,7 @@ impl SqliteStore {
         }
         qb.push(" ORDER BY timestamp, id");
         let mut thinner = super::TrailThinner::new(step, limit);
-        let mut rows = qb.build().fetch(&self.pool);
+        let mut rows = qb.build().fetch(&self.reads);
         while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
             let point = TrailPoint {
                 character_name: r.try_get("character_name")?,
@@ -160,7 +160,7 @@ impl SqliteStore {
         }
         push_range(&mut qb, q.from, q.to, q.after);
         qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&self.reads).await?;
         rows.iter()
             .map(|r| {
                 Ok(EventRecord {
@@ -200,7 +200,7 @@ impl SqliteStore {
                 .push_bind(l.clone());
         }
         qb.push(" GROUP BY 1, 2 ORDER BY 1, 2");
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&self.reads).await?;
         rows.iter()
             .map(|r| {
                 let bx: i64 = r.try_get("bx")?;
@@ -234,7 +234,7 @@ impl SqliteStore {
         let rows = sqlx::query(&sql)
             .bind(ts(&from))
             .bind(ts(&to))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("bx")?, r.try_get("by")?, r.try_get("count")?)))
@@ -244,7 +244,7 @@ impl SqliteStore {
     pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
         let rows = sqlx::query(&format!("{SUMMARY_SQL} ORDER BY c.character_name LIMIT ?1"))
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter().map(summary_from_row).collect()
     }
@@ -252,9 +252,18 @@ impl SqliteStore {
     pub async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
         let row = sqlx::query(&format!("{SUMMARY_SQL} WHERE c.character_name = ?1"))
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.as_ref().map(summary_from_row).transpose()
+    }
+
+    pub async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM characters WHERE last_seen >= ?1")
+                .bind(ts(&since))
+                .fetch_one(&self.reads)
+                .await?,
+        )
     }
 
     pub async fn leaderboard(
@@ -285,7 +294,7 @@ impl SqliteStore {
             .bind(ts(&from))
             .bind(ts(&to))
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter()
             .enumerate()
@@ -318,7 +327,7 @@ impl SqliteStore {
             .bind(ts(&from))
             .bind(ts(&to))
             .bind(bucket_secs)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter()
             .map(|r| {
@@ -347,7 +356,7 @@ impl SqliteStore {
         )
         .bind(character)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -377,7 +386,7 @@ impl SqliteStore {
         .bind(ts(&since))
         .bind(character)
         .bind(super::MAX_TRAIL_BREAKS)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {
@@ -396,7 +405,7 @@ impl SqliteStore {
              ORDER BY timestamp DESC, id DESC LIMIT 1",
         )
         .bind(character)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?)
     }
 
@@ -416,7 +425,7 @@ impl SqliteStore {
         .bind(ts(&from))
         .bind(ts(&to))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|r| {

@@ -222,12 +222,7 @@ impl TestApp {
 
     /// Starts a tracker on an existing database.
     pub async fn start(db: TestDb, settings: Settings) -> Self {
-        let options = StoreOptions {
-            max_connections: settings.db_max_connections,
-            acquire_timeout: Duration::from_secs(settings.db_acquire_timeout_secs),
-            sqlite_busy_timeout: Duration::from_millis(settings.sqlite_busy_timeout_ms),
-            password: settings.database_password.clone(),
-        };
+        let options = settings.store_options();
         let server_store = Store::connect(&settings.database_url, &options)
             .await
             .expect("open store");

@@ -1,0 +1,223 @@
+//! Nothing lost, nothing counted twice, nobody starved: readers against the writer, cost caps,
+//! bounded exports, ownership of characters and bounded live state, through real sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, TestApp, block_writes, telemetry};
+use serde_json::Value;
+
+/// Telemetry rows stored, counted on a connection of the test's own.
+async fn telemetry_rows(app: &TestApp) -> i64 {
+    match app.db.backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.db.url).await.expect("pg");
+            let n = sqlx::query_scalar("SELECT count(*) FROM telemetry_events")
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+            pool.close().await;
+            n
+        }
+        Backend::Sqlite => app.store.row_counts().await.expect("counts").telemetry,
+    }
+}
+
+/// Plugin frames one per character per call, with increasing kills.
+async fn send_telemetry(app: &TestApp, names: &[&str], frames: usize) {
+    let mut plugin = app.plugin().await;
+    for i in 0..frames {
+        for name in names {
+            plugin
+                .send_json(&telemetry(name, "s1", i64::try_from(i).unwrap_or(0)))
+                .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_cannot_take_the_writers_connections() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.db_max_connections = 2;
+        s.read_statement_timeout_secs = 2;
+        s.request_timeout_secs = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    send_telemetry(&app, &["Reader Victim"], 1).await;
+    app.wait_for_rows(1, 0, 0).await;
+
+    // Every read of rare_events now waits on a lock, holding its read connection; the writer
+    // (telemetry only) never touches that table.
+    let locker = sqlx::PgPool::connect(&app.db.url).await.expect("pg");
+    let mut lock = locker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE rare_events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let url = app.url("/rares");
+            tokio::spawn(async move {
+                let resp = reqwest::get(url).await.expect("GET /rares");
+                let status = resp.status().as_u16();
+                (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    send_telemetry(&app, &["Reader Victim"], 200).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while telemetry_rows(&app).await < 201 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writer stalled behind blocked readers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (health, body) = app.get("/health").await;
+    assert_eq!(health, 200, "{body}");
+
+    // The blocked queries were cancelled by the read statement timeout, and those that found
+    // no free read connection were told to retry: a clear 503 either way.
+    let mut cancelled = 0;
+    for reader in readers {
+        let (status, body) = reader.await.expect("reader task");
+        assert_eq!(status, 503, "{body}");
+        let text = body["error"].as_str().unwrap_or_default();
+        if text.contains("READ_STATEMENT_TIMEOUT_SECS") {
+            cancelled += 1;
+        } else {
+            assert!(text.contains("retry"), "{body}");
+        }
+    }
+    assert!(
+        cancelled >= 2,
+        "the queries holding connections were cancelled"
+    );
+    lock.rollback().await.expect("unlock");
+    locker.close().await;
+    let (status, _) = app.get("/rares").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expensive_queries_beyond_the_limit_get_503_with_retry_after() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.max_heavy_queries = 1;
+        s.heavy_query_wait_secs = 0;
+    })
+    .await
+    else {
+        return;
+    };
+    send_telemetry(&app, &["Heavy"], 1).await;
+    app.wait_for_rows(1, 0, 0).await;
+    let block = block_writes(&app.db).await;
+    let first = tokio::spawn({
+        let url = app.url("/trails?seconds=60");
+        async move { reqwest::get(url).await.expect("GET").status().as_u16() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = reqwest::get(app.url("/stats/leaderboard"))
+        .await
+        .expect("GET");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("MAX_HEAVY_QUERIES")),
+        "{body}"
+    );
+    // Cheap endpoints are not limited.
+    assert_eq!(app.get("/live").await.0, 200);
+    block.release().await;
+    assert_eq!(first.await.expect("first"), 200);
+    assert_eq!(app.get("/stats/leaderboard").await.0, 200);
+}
+
+async fn huge_ranges_are_refused_with_what_to_narrow(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.max_query_rows = 1_000).await else {
+        return;
+    };
+    send_telemetry(&app, &["Cost A", "Cost B", "Cost C"], 2).await;
+    app.wait_for_rows(6, 0, 0).await;
+    let expect_400 = |path: &'static str, hint: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body) = app.get(path).await;
+            assert_eq!(status, 400, "{path}: {body}");
+            let text = body["error"].as_str().unwrap_or_default().to_owned();
+            assert!(text.contains("MAX_QUERY_ROWS"), "{path}: {text}");
+            assert!(text.contains(hint), "{path}: {text}");
+        }
+    };
+    // 3 characters x 2,000 s of 2-second telemetry = 3,000 rows: too many; one character fits.
+    expect_400("/trails?seconds=2000", "pass `character`").await;
+    assert_eq!(
+        app.get("/trails?seconds=2000&character=Cost%20A").await.0,
+        200
+    );
+    assert_eq!(app.get("/trails?seconds=600").await.0, 200);
+    let year_ago = (chrono::Utc::now() - chrono::Duration::days(366) + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let leaderboard: &'static str =
+        Box::leak(format!("/stats/leaderboard?from={year_ago}").into_boxed_str());
+    expect_400(leaderboard, "shorter range").await;
+    let stats: &'static str =
+        Box::leak(format!("/stats/Cost%20A?from={year_ago}").into_boxed_str());
+    expect_400(stats, "shorter range").await;
+    let heat: &'static str =
+        Box::leak(format!("/spawns/heatmap?from={year_ago}&name=Drudge").into_boxed_str());
+    expect_400(heat, "leave out `name`").await;
+    // The same range from the hourly cell counts is cheap and allowed.
+    let cells: &'static str =
+        Box::leak(format!("/spawns/heatmap?from={year_ago}&bin=4").into_boxed_str());
+    assert_eq!(app.get(cells).await.0, 200);
+}
+
+async fn csv_exports_stop_at_the_configured_maximum(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.csv_max_rows = 5).await else {
+        return;
+    };
+    send_telemetry(&app, &["Exporter"], 12).await;
+    app.wait_for_rows(12, 0, 0).await;
+    let lines = |path: &'static str| {
+        let url = app.url(path);
+        async move {
+            let text = reqwest::get(url)
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body");
+            text.lines().count()
+        }
+    };
+    assert_eq!(lines("/history?format=csv").await, 1 + 5);
+    assert_eq!(lines("/history?format=csv&limit=3").await, 1 + 3);
+    assert_eq!(lines("/history?format=csv&limit=500").await, 1 + 5);
+    let (status, body) = app.get("/history?limit=12").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"].as_array().map(Vec::len),
+        Some(12),
+        "JSON pages are not an export"
+    );
+}
+
+both_backends!(
+    huge_ranges_are_refused_with_what_to_narrow,
+    csv_exports_stop_at_the_configured_maximum,
+);
