@@ -159,6 +159,11 @@ impl Lifecycle {
                 Err(err) => tracing::warn!(?table, %err, "pruning failed; will retry next time"),
             }
         }
+        // Batch keys only guard retries of the last minutes; a day is plenty.
+        let keys_before = chrono::Utc::now() - chrono::Duration::days(1);
+        if let Err(err) = store.prune_batch_keys(keys_before).await {
+            tracing::warn!(%err, "pruning old batch keys failed; will retry next time");
+        }
         metrics.rows_pruned.fetch_add(total, Ordering::Relaxed);
         total
     }
@@ -170,9 +175,6 @@ impl Lifecycle {
         metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) {
-        if self.targets().is_empty() && self.thin_telemetry_after_hours == 0 {
-            return;
-        }
         let mut tick = tokio::time::interval(Duration::from_secs(self.prune_interval_secs.max(1)));
         loop {
             tokio::select! {

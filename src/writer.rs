@@ -38,6 +38,55 @@ pub struct WriterReport {
     pub lost: u64,
 }
 
+/// The events being written and the sequence number of the first: events are numbered as the
+/// writer takes them from the queue, so any run of them has a key that stays the same however
+/// often it is retried.
+struct Batch {
+    /// Unique to this writer run (random), so keys of different runs never collide.
+    instance: String,
+    events: Vec<Event>,
+    first_seq: u64,
+    /// The number the next event taken from the queue gets.
+    next_seq: u64,
+}
+
+impl Batch {
+    fn new(capacity: usize) -> Self {
+        let instance = match getrandom::u64() {
+            Ok(n) => format!("{n:016x}"),
+            // No entropy source: the start time in nanoseconds is unique enough per run.
+            Err(_) => format!(
+                "t{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default()
+            ),
+        };
+        Self {
+            instance,
+            events: Vec::with_capacity(capacity),
+            first_seq: 0,
+            next_seq: 0,
+        }
+    }
+
+    /// Takes up to `max` more events from the queue (waiting for one when empty).
+    async fn fill(&mut self, queue: &mut mpsc::Receiver<Event>, max: usize) -> usize {
+        if self.events.is_empty() {
+            self.first_seq = self.next_seq;
+        }
+        let n = queue.recv_many(&mut self.events, max).await;
+        self.next_seq += n as u64;
+        n
+    }
+
+    /// The key of `len` events starting at sequence number `first`.
+    fn key(&self, first: u64, len: usize) -> String {
+        format!("{}-{first}-{len}", self.instance)
+    }
+}
+
 /// Runs until `stop` is cancelled (then drains the queue and flushes) or every sender is gone.
 pub async fn run(
     store: Store,
@@ -48,25 +97,34 @@ pub async fn run(
 ) -> WriterReport {
     let batch_size = config.batch_size.max(1);
     let mut report = WriterReport::default();
-    let mut batch = Vec::with_capacity(batch_size);
+    let mut batch = Batch::new(batch_size);
     loop {
         let received = tokio::select! {
             biased;
-            n = queue.recv_many(&mut batch, batch_size) => n,
+            n = batch.fill(&mut queue, batch_size) => n,
             () = stop.cancelled() => break,
         };
         if received == 0 {
             break; // every sender is gone
         }
         // Before the stop signal there is no deadline: a batch is kept until the database takes it.
-        write(&store, &mut batch, &metrics, &mut report, &stop, None).await;
+        write(
+            &store,
+            &mut batch,
+            &metrics,
+            &mut report,
+            &stop,
+            None,
+            &config,
+        )
+        .await;
     }
 
     // Stop: refuse new events, then flush what is queued within the flush window.
     queue.close();
     let deadline = Instant::now() + config.flush_window;
     loop {
-        if batch.is_empty() && queue.recv_many(&mut batch, batch_size).await == 0 {
+        if batch.events.is_empty() && batch.fill(&mut queue, batch_size).await == 0 {
             break;
         }
         write(
@@ -76,6 +134,7 @@ pub async fn run(
             &mut report,
             &stop,
             Some(deadline),
+            &config,
         )
         .await;
     }
@@ -91,21 +150,32 @@ pub async fn run(
 /// passes; events that the database rejects as invalid are isolated and dropped with a log line.
 async fn write(
     store: &Store,
-    batch: &mut Vec<Event>,
+    batch: &mut Batch,
     metrics: &Metrics,
     report: &mut WriterReport,
     stop: &CancellationToken,
     deadline: Option<Instant>,
+    config: &WriterConfig,
 ) {
     let mut backoff = FIRST_BACKOFF;
     let mut permanent_failures = 0;
     let mut attempt: u64 = 0;
+    let key = batch.key(batch.first_seq, batch.events.len());
     loop {
         attempt += 1;
         let started = Instant::now();
-        match store.write_batch(batch).await {
-            Ok(()) => {
-                let n = batch.len() as u64;
+        match store.write_batch(&key, &batch.events).await {
+            Ok(fresh) => {
+                let n = batch.events.len() as u64;
+                if !fresh {
+                    tracing::warn!(
+                        events = n,
+                        attempt,
+                        "batch was already committed (the reply to its commit was lost); \
+                         nothing written twice"
+                    );
+                    metrics::bump(&metrics.batches_replayed);
+                }
                 metrics.write_batch_seconds.observe(started.elapsed());
                 metrics::add(&metrics.events_written, n);
                 metrics::bump(&metrics.write_batches);
@@ -114,7 +184,7 @@ async fn write(
                     tracing::info!(events = n, attempt, "database write succeeded again");
                 }
                 tracing::trace!(events = n, elapsed = ?started.elapsed(), "batch written");
-                batch.clear();
+                batch.events.clear();
                 return;
             }
             Err(err) => {
@@ -122,14 +192,14 @@ async fn write(
                 if err.is_data_error() {
                     permanent_failures += 1;
                     if permanent_failures > PERMANENT_RETRIES {
-                        isolate(store, batch, metrics, report, err, stop, deadline).await;
+                        isolate(store, batch, metrics, report, err, stop, deadline, config).await;
                         return;
                     }
                 }
                 if attempt == 1 || attempt.is_power_of_two() {
                     tracing::warn!(
                         error = %err,
-                        events = batch.len(),
+                        events = batch.events.len(),
                         attempt,
                         retry_in = ?backoff,
                         "database write failed; keeping the batch and retrying"
@@ -138,7 +208,7 @@ async fn write(
             }
         }
         if deadline.is_some_and(|d| Instant::now() + backoff > d) {
-            let n = batch.len() as u64;
+            let n = batch.events.len() as u64;
             tracing::error!(
                 events = n,
                 "shutdown flush window ran out with the database still failing; these events \
@@ -146,7 +216,7 @@ async fn write(
             );
             metrics::add(&metrics.events_dropped, n);
             report.lost += n;
-            batch.clear();
+            batch.events.clear();
             return;
         }
         if deadline.is_none() {
@@ -162,43 +232,48 @@ async fn write(
     }
 }
 
-/// Writes the events of a batch the database keeps rejecting one at a time, dropping (and
-/// logging) only those the database rejects as invalid on their own. Any other failure (a lost
-/// connection, a database restarting) is retried with backoff like a whole batch: nothing valid
-/// is dropped. Should the server stop meanwhile (`deadline` unset), the events not yet written
-/// stay in `batch` for the shutdown flush; with a deadline, what is still unwritten when it
-/// passes is lost and counted.
+/// Writes the events of a batch the database keeps rejecting one at a time (each under its own
+/// key), dropping (and logging) only those the database rejects as invalid on their own. Any
+/// other failure (a lost connection, a database restarting) is retried with backoff like a
+/// whole batch: nothing valid is dropped. Should the server stop meanwhile, isolation goes on
+/// within the shutdown flush window; what is still unwritten when that passes is lost and
+/// counted.
+#[allow(clippy::too_many_arguments)]
 async fn isolate(
     store: &Store,
-    batch: &mut Vec<Event>,
+    batch: &mut Batch,
     metrics: &Metrics,
     report: &mut WriterReport,
     cause: StoreError,
     stop: &CancellationToken,
-    deadline: Option<Instant>,
+    mut deadline: Option<Instant>,
+    config: &WriterConfig,
 ) {
-    tracing::error!(error = %cause, events = batch.len(), "batch rejected by the database; writing its events one by one");
-    let mut pending: std::collections::VecDeque<Event> = batch.drain(..).collect();
+    tracing::error!(error = %cause, events = batch.events.len(), "batch rejected by the database; writing its events one by one");
+    let first = batch.first_seq;
+    let events = std::mem::take(&mut batch.events);
     let mut backoff = FIRST_BACKOFF;
-    while let Some(event) = pending.front() {
-        match store.write_batch(std::slice::from_ref(event)).await {
-            Ok(()) => {
+    let mut index = 0;
+    while let Some(event) = events.get(index) {
+        let key = batch.key(first + index as u64, 1);
+        match store.write_batch(&key, std::slice::from_ref(event)).await {
+            Ok(_) => {
                 metrics::bump(&metrics.events_written);
                 report.written += 1;
-                pending.pop_front();
+                index += 1;
                 backoff = FIRST_BACKOFF;
             }
             Err(err) if err.is_data_error() => {
                 tracing::error!(error = %err, ?event, "event rejected by the database; dropped");
                 metrics::bump(&metrics.events_dropped);
                 report.lost += 1;
-                pending.pop_front();
+                index += 1;
             }
             Err(err) => {
                 metrics::bump(&metrics.write_failures);
                 tracing::warn!(error = %err, retry_in = ?backoff, "database write failed while isolating a rejected batch; retrying");
                 if deadline.is_some_and(|d| Instant::now() + backoff > d) {
-                    let n = pending.len() as u64;
+                    let n = (events.len() - index) as u64;
                     tracing::error!(
                         events = n,
                         "shutdown flush window ran out; these events are lost"
@@ -211,8 +286,7 @@ async fn isolate(
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = stop.cancelled() => {
-                            batch.extend(pending);
-                            return;
+                            deadline = Some(Instant::now() + config.flush_window);
                         }
                     }
                 } else {

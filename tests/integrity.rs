@@ -221,3 +221,174 @@ both_backends!(
     huge_ranges_are_refused_with_what_to_narrow,
     csv_exports_stop_at_the_configured_maximum,
 );
+
+fn telemetry_event(name: &str, kills: i64, delta: i64) -> dereth_tracker::store::Event {
+    let frame =
+        dereth_tracker::protocol::parse_plugin_frame(&telemetry(name, "s1", kills).to_string())
+            .expect("frame");
+    let dereth_tracker::protocol::PluginFrame::Telemetry(row) = frame else {
+        panic!("telemetry fixture");
+    };
+    dereth_tracker::store::Event::Telemetry {
+        row,
+        kills_delta: delta,
+        kills_baseline: kills,
+    }
+}
+
+async fn a_replayed_batch_changes_nothing(backend: Backend) {
+    let Some(db) = common::TestDb::create(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let batch = vec![
+        telemetry_event("Replayed", 5, 5),
+        telemetry_event("Replayed", 9, 4),
+    ];
+    assert!(store.write_batch("run-0-2", &batch).await.expect("first"));
+    // The same batch again, as the writer retries it when the reply to its commit was lost.
+    assert!(!store.write_batch("run-0-2", &batch).await.expect("replay"));
+    let counts = store.row_counts().await.expect("counts");
+    assert_eq!(counts.telemetry, 2);
+    let stats = store.character_stats().await.expect("stats");
+    assert_eq!(stats[0].total_kills, 9);
+    // Another key is another batch.
+    assert!(
+        store
+            .write_batch("run-2-1", &batch[..1])
+            .await
+            .expect("next")
+    );
+    assert_eq!(store.row_counts().await.expect("counts").telemetry, 3);
+    // Old keys are forgotten by the pruning task, recent ones kept.
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(store.prune_batch_keys(past).await.expect("prune"), 0);
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(store.prune_batch_keys(future).await.expect("prune"), 2);
+}
+
+/// A TCP proxy in front of PostgreSQL that, once armed, forwards the next `COMMIT` but swallows
+/// the database's reply to it and drops the connection: the commit happened, the client never
+/// hears so.
+mod lost_ack {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    pub struct Proxy {
+        pub port: u16,
+        pub armed: Arc<AtomicBool>,
+        pub swallowed: Arc<AtomicU32>,
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    pub async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let swallowed = Arc::new(AtomicU32::new(0));
+        let (a, s) = (armed.clone(), swallowed.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (armed, swallowed) = (a.clone(), s.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let commit_sent = Arc::new(AtomicBool::new(false));
+                    let sent = commit_sent.clone();
+                    let up = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let Ok(n) = cr.read(&mut buf).await else {
+                                break;
+                            };
+                            if n == 0 {
+                                break;
+                            }
+                            // A simple-protocol `COMMIT` query while armed.
+                            if contains(&buf[..n], b"COMMIT\0")
+                                && armed.swap(false, Ordering::SeqCst)
+                            {
+                                sent.store(true, Ordering::SeqCst);
+                            }
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let Ok(n) = sr.read(&mut buf).await else {
+                            break;
+                        };
+                        if n == 0 {
+                            break;
+                        }
+                        if commit_sent.load(Ordering::SeqCst) && contains(&buf[..n], b"COMMIT\0") {
+                            // The database committed; the client never learns it.
+                            swallowed.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        Proxy {
+            port,
+            armed,
+            swallowed,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_commit_reply_stores_and_counts_nothing_twice() {
+    let Some(db) = common::TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    // postgres://user:password@host:port/name
+    let (head, tail) = db.url.rsplit_once('@').expect("credentials in the URL");
+    let (authority, path) = tail.split_once('/').expect("database name");
+    let port = authority
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(5432);
+    let proxy = lost_ack::start(port).await;
+    let mut settings = common::test_settings(&db);
+    settings.database_url = format!("{head}@127.0.0.1:{}/{path}", proxy.port);
+    let app = TestApp::start(db, settings).await;
+
+    let mut plugin = app.plugin().await;
+    for kills in 0..5 {
+        plugin.send_json(&telemetry("Lost Ack", "s1", kills)).await;
+    }
+    app.wait_for_rows(5, 0, 0).await;
+    proxy.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    for kills in 5..10 {
+        plugin.send_json(&telemetry("Lost Ack", "s1", kills)).await;
+    }
+    app.wait_debug("the replayed batch", |d| {
+        d["batches_replayed"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(proxy.swallowed.load(std::sync::atomic::Ordering::SeqCst), 1);
+    app.wait_for_rows(10, 0, 0).await;
+    let counts = app.store.row_counts().await.expect("counts");
+    assert_eq!(counts.telemetry, 10, "no telemetry row stored twice");
+    let stats = app.store.character_stats().await.expect("stats");
+    assert_eq!(stats[0].total_kills, 9, "no kill counted twice");
+}
+
+both_backends!(a_replayed_batch_changes_nothing);

@@ -130,6 +130,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     counter(
         &mut out,
+        "dereth_batches_replayed_total",
+        "Retried batches found already committed (their commit reply was lost); written once.",
+        m.batches_replayed,
+    );
+    counter(
+        &mut out,
         "dereth_events_dropped_total",
         "Events given up on (rejected by the database or unflushed at shutdown).",
         m.events_dropped,

@@ -384,11 +384,20 @@ impl Store {
     }
 
     /// Writes a batch of events and their counter updates in one transaction: all or nothing.
-    pub async fn write_batch(&self, events: &[Event]) -> Result<(), StoreError> {
+    /// `key` names this set of events: a batch whose key was already committed (its earlier
+    /// attempt committed but the reply was lost) writes nothing and returns false, so retrying
+    /// a batch can never store or count its events twice.
+    pub async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
-        dispatch!(self.write_batch(events))
+        dispatch!(self.write_batch(key, events))
+    }
+
+    /// Forgets the keys of batches committed before `before` (a batch is retried within
+    /// minutes, never days later).
+    pub async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        dispatch!(self.prune_batch_keys(before))
     }
 
     /// A trivial round trip, for health checks.

@@ -182,6 +182,16 @@ impl PgStore {
         Ok(total)
     }
 
+    pub async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM write_batches WHERE written_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     /// Keeps one telemetry row per character per `step_secs` in [from, to): the first of each
     /// step, which takes over the kills of the rows removed (so kill sums stay exact).
     pub async fn thin_telemetry(
@@ -329,8 +339,19 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    pub async fn write_batch(&self, events: &[Event]) -> Result<(), StoreError> {
+    pub async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let fresh =
+            sqlx::query("INSERT INTO write_batches (batch_key) VALUES ($1) ON CONFLICT DO NOTHING")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        if !fresh {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         insert_telemetry(&mut tx, events).await?;
         insert_spawns(&mut tx, events).await?;
         insert_rares(&mut tx, events).await?;
@@ -338,7 +359,7 @@ impl PgStore {
         insert_portals(&mut tx, events).await?;
         update_counters(&mut tx, &CounterUpdates::from_events(events)).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     pub async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {

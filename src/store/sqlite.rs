@@ -100,6 +100,16 @@ impl SqliteStore {
         Ok(total)
     }
 
+    pub async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM write_batches WHERE written_at < ?1")
+                .bind(ts(&before))
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     /// Keeps one telemetry row per character per `step_secs` in [from, to): the first of each
     /// step, which takes over the kills of the rows removed (so kill sums stay exact).
     pub async fn thin_telemetry(
@@ -172,16 +182,30 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    pub async fn write_batch(&self, events: &[Event]) -> Result<(), StoreError> {
+    pub async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
         // BEGIN IMMEDIATE takes the write lock up front, so a batch never fails half-way on a
         // lock upgrade.
         let mut conn = self.pool.acquire().await?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let result = write_all(&mut conn, events).await;
+        let result = async {
+            let fresh = sqlx::query("INSERT OR IGNORE INTO write_batches (batch_key) VALUES (?1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+                == 1;
+            if fresh {
+                write_all(&mut conn, events).await?;
+            }
+            Ok::<bool, StoreError>(fresh)
+        }
+        .await;
         match result {
-            Ok(()) => {
-                sqlx::query("COMMIT").execute(&mut *conn).await?;
-                Ok(())
+            Ok(fresh) => {
+                sqlx::query(if fresh { "COMMIT" } else { "ROLLBACK" })
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(fresh)
             }
             Err(err) => {
                 if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
