@@ -306,10 +306,7 @@ mod lost_ack {
                     let sent = commit_sent.clone();
                     let up = tokio::spawn(async move {
                         let mut buf = vec![0u8; 64 * 1024];
-                        loop {
-                            let Ok(n) = cr.read(&mut buf).await else {
-                                break;
-                            };
+                        while let Ok(n) = cr.read(&mut buf).await {
                             if n == 0 {
                                 break;
                             }
@@ -325,10 +322,7 @@ mod lost_ack {
                         }
                     });
                     let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let Ok(n) = sr.read(&mut buf).await else {
-                            break;
-                        };
+                    while let Ok(n) = sr.read(&mut buf).await {
                         if n == 0 {
                             break;
                         }
