@@ -183,13 +183,16 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
                 };
                 let Err(err) = outcome else { continue };
-                metrics::bump(&state.metrics.frames_rejected);
+                let claimed = matches!(err, FrameError::Claimed(_));
+                if !claimed {
+                    metrics::bump(&state.metrics.frames_rejected);
+                }
                 tracing::debug!(error = %err, "plugin frame rejected");
                 let reply = to_json(&PluginErrorOut { kind: "error", error: &err.to_string() });
                 if session::send_text(&mut sink, reply, send_timeout).await.is_err() {
                     break End::SendFailed;
                 }
-                if budget.spend() {
+                if !claimed && budget.spend() {
                     tracing::warn!("too many bad frames from this plugin; closing");
                     let code = if err == FrameError::Binary { close_code::UNSUPPORTED } else { close_code::POLICY };
                     session::close(&mut sink, code, "too many invalid frames", send_timeout).await;
@@ -241,22 +244,24 @@ async fn accept(
         }
         return Ok(());
     };
-    if let Some(name) = frame.character_name()
-        && !names.contains(name)
-    {
+    if let Some(name) = frame.character_name() {
+        let new = !names.contains(name);
         // A plugin speaks for its character (a multibox client for a few): a connection that
         // names ever more characters is refused new ones, so it cannot grow the server's memory.
-        if names.len() >= MAX_CHARACTERS_PER_CONNECTION {
+        if new && names.len() >= MAX_CHARACTERS_PER_CONNECTION {
             return Err(FrameError::Invalid(format!(
                 "this connection already speaks for {MAX_CHARACTERS_PER_CONNECTION} characters"
             )));
         }
-        names.insert(name.to_owned());
+        if !state.live.claim(name, conn, commands) {
+            metrics::bump(&state.metrics.frames_unclaimed);
+            return Err(FrameError::Claimed(name.to_owned()));
+        }
+        if new {
+            names.insert(name.to_owned());
+        }
     }
     state.metrics.count_frame(kind);
-    if let Some(name) = frame.character_name() {
-        state.live.route(name, conn, commands);
-    }
     let event = match frame {
         PluginFrame::Telemetry(row) => {
             state

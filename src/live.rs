@@ -177,10 +177,14 @@ fn kill_delta(
     delta
 }
 
+/// The plugin connection that owns a character: the one that receives its commands and the
+/// only one whose frames about it are accepted.
 #[derive(Debug)]
 struct Route {
     conn: ConnId,
     commands: mpsc::Sender<Utf8Bytes>,
+    /// When the owner last sent a frame about this character.
+    last_heard: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -483,19 +487,37 @@ impl Live {
         }
     }
 
-    /// Makes `conn` the connection that receives commands for `name` (the most recent sender wins).
-    pub fn route(&self, name: &str, conn: ConnId, commands: &mpsc::Sender<Utf8Bytes>) {
+    /// Lets `conn` speak for `name`: a character belongs to the first connection that names it
+    /// and receives its commands; another connection may take it over only once the owner has
+    /// closed or has sent nothing about it for the live window. False when `conn` may not.
+    pub fn claim(&self, name: &str, conn: ConnId, commands: &mpsc::Sender<Utf8Bytes>) -> bool {
+        let now = Instant::now();
         let mut inner = self.lock();
-        if inner.routes.get(name).is_some_and(|r| r.conn == conn) {
-            return;
+        if let Some(route) = inner.routes.get_mut(name) {
+            if route.conn == conn {
+                route.last_heard = now;
+                return true;
+            }
+            let gone = route.commands.is_closed();
+            if !gone && now.duration_since(route.last_heard) <= self.window {
+                return false;
+            }
+            tracing::info!(
+                character = name,
+                from = route.conn,
+                to = conn,
+                "character taken over by a new connection"
+            );
         }
         inner.routes.insert(
             name.to_owned(),
             Route {
                 conn,
                 commands: commands.clone(),
+                last_heard: now,
             },
         );
+        true
     }
 
     /// Forgets every route through a closed connection.
@@ -700,24 +722,30 @@ mod tests {
     }
 
     #[test]
-    fn commands_go_to_the_most_recent_connection() {
-        let live = Live::new(Duration::from_secs(30), 16);
+    fn a_character_belongs_to_its_first_connection_until_it_goes() {
+        let live = Live::new(Duration::from_millis(200), 16);
         let (tx1, mut rx1) = mpsc::channel(4);
         let (tx2, mut rx2) = mpsc::channel(4);
         assert_eq!(
             live.send_command("A", "/vt stop"),
             CommandStatus::NotConnected
         );
-        live.route("A", 1, &tx1);
-        live.route("A", 2, &tx2);
+        assert!(live.claim("A", 1, &tx1));
+        assert!(!live.claim("A", 2, &tx2), "an impersonator is refused");
         assert_eq!(live.send_command("A", "/vt stop"), CommandStatus::Delivered);
-        assert!(rx1.try_recv().is_err());
-        let got = rx2.try_recv().expect("delivered to connection 2");
+        assert!(rx2.try_recv().is_err());
+        let got = rx1.try_recv().expect("delivered to the owner");
         assert!(got.as_str().contains("/vt stop"));
-        live.unroute(2);
-        assert_eq!(
-            live.send_command("A", "/vt stop"),
-            CommandStatus::NotConnected
-        );
+        // The owner closes: another connection takes over at once.
+        live.unroute(1);
+        assert!(live.claim("A", 2, &tx2));
+        assert_eq!(live.send_command("A", "/vt go"), CommandStatus::Delivered);
+        assert!(rx2.try_recv().is_ok());
+        // An owner silent past the live window can be taken over too.
+        let (tx3, _rx3) = mpsc::channel(4);
+        assert!(!live.claim("A", 3, &tx3));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(live.claim("A", 3, &tx3));
+        drop(tx1);
     }
 }

@@ -84,6 +84,8 @@ pub struct Metrics {
     /// Relayed frames too large to pass on to browsers.
     pub frames_not_relayed: AtomicU64,
     pub frames_rejected: AtomicU64,
+    /// Frames refused because another connection owns their character.
+    pub frames_unclaimed: AtomicU64,
     pub connections_refused: AtomicU64,
     pub events_written: AtomicU64,
     pub write_batches: AtomicU64,
@@ -119,6 +121,7 @@ pub struct MetricsSnapshot {
     pub frames_unhandled: BTreeMap<String, u64>,
     pub frames_not_relayed: u64,
     pub frames_rejected: u64,
+    pub frames_unclaimed: u64,
     pub connections_refused: u64,
     pub rows_written: u64,
     pub write_batches: u64,
@@ -223,6 +226,7 @@ impl Metrics {
                 .clone(),
             frames_not_relayed: get(&self.frames_not_relayed),
             frames_rejected: get(&self.frames_rejected),
+            frames_unclaimed: get(&self.frames_unclaimed),
             connections_refused: get(&self.connections_refused),
             rows_written: get(&self.events_written),
             write_batches: get(&self.write_batches),

@@ -315,21 +315,37 @@ async fn oversized_frames_close_with_1009(backend: Backend) {
 // Commands
 // ---------------------------------------------------------------------------------------------
 
-async fn commands_reach_the_latest_plugin_connection(backend: Backend) {
+async fn commands_reach_the_owning_plugin_connection(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let mut old = app.plugin().await;
-    old.send_json(&json!({"type": "register", "character_name": "Foxtrot"}))
+    let mut owner = app.plugin().await;
+    owner
+        .send_json(&json!({"type": "register", "character_name": "Foxtrot"}))
         .await;
-    // Connections are served concurrently: make sure the old one spoke first.
+    // Connections are served concurrently: make sure the owner spoke first.
     app.wait_debug("register accepted", |d| {
         d["frames_received"]["register"] == 1
     })
     .await;
-    let mut current = app.plugin().await;
-    current.send_json(&telemetry("Foxtrot", "s", 1)).await;
-    app.wait_for_rows(1, 0, 0).await;
+    // Another connection naming the same character is an impersonator while the owner lives:
+    // its frames are refused (without closing it) and it never gets the character's commands.
+    let mut other = app.plugin().await;
+    other.send_json(&telemetry("Foxtrot", "forged", 999)).await;
+    let refused = other.recv_json().await;
+    assert_eq!(refused["type"], "error");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("spoken for by another connection")),
+        "{refused}"
+    );
+    other.send_json(&telemetry("Golf", "s", 1)).await;
+    owner.send_json(&telemetry("Foxtrot", "s", 1)).await;
+    app.wait_for_rows(2, 0, 0).await;
+    let stored = app.store.telemetry_of("Foxtrot", 10).await.expect("rows");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].session_id, "s", "the forged frame was not stored");
 
     let (mut browser, _) = app.browser().await;
     browser
@@ -338,10 +354,10 @@ async fn commands_reach_the_latest_plugin_connection(backend: Backend) {
     let result = browser.recv_type("command_result").await;
     assert_eq!(result["status"], "delivered");
     assert_eq!(
-        current.recv_json().await,
+        owner.recv_json().await,
         json!({"player_name": "Foxtrot", "command": "/vt stop"})
     );
-    assert!(old.silent_for(Duration::from_millis(300)).await);
+    assert!(other.silent_for(Duration::from_millis(300)).await);
 
     browser
         .send_json(&json!({"type": "command", "player_name": "Nobody", "command": "/vt start"}))
@@ -349,8 +365,9 @@ async fn commands_reach_the_latest_plugin_connection(backend: Backend) {
     let result = browser.recv_type("command_result").await;
     assert_eq!(result["status"], "not_connected");
 
-    // When the current connection goes away, the character is no longer reachable through it.
-    drop(current);
+    // When the owner goes away, the character is no longer reachable through it, and the
+    // next connection that names it (the plugin reconnecting) takes it over.
+    drop(owner);
     app.wait_debug("plugin disconnect", |d| d["plugins_connected"] == 1)
         .await;
     browser
@@ -359,6 +376,19 @@ async fn commands_reach_the_latest_plugin_connection(backend: Backend) {
     assert_eq!(
         browser.recv_type("command_result").await["status"],
         "not_connected"
+    );
+    other.send_json(&telemetry("Foxtrot", "s2", 1)).await;
+    app.wait_for_rows(3, 0, 0).await;
+    browser
+        .send_json(&json!({"player_name": "Foxtrot", "command": "/vt start"}))
+        .await;
+    assert_eq!(
+        browser.recv_type("command_result").await["status"],
+        "delivered"
+    );
+    assert_eq!(
+        other.recv_json().await,
+        json!({"player_name": "Foxtrot", "command": "/vt start"})
     );
 }
 
@@ -777,7 +807,7 @@ both_backends!(
     bad_frames_get_errors_and_hurt_nobody,
     repeated_abuse_closes_only_that_connection,
     oversized_frames_close_with_1009,
-    commands_reach_the_latest_plugin_connection,
+    commands_reach_the_owning_plugin_connection,
     commands_require_the_token_when_one_is_configured,
     silent_characters_leave_live_and_are_announced_offline,
     dead_browsers_are_dropped_by_ping_timeout,

@@ -124,6 +124,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     counter(
         &mut out,
+        "dereth_frames_unclaimed_total",
+        "Plugin frames refused because another live connection owns their character.",
+        m.frames_unclaimed,
+    );
+    counter(
+        &mut out,
         "dereth_write_failures_total",
         "Failed database batch writes (each is retried).",
         m.write_failures,

@@ -43,6 +43,13 @@ pub enum FrameError {
     Invalid(String),
     #[error("binary frames are not supported; send JSON text frames")]
     Binary,
+    /// Another live connection speaks for this character (not the sender's fault when it is
+    /// the same plugin reconnecting: it does not count against the error budget).
+    #[error(
+        "character `{0}` is spoken for by another connection; it can be taken over once that \
+         connection closes or has been silent for the live window"
+    )]
+    Claimed(String),
 }
 
 impl FrameError {
