@@ -32,6 +32,13 @@ pub const SECRET_HEADER: &str = "x-plugin-secret";
 /// Distinct characters one plugin connection may speak for.
 pub const MAX_CHARACTERS_PER_CONNECTION: usize = 64;
 
+/// Sessions updated this long ago are still resumed with their kill baseline when their
+/// character comes back into memory (a plugin session never idles so long).
+const SESSION_MEMORY: chrono::Duration = chrono::Duration::hours(24);
+
+/// Longest a returning character waits for its totals from the database.
+const RESTORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Commands a plugin may have waiting before further ones are answered "busy".
 const COMMAND_BUFFER: usize = 32;
 
@@ -262,6 +269,11 @@ async fn accept(
         }
     }
     state.metrics.count_frame(kind);
+    if let (true, Some(name)) = (frame.keeps_state(), frame.character_name())
+        && state.live.needs_restore(name)
+    {
+        restore(state, name).await;
+    }
     let event = match frame {
         PluginFrame::Telemetry(row) => {
             state
@@ -327,6 +339,29 @@ async fn accept(
     };
     enqueue(state, event).await;
     Ok(())
+}
+
+/// Brings a character back into memory (totals, recent session baselines) before its first
+/// frame is applied. Should the database not answer in time, the character carries on without
+/// them (its new sessions count no kills until a later frame's attempt succeeds).
+async fn restore(state: &AppState, name: &str) {
+    let since = chrono::Utc::now() - SESSION_MEMORY;
+    let loaded =
+        tokio::time::timeout(RESTORE_TIMEOUT, state.store.character_state(name, since)).await;
+    match loaded {
+        Ok(Ok(character)) => state.live.restore(name, Some(&character)),
+        Ok(Err(err)) => {
+            tracing::warn!(character = name, %err, "could not load a returning character's totals; retrying later");
+            state.live.restore(name, None);
+        }
+        Err(_) => {
+            tracing::warn!(
+                character = name,
+                "the database did not answer in time for a returning character's totals; retrying later"
+            );
+            state.live.restore(name, None);
+        }
+    }
 }
 
 /// Waits for room in the writer queue. Should the server start shutting down while the queue is

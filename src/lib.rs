@@ -46,8 +46,6 @@ use crate::state::AppState;
 use crate::store::{Event, Store, StoreError};
 use crate::writer::{WriterConfig, WriterReport};
 
-/// Sessions are remembered this long for kill baselines across a restart.
-const SESSION_SEED_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// Largest HTTP request body accepted (no endpoint takes a body today).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -104,24 +102,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Builds the state and seeds live totals and recent session baselines from `store`.
+    /// Builds the state. Characters are brought into memory from `store` (totals and recent
+    /// session baselines) when they first send, so start-up costs nothing per stored character.
     pub async fn new(settings: Settings, store: Store) -> Result<Self, StoreError> {
         let live = Arc::new(Live::new(
             settings.live_window(),
             settings.broadcast_capacity,
         ));
-        for c in store.character_stats().await? {
-            live.seed_character(&c.character_name, c.total_kills, c.total_rares);
-        }
-        let since = chrono::Utc::now() - SESSION_SEED_WINDOW;
-        for s in store.recent_sessions(since).await? {
-            live.seed_session(
-                &s.character_name,
-                &s.session_id,
-                s.last_kills,
-                s.session_rares,
-            );
-        }
         let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);
         lifecycle::warn_if_disk_too_small(&store, &settings).await;
         let (tx, rx) = mpsc::channel(settings.write_queue_capacity.max(1));
@@ -154,7 +141,7 @@ impl Server {
             },
             writer_stop.clone(),
         ));
-        let reaper = tokio::spawn(reap_offline(state.live.clone(), state.shutdown.clone()));
+        let reaper = tokio::spawn(reap_offline(state.clone()));
         let pruner = tokio::spawn(state.lifecycle.clone().run(
             state.store.clone(),
             state.metrics.clone(),
@@ -202,14 +189,17 @@ impl Server {
     }
 }
 
-/// Announces characters that went silent, once a second.
-async fn reap_offline(live: Arc<Live>, stop: CancellationToken) {
+/// Announces characters that went silent, once a second, and lets those offline for
+/// EVICT_OFFLINE_SECS leave memory while the writer has nothing queued.
+async fn reap_offline(state: AppState) {
+    let evict_after = Duration::from_secs(state.settings.evict_offline_secs);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = state.shutdown.cancelled() => return,
             _ = tick.tick() => {
-                let gone = live.reap();
+                let idle = state.queue_depth() == 0;
+                let gone = state.live.reap(idle.then_some(evict_after));
                 if gone > 0 {
                     tracing::debug!(gone, "characters went offline");
                 }

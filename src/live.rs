@@ -16,6 +16,7 @@ use crate::protocol::{
     BrowserOut, CharacterSheet, Chat, CommandStatus, FrameType, LivePlayer, OFFLINE, PluginCommand,
     Portal, Rare, RareOut, Spawn, Telemetry, Totals, Vitals, to_json,
 };
+use crate::store::CharacterState;
 
 /// Session counters not touched for this long are forgotten (a plugin session never idles so long).
 const SESSION_MEMORY: Duration = Duration::from_secs(24 * 3600);
@@ -74,6 +75,13 @@ pub struct Broadcast {
 
 #[derive(Debug)]
 struct Character {
+    /// Its persisted totals and session baselines were loaded (or it is new): until then, a
+    /// session seen for the first time counts no kills, as its baseline may be in the database.
+    restored: bool,
+    /// When loading them last failed.
+    restore_failed: Option<Instant>,
+    /// When any frame last named it (eviction clock).
+    touched: Instant,
     latest: Option<Telemetry>,
     last_seen: Option<Instant>,
     last_seen_at: DateTime<Utc>,
@@ -89,6 +97,9 @@ struct Character {
 impl Character {
     fn new() -> Self {
         Self {
+            restored: true,
+            restore_failed: None,
+            touched: Instant::now(),
             latest: None,
             last_seen: None,
             last_seen_at: DateTime::<Utc>::UNIX_EPOCH,
@@ -104,6 +115,8 @@ impl Character {
 
 #[derive(Debug)]
 struct SessionCounters {
+    /// Most kills the first measured frame may add (see [`MAX_UNMEASURED_KILLS`]).
+    unmeasured_cap: i64,
     /// The session's `kills` baseline: the count kill deltas are measured from.
     last_kills: Option<i64>,
     /// The plugin's timestamp of the frame that set the baseline: older frames are late.
@@ -117,6 +130,7 @@ struct SessionCounters {
 impl SessionCounters {
     fn new() -> Self {
         Self {
+            unmeasured_cap: MAX_UNMEASURED_KILLS,
             last_kills: None,
             last_timestamp: None,
             last_arrival: None,
@@ -158,7 +172,7 @@ fn kill_delta(
         return 0;
     }
     let cap = |session: &SessionCounters| match session.last_arrival {
-        None => MAX_UNMEASURED_KILLS,
+        None => session.unmeasured_cap,
         Some(at) => {
             let secs =
                 i64::try_from(now.saturating_duration_since(at).as_secs()).unwrap_or(i64::MAX);
@@ -192,6 +206,20 @@ struct Inner {
     characters: HashMap<String, Character>,
     sessions: HashMap<(String, String), SessionCounters>,
     routes: HashMap<String, Route>,
+}
+
+/// How long after a failed restore (database unreachable) the next frame tries again.
+const RESTORE_RETRY: Duration = Duration::from_secs(5);
+
+/// Sizes of the live state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LiveMemory {
+    /// Characters in memory (online, recently offline, or not yet evicted).
+    pub characters: usize,
+    /// Per-session kill baselines in memory.
+    pub sessions: usize,
+    /// Characters owned by a plugin connection.
+    pub owned_characters: usize,
 }
 
 /// What a telemetry frame did to its session's kill count.
@@ -271,33 +299,61 @@ impl Live {
         self.hub.receiver_count() > 0
     }
 
-    /// Restores a character's persisted totals at startup.
-    pub fn seed_character(&self, name: &str, total_kills: i64, total_rares: i64) {
+    /// Whether `name` must be brought back from the database before its frames are applied:
+    /// it is not in memory (new, evicted, or the server restarted), or loading it failed a
+    /// while ago and is worth another try.
+    pub fn needs_restore(&self, name: &str) -> bool {
+        match self.lock().characters.get(name) {
+            None => true,
+            Some(c) => {
+                !c.restored
+                    && c.restore_failed
+                        .is_none_or(|at| at.elapsed() >= RESTORE_RETRY)
+            }
+        }
+    }
+
+    /// Brings a character back into memory with its persisted totals and recent session
+    /// baselines (`None`: the database could not be asked; its new sessions then count no kills
+    /// until a later attempt succeeds, so nothing is counted twice).
+    pub fn restore(&self, name: &str, state: Option<&CharacterState>) {
+        let now = Instant::now();
         let mut inner = self.lock();
         let c = inner
             .characters
             .entry(name.to_owned())
-            .or_insert_with(Character::new);
-        c.total_kills = total_kills;
-        c.total_rares = total_rares;
-    }
-
-    /// Restores a recent session's kill baseline and rare count at startup, so a plugin that keeps
-    /// streaming across a server restart is not counted twice.
-    pub fn seed_session(&self, name: &str, session_id: &str, last_kills: i64, rares: i64) {
-        let mut inner = self.lock();
-        inner.sessions.insert(
-            (name.to_owned(), session_id.to_owned()),
-            SessionCounters {
-                last_kills: Some(last_kills),
-                last_timestamp: None,
-                // Unknown: the first frame after a restart may catch up without the rate cap
-                // being measured from the restart.
-                last_arrival: None,
-                rares,
-                touched: Instant::now(),
-            },
-        );
+            .or_insert_with(|| Character {
+                restored: false,
+                ..Character::new()
+            });
+        if c.restored {
+            return;
+        }
+        let Some(state) = state else {
+            c.restore_failed = Some(now);
+            return;
+        };
+        c.restored = true;
+        c.restore_failed = None;
+        // Frames applied while the database could not be asked are either already in these
+        // totals or still queued: the larger is the closer.
+        c.total_kills = c.total_kills.max(state.total_kills);
+        c.total_rares = c.total_rares.max(state.total_rares);
+        for s in &state.sessions {
+            inner
+                .sessions
+                .entry((name.to_owned(), s.session_id.clone()))
+                .or_insert_with(|| SessionCounters {
+                    unmeasured_cap: MAX_UNMEASURED_KILLS,
+                    last_kills: Some(s.last_kills),
+                    last_timestamp: None,
+                    // Unknown: the first frame after a restart may catch up without the rate
+                    // cap being measured from the restart.
+                    last_arrival: None,
+                    rares: s.session_rares,
+                    touched: now,
+                });
+        }
     }
 
     /// Records a telemetry frame, broadcasts it with updated totals, and returns the kills to add
@@ -307,11 +363,18 @@ impl Live {
         let now = Instant::now();
         let entry = {
             let mut inner = self.lock();
+            let trusted = inner
+                .characters
+                .get(&t.character_name)
+                .is_none_or(|c| c.restored);
             let key = (t.character_name.clone(), t.session_id.clone());
             let session = inner
                 .sessions
                 .entry(key)
-                .or_insert_with(SessionCounters::new);
+                .or_insert_with(|| SessionCounters {
+                    unmeasured_cap: if trusted { MAX_UNMEASURED_KILLS } else { 0 },
+                    ..SessionCounters::new()
+                });
             let delta = kill_delta(session, t.kills, t.timestamp, now);
             let baseline = session.last_kills.unwrap_or(t.kills);
             session.touched = now;
@@ -323,6 +386,7 @@ impl Live {
                 .or_insert_with(Character::new);
             c.total_kills = c.total_kills.saturating_add(delta);
             c.latest = Some(t.clone());
+            c.touched = now;
             c.last_seen = Some(now);
             c.last_seen_at = Utc::now();
             c.online = true;
@@ -363,7 +427,8 @@ impl Live {
                 .characters
                 .entry(r.character_name.clone())
                 .or_insert_with(Character::new);
-            c.total_rares += 1;
+            c.total_rares = c.total_rares.saturating_add(1);
+            c.touched = Instant::now();
             let total_kills = c.total_kills;
             let total_rares = c.total_rares;
             let session_id = c.session_id.clone();
@@ -483,6 +548,7 @@ impl Live {
             inner.characters.insert(name.to_owned(), Character::new());
         }
         if let Some(c) = inner.characters.get_mut(name) {
+            c.touched = Instant::now();
             update(c);
         }
     }
@@ -582,8 +648,11 @@ impl Live {
     }
 
     /// Marks characters silent for longer than the live window as offline and tells browsers;
-    /// returns how many went offline.
-    pub fn reap(&self) -> usize {
+    /// returns how many went offline. With `evict_after`, characters offline and unnamed by
+    /// any frame for that long, and owned by no connection, leave memory with their sessions
+    /// (the caller passes it only while nothing is waiting to be written, so what comes back
+    /// from the database when they return is complete).
+    pub fn reap(&self, evict_after: Option<Duration>) -> usize {
         let now = Instant::now();
         let mut gone = Vec::new();
         {
@@ -595,9 +664,28 @@ impl Live {
                     gone.push((name.clone(), c.last_seen_at));
                 }
             }
-            inner
-                .sessions
-                .retain(|_, s| now.duration_since(s.touched) < SESSION_MEMORY);
+            if let Some(after) = evict_after {
+                let Inner {
+                    characters, routes, ..
+                } = &mut *inner;
+                characters.retain(|name, c| {
+                    c.online || now.duration_since(c.touched) <= after || routes.contains_key(name)
+                });
+            }
+            let Inner {
+                characters,
+                sessions,
+                ..
+            } = &mut *inner;
+            sessions.retain(|(name, _), s| {
+                characters.contains_key(name) && now.duration_since(s.touched) < SESSION_MEMORY
+            });
+            if characters.capacity() > 4 * characters.len() + 64 {
+                characters.shrink_to_fit();
+            }
+            if sessions.capacity() > 4 * sessions.len() + 64 {
+                sessions.shrink_to_fit();
+            }
         }
         for (name, last_seen) in &gone {
             let text = to_json(&BrowserOut::Offline {
@@ -607,6 +695,16 @@ impl Live {
             self.publish(FrameKind::Offline, text);
         }
         gone.len()
+    }
+
+    /// What the live state holds, for `/debug`.
+    pub fn memory(&self) -> LiveMemory {
+        let inner = self.lock();
+        LiveMemory {
+            characters: inner.characters.len(),
+            sessions: inner.sessions.len(),
+            owned_characters: inner.routes.len(),
+        }
     }
 
     /// How many characters are live right now.
@@ -696,8 +794,19 @@ mod tests {
     #[test]
     fn seeded_sessions_do_not_double_count_after_restart() {
         let live = Live::new(Duration::from_secs(30), 16);
-        live.seed_character("A", 100, 2);
-        live.seed_session("A", "s1", 40, 1);
+        let stored = CharacterState {
+            total_kills: 100,
+            total_rares: 2,
+            sessions: vec![crate::store::SessionStats {
+                character_name: "A".into(),
+                session_id: "s1".into(),
+                last_kills: 40,
+                session_rares: 1,
+            }],
+        };
+        assert!(live.needs_restore("A"));
+        live.restore("A", Some(&stored));
+        assert!(!live.needs_restore("A"));
         assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 45)).delta, 5);
         let entry = &live.live_entries()[0];
         assert_eq!(entry.totals.total_kills, 105);
@@ -711,14 +820,60 @@ mod tests {
         let mut rx = live.subscribe();
         live.apply_telemetry(&telemetry("A", "s1", 0));
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(live.reap(), 1);
-        assert_eq!(live.reap(), 0);
+        assert_eq!(live.reap(None), 1);
+        assert_eq!(live.reap(None), 0);
         assert_eq!(
             rx.try_recv().map(|b| b.kind).ok(),
             Some(FrameKind::Plugin(FrameType::Telemetry))
         );
         assert_eq!(rx.try_recv().map(|b| b.kind).ok(), Some(FrameKind::Offline));
         assert!(live.live_entries().is_empty());
+    }
+
+    #[test]
+    fn a_character_restored_without_the_database_counts_no_kills_twice() {
+        let live = Live::new(Duration::from_secs(30), 16);
+        live.restore("A", None);
+        // Its baseline may be in the unreachable database: a resumed session adds nothing.
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 500)).delta, 0);
+        assert_eq!(live.apply_telemetry(&telemetry("A", "s1", 503)).delta, 3);
+        // A later attempt succeeds: totals become the stored ones (plus nothing double).
+        let stored = CharacterState {
+            total_kills: 1_000,
+            total_rares: 0,
+            sessions: Vec::new(),
+        };
+        live.restore("A", Some(&stored));
+        assert_eq!(live.live_entries()[0].totals.total_kills, 1_000);
+    }
+
+    #[test]
+    fn offline_characters_leave_memory_with_their_sessions() {
+        let live = Live::new(Duration::from_millis(0), 16);
+        let (tx, _rx) = mpsc::channel(4);
+        for i in 0..1_000 {
+            let name = format!("C{i}");
+            live.restore(&name, Some(&CharacterState::default()));
+            live.apply_telemetry(&telemetry(&name, "s", 1));
+        }
+        assert!(live.claim("C0", 1, &tx), "C0 stays owned");
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(live.reap(None), 1_000, "all went offline");
+        assert_eq!(
+            live.memory().characters,
+            1_000,
+            "no eviction without evict_after"
+        );
+        live.reap(Some(Duration::ZERO));
+        let memory = live.memory();
+        assert_eq!((memory.characters, memory.sessions), (1, 1), "{memory:?}");
+        live.unroute(1);
+        live.reap(Some(Duration::ZERO));
+        assert_eq!(live.memory().characters, 0);
+        assert!(
+            live.needs_restore("C5"),
+            "an evicted character is loaded again"
+        );
     }
 
     #[test]

@@ -228,7 +228,7 @@ async fn server_to_browser_examples_match_the_serializer() {
     let mut short_hub = short.subscribe();
     short.apply_telemetry(&t);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    short.reap();
+    short.reap(None);
     let _telemetry = short_hub.try_recv().expect("telemetry");
     let offline = json(short_hub.try_recv().expect("offline").text.as_str());
     assert!(offline["last_seen"].is_string());

@@ -386,3 +386,64 @@ async fn a_lost_commit_reply_stores_and_counts_nothing_twice() {
 }
 
 both_backends!(a_replayed_batch_changes_nothing);
+
+async fn a_hundred_thousand_names_leave_memory_after_going_offline(backend: Backend) {
+    const NAMES: usize = 100_000;
+    const PER_CONNECTION: usize = 64;
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.live_window_secs = 1;
+        s.evict_offline_secs = 0;
+    })
+    .await
+    else {
+        return;
+    };
+    let app = std::sync::Arc::new(app);
+    let workers = 8;
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut next = w * PER_CONNECTION;
+                while next < NAMES {
+                    let mut plugin = app.plugin().await;
+                    for i in next..(next + PER_CONNECTION).min(NAMES) {
+                        plugin.send_json(&telemetry(&format!("N{i}"), "s", 1)).await;
+                    }
+                    plugin.ws.close(None).await.expect("close");
+                    while plugin.next_message().await.is_some() {}
+                    next += workers * PER_CONNECTION;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("sender");
+    }
+    app.wait_for_rows(i64::try_from(NAMES).unwrap_or(i64::MAX), 0, 0)
+        .await;
+    let debug = app
+        .wait_debug("every name evicted", |d| {
+            d["memory"]["characters"] == 0 && d["memory"]["sessions"] == 0
+        })
+        .await;
+    assert_eq!(debug["memory"]["owned_characters"], 0, "{debug}");
+
+    // A character that comes back resumes its session from the database: nothing twice.
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&telemetry("N42", "s", 3)).await;
+    app.wait_for_rows(i64::try_from(NAMES).unwrap_or(i64::MAX) + 1, 0, 0)
+        .await;
+    let (_, live) = app.get("/live").await;
+    assert_eq!(live["players"][0]["character_name"], "N42", "{live}");
+    assert_eq!(live["players"][0]["total_kills"], 3, "{live}");
+    let stored = app
+        .store
+        .character("N42")
+        .await
+        .expect("query")
+        .expect("N42");
+    assert_eq!(stored.total_kills, 3);
+}
+
+both_backends!(a_hundred_thousand_names_leave_memory_after_going_offline);

@@ -39,6 +39,10 @@ struct DebugBody {
     backend: Backend,
     timescaledb: bool,
     live_characters: usize,
+    /// What the live state holds (characters leave it EVICT_OFFLINE_SECS after going offline).
+    memory: crate::live::LiveMemory,
+    /// Expensive queries running now.
+    heavy_queries: usize,
     queue_depth: usize,
     queue_capacity: usize,
     live_window_secs: u64,
@@ -61,6 +65,8 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
         backend: state.store.backend(),
         timescaledb: state.store.timescaledb(),
         live_characters: state.live.live_count(),
+        memory: state.live.memory(),
+        heavy_queries: state.queries.running(state.settings.max_heavy_queries),
         queue_depth: state.queue_depth(),
         queue_capacity: state.queue.max_capacity(),
         live_window_secs: state.settings.live_window_secs,

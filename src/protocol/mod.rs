@@ -191,6 +191,19 @@ pub enum PluginFrame {
 }
 
 impl PluginFrame {
+    /// Whether applying this frame reads or changes the character's live state (totals,
+    /// sessions, latest snapshot).
+    pub fn keeps_state(&self) -> bool {
+        matches!(
+            self,
+            Self::Telemetry(_)
+                | Self::Rare(_)
+                | Self::Vitals(_)
+                | Self::CharacterStats(_)
+                | Self::Portal(_)
+        )
+    }
+
     /// The character this frame speaks for (none for unhandled types).
     pub fn character_name(&self) -> Option<&str> {
         Some(match self {

@@ -79,6 +79,14 @@ pub struct SessionStats {
     pub session_rares: i64,
 }
 
+/// What a character brings back into memory: its totals and its recent sessions' baselines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CharacterState {
+    pub total_kills: i64,
+    pub total_rares: i64,
+    pub sessions: Vec<SessionStats>,
+}
+
 /// Row counts of the event tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RowCounts {
@@ -416,6 +424,22 @@ impl Store {
         since: DateTime<Utc>,
     ) -> Result<Vec<SessionStats>, StoreError> {
         dispatch!(self.recent_sessions(since))
+    }
+
+    /// One character's persisted totals and its sessions updated since `sessions_since`, to
+    /// bring it back into memory when it returns.
+    pub async fn character_state(
+        &self,
+        name: &str,
+        sessions_since: DateTime<Utc>,
+    ) -> Result<CharacterState, StoreError> {
+        let (total_kills, total_rares, sessions) =
+            dispatch!(self.character_state(name, sessions_since))?;
+        Ok(CharacterState {
+            total_kills,
+            total_rares,
+            sessions,
+        })
     }
 
     /// Row counts of the event tables.

@@ -269,6 +269,44 @@ impl SqliteStore {
             .collect()
     }
 
+    pub async fn character_state(
+        &self,
+        name: &str,
+        sessions_since: DateTime<Utc>,
+    ) -> Result<(i64, i64, Vec<SessionStats>), StoreError> {
+        let (kills, rares): (i64, i64) = sqlx::query_as(
+            "SELECT coalesce((SELECT total_kills FROM char_stats WHERE character_name = ?1), 0), \
+                    coalesce((SELECT total_rares FROM rare_stats WHERE character_name = ?1), 0)",
+        )
+        .bind(name)
+        .fetch_one(&self.reads)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT k.character_name, k.session_id, k.last_kills, \
+                    coalesce(s.session_rares, 0) AS session_rares \
+             FROM session_kills k \
+             LEFT JOIN rare_stats_sessions s \
+                ON s.character_name = k.character_name AND s.session_id = k.session_id \
+             WHERE k.character_name = ?1 AND k.updated_at >= ?2",
+        )
+        .bind(name)
+        .bind(ts(&sessions_since))
+        .fetch_all(&self.reads)
+        .await?;
+        let sessions = rows
+            .iter()
+            .map(|r| {
+                Ok(SessionStats {
+                    character_name: r.try_get("character_name")?,
+                    session_id: r.try_get("session_id")?,
+                    last_kills: r.try_get("last_kills")?,
+                    session_rares: r.try_get("session_rares")?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((kills, rares, sessions))
+    }
+
     pub async fn row_counts(&self) -> Result<RowCounts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT count(*) FROM telemetry_events) AS telemetry, \
