@@ -121,8 +121,37 @@ pub enum BenchCommand {
     Fanout(FanoutArgs),
     /// Thousands of idle plugin and browser connections: server memory per connection.
     Connections(ConnectionsArgs),
+    /// Ingest at a steady rate with and without clients hammering the heaviest queries: rows
+    /// persisted per second, `/health`, queue depth, lost frames.
+    Readers(ReadersArgs),
     /// Frame times of the map in headless Chromium with many moving characters, and screenshots.
     Ui(UiBenchArgs),
+}
+
+/// Settings of `bench readers`.
+#[derive(Debug, Clone, Args)]
+pub struct ReadersArgs {
+    /// PostgreSQL database to fill (emptied first).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Telemetry rows of history loaded before the run (7 days of `characters` characters).
+    #[arg(long, default_value_t = 1_500_000)]
+    pub history_rows: i64,
+    /// Characters of the history, and plugins sending during the run.
+    #[arg(long, default_value_t = 20)]
+    pub plugins: usize,
+    /// Telemetry frames per second each plugin sends.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub rate: u64,
+    /// Clients hammering the heaviest queries in the second phase.
+    #[arg(long, default_value_t = 8)]
+    pub readers: usize,
+    /// Seconds of each phase (without, then with readers).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Markdown report to update.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
 }
 
 /// Settings of `bench ui`.

@@ -37,6 +37,7 @@ async fn main() -> ExitCode {
                     dereth_tracker::bench::connections::run(args).await
                 }
                 BenchCommand::Ui(args) => dereth_tracker::bench::ui::run(args).await,
+                BenchCommand::Readers(args) => dereth_tracker::bench::readers::run(args).await,
             }
         }
     };

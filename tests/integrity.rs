@@ -447,3 +447,32 @@ async fn a_hundred_thousand_names_leave_memory_after_going_offline(backend: Back
 }
 
 both_backends!(a_hundred_thousand_names_leave_memory_after_going_offline);
+
+async fn a_plugin_that_reconnects_keeps_its_character(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    // Close and reconnect at once, as the plugin does: the new connection's first frame may be
+    // read before the old connection's close, and must not be refused as an impersonation.
+    let rounds: i64 = 30;
+    let mut old = app.plugin().await;
+    old.send_json(&telemetry("Reconnector", "s", 0)).await;
+    app.wait_for_rows(1, 0, 0).await;
+    for kills in 1..=rounds {
+        let mut new = app.plugin().await;
+        old.ws.close(None).await.expect("close");
+        new.send_json(&telemetry("Reconnector", "s", kills)).await;
+        app.wait_for_rows(kills + 1, 0, 0).await;
+        old = new;
+    }
+    assert!(
+        old.silent_for(Duration::from_millis(200)).await,
+        "no error frame"
+    );
+    let (_, debug) = app.get("/debug").await;
+    assert_eq!(debug["frames_unclaimed"], 0, "{debug}");
+    let stats = app.store.character_stats().await.expect("stats");
+    assert_eq!(stats[0].total_kills, rounds);
+}
+
+both_backends!(a_plugin_that_reconnects_keeps_its_character);

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod fanout;
 pub mod ingest;
 pub mod queries;
+pub mod readers;
 pub mod server;
 pub mod ui;
 
