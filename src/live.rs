@@ -201,8 +201,13 @@ struct Route {
     last_heard: Instant,
 }
 
+/// Chat lines kept for the snapshot of a newly opened map.
+pub const CHAT_BACKLOG: usize = 100;
+
 #[derive(Debug, Default)]
 struct Inner {
+    /// The latest chat lines, oldest first, at most [`CHAT_BACKLOG`].
+    chat: std::collections::VecDeque<Chat>,
     characters: HashMap<String, Character>,
     sessions: HashMap<(String, String), SessionCounters>,
     routes: HashMap<String, Route>,
@@ -470,8 +475,15 @@ impl Live {
         }
     }
 
-    /// Broadcasts a chat line.
+    /// Keeps a chat line for the backlog and broadcasts it.
     pub fn apply_chat(&self, c: &Chat) {
+        {
+            let mut inner = self.lock();
+            if inner.chat.len() >= CHAT_BACKLOG {
+                inner.chat.pop_front();
+            }
+            inner.chat.push_back(c.clone());
+        }
         if self.watched() {
             self.publish(
                 FrameKind::Plugin(FrameType::Chat),
@@ -643,8 +655,13 @@ impl Live {
     /// The `snapshot` frame for a browser that just connected or fell behind.
     pub fn snapshot_frame(&self) -> Utf8Bytes {
         let entries = self.live_entries();
+        let chat: Vec<Chat> = self.lock().chat.iter().cloned().collect();
         let players = entries.iter().map(LiveEntry::as_player).collect();
-        to_json(&BrowserOut::Snapshot { players }).into()
+        to_json(&BrowserOut::Snapshot {
+            players,
+            chat: chat.iter().collect(),
+        })
+        .into()
     }
 
     /// Marks characters silent for longer than the live window as offline and tells browsers;

@@ -137,7 +137,66 @@ async fn trails_return_recent_positions_per_character(backend: Backend) {
     }
 }
 
+async fn the_world_at_an_instant_and_past_trails_match_what_was_sent(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    // Papa: one frame a minute for 20 minutes (ew = minute index); Romeo: only the last 3.
+    seed(&app, "Papa", 20, 0).await;
+    seed(&app, "Romeo", 3, 20).await;
+    let enc = |t: String| t.replace('+', "%2B").replace(':', "%3A");
+
+    // Ten and a half minutes ago Papa was at its 9th point (sent 11 minutes ago); Romeo had not
+    // appeared.
+    let (status, world) = app.get(&format!("/world?at={}", enc(at(10)))).await;
+    assert_eq!(status, 200, "{world}");
+    let chars = world["characters"].as_array().expect("characters");
+    assert_eq!(chars.len(), 1, "{world}");
+    assert_eq!(chars[0]["character_name"], "Papa");
+    assert_eq!(chars[0]["ew"], 10.0, "{world}");
+    // Now both, each at its latest point.
+    let (_, now) = app.get(&format!("/world?at={}", enc(at(0)))).await;
+    let names: Vec<&str> = now["characters"]
+        .as_array()
+        .expect("characters")
+        .iter()
+        .filter_map(|c| c["character_name"].as_str())
+        .collect();
+    assert_eq!(names, ["Papa", "Romeo"]);
+    // A short lookback leaves out characters silent for longer.
+    let (_, gap) = app
+        .get(&format!("/world?at={}&lookback=5", enc(at(0))))
+        .await;
+    assert_eq!(gap["characters"].as_array().map(Vec::len), Some(0), "{gap}");
+    assert_eq!(app.get("/world").await.0, 400, "`at` is required");
+    assert_eq!(app.get("/world?at=yesterday").await.0, 400);
+
+    // A past window of trails: [16, 5] minutes ago (a little later than at seeding time) holds
+    // Papa's points 5..=15.
+    let (status, trails) = app
+        .get(&format!(
+            "/trails?character=Papa&from={}&to={}",
+            enc(at(16)),
+            enc(at(5))
+        ))
+        .await;
+    assert_eq!(status, 200, "{trails}");
+    let ews: Vec<f64> = trails["trails"]
+        .as_array()
+        .expect("trails")
+        .iter()
+        .filter_map(|p| p["ew"].as_f64())
+        .collect();
+    assert_eq!(ews, (5..=15).map(|i| i as f64).collect::<Vec<_>>());
+    assert_eq!(
+        app.get(&format!("/trails?to={}", enc(at(5)))).await.0,
+        400,
+        "`to` without `from`"
+    );
+}
+
 both_backends!(
+    the_world_at_an_instant_and_past_trails_match_what_was_sent,
     history_pages_through_every_row_in_order,
     history_rejects_bad_parameters,
     trails_return_recent_positions_per_character,

@@ -124,6 +124,25 @@ async fn chat_is_broadcast_and_subscriptions_filter(backend: Backend) {
     assert_eq!(chat["color"], 3);
     assert_eq!(everything.recv_json().await["type"], "telemetry");
     assert_eq!(everything.recv_json().await["type"], "chat");
+    // A map opened later gets the recent chat lines in its snapshot, at most the backlog.
+    for i in 0..dereth_tracker::live::CHAT_BACKLOG {
+        plugin
+            .send_json(
+                &json!({"type": "chat", "character_name": "Gamma", "text": format!("line {i}")}),
+            )
+            .await;
+    }
+    for _ in 0..dereth_tracker::live::CHAT_BACKLOG {
+        assert_eq!(everything.recv_json().await["type"], "chat");
+    }
+    let (_, snapshot) = app.browser().await;
+    let backlog = snapshot["chat"].as_array().expect("chat backlog");
+    assert_eq!(backlog.len(), dereth_tracker::live::CHAT_BACKLOG);
+    assert_eq!(backlog[0]["text"], "line 0", "the oldest kept line first");
+    assert_eq!(
+        backlog[backlog.len() - 1]["text"],
+        format!("line {}", dereth_tracker::live::CHAT_BACKLOG - 1)
+    );
 }
 
 async fn a_new_browser_gets_a_snapshot_with_totals(backend: Backend) {

@@ -172,8 +172,13 @@ pub async fn history(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TrailsParams {
-    /// Window length in seconds, ending now: 1 to 604800, default 600.
+    /// Window length in seconds, ending now: 1 to 604800, default 600 (ignored with `from`).
     seconds: Option<String>,
+    /// Start of a past window, RFC 3339 (UTC), for replays; with `to` (default: now). The window
+    /// is at most 604800 s.
+    from: Option<String>,
+    /// End (inclusive) of the window given by `from`, RFC 3339 (UTC).
+    to: Option<String>,
     /// Only this character (404 if it was never seen).
     character: Option<String>,
     /// Keep at most one point per character per `step` seconds (1 to 3600).
@@ -208,22 +213,91 @@ pub async fn trails(
     if let Some(name) = &character {
         require_character(&state, name).await?;
     }
-    let now = Utc::now();
-    let since = now - chrono::Duration::seconds(seconds);
+    let (from, to) = params::range(p.from.as_deref(), p.to.as_deref())?;
+    let (since, until) = match (from, to) {
+        (Some(from), to) => (from, to.unwrap_or_else(Utc::now)),
+        (None, Some(_)) => {
+            return Err(ApiError::BadRequest("`to` needs `from`".into()));
+        }
+        (None, None) => {
+            let now = Utc::now();
+            (now - chrono::Duration::seconds(seconds), now)
+        }
+    };
+    if (until - since).num_seconds() > TRAILS_MAX_SECS {
+        return Err(ApiError::BadRequest(format!(
+            "the window between `from` and `to` is longer than {TRAILS_MAX_SECS} seconds"
+        )));
+    }
     let _permit = state.queries.admit().await?;
     let characters = characters_covered(&state, character.as_deref(), since).await?;
     state.queries.check_range(
         since,
-        now,
+        until,
         characters,
-        "pass `character` or fewer `seconds`",
+        "pass `character` or a shorter window (`seconds`, or `from`/`to`)",
     )?;
     let trails = state
         .store
-        .trails(since, character.as_deref(), step, TRAILS_MAX_POINTS)
+        .trails(
+            since,
+            from.is_some().then_some(until),
+            character.as_deref(),
+            step,
+            TRAILS_MAX_POINTS,
+        )
         .await?;
     Ok(match format {
         Format::Json => Json(Trails { trails }).into_response(),
         Format::Csv => csv::whole("trails.csv", &trails),
     })
+}
+
+/// Parameters of `/world`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WorldParams {
+    /// The instant to show, RFC 3339 (UTC); required.
+    at: Option<String>,
+    /// How far before `at` a character's latest telemetry may be and still place it: 1 to 3600
+    /// seconds, default 120 (thinned history keeps one row per 30 s).
+    lookback: Option<String>,
+}
+
+/// The world as it was at one instant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct World {
+    at: chrono::DateTime<Utc>,
+    lookback_secs: i64,
+    /// Each character's latest telemetry at or before `at` (within the lookback), by name.
+    #[schema(value_type = Vec<Object>)]
+    characters: Vec<TelemetryRecord>,
+}
+
+/// Most characters one `/world` answer carries.
+pub const WORLD_MAX_CHARACTERS: i64 = 5_000;
+
+/// Every character's position, state and counters as of `at`: what a replay of the map shows.
+#[utoipa::path(get, path = "/world", params(WorldParams), tag = "telemetry",
+    responses(
+        (status = 200, description = "Each character's latest telemetry at or before `at`", body = World),
+        (status = 400, description = "A parameter is invalid", body = ErrorBody),
+    ))]
+pub async fn world(
+    State(state): State<AppState>,
+    Query(p): Query<WorldParams>,
+) -> Result<Json<World>, ApiError> {
+    let at = params::time("at", p.at.as_deref())?
+        .ok_or_else(|| ApiError::BadRequest("`at` is required (an RFC 3339 time)".into()))?;
+    let lookback = params::int("lookback", p.lookback.as_deref(), 1, 3600)?.unwrap_or(120);
+    let since = at - chrono::Duration::seconds(lookback);
+    let characters = state
+        .store
+        .world_at(at, since, WORLD_MAX_CHARACTERS)
+        .await?;
+    Ok(Json(World {
+        at,
+        lookback_secs: lookback,
+        characters,
+    }))
 }

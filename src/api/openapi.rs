@@ -38,6 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(api_routes!(status::live))
         .routes(api_routes!(history::history))
         .routes(api_routes!(history::trails))
+        .routes(api_routes!(history::world))
         .routes(api_routes!(events::spawns))
         .routes(api_routes!(events::rares))
         .routes(api_routes!(events::portals))

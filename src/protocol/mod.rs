@@ -929,6 +929,8 @@ pub enum BrowserOut<'a> {
     /// Every live character, sent on connect and after a resync.
     Snapshot {
         players: Vec<LivePlayer<'a>>,
+        /// The most recent chat lines, oldest first (kept in memory only, as the original did).
+        chat: Vec<&'a Chat>,
     },
     Telemetry(LivePlayer<'a>),
     Spawn(&'a Spawn),

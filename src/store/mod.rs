@@ -523,11 +523,12 @@ impl Store {
     pub async fn trails(
         &self,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         character: Option<&str>,
         step: Option<i64>,
         limit: i64,
     ) -> Result<Vec<TrailPoint>, StoreError> {
-        let mut points = dispatch!(self.trails(since, character, step, limit))?;
+        let mut points = dispatch!(self.trails(since, until, character, step, limit))?;
         let portals = dispatch!(self.portal_times(since, character))?;
         mark_trail_breaks(&mut points, &portals);
         Ok(points)
@@ -633,6 +634,17 @@ impl Store {
     /// One character, if it was ever seen.
     pub async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
         dispatch!(self.character(name))
+    }
+
+    /// Every character's latest telemetry at or before `at` and after `since` (characters
+    /// silent over that whole span are absent), by name, at most `limit`.
+    pub async fn world_at(
+        &self,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<TelemetryRecord>, StoreError> {
+        dispatch!(self.world_at(at, since, limit))
     }
 
     /// How many characters were seen at or after `since`.

@@ -82,6 +82,7 @@ impl PgStore {
     pub async fn trails(
         &self,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         character: Option<&str>,
         step: Option<i64>,
         limit: i64,
@@ -93,6 +94,9 @@ impl PgStore {
             "SELECT character_name, timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ",
         );
         qb.push_bind(since);
+        if let Some(until) = until {
+            qb.push(" AND timestamp <= ").push_bind(until);
+        }
         if let Some(c) = character {
             qb.push(" AND character_name = ").push_bind(c.to_owned());
         }
@@ -260,6 +264,43 @@ impl PgStore {
             .fetch_optional(&self.reads)
             .await?;
         row.as_ref().map(summary_from_row).transpose()
+    }
+
+    pub async fn world_at(
+        &self,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<TelemetryRecord>, StoreError> {
+        // One index probe per character seen around `at`: (character_name, timestamp DESC).
+        let cols = TELEMETRY_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols} FROM characters c CROSS JOIN LATERAL ( \
+                 SELECT {TELEMETRY_COLUMNS} FROM telemetry_events e \
+                 WHERE e.character_name = c.character_name \
+                   AND e.timestamp <= $1 AND e.timestamp > $2 \
+                 ORDER BY e.timestamp DESC LIMIT 1) t \
+             WHERE c.last_seen > $2 AND c.first_seen <= $1 \
+             ORDER BY c.character_name LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(at)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&self.reads)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TelemetryRecord {
+                    id: r.try_get("id")?,
+                    telemetry: telemetry_from_row(r)?,
+                })
+            })
+            .collect()
     }
 
     pub async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {

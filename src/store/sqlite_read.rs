@@ -97,6 +97,7 @@ impl SqliteStore {
     pub async fn trails(
         &self,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         character: Option<&str>,
         step: Option<i64>,
         limit: i64,
@@ -106,6 +107,9 @@ impl SqliteStore {
             "SELECT character_name, timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ",
         );
         qb.push_bind(ts(&since));
+        if let Some(until) = until {
+            qb.push(" AND timestamp <= ").push_bind(ts(&until));
+        }
         if let Some(c) = character {
             qb.push(" AND character_name = ").push_bind(c.to_owned());
         }
@@ -255,6 +259,38 @@ impl SqliteStore {
             .fetch_optional(&self.reads)
             .await?;
         row.as_ref().map(summary_from_row).transpose()
+    }
+
+    pub async fn world_at(
+        &self,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<TelemetryRecord>, StoreError> {
+        // One index probe per character seen around `at`: (character_name, timestamp DESC).
+        let sql = format!(
+            "SELECT {TELEMETRY_COLUMNS} FROM telemetry_events WHERE id IN ( \
+                 SELECT (SELECT e.id FROM telemetry_events e \
+                         WHERE e.character_name = c.character_name \
+                           AND e.timestamp <= ?1 AND e.timestamp > ?2 \
+                         ORDER BY e.timestamp DESC LIMIT 1) \
+                 FROM characters c WHERE c.last_seen > ?2 AND c.first_seen <= ?1) \
+             ORDER BY character_name LIMIT ?3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(ts(&at))
+            .bind(ts(&since))
+            .bind(limit)
+            .fetch_all(&self.reads)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TelemetryRecord {
+                    id: r.try_get("id")?,
+                    telemetry: telemetry_from_row(r)?,
+                })
+            })
+            .collect()
     }
 
     pub async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
