@@ -6,6 +6,7 @@ import { Chat } from "./chat.js";
 import { LiveConnection } from "./connection.js";
 import { MapView } from "./map.js";
 import { Players } from "./players.js";
+import { Replay } from "./replay.js";
 import { Sidebar } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -13,24 +14,43 @@ const $ = (id) => document.getElementById(id);
 const players = new Players();
 let selected = null;
 
+/** The characters shown: live ones, or the world of the replay. */
+function shownPlayers() { return replay.active ? replay.players : players; }
+
 function select(name) {
-  selected = name;
-  map.selected = name;
-  map.follow = true;
-  const p = players.get(name);
+  selected = name || null;
+  map.selected = selected;
+  map.follow = !!selected;
+  const p = selected && shownPlayers().get(selected);
   if (p) map.centerOn(p.x, p.y);
-  sidebar.select(name);
-  chat.select(name);
+  sidebar.select(selected);
+  chat.select(selected);
   map.dirty = true;
+}
+
+function showTooltip(p, x, y) {
+  const tip = $("tooltip");
+  if (!p) { tip.hidden = true; return; }
+  const d = p.data;
+  const lines = [p.name];
+  if (d.char_tag) lines.push(d.char_tag);
+  lines.push(`${shownPlayers().state(p)} · ${d.vt_state || "–"}`);
+  lines.push(`kills ${d.total_kills ?? d.kills ?? 0} · ${Math.round(Number(d.kills_per_hour) || 0)}/h`);
+  tip.textContent = lines.join("\n");
+  tip.hidden = false;
+  tip.style.left = `${Math.min(x + 14, map.width - tip.offsetWidth - 4)}px`;
+  tip.style.top = `${Math.max(4, y - tip.offsetHeight - 8)}px`;
 }
 
 const map = new MapView($("map"), players, {
   onSelect: select,
   onCursor: (text) => { $("cursor").textContent = text; },
+  onHover: showTooltip,
 });
 const sidebar = new Sidebar(players, {
   list: $("players"), search: $("search"), sort: $("sort"), details: $("details"), count: $("count"),
-}, { onSelect: select });
+  noMatch: $("no-match"),
+}, { onSelect: select, onFilter: () => { map.dirty = true; } });
 const chat = new Chat({
   log: $("chat-log"), form: $("command-form"), input: $("command"),
   target: $("command-target"), result: $("command-result"),
@@ -40,27 +60,41 @@ const chat = new Chat({
   }),
 });
 
-function toast(text) {
-  const div = document.createElement("div");
+function toast(text, character) {
+  const div = document.createElement(character ? "button" : "div");
   div.className = "toast";
   div.textContent = text;
+  if (character) {
+    div.type = "button";
+    div.title = `Show ${character}`;
+    div.addEventListener("click", () => select(character));
+  }
   $("toasts").append(div);
   setTimeout(() => div.remove(), 8000);
   while ($("toasts").childElementCount > 5) $("toasts").firstElementChild.remove();
 }
 
+let chatBacklogShown = false;
+
 const handlers = {
   snapshot(frame) {
     players.reset(frame.players || []);
+    // The recent chat lines, once per page (later snapshots are resyncs).
+    if (!chatBacklogShown && Array.isArray(frame.chat)) {
+      for (const line of frame.chat) chat.add(line);
+      chatBacklogShown = true;
+    }
+    if (replay.active) return;
     map.dirty = true;
     sidebar.render(true);
     if (map.showTrails) loadTrails();
+    restoreSelection();
   },
   telemetry(frame) { players.update(frame); },
   offline(frame) { players.offline(frame.character_name); },
   chat(frame) { chat.add(frame); },
   rare(frame) {
-    toast(`${frame.character_name} found ${frame.name}!`);
+    toast(`${frame.character_name} found ${frame.name}!`, frame.character_name);
     chat.system(`${frame.character_name} found a rare: ${frame.name}`);
     const p = players.get(frame.character_name);
     if (p) { p.data = { ...p.data, total_rares: frame.total_rares, session_rares: frame.session_rares }; players.version++; }
@@ -104,22 +138,54 @@ async function loadTrails() {
   }
 }
 
+/** Heatmap cells follow the zoom: about 8 pixels or more on screen, in whole map units. */
+function heatBin() {
+  const units = 8 / map.scale;
+  return [2, 4, 6, 10, 20].find((b) => b >= units) || 20;
+}
+
+function updateHeatLegend() {
+  const parts = [];
+  for (const kind of ["spawns", "rares"]) {
+    const data = map.heat[kind];
+    if (!data) continue;
+    const max = data.cells.reduce((m, c) => Math.max(m, c.count), 0);
+    parts.push(`${kind}: 1 to ${max} per ${data.bin}×${data.bin} cell`);
+  }
+  $("heat-legend").hidden = parts.length === 0;
+  $("heat-legend-text").textContent = parts.join("; ");
+}
+
 async function loadHeat(kind) {
   const box = $(kind === "spawns" ? "spawn-heat" : "rare-heat");
-  if (!box.checked) { map.setHeat(kind, null); return; }
+  if (!box.checked) { map.setHeat(kind, null); updateHeatLegend(); return; }
   const from = new Date(Date.now() - Number($("heat-range").value) * 1000).toISOString();
   try {
-    map.setHeat(kind, await getJson(`/${kind}/heatmap?bin=2&from=${encodeURIComponent(from)}`));
+    map.setHeat(kind, await getJson(`/${kind}/heatmap?bin=${heatBin()}&from=${encodeURIComponent(from)}`));
   } catch (err) {
     chat.system(`${kind} heatmap unavailable: ${err.message}`);
   }
+  updateHeatLegend();
 }
 
 $("trails-toggle").addEventListener("change", (e) => {
   map.showTrails = e.target.checked;
   map.dirty = true;
-  if (map.showTrails) loadTrails();
+  if (map.showTrails) { if (replay.active) replay.load(); else loadTrails(); }
 });
+$("trails-mode").addEventListener("change", (e) => { map.trailMode = e.target.value; map.dirty = true; });
+$("chat-filter").addEventListener("input", (e) => chat.filter(e.target.value));
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && selected) select(null);
+});
+let heatScale = map.scale;
+setInterval(() => {
+  // Reload the heatmaps when the zoom changed their bin.
+  if (map.scale !== heatScale) {
+    heatScale = map.scale;
+    if (map.heat.spawns || map.heat.rares) { loadHeat("spawns"); loadHeat("rares"); }
+  }
+}, 1000);
 $("trails-window").addEventListener("change", () => { if (map.showTrails) loadTrails(); });
 $("spawn-heat").addEventListener("change", () => loadHeat("spawns"));
 $("rare-heat").addEventListener("change", () => loadHeat("rares"));
@@ -146,17 +212,95 @@ $("theme-toggle").addEventListener("click", () => {
 
 // --- start --------------------------------------------------------------------------------------
 
+// --- replay -------------------------------------------------------------------------------------
+
+const replay = new Replay({
+  bar: $("replay-bar"), toggle: $("replay-toggle"), live: $("replay-live"), play: $("replay-play"),
+  back: $("replay-back"), forward: $("replay-forward"), speed: $("replay-speed"),
+  slider: $("replay-slider"), time: $("replay-time"),
+}, {
+  getJson,
+  trailsWanted: () => map.showTrails,
+  onEnter: (worldPlayers) => { map.players = worldPlayers; sidebar.setPlayers(worldPlayers); map.dirty = true; },
+  onLeave: () => {
+    map.players = players;
+    sidebar.setPlayers(players);
+    map.dirty = true;
+    if (map.showTrails) loadTrails();
+  },
+  onWorld: () => { map.dirty = true; sidebar.render(true); restoreSelection(); },
+});
+
+// --- shareable URL: selection, centre, zoom, layers and replay time ------------------------------
+
+let pendingSelection = params.get("sel");
+function restoreSelection() {
+  if (pendingSelection && shownPlayers().get(pendingSelection)) {
+    const name = pendingSelection;
+    pendingSelection = null;
+    select(name);
+  }
+}
+
+function applyUrlState() {
+  const num = (k) => (params.has(k) && Number.isFinite(Number(params.get(k))) ? Number(params.get(k)) : null);
+  const cx = num("cx"), cy = num("cy"), z = num("z");
+  if (z !== null && z > 0) map.scale = map.fitScale * z;
+  if (cx !== null) map.cx = cx;
+  if (cy !== null) map.cy = cy;
+  map.clampCenter();
+  if (params.get("trails") === "1") { $("trails-toggle").checked = true; map.showTrails = true; }
+  if (params.get("trails") === "selected") {
+    $("trails-toggle").checked = true; map.showTrails = true;
+    $("trails-mode").value = "selected"; map.trailMode = "selected";
+  }
+  const at = Date.parse(params.get("at") || "");
+  if (Number.isFinite(at)) replay.enter(at);
+  map.dirty = true;
+}
+
+function urlState() {
+  const out = new URLSearchParams();
+  if (selected) out.set("sel", selected);
+  if (!map.follow || !selected) {
+    out.set("cx", map.cx.toFixed(2));
+    out.set("cy", map.cy.toFixed(2));
+  }
+  out.set("z", (map.scale / map.fitScale).toFixed(2));
+  if (map.showTrails) out.set("trails", map.trailMode === "selected" ? "selected" : "1");
+  if (replay.active) out.set("at", new Date(replay.at).toISOString());
+  const theme = document.documentElement.dataset.theme;
+  if (theme) out.set("theme", theme);
+  return out.toString();
+}
+
+setInterval(() => {
+  const next = urlState();
+  if (`?${next}` !== location.search) history.replaceState(null, "", `${location.pathname}?${next}`);
+}, 500);
+
 getJson("data/towns.json").then((d) => map.setTowns(d.towns || [])).catch(() => {});
 getJson("data/map.json").then((d) => map.setBackgroundImage(d.background)).catch(() => {});
+applyUrlState();
 connection.connect();
 
 window.__dereth = {
   project: (ew, ns) => map.project(ew, ns),
-  players: () => [...players.values()].map((p) => ({
+  players: () => [...shownPlayers().values()].map((p) => ({
     name: p.name, color: p.color, x: p.x, y: p.y, state: players.state(p), alpha: p.alpha ?? 1,
     trailBreaks: p.trail.filter((pt) => pt[3]).length,
   })),
   frameStats: () => map.frameStats(),
+  labelStats: () => map.labelStats,
+  trailSegments: (name) => map.trailSegments(name),
+  replay: {
+    enter: (iso) => replay.enter(Date.parse(iso)),
+    seek: (iso) => replay.seek(Date.parse(iso)),
+    active: () => replay.active,
+    loadedAt: () => (replay.loadedAt === null ? null : new Date(replay.loadedAt).toISOString()),
+    leave: () => replay.leave(),
+  },
+  view: () => ({ cx: map.cx, cy: map.cy, zoom: map.scale / map.fitScale, selected, trails: map.showTrails }),
   resetFrameStats: () => { map.frameTimes = []; map.drawTimes = []; },
   select,
 };

@@ -11,6 +11,7 @@ export class Chat {
     this.el = { log, form, input, target, result };
     this.onCommand = onCommand;
     this.selected = null;
+    this.filterText = "";
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       const text = input.value.trim();
@@ -58,7 +59,18 @@ export class Chat {
     this.append(li);
   }
 
+  /** Shows only lines whose name or text contains `text` (case-insensitive). */
+  filter(text) {
+    this.filterText = text.trim().toLowerCase();
+    for (const li of this.el.log.children) this.applyFilter(li);
+  }
+
+  applyFilter(li) {
+    li.hidden = !!this.filterText && !li.textContent.toLowerCase().includes(this.filterText);
+  }
+
   append(li) {
+    this.applyFilter(li);
     const log = this.el.log;
     const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
     log.append(li);

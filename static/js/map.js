@@ -5,16 +5,24 @@
 import { formatCoords } from "./format.js";
 
 const EXTENT = 102;          // the map spans about -101.9 .. 102.0 on both axes
+// Faster than any character moves on foot (map units per second, a unit is about 240 m), plus a
+// margin: consecutive trail points farther apart were joined by a teleport.
+const MAX_WALK_UNITS_PER_SEC = 0.25;
+const WALK_MARGIN_UNITS = 1.5;
 const MIN_SCALE_FACTOR = 0.8;
 const MAX_SCALE_FACTOR = 60;
 
 export class MapView {
-  constructor(canvas, players, { onSelect, onCursor }) {
+  constructor(canvas, players, { onSelect, onCursor, onHover }) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.players = players;
     this.onSelect = onSelect;
     this.onCursor = onCursor;
+    this.onHover = onHover || (() => {});
+    this.hovered = null;
+    this.trailMode = "all";        // "all" or "selected"
+    this.labelStats = { drawn: 0, hidden: 0, overlaps: 0 };
     this.towns = [];
     this.heat = { spawns: null, rares: null };
     this.showTrails = false;
@@ -118,7 +126,13 @@ export class MapView {
       const here = this.unproject(e.offsetX, e.offsetY);
       this.onCursor(formatCoords(here.ew, here.ns));
       const prev = pointers.get(e.pointerId);
-      if (!prev) return;
+      if (!prev) {
+        const near = this.nearest(e.offsetX, e.offsetY);
+        const name = near ? near.name : null;
+        if (name !== this.hovered) { this.hovered = name; this.dirty = true; }
+        this.onHover(near, e.offsetX, e.offsetY);
+        return;
+      }
       if (pointers.size === 2) {
         const [a, b] = [...pointers.values()];
         const other = a === prev ? b : a;
@@ -139,6 +153,10 @@ export class MapView {
       if (was && moved < 5 && e.type === "pointerup") this.pick(e.offsetX, e.offsetY);
     };
     c.addEventListener("pointerup", end);
+    c.addEventListener("pointerleave", () => {
+      if (this.hovered) { this.hovered = null; this.dirty = true; }
+      this.onHover(null);
+    });
     c.addEventListener("pointercancel", end);
     c.addEventListener("wheel", (e) => {
       e.preventDefault();
@@ -156,16 +174,22 @@ export class MapView {
     });
   }
 
-  /** Selects the character nearest to a click, if one is close enough. */
-  pick(x, y) {
+  /** The shown character nearest to a point of the canvas, if one is close enough. */
+  nearest(x, y) {
     let best = null;
     let bestD = 14;
-    for (const p of this.players.values()) {
+    for (const p of this.players.shown()) {
       const s = this.project(p.x, p.y);
       const d = Math.hypot(s.x - x, s.y - y);
       if (d < bestD) { best = p; bestD = d; }
     }
-    if (best) this.onSelect(best.name);
+    return best;
+  }
+
+  /** Selects the character nearest to a click; a click on empty map deselects. */
+  pick(x, y) {
+    const best = this.nearest(x, y);
+    this.onSelect(best ? best.name : null);
   }
 
   // --- layers ---------------------------------------------------------------------------------
@@ -292,22 +316,27 @@ export class MapView {
 
   drawTowns() {
     const ctx = this.ctx;
-    const showNames = this.scale > this.fitScale * 1.6 || this.width > 900;
+    const showNames = this.scale > this.fitScale * 1.2 || this.width > 700;
     ctx.fillStyle = this.css("--town");
     ctx.strokeStyle = this.css("--panel") || "#fff";
     ctx.font = "600 11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
+    this.townBoxes = [];
     for (const t of this.towns) {
       const s = this.project(t.ew, t.ns);
       if (s.x < -50 || s.y < -20 || s.x > this.width + 50 || s.y > this.height + 20) continue;
       ctx.beginPath();
       ctx.rect(s.x - 3, s.y - 3, 6, 6);
       ctx.fill();
-      if (showNames) {
-        ctx.lineWidth = 3;
-        ctx.strokeText(t.name, s.x + 6, s.y);
-        ctx.fillText(t.name, s.x + 6, s.y);
-      }
+      this.townBoxes.push({ x: s.x - 3, y: s.y - 3, w: 6, h: 6 });
+      if (!showNames) continue;
+      const w = ctx.measureText(t.name).width + 4;
+      const box = { x: s.x + 5, y: s.y - 7, w, h: 14 };
+      if (box.x + w > this.width || this.townBoxes.some((b) => b.w > 6 && overlaps(box, w, 14, b))) continue;
+      this.townBoxes.push(box);
+      ctx.lineWidth = 3;
+      ctx.strokeText(t.name, s.x + 6, s.y);
+      ctx.fillText(t.name, s.x + 6, s.y);
     }
   }
 
@@ -324,35 +353,73 @@ export class MapView {
     }
   }
 
+  /** Trails fade with age, break where a character teleported (a `portal` frame, or a jump
+   * farther than anyone walks in the time between two points), and end in an arrow that shows
+   * the direction of travel. */
   drawTrails() {
     const ctx = this.ctx;
-    ctx.lineWidth = 1.5;
-    for (const p of this.players.values()) {
-      if (p.trail.length < 2) continue;
+    ctx.lineWidth = 1.6;
+    const now = this.players.clock();
+    const windowMs = this.players.trailWindowMs || 600000;
+    for (const p of this.players.shown()) {
+      if (this.trailMode === "selected" && p.name !== this.selected) continue;
+      const pts = p.trail;
+      if (pts.length < 2) continue;
       ctx.strokeStyle = p.color;
-      ctx.globalAlpha = 0.7 * (p.alpha ?? 1);
-      ctx.beginPath();
-      p.trail.forEach(([ew, ns, , gap], i) => {
-        const s = this.project(ew, ns);
-        // A teleport (portal frame) starts a new segment instead of a line across the map.
-        if (i === 0 || gap) ctx.moveTo(s.x, s.y); else ctx.lineTo(s.x, s.y);
-      });
-      const last = this.project(p.x, p.y);
-      ctx.lineTo(last.x, last.y);
-      ctx.stroke();
+      for (let i = 1; i < pts.length; i++) {
+        const [ew0, ns0, t0] = pts[i - 1];
+        const [ew1, ns1, t1, gap] = pts[i];
+        if (gap || isJump(ew0, ns0, t0, ew1, ns1, t1)) continue;
+        const age = Math.max(0, Math.min(1, (now - t1) / windowMs));
+        ctx.globalAlpha = (0.15 + 0.7 * (1 - age)) * (p.alpha ?? 1);
+        const a = this.project(ew0, ns0), b = this.project(ew1, ns1);
+        ctx.beginPath();
+        ctx.moveTo(a.x, a.y);
+        ctx.lineTo(b.x, b.y);
+        ctx.stroke();
+      }
+      const [ewA, nsA, tA] = pts[pts.length - 2];
+      const [ewB, nsB, tB, gapB] = pts[pts.length - 1];
+      if (!gapB && !isJump(ewA, nsA, tA, ewB, nsB, tB)) {
+        const a = this.project(ewA, nsA), b = this.project(ewB, nsB);
+        const len = Math.hypot(b.x - a.x, b.y - a.y);
+        if (len > 4) {
+          const ux = (b.x - a.x) / len, uy = (b.y - a.y) / len;
+          ctx.globalAlpha = 0.9 * (p.alpha ?? 1);
+          ctx.fillStyle = p.color;
+          ctx.beginPath();
+          ctx.moveTo(b.x, b.y);
+          ctx.lineTo(b.x - 7 * ux - 4 * uy, b.y - 7 * uy + 4 * ux);
+          ctx.lineTo(b.x - 7 * ux + 4 * uy, b.y - 7 * uy - 4 * ux);
+          ctx.closePath();
+          ctx.fill();
+        }
+      }
     }
     ctx.globalAlpha = 1;
+  }
+
+  /** Counts the trail segments drawn and broken for a character (tests). */
+  trailSegments(name) {
+    const p = this.players.get(name);
+    if (!p) return null;
+    let joined = 0, broken = 0;
+    for (let i = 1; i < p.trail.length; i++) {
+      const [ew0, ns0, t0] = p.trail[i - 1];
+      const [ew1, ns1, t1, gap] = p.trail[i];
+      if (gap || isJump(ew0, ns0, t0, ew1, ns1, t1)) broken++; else joined++;
+    }
+    return { joined, broken };
   }
 
   drawMarkers(now) {
     const ctx = this.ctx;
     const visible = [];
-    for (const p of this.players.values()) {
+    for (const p of this.players.shown()) {
       const s = this.project(p.x, p.y);
       if (s.x < -10 || s.y < -10 || s.x > this.width + 10 || s.y > this.height + 10) continue;
       visible.push([p, s]);
     }
-    const labels = visible.length <= 120 || this.scale > this.fitScale * 6;
     const r = Math.max(4, Math.min(7, this.scale * 0.9));
     ctx.font = "600 11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
@@ -375,22 +442,54 @@ export class MapView {
         ctx.strokeStyle = outline;
         ctx.stroke();
       }
-      if (p.name === this.selected) {
+      if (p.name === this.selected || p.name === this.hovered) {
         ctx.beginPath();
         ctx.arc(s.x, s.y, r + 5, 0, Math.PI * 2);
         ctx.lineWidth = 2;
         ctx.strokeStyle = this.css("--accent");
         ctx.stroke();
       }
-      if (labels || p.name === this.selected) {
-        ctx.lineWidth = 3;
-        ctx.strokeStyle = outline;
-        ctx.strokeText(p.name, s.x + r + 4, s.y);
-        ctx.fillStyle = this.css("--label");
-        ctx.fillText(p.name, s.x + r + 4, s.y);
-      }
     }
     ctx.globalAlpha = 1;
+    this.drawLabels(visible, r, outline);
+  }
+
+  /** Names placed without overlapping each other, town names or markers: the selected and
+   * hovered characters first, then the others by name; a name with no free place is left out
+   * (its marker stays, and hovering shows it). */
+  drawLabels(visible, r, outline) {
+    const ctx = this.ctx;
+    const taken = new BoxGrid(48);
+    for (const b of this.townBoxes || []) taken.add(b);
+    for (const [p, s] of visible) taken.add({ x: s.x - r, y: s.y - r, w: 2 * r, h: 2 * r, owner: p.name });
+    const rank = (p) => (p.name === this.selected ? 0 : p.name === this.hovered ? 1 : 2);
+    const order = [...visible].sort((a, b) => rank(a[0]) - rank(b[0]) || a[0].name.localeCompare(b[0].name));
+    const placed = [];
+    let hidden = 0;
+    const h = 14;
+    for (const [p, s] of order) {
+      // Beyond a few hundred names on screen, only the selected and hovered ones are tried.
+      if (placed.length >= 400 && rank(p) === 2) { hidden++; continue; }
+      const w = ctx.measureText(p.name).width + 4;
+      const spots = [
+        { x: s.x + r + 3, y: s.y - h / 2 }, { x: s.x - r - 3 - w, y: s.y - h / 2 },
+        { x: s.x - w / 2, y: s.y - r - 2 - h }, { x: s.x - w / 2, y: s.y + r + 2 },
+      ];
+      const spot = spots.find((c) => c.x >= 0 && c.y >= 0 && c.x + w <= this.width && c.y + h <= this.height
+        && !taken.hits({ x: c.x, y: c.y, w, h }, p.name));
+      if (!spot) { hidden++; continue; }
+      const box = { x: spot.x, y: spot.y, w, h, name: p.name };
+      taken.add(box);
+      placed.push(box);
+      ctx.globalAlpha = p.alpha ?? 1;
+      ctx.lineWidth = 3;
+      ctx.strokeStyle = outline;
+      ctx.strokeText(p.name, spot.x + 2, spot.y + h / 2);
+      ctx.fillStyle = this.css("--label");
+      ctx.fillText(p.name, spot.x + 2, spot.y + h / 2);
+    }
+    ctx.globalAlpha = 1;
+    this.labelStats = { drawn: placed.length, hidden, boxes: placed };
   }
 
   /** Statistics over the last frames, in milliseconds: the interval between animation frames
@@ -403,6 +502,49 @@ export class MapView {
     };
     return { interval: stats(this.frameTimes), draw: stats(this.drawTimes) };
   }
+}
+
+/** Boxes bucketed on a grid, so finding overlaps costs the neighbours, not every box. */
+class BoxGrid {
+  constructor(cell) { this.cell = cell; this.cells = new Map(); }
+
+  keys(b) {
+    const out = [];
+    const c = this.cell;
+    for (let gx = Math.floor(b.x / c); gx <= Math.floor((b.x + b.w) / c); gx++) {
+      for (let gy = Math.floor(b.y / c); gy <= Math.floor((b.y + b.h) / c); gy++) out.push(`${gx},${gy}`);
+    }
+    return out;
+  }
+
+  add(b) {
+    for (const k of this.keys(b)) {
+      const list = this.cells.get(k);
+      if (list) list.push(b); else this.cells.set(k, [b]);
+    }
+  }
+
+  /** Whether `b` overlaps a box other than `owner`'s own marker. */
+  hits(b, owner) {
+    for (const k of this.keys(b)) {
+      for (const t of this.cells.get(k) || []) {
+        if (t.owner && t.owner === owner) continue;
+        if (overlaps(b, b.w, b.h, t)) return true;
+      }
+    }
+    return false;
+  }
+}
+
+/** Whether the box at `a` (w x h) overlaps box `b`. */
+function overlaps(a, w, h, b) {
+  return a.x < b.x + b.w && a.x + w > b.x && a.y < b.y + b.h && a.y + h > b.y;
+}
+
+/** Whether two consecutive trail points are too far apart to have been walked. */
+function isJump(ew0, ns0, t0, ew1, ns1, t1) {
+  const secs = Math.max(0, (t1 - t0) / 1000) || 0;
+  return Math.hypot(ew1 - ew0, ns1 - ns0) > MAX_WALK_UNITS_PER_SEC * secs + WALK_MARGIN_UNITS;
 }
 
 // --- procedural terrain helpers -----------------------------------------------------------------

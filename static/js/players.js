@@ -12,6 +12,8 @@ export class Players {
     this.byName = new Map();
     this.trailWindowMs = 600000;
     this.version = 0; // bumps on any change the list should show
+    this.clock = () => Date.now(); // "now" for trail windows: the replay time in a replay
+    this.filter = null;            // search predicate shared by the list, the map and the count
   }
 
   reset(players) {
@@ -113,7 +115,7 @@ export class Players {
   }
 
   pruneTrail(p) {
-    const cutoff = Date.now() - this.trailWindowMs;
+    const cutoff = this.clock() - this.trailWindowMs;
     let i = 0;
     while (i < p.trail.length && p.trail[i][2] < cutoff) i++;
     if (i > 0) p.trail.splice(0, i);
@@ -152,6 +154,12 @@ export class Players {
 
   values() {
     return this.byName.values();
+  }
+
+  /** The characters the current search keeps. */
+  shown() {
+    const all = [...this.byName.values()];
+    return this.filter ? all.filter(this.filter) : all;
   }
 
   get(name) {

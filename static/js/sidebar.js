@@ -16,14 +16,15 @@ const SORTS = {
 };
 
 export class Sidebar {
-  constructor(players, { list, search, sort, details, count }, { onSelect }) {
+  constructor(players, { list, search, sort, details, count, noMatch }, { onSelect, onFilter }) {
     this.players = players;
-    this.el = { list, search, sort, details, count };
+    this.el = { list, search, sort, details, count, noMatch };
+    this.onFilter = onFilter || (() => {});
     this.onSelect = onSelect;
     this.selected = null;
     this.shownVersion = -1;
     this.lastRender = 0;
-    search.addEventListener("input", () => this.render(true));
+    search.addEventListener("input", () => { this.applyFilter(); this.render(true); });
     sort.addEventListener("change", () => this.render(true));
     list.addEventListener("click", (e) => {
       const li = e.target.closest("li[data-name]");
@@ -46,17 +47,33 @@ export class Sidebar {
   select(name) {
     this.selected = name;
     this.render(true);
+    // Bring the selected row into view (a marker clicked on the map).
+    if (name) this.el.list.querySelector(`li[data-name="${CSS.escape(name)}"]`)?.scrollIntoView({ block: "nearest" });
+  }
+
+  /** Shows another set of characters (a replay, or live again). */
+  setPlayers(players) {
+    this.players = players;
+    this.applyFilter();
+    this.render(true);
+  }
+
+  /** The search applies to the list, the map and the online count alike. */
+  applyFilter() {
+    const q = this.el.search.value.trim().toLowerCase();
+    this.players.filter = q
+      ? (p) => p.name.toLowerCase().includes(q) || String(p.data.char_tag || "").toLowerCase().includes(q)
+      : null;
+    this.onFilter();
   }
 
   render(force) {
     if (!force && this.players.version === this.shownVersion) return;
     this.shownVersion = this.players.version;
-    const q = this.el.search.value.trim().toLowerCase();
     const sort = SORTS[this.el.sort.value] || SORTS.name;
-    const rows = [...this.players.values()]
-      .filter((p) => !q || p.name.toLowerCase().includes(q)
-        || String(p.data.char_tag || "").toLowerCase().includes(q))
+    const rows = this.players.shown()
       .sort((a, b) => sort(a, b) || a.name.localeCompare(b.name));
+    if (this.el.noMatch) this.el.noMatch.hidden = !(rows.length === 0 && this.players.size > 0);
     const focused = document.activeElement?.closest?.("li[data-name]")?.dataset.name;
     const frag = document.createDocumentFragment();
     for (const p of rows.slice(0, MAX_ROWS)) {
@@ -74,7 +91,12 @@ export class Sidebar {
       name.textContent = p.name;
       const stat = document.createElement("span");
       stat.className = "stat";
-      stat.textContent = `${formatNumber(p.data.total_kills ?? p.data.kills)} kills`;
+      // The column shows what the list is sorted by.
+      const by = this.el.sort.value;
+      stat.textContent = by === "kph" ? `${formatNumber(p.data.kills_per_hour)}/h`
+        : by === "rares" ? `${formatNumber(p.data.total_rares ?? 0)} rares`
+          : by === "online" ? formatOnline(p.data.onlinetime)
+            : `${formatNumber(p.data.total_kills ?? p.data.kills)} kills`;
       const meta = document.createElement("span");
       meta.className = "meta";
       const tag = p.data.char_tag ? `${p.data.char_tag} · ` : "";
@@ -90,8 +112,8 @@ export class Sidebar {
     }
     this.el.list.replaceChildren(frag);
     if (focused) this.el.list.querySelector(`li[data-name="${CSS.escape(focused)}"]`)?.focus();
-    const live = [...this.players.values()].filter((p) => !p.offlineAt).length;
-    this.el.count.textContent = `${live} online`;
+    const live = rows.filter((p) => !p.offlineAt).length;
+    this.el.count.textContent = this.players.filter ? `${live} of ${this.players.size} online` : `${live} online`;
     this.renderDetails();
   }
 

@@ -1,0 +1,107 @@
+// Replay: a time slider over the stored history that shows the whole world as it was at time T
+// (every character's position, state and counters from `/world?at=`, and its recent trail from
+// `/trails?from=&to=`), plays forward at 1x to 600x, pauses, steps, and returns to live.
+
+import { Players } from "./players.js";
+
+const SPAN_MS = 24 * 3600 * 1000;   // the slider covers the last day
+const TICK_MS = 250;                // playback clock step (wall time)
+const FETCH_MS = 500;               // at most one world request per this much wall time
+
+export class Replay {
+  constructor(el, { onEnter, onLeave, onWorld, getJson, trailsWanted }) {
+    this.el = el;
+    this.on = { onEnter, onLeave, onWorld };
+    this.getJson = getJson;
+    this.trailsWanted = trailsWanted;
+    this.players = new Players();
+    this.active = false;
+    this.playing = false;
+    this.at = Date.now();
+    this.loadedAt = null;
+    this.inFlight = false;
+    this.lastFetch = 0;
+    this.timer = null;
+    el.toggle.addEventListener("click", () => (this.active ? this.leave() : this.enter()));
+    el.live.addEventListener("click", () => this.leave());
+    el.play.addEventListener("click", () => this.setPlaying(!this.playing));
+    el.back.addEventListener("click", () => this.seek(this.at - 60000));
+    el.forward.addEventListener("click", () => this.seek(this.at + 60000));
+    el.slider.addEventListener("input", () => this.seek(this.sliderStart() + Number(el.slider.value) * 1000));
+  }
+
+  sliderStart() { return Date.now() - SPAN_MS; }
+
+  /** Enters replay at `at` (milliseconds since the epoch), by default 10 minutes ago. */
+  enter(at = Date.now() - 600000) {
+    this.active = true;
+    this.el.bar.hidden = false;
+    this.el.toggle.setAttribute("aria-pressed", "true");
+    this.players.trailWindowMs = 600000;
+    this.on.onEnter(this.players);
+    this.seek(at);
+  }
+
+  leave() {
+    if (!this.active) return;
+    this.setPlaying(false);
+    this.active = false;
+    this.el.bar.hidden = true;
+    this.el.toggle.setAttribute("aria-pressed", "false");
+    this.on.onLeave();
+  }
+
+  setPlaying(on) {
+    this.playing = on;
+    this.el.play.textContent = on ? "Pause" : "Play";
+    this.el.play.setAttribute("aria-pressed", String(on));
+    clearInterval(this.timer);
+    if (on) {
+      this.timer = setInterval(() => {
+        const speed = Number(this.el.speed.value) || 1;
+        const next = this.at + TICK_MS * speed;
+        if (next >= Date.now()) { this.leave(); return; }
+        this.seek(next, false);
+      }, TICK_MS);
+    }
+  }
+
+  /** Shows the world at `at`; `force` fetches at once rather than at the playback pace. */
+  seek(at, force = true) {
+    const start = this.sliderStart();
+    this.at = Math.max(start, Math.min(Date.now(), at));
+    this.players.clock = () => this.at;
+    this.el.slider.max = String(Math.round(SPAN_MS / 1000));
+    this.el.slider.value = String(Math.round((this.at - start) / 1000));
+    this.el.time.textContent = new Date(this.at).toLocaleString();
+    this.el.time.dateTime = new Date(this.at).toISOString();
+    const now = performance.now();
+    if (force || now - this.lastFetch >= FETCH_MS) this.load();
+  }
+
+  async load() {
+    if (this.inFlight) { this.pending = true; return; }
+    this.inFlight = true;
+    this.lastFetch = performance.now();
+    const at = this.at;
+    const iso = new Date(at).toISOString();
+    try {
+      const world = await this.getJson(`/world?at=${encodeURIComponent(iso)}&lookback=120`);
+      if (!this.active) return;
+      this.players.reset(world.characters || []);
+      if (this.trailsWanted()) {
+        const from = new Date(at - this.players.trailWindowMs).toISOString();
+        const step = Math.max(2, Math.round(this.players.trailWindowMs / 300000));
+        const t = await this.getJson(`/trails?from=${encodeURIComponent(from)}&to=${encodeURIComponent(iso)}&step=${step}`);
+        if (this.active) this.players.setTrails(t.trails || []);
+      }
+      this.loadedAt = at;
+      this.on.onWorld(at);
+    } catch (err) {
+      this.el.time.textContent = `${new Date(at).toLocaleString()} (history unavailable: ${err.message})`;
+    } finally {
+      this.inFlight = false;
+      if (this.pending) { this.pending = false; this.load(); }
+    }
+  }
+}
