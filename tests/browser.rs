@@ -325,3 +325,294 @@ async fn the_panel_shows_vitals_and_sheet_and_a_portal_breaks_the_live_trail() {
     assert_eq!(breaks, 1);
     chrome.close().await;
 }
+
+/// Telemetry for `name` at a place and a past time.
+fn past(name: &str, ew: f64, ns: f64, secs_ago: i64) -> Value {
+    let mut t = at(name, ew, ns, 1);
+    t["timestamp"] = json!(
+        (chrono::Utc::now() - chrono::Duration::seconds(secs_ago))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    t
+}
+
+/// Positions the page shows once every marker has finished gliding, by name.
+async fn settled_positions(chrome: &Chrome, count: usize) -> Value {
+    chrome
+        .wait_for(
+            &format!(
+                "const ps = window.__dereth.players(); \
+                 if (ps.length !== {count}) return false; \
+                 const out = {{}}; \
+                 for (const p of ps) out[p.name] = [Math.round(p.x * 100) / 100, Math.round(p.y * 100) / 100]; \
+                 const again = window.__dereth.players(); \
+                 return again.every(p => out[p.name][0] === Math.round(p.x * 100) / 100) \
+                     && (window.__settled = (window.__settled || 0) + 1) > 8 ? out : false;"
+            ),
+            WAIT,
+        )
+        .await
+        .expect("positions settle")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_shows_the_world_as_stored_at_an_instant() {
+    let Some(chrome) = chrome().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    // Three characters walking for 10 minutes, a point a minute, ending 20 minutes ago.
+    let mut plugin = app.plugin().await;
+    for minute in 0..10 {
+        let ago = 30 * 60 - minute * 60;
+        for (i, name) in ["Replay One", "Replay Two", "Replay Three"]
+            .iter()
+            .enumerate()
+        {
+            let ew = 10.0 * i as f64 + minute as f64;
+            plugin
+                .send_json(&past(name, ew, -20.0 + minute as f64, ago))
+                .await;
+        }
+    }
+    app.wait_for_rows(30, 0, 0).await;
+    let instant = (chrono::Utc::now() - chrono::Duration::seconds(25 * 60 - 30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+
+    // Opening a URL with `at` starts the replay there.
+    chrome
+        .client
+        .goto(&app.url(&format!("/?at={instant}")))
+        .await
+        .expect("open the map");
+    chrome
+        .wait_for("return window.__dereth.replay.loadedAt() !== null", WAIT)
+        .await
+        .expect("the replay loads");
+    let shown = settled_positions(&chrome, 3).await;
+    let (status, world) = app
+        .get(&format!("/world?at={}", instant.replace('+', "%2B")))
+        .await;
+    assert_eq!(status, 200);
+    let stored = world["characters"].as_array().expect("characters");
+    assert_eq!(stored.len(), 3);
+    for c in stored {
+        let name = c["character_name"].as_str().expect("name");
+        assert_eq!(shown[name][0].as_f64(), c["ew"].as_f64(), "{name}: {shown}");
+        assert_eq!(shown[name][1].as_f64(), c["ns"].as_f64(), "{name}: {shown}");
+    }
+    // Back to live: the live view again (the plugin is still connected, so its characters are
+    // live at their latest points).
+    chrome
+        .client
+        .find(fantoccini::Locator::Id("replay-live"))
+        .await
+        .expect("live button")
+        .click()
+        .await
+        .expect("click");
+    chrome
+        .wait_for(
+            "return !window.__dereth.replay.active() && !location.search.includes('at=') \
+             && window.__dereth.players().some(p => p.name === 'Replay One' && Math.abs(p.x - 9) < 1e-6)",
+            WAIT,
+        )
+        .await
+        .expect("live again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_is_in_the_url_and_restored_on_load() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Url Keeper", 12.0, -8.0, 3)).await;
+    listed(&chrome, "Url Keeper").await;
+    chrome
+        .js("window.__dereth.select('Url Keeper'); document.getElementById('trails-toggle').click();")
+        .await
+        .expect("select");
+    let search = chrome
+        .wait_for(
+            "return location.search.includes('sel=Url+Keeper') && location.search.includes('trails=1') \
+             ? location.search : false",
+            WAIT,
+        )
+        .await
+        .expect("the URL follows the view");
+    // A reload of that URL shows the same view.
+    chrome
+        .client
+        .goto(&app.url(&format!("/{}", search.as_str().unwrap_or_default())))
+        .await
+        .expect("reload");
+    let view = chrome
+        .wait_for(
+            "const v = window.__dereth.view(); return v.selected === 'Url Keeper' ? v : false",
+            WAIT,
+        )
+        .await
+        .expect("selection restored");
+    assert_eq!(view["trails"], true);
+    assert!(view["zoom"].as_f64().unwrap_or(0.0) >= 3.9, "{view}");
+    // A centre and zoom without selection.
+    chrome
+        .client
+        .goto(&app.url("/?cx=-40.5&cy=22.25&z=2.5"))
+        .await
+        .expect("open");
+    let view = chrome
+        .wait_for(
+            "const v = window.__dereth.view(); return v.cx === -40.5 ? v : false",
+            WAIT,
+        )
+        .await
+        .expect("centre restored");
+    assert_eq!(view["cy"], 22.25);
+    assert_eq!(view["zoom"], 2.5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_backlog_is_there_after_a_reload_and_can_be_filtered() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    for (who, text) in [
+        ("Chatter A", "hello there"),
+        ("Chatter B", "need a portal"),
+        ("Chatter A", "on my way"),
+    ] {
+        plugin
+            .send_json(&json!({"type": "chat", "character_name": who, "text": text}))
+            .await;
+    }
+    let count = "return document.querySelectorAll('#chat-log li:not(.system)').length";
+    chrome
+        .wait_for(&format!("{count} === 3"), WAIT)
+        .await
+        .expect("chat shown live");
+    chrome.client.refresh().await.expect("reload");
+    chrome
+        .wait_for(&format!("{count} === 3"), WAIT)
+        .await
+        .expect("chat backlog after a reload");
+    chrome
+        .js(
+            "const f = document.getElementById('chat-filter'); f.value = 'portal'; \
+             f.dispatchEvent(new Event('input'));",
+        )
+        .await
+        .expect("filter");
+    let visible = chrome
+        .wait_for(
+            "const v = [...document.querySelectorAll('#chat-log li:not(.system)')].filter(li => !li.hidden); \
+             return v.length === 1 ? v[0].textContent : false",
+            WAIT,
+        )
+        .await
+        .expect("one line matches");
+    assert!(
+        visible
+            .as_str()
+            .unwrap_or_default()
+            .contains("need a portal")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jump_no_one_can_walk_breaks_the_trail_without_a_portal_frame() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    chrome
+        .js("document.getElementById('trails-toggle').click();")
+        .await
+        .expect("trails on");
+    let mut plugin = app.plugin().await;
+    // Walking a little, then 60 units away 2 seconds later (a recall), then walking again.
+    let steps = [
+        (10.0, 10.0, 8),
+        (10.2, 10.1, 6),
+        (70.0, -40.0, 4),
+        (70.1, -40.2, 2),
+    ];
+    for (ew, ns, ago) in steps {
+        plugin.send_json(&past("Recaller", ew, ns, ago)).await;
+    }
+    let segments = chrome
+        .wait_for(
+            "const s = window.__dereth.trailSegments('Recaller'); \
+             return s && s.joined + s.broken === 3 ? s : false",
+            WAIT,
+        )
+        .await
+        .expect("trail of four points");
+    assert_eq!(segments["broken"], 1, "{segments}");
+    assert_eq!(segments["joined"], 2, "{segments}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_characters_in_one_place_get_labels_that_never_overlap() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    // Fifty characters within two map units of Holtburg, where town names are too.
+    let mut plugins = Vec::new();
+    for chunk in 0..2 {
+        let mut p = app.plugin().await;
+        for i in 0..25 {
+            let n = chunk * 25 + i;
+            let (ew, ns) = (33.0 + (n % 7) as f64 * 0.3, 42.0 + (n / 7) as f64 * 0.25);
+            p.send_json(&at(&format!("Crowd {n:02}"), ew, ns, 1)).await;
+        }
+        plugins.push(p);
+    }
+    plugin.send_json(&at("Crowd Lead", 33.5, 42.5, 1)).await;
+    chrome
+        .wait_for("return window.__dereth.players().length === 51", WAIT)
+        .await
+        .expect("all shown");
+    chrome
+        .js("window.__dereth.select('Crowd Lead');")
+        .await
+        .expect("select");
+    let placed = r#"
+            const s = window.__dereth.labelStats();
+            if (!s.boxes || s.drawn + s.hidden !== 51) return false;
+            let overlaps = 0;
+            for (let i = 0; i < s.boxes.length; i++) for (let j = i + 1; j < s.boxes.length; j++) {
+                const a = s.boxes[i], b = s.boxes[j];
+                if (a.x < b.x + b.w && a.x + a.w > b.x && a.y < b.y + b.h && a.y + a.h > b.y) overlaps++;
+            }
+            return { drawn: s.drawn, hidden: s.hidden, overlaps,
+                     selectedLabelled: s.boxes.some(b => b.name === 'Crowd Lead') };
+            "#;
+    let before = chrome.wait_for(placed, WAIT).await.expect("labels placed");
+    assert_eq!(before["overlaps"], 0, "{before}");
+    assert_eq!(
+        before["selectedLabelled"], true,
+        "the selected name always gets a place: {before}"
+    );
+    // Zooming in makes room: more names, still none over another.
+    for _ in 0..4 {
+        chrome
+            .js("document.getElementById('zoom-in').click();")
+            .await
+            .expect("zoom in");
+    }
+    let drawn_before = before["drawn"].as_u64().unwrap_or(0);
+    let after = chrome
+        .wait_for(
+            &format!("const r = (() => {{ {placed} }})(); return r && r.drawn > {drawn_before} ? r : false"),
+            WAIT,
+        )
+        .await
+        .expect("more labels when zoomed in");
+    assert_eq!(after["overlaps"], 0, "{after}");
+    assert_eq!(after["selectedLabelled"], true, "{after}");
+}

@@ -475,8 +475,12 @@ export class MapView {
         { x: s.x + r + 3, y: s.y - h / 2 }, { x: s.x - r - 3 - w, y: s.y - h / 2 },
         { x: s.x - w / 2, y: s.y - r - 2 - h }, { x: s.x - w / 2, y: s.y + r + 2 },
       ];
-      const spot = spots.find((c) => c.x >= 0 && c.y >= 0 && c.x + w <= this.width && c.y + h <= this.height
-        && !taken.hits({ x: c.x, y: c.y, w, h }, p.name));
+      const inside = (c) => c.x >= 0 && c.y >= 0 && c.x + w <= this.width && c.y + h <= this.height;
+      // The selected and hovered names always get a place (they are placed first, so no other
+      // name is under them); the others only where nothing else is.
+      const spot = rank(p) < 2
+        ? spots.find((c) => inside(c) && !taken.hits({ x: c.x, y: c.y, w, h }, p.name)) || spots.find(inside)
+        : spots.find((c) => inside(c) && !taken.hits({ x: c.x, y: c.y, w, h }, p.name));
       if (!spot) { hidden++; continue; }
       const box = { x: spot.x, y: spot.y, w, h, name: p.name };
       taken.add(box);
