@@ -87,6 +87,10 @@ pub async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
     let day_ago = (chrono::Utc::now() - chrono::Duration::hours(24))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let middle = args.characters / 2 + 1;
+    let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let hour_ago_minus_10 = (chrono::Utc::now() - chrono::Duration::minutes(70))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let scenarios: Vec<(&'static str, String, Option<f64>)> = vec![
         (
             "history: one character, 24 h, one page (1000 rows)",
@@ -106,6 +110,16 @@ pub async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
         (
             "trails: every character, 600 s, raw",
             "/trails?seconds=600".to_owned(),
+            None,
+        ),
+        (
+            "replay: world at T (1 h ago), every character",
+            format!("/world?at={hour_ago}"),
+            Some(100.0),
+        ),
+        (
+            "replay: trails of the 10 min before T, step 5",
+            format!("/trails?from={hour_ago_minus_10}&to={hour_ago}&step=5"),
             None,
         ),
     ];

@@ -177,6 +177,18 @@ $("trails-mode").addEventListener("change", (e) => { map.trailMode = e.target.va
 $("chat-filter").addEventListener("input", (e) => chat.filter(e.target.value));
 document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && selected) select(null);
+  const typing = e.target.closest?.("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey;
+  if (typing) return;
+  if (e.key === "/") { $("search").focus(); e.preventDefault(); }
+  if (e.key === "t") $("trails-toggle").click();
+  if (e.key === "r") $("replay-toggle").click();
+  if (e.key === "?") $("help").showModal();
+});
+$("help-toggle").addEventListener("click", () => $("help").showModal());
+$("color-mode").addEventListener("change", (e) => {
+  players.setColorMode(e.target.value);
+  replay.players.setColorMode(e.target.value);
+  map.dirty = true;
 });
 let heatScale = map.scale;
 setInterval(() => {

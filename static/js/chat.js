@@ -42,7 +42,9 @@ export class Chat {
     time.textContent = formatTime(frame.timestamp);
     const who = document.createElement("span");
     who.className = "who";
-    who.style.color = colorOf(String(frame.character_name || ""));
+    // The name keeps the text colour (readable in both themes); its colour is a marker beside it.
+    who.style.borderLeft = `4px solid ${colorOf(String(frame.character_name || ""))}`;
+    who.style.paddingLeft = "3px";
     who.textContent = frame.character_name;
     const text = document.createElement("span");
     text.className = "text";

@@ -21,6 +21,14 @@ export function colorOf(name) {
   return `hsl(${hue}, 75%, 48%)`;
 }
 
+/** The n-th colour of a palette whose neighbours are far apart: hues stepped by the golden
+ * angle, lightness alternating, so even hundreds of characters rarely share a colour. */
+export function paletteColor(n) {
+  const hue = Math.round((n * 137.508) % 360);
+  const light = [46, 36, 56][n % 3];
+  return `hsl(${hue}, 72%, ${light}%)`;
+}
+
 /** "1h 02m" from the plugin's online time ("dd.hh:mm:ss") or seconds. */
 export function formatOnline(value) {
   const secs = onlineSeconds(value);

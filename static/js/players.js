@@ -1,11 +1,13 @@
 // Live characters as the UI knows them: the latest telemetry, an interpolated position for smooth
 // movement, idle and offline state, and recent trail points.
 
-import { colorOf } from "./format.js";
+import { paletteColor } from "./format.js";
 
 const MOVE_MS = 1800;        // glide to a new position over about one update interval
 const IDLE_MS = 120000;      // no kills and no movement for this long: idle
 const FADE_MS = 15000;       // offline characters fade out over this long, then leave the map
+const STUCK_MS = 120000;     // in combat state without moving for this long: stuck
+const DIED_MS = 60000;       // a death within this long is flagged
 
 export class Players {
   constructor() {
@@ -14,6 +16,8 @@ export class Players {
     this.version = 0; // bumps on any change the list should show
     this.clock = () => Date.now(); // "now" for trail windows: the replay time in a replay
     this.filter = null;            // search predicate shared by the list, the map and the count
+    this.colorMode = "character";  // "character": a distinct colour each; "tag": one per guild tag
+    this.order = new Map();        // name or tag -> order of first appearance, for the palette
   }
 
   reset(players) {
@@ -30,7 +34,8 @@ export class Players {
   fresh(data, now, existing) {
     const entry = existing || {
       name: data.character_name,
-      color: colorOf(data.character_name),
+      color: this.colorFor(data.character_name, data.char_tag),
+      lastMove: now,
       trail: [],
       x: data.ew, y: data.ns, fromX: data.ew, fromY: data.ns, toX: data.ew, toY: data.ns,
       moveStart: now, lastChange: now,
@@ -51,6 +56,8 @@ export class Players {
       const moved = existing.data.ew !== data.ew || existing.data.ns !== data.ns;
       const killed = existing.data.kills !== data.kills;
       if (moved || killed) existing.lastChange = now;
+      if (moved) existing.lastMove = now;
+      if (Number(data.deaths) > Number(existing.data.deaths)) existing.diedAt = now;
     }
     const entry = this.fresh(data, now, existing);
     if (!existing) entry.lastChange = now;
@@ -143,6 +150,34 @@ export class Players {
       }
     }
     return animating;
+  }
+
+  /** A colour for a character: distinct hues in order of appearance (golden angle), or one per
+   * guild tag in tag mode. */
+  colorFor(name, tag) {
+    const key = this.colorMode === "tag" ? `tag:${tag || ""}` : name;
+    if (!this.order.has(key)) this.order.set(key, this.order.size);
+    return this.colorMode === "tag" && !tag ? "hsl(0, 0%, 55%)" : paletteColor(this.order.get(key));
+  }
+
+  setColorMode(mode) {
+    this.colorMode = mode;
+    this.order.clear();
+    for (const p of [...this.byName.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+      p.color = this.colorFor(p.name, p.data.char_tag);
+    }
+    this.version++;
+  }
+
+  /** What needs a guild leader's attention first: dead, stuck, idle, recently offline (rank 0
+   * to 3), everything else 4. */
+  attention(p, now = performance.now()) {
+    if (p.offlineAt) return { rank: 3, flag: "offline" };
+    const health = Number(p.vitals?.health_percentage);
+    if ((Number.isFinite(health) && health <= 0) || (p.diedAt && now - p.diedAt < DIED_MS)) return { rank: 0, flag: "dead" };
+    if (/combat/i.test(String(p.data.vt_state || "")) && now - (p.lastMove ?? now) > STUCK_MS) return { rank: 1, flag: "stuck" };
+    if (this.state(p, now) === "idle") return { rank: 2, flag: "idle" };
+    return { rank: 4, flag: "" };
   }
 
   state(p, now = performance.now()) {

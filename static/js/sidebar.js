@@ -34,8 +34,17 @@ export class Sidebar {
       const li = e.target.closest("li[data-name]");
       if (!li) return;
       if (e.key === "Enter" || e.key === " ") { this.onSelect(li.dataset.name); e.preventDefault(); }
-      if (e.key === "ArrowDown") { li.nextElementSibling?.focus(); e.preventDefault(); }
-      if (e.key === "ArrowUp") { li.previousElementSibling?.focus(); e.preventDefault(); }
+      const move = (to) => {
+        if (!to || !to.dataset.name) return;
+        li.tabIndex = -1;
+        to.tabIndex = 0;
+        to.focus();
+        e.preventDefault();
+      };
+      if (e.key === "ArrowDown") move(li.nextElementSibling);
+      if (e.key === "ArrowUp") move(li.previousElementSibling);
+      if (e.key === "Home") move(this.el.list.firstElementChild);
+      if (e.key === "End") move(this.el.list.lastElementChild);
     });
     const tick = () => {
       this.render(false);
@@ -70,7 +79,9 @@ export class Sidebar {
   render(force) {
     if (!force && this.players.version === this.shownVersion) return;
     this.shownVersion = this.players.version;
-    const sort = SORTS[this.el.sort.value] || SORTS.name;
+    const now = performance.now();
+    const attention = (a, b) => this.players.attention(a, now).rank - this.players.attention(b, now).rank;
+    const sort = this.el.sort.value === "attention" ? attention : SORTS[this.el.sort.value] || SORTS.name;
     const rows = this.players.shown()
       .sort((a, b) => sort(a, b) || a.name.localeCompare(b.name));
     if (this.el.noMatch) this.el.noMatch.hidden = !(rows.length === 0 && this.players.size > 0);
@@ -79,7 +90,8 @@ export class Sidebar {
     for (const p of rows.slice(0, MAX_ROWS)) {
       const li = document.createElement("li");
       li.dataset.name = p.name;
-      li.tabIndex = 0;
+      // One tab stop for the whole list (the selected row, else the first); arrows move within.
+      li.tabIndex = -1;
       li.setAttribute("role", "option");
       li.setAttribute("aria-selected", String(p.name === this.selected));
       if (p.offlineAt) li.classList.add("offline");
@@ -101,6 +113,13 @@ export class Sidebar {
       meta.className = "meta";
       const tag = p.data.char_tag ? `${p.data.char_tag} · ` : "";
       meta.textContent = `${tag}${p.data.vt_state || "–"} · ${formatNumber(p.data.kills_per_hour)}/h`;
+      const flag = this.players.attention(p, now).flag;
+      if (flag) {
+        const badge = document.createElement("span");
+        badge.className = `flag ${flag}`;
+        badge.textContent = flag;
+        meta.prepend(badge);
+      }
       li.append(dot, name, stat, meta);
       frag.append(li);
     }
@@ -111,6 +130,9 @@ export class Sidebar {
       frag.append(more);
     }
     this.el.list.replaceChildren(frag);
+    const stop = (this.selected && this.el.list.querySelector(`li[data-name="${CSS.escape(this.selected)}"]`))
+      || this.el.list.querySelector("li[data-name]");
+    if (stop) stop.tabIndex = 0;
     if (focused) this.el.list.querySelector(`li[data-name="${CSS.escape(focused)}"]`)?.focus();
     const live = rows.filter((p) => !p.offlineAt).length;
     this.el.count.textContent = this.players.filter ? `${live} of ${this.players.size} online` : `${live} online`;
@@ -144,7 +166,8 @@ export class Sidebar {
     if (sheet.allegiance?.name) fields.splice(2, 0, ["Allegiance", sheet.allegiance.name]);
     const h = document.createElement("h2");
     h.textContent = p.name;
-    h.style.color = p.color;
+    h.style.borderLeft = `6px solid ${p.color}`;
+    h.style.paddingLeft = "6px";
     const parts = [h];
     if (p.vitals) parts.push(vitalBars(p.vitals));
     const dl = document.createElement("dl");
@@ -156,6 +179,7 @@ export class Sidebar {
       dl.append(dt, dd);
     }
     parts.push(dl);
+    parts.push(this.historySection(p.name));
     if (p.timeline?.length) {
       const ol = document.createElement("ol");
       ol.className = "timeline";
@@ -170,6 +194,76 @@ export class Sidebar {
     box.replaceChildren(...parts);
   }
 }
+
+const HISTORY_REFRESH_MS = 60000;
+
+/** Kills per hour over the last day (from `/stats/{character}`), fetched once a minute per
+ * character and drawn as bars; rares per session; a link to the character's history as CSV. */
+Sidebar.prototype.historySection = function historySection(name) {
+  this.history = this.history || new Map();
+  const cached = this.history.get(name);
+  const stale = !cached || performance.now() - cached.at > HISTORY_REFRESH_MS;
+  if (stale && !(cached && cached.loading)) {
+    const entry = { at: performance.now(), loading: true, data: cached?.data };
+    this.history.set(name, entry);
+    const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+    fetch(`/stats/${encodeURIComponent(name)}?bucket=3600&from=${encodeURIComponent(from)}`)
+      .then((r) => (r.ok ? r.json() : null))
+      .then((data) => { entry.data = data; })
+      .catch(() => {})
+      .finally(() => { entry.loading = false; this.shownVersion = -1; });
+  }
+  const section = document.createElement("section");
+  section.className = "history";
+  section.setAttribute("aria-label", "Last 24 hours");
+  const h = document.createElement("h3");
+  h.textContent = "Last 24 hours";
+  section.append(h);
+  const data = this.history.get(name)?.data;
+  if (data && Array.isArray(data.series)) {
+    const series = data.series;
+    const kills = series.reduce((sum, b) => sum + (Number(b.kills) || 0), 0);
+    const max = series.reduce((m, b) => Math.max(m, Number(b.kills_per_hour) || 0), 0);
+    const svgNs = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(svgNs, "svg");
+    svg.setAttribute("viewBox", "0 0 240 40");
+    svg.setAttribute("class", "sparkline");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `Kills per hour, highest ${Math.round(max)}`);
+    const start = Date.parse(data.from), span = Date.parse(data.to) - start || 1;
+    for (const b of series) {
+      const x = ((Date.parse(b.bucket) - start) / span) * 240;
+      const hgt = max > 0 ? ((Number(b.kills_per_hour) || 0) / max) * 38 : 0;
+      const bar = document.createElementNS(svgNs, "rect");
+      bar.setAttribute("x", x.toFixed(1));
+      bar.setAttribute("y", (40 - hgt).toFixed(1));
+      bar.setAttribute("width", "9");
+      bar.setAttribute("height", hgt.toFixed(1));
+      const title = document.createElementNS(svgNs, "title");
+      title.textContent = `${new Date(b.bucket).toLocaleTimeString()}: ${Math.round(Number(b.kills_per_hour) || 0)}/h, ${b.kills} kills`;
+      bar.append(title);
+      svg.append(bar);
+    }
+    const summary = document.createElement("p");
+    const sessions = Array.isArray(data.rares_per_session) ? data.rares_per_session : [];
+    const rares = sessions.reduce((sum, s) => sum + (Number(s.rares) || 0), 0);
+    summary.textContent = `${formatNumber(kills)} kills, best ${formatNumber(Math.round(max))}/h; `
+      + `${formatNumber(rares)} rares over ${sessions.length} sessions; `
+      + `${formatNumber(data.character?.total_deaths ?? data.character?.deaths)} deaths in all`;
+    section.append(svg, summary);
+  } else {
+    const p = document.createElement("p");
+    p.textContent = "loading…";
+    section.append(p);
+  }
+  const link = document.createElement("a");
+  const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+  link.href = `/history?character=${encodeURIComponent(name)}&from=${encodeURIComponent(from)}&format=csv`;
+  link.textContent = "Export the last 24 hours (CSV)";
+  link.setAttribute("download", "");
+  section.append(link);
+  return section;
+};
 
 const VITALS = [
   ["health_percentage", "Health", "health"],
