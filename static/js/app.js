@@ -240,7 +240,9 @@ const replay = new Replay({
     map.dirty = true;
     if (map.showTrails) loadTrails();
   },
-  onWorld: () => { map.dirty = true; sidebar.render(true); restoreSelection(); },
+  // The list catches up on its own schedule (players.version changed); a forced rebuild at every
+  // answer would cost a playing replay its frame rate.
+  onWorld: () => { map.dirty = true; restoreSelection(); },
 });
 
 // --- shareable URL: selection, centre, zoom, layers and replay time ------------------------------
@@ -307,7 +309,7 @@ window.__dereth = {
   trailSegments: (name) => map.trailSegments(name),
   replay: {
     enter: (iso) => replay.enter(Date.parse(iso)),
-    seek: (iso) => replay.seek(Date.parse(iso)),
+    seek: (iso, force = true) => replay.seek(Date.parse(iso), force),
     active: () => replay.active,
     loadedAt: () => (replay.loadedAt === null ? null : new Date(replay.loadedAt).toISOString()),
     leave: () => replay.leave(),

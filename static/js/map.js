@@ -366,16 +366,22 @@ export class MapView {
       const pts = p.trail;
       if (pts.length < 2) continue;
       ctx.strokeStyle = p.color;
-      for (let i = 1; i < pts.length; i++) {
-        const [ew0, ns0, t0] = pts[i - 1];
-        const [ew1, ns1, t1, gap] = pts[i];
-        if (gap || isJump(ew0, ns0, t0, ew1, ns1, t1)) continue;
-        const age = Math.max(0, Math.min(1, (now - t1) / windowMs));
-        ctx.globalAlpha = (0.15 + 0.7 * (1 - age)) * (p.alpha ?? 1);
-        const a = this.project(ew0, ns0), b = this.project(ew1, ns1);
+      // Three age bands, one path each: the fade costs three strokes per trail, not one per
+      // segment.
+      for (let band = 0; band < 3; band++) {
+        ctx.globalAlpha = (0.2 + 0.3 * band) * (p.alpha ?? 1);
         ctx.beginPath();
-        ctx.moveTo(a.x, a.y);
-        ctx.lineTo(b.x, b.y);
+        let open = false;
+        for (let i = 1; i < pts.length; i++) {
+          const [ew0, ns0, t0] = pts[i - 1];
+          const [ew1, ns1, t1, gap] = pts[i];
+          const age = (now - t1) / windowMs;
+          const b = age > 2 / 3 ? 0 : age > 1 / 3 ? 1 : 2;
+          if (b !== band || gap || isJump(ew0, ns0, t0, ew1, ns1, t1)) { open = false; continue; }
+          if (!open) { const a = this.project(ew0, ns0); ctx.moveTo(a.x, a.y); open = true; }
+          const q = this.project(ew1, ns1);
+          ctx.lineTo(q.x, q.y);
+        }
         ctx.stroke();
       }
       const [ewA, nsA, tA] = pts[pts.length - 2];
@@ -467,10 +473,17 @@ export class MapView {
     const placed = [];
     let hidden = 0;
     const h = 14;
+    this.textWidths = this.textWidths || new Map();
     for (const [p, s] of order) {
-      // Beyond a few hundred names on screen, only the selected and hovered ones are tried.
-      if (placed.length >= 400 && rank(p) === 2) { hidden++; continue; }
-      const w = ctx.measureText(p.name).width + 4;
+      // Beyond 150 names on screen, only the selected and hovered ones are tried: more would
+      // cost frames and no one reads them.
+      if (placed.length >= 150 && rank(p) === 2) { hidden++; continue; }
+      let w = this.textWidths.get(p.name);
+      if (w === undefined) {
+        w = ctx.measureText(p.name).width + 4;
+        if (this.textWidths.size > 5000) this.textWidths.clear();
+        this.textWidths.set(p.name, w);
+      }
       const spots = [
         { x: s.x + r + 3, y: s.y - h / 2 }, { x: s.x - r - 3 - w, y: s.y - h / 2 },
         { x: s.x - w / 2, y: s.y - r - 2 - h }, { x: s.x - w / 2, y: s.y + r + 2 },
