@@ -616,3 +616,66 @@ async fn fifty_characters_in_one_place_get_labels_that_never_overlap() {
     assert_eq!(after["overlaps"], 0, "{after}");
     assert_eq!(after["selectedLabelled"], true, "{after}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roster_lists_offline_characters_and_the_leaderboard() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    // A character last seen two days ago, written straight to the store, and one live now.
+    let old = dereth_tracker::protocol::parse_plugin_frame(
+        &past("Old Timer", 1.0, 1.0, 2 * 86_400).to_string(),
+    )
+    .expect("frame");
+    let dereth_tracker::protocol::PluginFrame::Telemetry(row) = old else {
+        panic!("telemetry")
+    };
+    let event = dereth_tracker::store::Event::Telemetry {
+        row,
+        kills_delta: 7,
+        kills_baseline: 7,
+    };
+    app.store
+        .write_batch("roster-test", &[event])
+        .await
+        .expect("write");
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Live One", 5.0, 5.0, 3)).await;
+    app.wait_for_rows(2, 0, 0).await;
+    listed(&chrome, "Live One").await;
+    chrome
+        .js("document.getElementById('roster-open').click();")
+        .await
+        .expect("open the roster");
+    let rows = chrome
+        .wait_for(
+            "const rows = [...document.querySelectorAll('#roster-body tr')].map(tr => \
+               [...tr.children].map(td => td.textContent)); \
+             return rows.length === 2 && document.querySelectorAll('#board li[data-name]').length >= 1 \
+               ? rows : false",
+            WAIT,
+        )
+        .await
+        .expect("roster and leaderboard");
+    let rows = rows.as_array().expect("rows");
+    let live = rows.iter().find(|r| r[0] == "Live One").expect("live row");
+    assert_eq!(live[2], "online");
+    let old = rows
+        .iter()
+        .find(|r| r[0] == "Old Timer")
+        .expect("offline row");
+    assert_ne!(old[2], "online");
+    assert_eq!(old[3], "7");
+    // Choosing a character in the roster selects it on the map.
+    chrome
+        .js("document.querySelector('#roster-body tr[data-name=\"Live One\"]').click();")
+        .await
+        .expect("choose");
+    chrome
+        .wait_for(
+            "return window.__dereth.view().selected === 'Live One' && !document.getElementById('roster').open",
+            WAIT,
+        )
+        .await
+        .expect("selected from the roster");
+}

@@ -7,6 +7,7 @@ import { LiveConnection } from "./connection.js";
 import { MapView } from "./map.js";
 import { Players } from "./players.js";
 import { Replay } from "./replay.js";
+import { Roster } from "./roster.js";
 import { Sidebar } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -90,11 +91,17 @@ const handlers = {
     if (map.showTrails) loadTrails();
     restoreSelection();
   },
-  telemetry(frame) { players.update(frame); },
+  telemetry(frame) {
+    const before = players.get(frame.character_name);
+    const died = before && Number(frame.deaths) > Number(before.data.deaths);
+    players.update(frame);
+    if (died) alertUser(`${frame.character_name} died`);
+  },
   offline(frame) { players.offline(frame.character_name); },
   chat(frame) { chat.add(frame); },
   rare(frame) {
     toast(`${frame.character_name} found ${frame.name}!`, frame.character_name);
+    alertUser(`${frame.character_name} found ${frame.name}!`);
     chat.system(`${frame.character_name} found a rare: ${frame.name}`);
     const p = players.get(frame.character_name);
     if (p) { p.data = { ...p.data, total_rares: frame.total_rares, session_rares: frame.session_rares }; players.version++; }
@@ -223,6 +230,42 @@ $("theme-toggle").addEventListener("click", () => {
 });
 
 // --- start --------------------------------------------------------------------------------------
+
+// --- alerts: an optional desktop notification and a short tone for rares and deaths ------------
+
+let audio = null;
+function alertUser(text) {
+  if (!$("notify-toggle").checked) return;
+  if ("Notification" in window && Notification.permission === "granted") {
+    new Notification("Dereth Tracker", { body: text });
+  }
+  try {
+    audio = audio || new AudioContext();
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.frequency.value = 880;
+    gain.gain.value = 0.05;
+    osc.connect(gain).connect(audio.destination);
+    osc.start();
+    osc.stop(audio.currentTime + 0.15);
+  } catch { /* no audio: the toast and the notification are enough */ }
+}
+$("notify-toggle").addEventListener("change", (e) => {
+  if (e.target.checked && "Notification" in window && Notification.permission === "default") {
+    Notification.requestPermission();
+  }
+});
+
+// --- roster and leaderboard ----------------------------------------------------------------------
+
+new Roster({
+  dialog: $("roster"), open: $("roster-open"), body: $("roster-body"), summary: $("roster-summary"),
+  by: $("board-by"), range: $("board-range"), board: $("board"),
+}, {
+  getJson,
+  onSelect: (name) => select(name),
+  isLive: (name) => { const p = players.get(name); return !!p && !p.offlineAt; },
+});
 
 // --- replay -------------------------------------------------------------------------------------
 
