@@ -320,8 +320,28 @@ async fn oversized_frames_close_with_1009(backend: Backend) {
     app.wait_for_rows(1, 0, 0).await;
     let mut frame = telemetry("Big", "s", 2);
     frame["padding"] = json!("x".repeat(1100 * 1024));
-    big.send_text(&frame.to_string()).await;
-    assert_eq!(big.close_code().await, Some(1009));
+    // The server closes as soon as the frame header announces too many bytes; while the client
+    // is still writing the rest, that close can arrive as a connection reset instead of the
+    // 1009 close frame. Either way the connection is over.
+    let sent = futures_util::SinkExt::send(
+        &mut big.ws,
+        tokio_tungstenite::tungstenite::Message::text(frame.to_string()),
+    )
+    .await;
+    match sent {
+        Ok(()) => {
+            let code = big.close_code().await;
+            assert!(matches!(code, Some(1009) | None), "closed with {code:?}");
+        }
+        Err(err) => assert!(
+            matches!(err, tokio_tungstenite::tungstenite::Error::Io(_)),
+            "{err}"
+        ),
+    }
+    assert!(
+        big.next_message().await.is_none(),
+        "the connection is closed"
+    );
     neighbour.send_json(&telemetry("Neighbour", "n", 1)).await;
     app.wait_for_rows(2, 0, 0).await;
     assert_eq!(
