@@ -34,7 +34,7 @@ pub struct LiveQuery {
 
 /// The browser websocket: a `snapshot`, then live frames; accepts `subscribe` and command frames
 /// (EVENT_FORMATS.json).
-#[utoipa::path(get, path = "/ws/live", tag = "live",
+#[utoipa::path(get, path = "/ws/live", tag = "live", operation_id = "browser_socket",
     params(("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)")),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),

@@ -51,7 +51,7 @@ pub struct PositionQuery {
 
 /// The plugin websocket. The shared secret goes in the `X-Plugin-Secret` header (or the legacy
 /// `secret` query parameter); frames are described in EVENT_FORMATS.json.
-#[utoipa::path(get, path = "/ws/position", tag = "live",
+#[utoipa::path(get, path = "/ws/position", tag = "live", operation_id = "plugin_socket",
     params(
         ("X-Plugin-Secret" = Option<String>, Header, description = "The shared secret"),
         ("secret" = Option<String>, Query, description = "Legacy way to pass the shared secret"),

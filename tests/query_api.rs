@@ -439,6 +439,50 @@ async fn the_openapi_document_lists_every_route() {
         (status, body["error"].as_str()),
         (404, Some("no such endpoint"))
     );
+
+    // Operation ids are unique (the document is valid), and every query parameter has a real
+    // type: a number with bounds, a date-time, an enumeration, or a string with a length limit.
+    let mut ids = std::collections::HashSet::new();
+    let mut untyped = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                ids.insert(id.clone()),
+                "operationId `{id}` repeated ({method} {path})"
+            );
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                if param["in"] != "query" {
+                    continue;
+                }
+                let schema = &param["schema"];
+                let typed = schema["type"].as_str().is_some_and(|t| t != "string")
+                    || schema["type"]
+                        .as_array()
+                        .is_some_and(|t| t.iter().any(|t| t != "string" && t != "null"))
+                    || schema.get("format").is_some()
+                    || schema.get("maxLength").is_some()
+                    || schema.get("$ref").is_some()
+                    || schema.get("enum").is_some()
+                    || schema.get("oneOf").is_some();
+                let name = param["name"].as_str().unwrap_or_default();
+                // Cursors and the legacy secret/token are opaque strings by nature.
+                if !typed && !["cursor", "secret", "token"].contains(&name) {
+                    untyped.push(format!("{path} {name}: {schema}"));
+                }
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "untyped parameters: {untyped:#?}");
+    // Every reference resolves to a published schema.
+    let text = doc.to_string();
+    for part in text.split("\"#/components/schemas/").skip(1) {
+        let name = part.split('"').next().unwrap_or_default();
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "dangling reference to `{name}`"
+        );
+    }
 }
 
 #[tokio::test]

@@ -26,19 +26,25 @@ const HEATMAP_DEFAULT_SPAN: chrono::Duration = chrono::Duration::days(1);
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Only this character (404 if it was never seen).
+    #[param(max_length = 64)]
     character: Option<String>,
     /// Only this mob (`/spawns`) or item (`/rares`).
+    #[param(max_length = 64)]
     name: Option<String>,
     /// Inclusive start, RFC 3339 (UTC).
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end, RFC 3339 (UTC).
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// Rows per page: 1 to 10000, default 1000. With CSV, the most rows exported (default and
     /// most: the server's CSV_MAX_ROWS, 1000000 unless configured).
+    #[param(value_type = Option<i64>, minimum = 1)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     /// `json` (default) or `csv` (streamed).
+    #[param(value_type = Option<Format>)]
     format: Option<String>,
 }
 
@@ -168,12 +174,16 @@ pub async fn portals(
 #[into_params(parameter_in = Query)]
 pub struct HeatmapParams {
     /// Inclusive start, RFC 3339 (UTC); default: a day before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end, RFC 3339 (UTC); default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// Cell size in map units, 0.5 to 50, default 2.
+    #[param(value_type = Option<f64>, minimum = 0.5, maximum = 50.0)]
     bin: Option<String>,
     /// Only this mob (spawns) or item (rares).
+    #[param(max_length = 64)]
     name: Option<String>,
 }
 

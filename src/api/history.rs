@@ -27,21 +27,28 @@ pub const TRAILS_MAX_POINTS: i64 = 250_000;
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Only this character (404 if it was never seen).
+    #[param(max_length = 64)]
     character: Option<String>,
     /// Inclusive start, RFC 3339 (UTC). `from_ts` is accepted too.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Alias of `from` (the original tracker's name).
+    #[param(value_type = Option<String>, format = DateTime)]
     from_ts: Option<String>,
     /// Exclusive end, RFC 3339 (UTC). `to_ts` is accepted too.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// Alias of `to` (the original tracker's name).
+    #[param(value_type = Option<String>, format = DateTime)]
     to_ts: Option<String>,
     /// Rows per page: 1 to 10000, default 1000 (JSON). With CSV, the most rows exported
     /// (default and most: the server's CSV_MAX_ROWS, 1000000 unless configured).
+    #[param(value_type = Option<i64>, minimum = 1)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     /// `json` (default) or `csv` (streamed).
+    #[param(value_type = Option<Format>)]
     format: Option<String>,
 }
 
@@ -173,17 +180,23 @@ pub async fn history(
 #[into_params(parameter_in = Query)]
 pub struct TrailsParams {
     /// Window length in seconds, ending now: 1 to 604800, default 600 (ignored with `from`).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 604800)]
     seconds: Option<String>,
     /// Start of a past window, RFC 3339 (UTC), for replays; with `to` (default: now). The window
     /// is at most 604800 s.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// End (inclusive) of the window given by `from`, RFC 3339 (UTC).
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// Only this character (404 if it was never seen).
+    #[param(max_length = 64)]
     character: Option<String>,
     /// Keep at most one point per character per `step` seconds (1 to 3600).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 3600)]
     step: Option<String>,
     /// `json` (default) or `csv`.
+    #[param(value_type = Option<Format>)]
     format: Option<String>,
 }
 
@@ -258,9 +271,11 @@ pub async fn trails(
 #[into_params(parameter_in = Query)]
 pub struct WorldParams {
     /// The instant to show, RFC 3339 (UTC); required.
+    #[param(value_type = Option<String>, format = DateTime)]
     at: Option<String>,
     /// How far before `at` a character's latest telemetry may be and still place it: 1 to 3600
     /// seconds, default 120 (thinned history keeps one row per 30 s).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 3600)]
     lookback: Option<String>,
 }
 

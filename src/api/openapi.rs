@@ -21,6 +21,7 @@ use crate::state::AppState;
                        Times are UTC RFC 3339; errors are `{\"error\": \"...\"}`. The websocket \
                        frames are documented in EVENT_FORMATS.json."
     ),
+    components(schemas(super::params::Format)),
     tags(
         (name = "live", description = "Websockets and live state"),
         (name = "telemetry", description = "Stored telemetry"),

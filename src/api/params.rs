@@ -113,8 +113,9 @@ pub fn range_or_default(
     Ok((from, to))
 }
 
-/// Response format of endpoints that can answer CSV.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Response format of endpoints that can answer CSV (the `format` parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Json,
     Csv,

@@ -42,12 +42,16 @@ pub async fn characters(State(state): State<AppState>) -> Result<Json<Characters
 #[into_params(parameter_in = Query)]
 pub struct LeaderboardParams {
     /// `kills` (default), `kills_per_hour` or `rares`.
+    #[param(value_type = Option<LeaderMetric>)]
     by: Option<String>,
     /// Inclusive start, RFC 3339 (UTC); default: a day before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end, RFC 3339 (UTC); default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// Entries, 1 to 1000, default 10.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
@@ -121,10 +125,13 @@ pub async fn leaderboard(
 #[into_params(parameter_in = Query)]
 pub struct CharacterStatsParams {
     /// Inclusive start, RFC 3339 (UTC); default: a day before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end, RFC 3339 (UTC); default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// Bucket length in seconds, 60 to 604800, default 3600.
+    #[param(value_type = Option<i64>, minimum = 60, maximum = 604800)]
     bucket: Option<String>,
 }
 
@@ -191,10 +198,13 @@ const PROGRESS_DEFAULT_SPAN: chrono::Duration = chrono::Duration::days(30);
 #[into_params(parameter_in = Query)]
 pub struct SheetParams {
     /// Inclusive start of the progress series, RFC 3339 (UTC); default: 30 days before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end of the progress series, RFC 3339 (UTC); default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// Most progress points, 1 to 10000, default 1000 (the oldest first).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
 }
 
