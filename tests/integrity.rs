@@ -399,7 +399,8 @@ async fn a_hundred_thousand_names_leave_memory_after_going_offline(backend: Back
         return;
     };
     let app = std::sync::Arc::new(app);
-    let workers = 8;
+    // Four senders: enough to be quick, few enough to leave CPU for the tests beside this one.
+    let workers = 4;
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
             let app = app.clone();
