@@ -423,7 +423,7 @@ impl Store {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<SessionStats>, StoreError> {
-        dispatch!(self.recent_sessions(since))
+        dispatch!(self.recent_sessions(since, None))
     }
 
     /// One character's persisted totals and its sessions updated since `sessions_since`, to
@@ -433,8 +433,8 @@ impl Store {
         name: &str,
         sessions_since: DateTime<Utc>,
     ) -> Result<CharacterState, StoreError> {
-        let (total_kills, total_rares, sessions) =
-            dispatch!(self.character_state(name, sessions_since))?;
+        let (total_kills, total_rares) = dispatch!(self.character_totals(name))?;
+        let sessions = dispatch!(self.recent_sessions(sessions_since, Some(name)))?;
         Ok(CharacterState {
             total_kills,
             total_rares,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::postgres::{PgStore, telemetry_from_row};
+use super::postgres::{PgStore, record_from_row};
 use super::query::{
     CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, LeaderMetric,
     LeaderRow, ProgressPoint, SeriesPoint, SessionRares,
@@ -69,14 +69,7 @@ impl PgStore {
         push_range(&mut qb, q.from, q.to, q.after);
         qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
         let rows = qb.build().fetch_all(&self.reads).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TelemetryRecord {
-                    id: r.try_get("id")?,
-                    telemetry: telemetry_from_row(r)?,
-                })
-            })
-            .collect()
+        rows.iter().map(record_from_row).collect()
     }
 
     pub async fn trails(
@@ -273,13 +266,8 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<TelemetryRecord>, StoreError> {
         // One index probe per character seen around `at`: (character_name, timestamp DESC).
-        let cols = TELEMETRY_COLUMNS
-            .split(", ")
-            .map(|c| format!("t.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
-            "SELECT {cols} FROM characters c CROSS JOIN LATERAL ( \
+            "SELECT t.* FROM characters c CROSS JOIN LATERAL ( \
                  SELECT {TELEMETRY_COLUMNS} FROM telemetry_events e \
                  WHERE e.character_name = c.character_name \
                    AND e.timestamp <= $1 AND e.timestamp > $2 \
@@ -293,14 +281,7 @@ impl PgStore {
             .bind(limit)
             .fetch_all(&self.reads)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TelemetryRecord {
-                    id: r.try_get("id")?,
-                    telemetry: telemetry_from_row(r)?,
-                })
-            })
-            .collect()
+        rows.iter().map(record_from_row).collect()
     }
 
     pub async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {

@@ -241,9 +241,11 @@ impl SqliteStore {
             .collect()
     }
 
+    /// Sessions updated since `since`, of one character or of all.
     pub async fn recent_sessions(
         &self,
         since: DateTime<Utc>,
+        character: Option<&str>,
     ) -> Result<Vec<SessionStats>, StoreError> {
         let rows = sqlx::query(
             "SELECT k.character_name, k.session_id, k.last_kills, \
@@ -251,10 +253,11 @@ impl SqliteStore {
              FROM session_kills k \
              LEFT JOIN rare_stats_sessions s \
                 ON s.character_name = k.character_name AND s.session_id = k.session_id \
-             WHERE k.updated_at >= ?1 \
+             WHERE k.updated_at >= ?1 AND (?2 IS NULL OR k.character_name = ?2) \
              ORDER BY 1, 2",
         )
         .bind(ts(&since))
+        .bind(character)
         .fetch_all(&self.reads)
         .await?;
         rows.iter()
@@ -269,42 +272,15 @@ impl SqliteStore {
             .collect()
     }
 
-    pub async fn character_state(
-        &self,
-        name: &str,
-        sessions_since: DateTime<Utc>,
-    ) -> Result<(i64, i64, Vec<SessionStats>), StoreError> {
-        let (kills, rares): (i64, i64) = sqlx::query_as(
+    /// One character's total kills and rares (0 when never counted).
+    pub async fn character_totals(&self, name: &str) -> Result<(i64, i64), StoreError> {
+        Ok(sqlx::query_as(
             "SELECT coalesce((SELECT total_kills FROM char_stats WHERE character_name = ?1), 0), \
                     coalesce((SELECT total_rares FROM rare_stats WHERE character_name = ?1), 0)",
         )
         .bind(name)
         .fetch_one(&self.reads)
-        .await?;
-        let rows = sqlx::query(
-            "SELECT k.character_name, k.session_id, k.last_kills, \
-                    coalesce(s.session_rares, 0) AS session_rares \
-             FROM session_kills k \
-             LEFT JOIN rare_stats_sessions s \
-                ON s.character_name = k.character_name AND s.session_id = k.session_id \
-             WHERE k.character_name = ?1 AND k.updated_at >= ?2",
-        )
-        .bind(name)
-        .bind(ts(&sessions_since))
-        .fetch_all(&self.reads)
-        .await?;
-        let sessions = rows
-            .iter()
-            .map(|r| {
-                Ok(SessionStats {
-                    character_name: r.try_get("character_name")?,
-                    session_id: r.try_get("session_id")?,
-                    last_kills: r.try_get("last_kills")?,
-                    session_rares: r.try_get("session_rares")?,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok((kills, rares, sessions))
+        .await?)
     }
 
     pub async fn row_counts(&self) -> Result<RowCounts, StoreError> {
@@ -321,6 +297,14 @@ impl SqliteStore {
             rares: row.try_get("rares")?,
         })
     }
+}
+
+/// A telemetry row with its id.
+pub(super) fn record_from_row(r: &SqliteRow) -> Result<super::TelemetryRecord, StoreError> {
+    Ok(super::TelemetryRecord {
+        id: r.try_get("id")?,
+        telemetry: telemetry_from_row(r)?,
+    })
 }
 
 pub(super) fn telemetry_from_row(r: &SqliteRow) -> Result<Telemetry, StoreError> {

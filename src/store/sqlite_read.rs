@@ -9,7 +9,7 @@ use super::query::{
     CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, LeaderMetric,
     LeaderRow, ProgressPoint, SeriesPoint, SessionRares,
 };
-use super::sqlite::{SqliteStore, parse_ts, telemetry_from_row, ts};
+use super::sqlite::{SqliteStore, parse_ts, record_from_row, ts};
 use super::{HistoryQuery, StoreError, TelemetryRecord, TrailPoint};
 
 const TELEMETRY_COLUMNS: &str = "id, character_name, char_tag, session_id, timestamp, ew, ns, z, \
@@ -84,14 +84,7 @@ impl SqliteStore {
         push_range(&mut qb, q.from, q.to, q.after);
         qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
         let rows = qb.build().fetch_all(&self.reads).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TelemetryRecord {
-                    id: r.try_get("id")?,
-                    telemetry: telemetry_from_row(r)?,
-                })
-            })
-            .collect()
+        rows.iter().map(record_from_row).collect()
     }
 
     pub async fn trails(
@@ -283,14 +276,7 @@ impl SqliteStore {
             .bind(limit)
             .fetch_all(&self.reads)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TelemetryRecord {
-                    id: r.try_get("id")?,
-                    telemetry: telemetry_from_row(r)?,
-                })
-            })
-            .collect()
+        rows.iter().map(record_from_row).collect()
     }
 
     pub async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
