@@ -96,48 +96,39 @@ pub async fn run(
     stop: CancellationToken,
 ) -> WriterReport {
     let batch_size = config.batch_size.max(1);
-    let mut report = WriterReport::default();
     let mut batch = Batch::new(batch_size);
-    loop {
+    let mut writer = Writer {
+        store,
+        metrics,
+        config,
+        stop,
+        report: WriterReport::default(),
+        deadline: None,
+    };
+    // Before the stop signal there is no deadline: a batch is kept until the database takes it.
+    while !writer.stop.is_cancelled() {
         let received = tokio::select! {
             biased;
             n = batch.fill(&mut queue, batch_size) => n,
-            () = stop.cancelled() => break,
+            () = writer.stop.cancelled() => break,
         };
         if received == 0 {
             break; // every sender is gone
         }
-        // Before the stop signal there is no deadline: a batch is kept until the database takes it.
-        write(
-            &store,
-            &mut batch,
-            &metrics,
-            &mut report,
-            &stop,
-            None,
-            &config,
-        )
-        .await;
+        writer.write(&mut batch).await;
     }
 
-    // Stop: refuse new events, then flush what is queued within the flush window.
+    // Stop: refuse new events, then flush what is queued within the flush window (counted from
+    // the stop signal, which a retry in progress may already have seen).
     queue.close();
-    let deadline = Instant::now() + config.flush_window;
+    writer.start_flush_clock();
     loop {
         if batch.events.is_empty() && batch.fill(&mut queue, batch_size).await == 0 {
             break;
         }
-        write(
-            &store,
-            &mut batch,
-            &metrics,
-            &mut report,
-            &stop,
-            Some(deadline),
-            &config,
-        )
-        .await;
+        writer.write(&mut batch).await;
     }
+    let report = writer.report;
     tracing::info!(
         written = report.written,
         lost = report.lost,
@@ -146,153 +137,154 @@ pub async fn run(
     report
 }
 
-/// Writes `batch` (emptying it), retrying transient failures until it succeeds or `deadline`
-/// passes; events that the database rejects as invalid are isolated and dropped with a log line.
-async fn write(
-    store: &Store,
-    batch: &mut Batch,
-    metrics: &Metrics,
-    report: &mut WriterReport,
-    stop: &CancellationToken,
+/// The writer task's handles and what it has done.
+struct Writer {
+    store: Store,
+    metrics: Arc<Metrics>,
+    config: WriterConfig,
+    stop: CancellationToken,
+    report: WriterReport,
+    /// Set once the stop signal is seen: retries end then, and what is unwritten is lost.
     deadline: Option<Instant>,
-    config: &WriterConfig,
-) {
-    let mut backoff = FIRST_BACKOFF;
-    let mut permanent_failures = 0;
-    let mut attempt: u64 = 0;
-    let key = batch.key(batch.first_seq, batch.events.len());
-    loop {
-        attempt += 1;
-        let started = Instant::now();
-        match store.write_batch(&key, &batch.events).await {
-            Ok(fresh) => {
+}
+
+impl Writer {
+    fn start_flush_clock(&mut self) {
+        if self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.config.flush_window);
+        }
+    }
+
+    /// Waits `backoff` before a retry (doubling it for the next one). While running, the stop
+    /// signal cuts the wait short and starts the flush clock. False when the flush window would
+    /// run out first: give up.
+    async fn wait_to_retry(&mut self, backoff: &mut Duration) -> bool {
+        match self.deadline {
+            Some(deadline) if Instant::now() + *backoff > deadline => return false,
+            Some(_) => tokio::time::sleep(*backoff).await,
+            None => {
+                tokio::select! {
+                    () = tokio::time::sleep(*backoff) => {}
+                    () = self.stop.cancelled() => self.start_flush_clock(),
+                }
+            }
+        }
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        true
+    }
+
+    /// Counts `n` events given up on.
+    fn lose(&mut self, n: u64, why: &str) {
+        tracing::error!(events = n, "{why}; these events are lost");
+        metrics::add(&self.metrics.events_dropped, n);
+        self.report.lost += n;
+    }
+
+    /// Writes `batch` (emptying it), retrying transient failures until it succeeds or the flush
+    /// window runs out; events that the database rejects as invalid are isolated and dropped
+    /// with a log line.
+    async fn write(&mut self, batch: &mut Batch) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut permanent_failures = 0;
+        let mut attempt: u64 = 0;
+        let key = batch.key(batch.first_seq, batch.events.len());
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            match self.store.write_batch(&key, &batch.events).await {
+                Ok(fresh) => {
+                    let n = batch.events.len() as u64;
+                    if !fresh {
+                        tracing::warn!(
+                            events = n,
+                            attempt,
+                            "batch was already committed (the reply to its commit was lost); \
+                             nothing written twice"
+                        );
+                        metrics::bump(&self.metrics.batches_replayed);
+                    }
+                    self.metrics.write_batch_seconds.observe(started.elapsed());
+                    metrics::add(&self.metrics.events_written, n);
+                    metrics::bump(&self.metrics.write_batches);
+                    self.report.written += n;
+                    if attempt > 1 {
+                        tracing::info!(events = n, attempt, "database write succeeded again");
+                    }
+                    batch.events.clear();
+                    return;
+                }
+                Err(err) => {
+                    metrics::bump(&self.metrics.write_failures);
+                    if err.is_data_error() {
+                        permanent_failures += 1;
+                        if permanent_failures > PERMANENT_RETRIES {
+                            self.isolate(batch, err).await;
+                            return;
+                        }
+                    }
+                    if attempt == 1 || attempt.is_power_of_two() {
+                        tracing::warn!(
+                            error = %err,
+                            events = batch.events.len(),
+                            attempt,
+                            retry_in = ?backoff,
+                            "database write failed; keeping the batch and retrying"
+                        );
+                    }
+                }
+            }
+            if !self.wait_to_retry(&mut backoff).await {
                 let n = batch.events.len() as u64;
-                if !fresh {
-                    tracing::warn!(
-                        events = n,
-                        attempt,
-                        "batch was already committed (the reply to its commit was lost); \
-                         nothing written twice"
-                    );
-                    metrics::bump(&metrics.batches_replayed);
-                }
-                metrics.write_batch_seconds.observe(started.elapsed());
-                metrics::add(&metrics.events_written, n);
-                metrics::bump(&metrics.write_batches);
-                report.written += n;
-                if attempt > 1 {
-                    tracing::info!(events = n, attempt, "database write succeeded again");
-                }
-                tracing::trace!(events = n, elapsed = ?started.elapsed(), "batch written");
+                self.lose(
+                    n,
+                    "shutdown flush window ran out with the database still failing",
+                );
                 batch.events.clear();
                 return;
             }
-            Err(err) => {
-                metrics::bump(&metrics.write_failures);
-                if err.is_data_error() {
-                    permanent_failures += 1;
-                    if permanent_failures > PERMANENT_RETRIES {
-                        isolate(store, batch, metrics, report, err, stop, deadline, config).await;
+        }
+    }
+
+    /// Writes the events of a batch the database keeps rejecting one at a time (each under its
+    /// own key), dropping (and logging) only those the database rejects as invalid on their own.
+    /// Any other failure (a lost connection, a database restarting) is retried with backoff like
+    /// a whole batch: nothing valid is dropped.
+    async fn isolate(&mut self, batch: &mut Batch, cause: StoreError) {
+        tracing::error!(error = %cause, events = batch.events.len(), "batch rejected by the database; writing its events one by one");
+        let first = batch.first_seq;
+        let events = std::mem::take(&mut batch.events);
+        let mut backoff = FIRST_BACKOFF;
+        let mut index = 0;
+        while let Some(event) = events.get(index) {
+            let key = batch.key(first + index as u64, 1);
+            match self
+                .store
+                .write_batch(&key, std::slice::from_ref(event))
+                .await
+            {
+                Ok(_) => {
+                    metrics::bump(&self.metrics.events_written);
+                    self.report.written += 1;
+                    index += 1;
+                    backoff = FIRST_BACKOFF;
+                }
+                Err(err) if err.is_data_error() => {
+                    tracing::error!(error = %err, ?event, "event rejected by the database; dropped");
+                    metrics::bump(&self.metrics.events_dropped);
+                    self.report.lost += 1;
+                    index += 1;
+                }
+                Err(err) => {
+                    metrics::bump(&self.metrics.write_failures);
+                    tracing::warn!(error = %err, retry_in = ?backoff, "database write failed while isolating a rejected batch; retrying");
+                    if !self.wait_to_retry(&mut backoff).await {
+                        self.lose(
+                            (events.len() - index) as u64,
+                            "shutdown flush window ran out",
+                        );
                         return;
                     }
                 }
-                if attempt == 1 || attempt.is_power_of_two() {
-                    tracing::warn!(
-                        error = %err,
-                        events = batch.events.len(),
-                        attempt,
-                        retry_in = ?backoff,
-                        "database write failed; keeping the batch and retrying"
-                    );
-                }
-            }
-        }
-        if deadline.is_some_and(|d| Instant::now() + backoff > d) {
-            let n = batch.events.len() as u64;
-            tracing::error!(
-                events = n,
-                "shutdown flush window ran out with the database still failing; these events \
-                 are lost"
-            );
-            metrics::add(&metrics.events_dropped, n);
-            report.lost += n;
-            batch.events.clear();
-            return;
-        }
-        if deadline.is_none() {
-            // While running, a stop signal cuts the wait short so the flush starts promptly.
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = stop.cancelled() => return,
-            }
-        } else {
-            tokio::time::sleep(backoff).await;
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-/// Writes the events of a batch the database keeps rejecting one at a time (each under its own
-/// key), dropping (and logging) only those the database rejects as invalid on their own. Any
-/// other failure (a lost connection, a database restarting) is retried with backoff like a
-/// whole batch: nothing valid is dropped. Should the server stop meanwhile, isolation goes on
-/// within the shutdown flush window; what is still unwritten when that passes is lost and
-/// counted.
-#[allow(clippy::too_many_arguments)]
-async fn isolate(
-    store: &Store,
-    batch: &mut Batch,
-    metrics: &Metrics,
-    report: &mut WriterReport,
-    cause: StoreError,
-    stop: &CancellationToken,
-    mut deadline: Option<Instant>,
-    config: &WriterConfig,
-) {
-    tracing::error!(error = %cause, events = batch.events.len(), "batch rejected by the database; writing its events one by one");
-    let first = batch.first_seq;
-    let events = std::mem::take(&mut batch.events);
-    let mut backoff = FIRST_BACKOFF;
-    let mut index = 0;
-    while let Some(event) = events.get(index) {
-        let key = batch.key(first + index as u64, 1);
-        match store.write_batch(&key, std::slice::from_ref(event)).await {
-            Ok(_) => {
-                metrics::bump(&metrics.events_written);
-                report.written += 1;
-                index += 1;
-                backoff = FIRST_BACKOFF;
-            }
-            Err(err) if err.is_data_error() => {
-                tracing::error!(error = %err, ?event, "event rejected by the database; dropped");
-                metrics::bump(&metrics.events_dropped);
-                report.lost += 1;
-                index += 1;
-            }
-            Err(err) => {
-                metrics::bump(&metrics.write_failures);
-                tracing::warn!(error = %err, retry_in = ?backoff, "database write failed while isolating a rejected batch; retrying");
-                if deadline.is_some_and(|d| Instant::now() + backoff > d) {
-                    let n = (events.len() - index) as u64;
-                    tracing::error!(
-                        events = n,
-                        "shutdown flush window ran out; these events are lost"
-                    );
-                    metrics::add(&metrics.events_dropped, n);
-                    report.lost += n;
-                    return;
-                }
-                if deadline.is_none() {
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = stop.cancelled() => {
-                            deadline = Some(Instant::now() + config.flush_window);
-                        }
-                    }
-                } else {
-                    tokio::time::sleep(backoff).await;
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
