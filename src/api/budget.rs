@@ -18,6 +18,8 @@ const TELEMETRY_SECS_PER_ROW: u64 = 2;
 #[derive(Debug)]
 pub struct QueryBudget {
     permits: Arc<Semaphore>,
+    /// How many expensive queries may run at once.
+    limit: usize,
     wait: Duration,
     max_rows: u64,
     /// Raw telemetry older than this is gone (retention), if it expires.
@@ -35,8 +37,10 @@ pub struct HeavyPermit {
 
 impl QueryBudget {
     pub fn new(settings: &Settings) -> Self {
+        let limit = settings.max_heavy_queries.max(1) as usize;
         Self {
-            permits: Arc::new(Semaphore::new(settings.max_heavy_queries.max(1) as usize)),
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
             wait: Duration::from_secs(settings.heavy_query_wait_secs),
             max_rows: settings.max_query_rows,
             retention: (settings.retention_telemetry_days > 0)
@@ -109,38 +113,9 @@ impl QueryBudget {
     }
 
     /// Expensive queries running right now.
-    pub fn running(&self, max: u32) -> usize {
-        (max as usize).saturating_sub(self.permits.available_permits())
+    pub fn running(&self) -> usize {
+        self.limit.saturating_sub(self.permits.available_permits())
     }
-
-    /// Refuses a query over `window_secs` of telemetry for `characters` characters when it
-    /// would read more rows than allowed. `narrow` names the parameters that shrink it.
-    pub fn check_rows(
-        &self,
-        window_secs: i64,
-        characters: i64,
-        narrow: &str,
-    ) -> Result<(), ApiError> {
-        let estimate = estimated_rows(window_secs, characters);
-        if estimate <= self.max_rows {
-            return Ok(());
-        }
-        let characters = u64::try_from(characters.max(1)).unwrap_or(1);
-        let longest = self.max_rows.saturating_mul(TELEMETRY_SECS_PER_ROW) / characters;
-        Err(ApiError::BadRequest(format!(
-            "this query would read about {estimate} telemetry rows ({window_secs} s x \
-             {characters} character(s)), more than the {} allowed (MAX_QUERY_ROWS): {narrow} \
-             (at most {longest} s for {characters} character(s))",
-            self.max_rows
-        )))
-    }
-}
-
-/// Telemetry rows a window of `window_secs` holds for `characters` characters.
-pub fn estimated_rows(window_secs: i64, characters: i64) -> u64 {
-    let secs = u64::try_from(window_secs.max(0)).unwrap_or(0);
-    let characters = u64::try_from(characters.max(1)).unwrap_or(1);
-    (secs / TELEMETRY_SECS_PER_ROW).saturating_mul(characters)
 }
 
 #[cfg(test)]
@@ -158,18 +133,63 @@ mod tests {
     #[test]
     fn the_row_cap_names_what_to_narrow() {
         let b = budget(1_000_000, 4);
-        assert!(b.check_rows(600, 1_000, "pass `character`").is_ok());
+        let now = Utc::now();
+        assert!(
+            b.check_range(
+                now - chrono::Duration::seconds(600),
+                now,
+                1_000,
+                "pass `character`"
+            )
+            .is_ok()
+        );
         let err = b
-            .check_rows(7 * 24 * 3600, 20, "pass `character` or fewer `seconds`")
+            .check_range(
+                now - chrono::Duration::days(7),
+                now,
+                20,
+                "pass `character` or fewer `seconds`",
+            )
             .expect_err("a week of 20 characters is too much");
         let text = err.to_string();
         assert!(
             text.contains("pass `character` or fewer `seconds`"),
             "{text}"
         );
-        assert!(text.contains("at most 100000 s for 20"), "{text}");
-        assert_eq!(estimated_rows(-5, 3), 0);
-        assert_eq!(estimated_rows(i64::MAX, i64::MAX), u64::MAX);
+        assert!(text.contains("20 character(s)"), "{text}");
+        assert!(
+            b.check_range(now, now - chrono::Duration::days(1), 1, "x")
+                .is_ok()
+        );
+        assert!(
+            b.check_range(now - chrono::Duration::days(1), now, i64::MAX, "x")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn retention_and_thinning_shrink_the_estimate() {
+        let now = Utc::now();
+        let mut settings = Settings::defaults();
+        settings.retention_telemetry_days = 0;
+        settings.thin_telemetry_after_hours = 0;
+        let raw = QueryBudget::new(&settings);
+        let day = raw.rows_per_character(now - chrono::Duration::days(1), now);
+        assert!((43_199..=43_200).contains(&day), "{day}");
+        settings.retention_telemetry_days = 1;
+        let kept = QueryBudget::new(&settings);
+        let year = kept.rows_per_character(now - chrono::Duration::days(365), now);
+        assert!(
+            year <= 43_200,
+            "nothing older than the retention counts: {year}"
+        );
+        settings.retention_telemetry_days = 0;
+        settings.thin_telemetry_after_hours = 1;
+        settings.thin_telemetry_step_secs = 60;
+        let thinned = QueryBudget::new(&settings);
+        let day = thinned.rows_per_character(now - chrono::Duration::days(1), now);
+        // 23 h at one row a minute plus 1 h at one row per 2 s.
+        assert!((3_179..=3_181).contains(&day), "{day}");
     }
 
     #[tokio::test]
@@ -177,7 +197,7 @@ mod tests {
         let b = budget(1_000, 2);
         let first = b.admit().await.expect("first");
         let _second = b.admit().await.expect("second");
-        assert_eq!(b.running(2), 2);
+        assert_eq!(b.running(), 2);
         let third = b.admit().await.expect_err("no permit left");
         assert_eq!(third.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
         drop(first);

@@ -66,7 +66,7 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
         timescaledb: state.store.timescaledb(),
         live_characters: state.live.live_count(),
         memory: state.live.memory(),
-        heavy_queries: state.queries.running(state.settings.max_heavy_queries),
+        heavy_queries: state.queries.running(),
         queue_depth: state.queue_depth(),
         queue_capacity: state.queue.max_capacity(),
         live_window_secs: state.settings.live_window_secs,
