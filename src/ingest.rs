@@ -260,7 +260,11 @@ async fn accept(
                 "this connection already speaks for {MAX_CHARACTERS_PER_CONNECTION} characters"
             )));
         }
-        if !claim(state, name, conn, commands).await {
+        if !state
+            .live
+            .claim_within(name, conn, commands, CLAIM_WAIT)
+            .await
+        {
             metrics::bump(&state.metrics.frames_unclaimed);
             return Err(FrameError::Claimed(name.to_owned()));
         }
@@ -342,28 +346,8 @@ async fn accept(
 }
 
 /// How long a frame about a character owned by another connection waits for that connection to
-/// go: a plugin that closes and reconnects may have its new connection's first frame read before
-/// the old connection's close.
+/// go (see [`crate::live::Live::claim_within`]).
 const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Claims `name` for `conn`, waiting up to [`CLAIM_WAIT`] for a current owner to go away.
-async fn claim(
-    state: &AppState,
-    name: &str,
-    conn: ConnId,
-    commands: &mpsc::Sender<Utf8Bytes>,
-) -> bool {
-    let deadline = Instant::now() + CLAIM_WAIT;
-    loop {
-        if state.live.claim(name, conn, commands) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
 
 /// Brings a character back into memory (totals, recent session baselines) before its first
 /// frame is applied. Should the database not answer in time, the character carries on without

@@ -265,6 +265,8 @@ pub struct Live {
     inner: Mutex<Inner>,
     hub: broadcast::Sender<Broadcast>,
     window: Duration,
+    /// Woken whenever a connection's routes are forgotten, for claims waiting on an owner.
+    released: tokio::sync::Notify,
 }
 
 impl Live {
@@ -275,6 +277,7 @@ impl Live {
             inner: Mutex::new(Inner::default()),
             hub,
             window,
+            released: tokio::sync::Notify::new(),
         }
     }
 
@@ -598,9 +601,35 @@ impl Live {
         true
     }
 
+    /// Like [`Live::claim`], but waits up to `wait` for the current owner to close: a plugin
+    /// that reconnects may have its new connection's first frame read before the old
+    /// connection's close.
+    pub async fn claim_within(
+        &self,
+        name: &str,
+        conn: ConnId,
+        commands: &mpsc::Sender<Utf8Bytes>,
+        wait: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the attempt, so a release between the attempt and the wait
+            // is not missed.
+            let released = self.released.notified();
+            if self.claim(name, conn, commands) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                // The owner may have gone silent for the live window meanwhile.
+                return self.claim(name, conn, commands);
+            }
+        }
+    }
+
     /// Forgets every route through a closed connection.
     pub fn unroute(&self, conn: ConnId) {
         self.lock().routes.retain(|_, r| r.conn != conn);
+        self.released.notify_waiters();
     }
 
     /// Hands a command to the plugin connection that speaks for `player_name`, without waiting.
