@@ -302,7 +302,7 @@ function restoreSelection() {
 function applyUrlState() {
   const num = (k) => (params.has(k) && Number.isFinite(Number(params.get(k))) ? Number(params.get(k)) : null);
   const cx = num("cx"), cy = num("cy"), z = num("z");
-  if (z !== null && z > 0) map.scale = map.fitScale * z;
+  if (z !== null && z > 0) map.setZoom(z);
   if (cx !== null) map.cx = cx;
   if (cy !== null) map.cy = cy;
   map.clampCenter();

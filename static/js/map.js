@@ -74,6 +74,13 @@ export class MapView {
     };
   }
 
+  /** Sets the zoom as a multiple of the whole-map view, within the allowed range. */
+  setZoom(multiple) {
+    this.scale = this.fitScale * Math.min(MAX_SCALE_FACTOR, Math.max(MIN_SCALE_FACTOR, multiple));
+    this.clampCenter();
+    this.dirty = true;
+  }
+
   zoomAt(factor, x = this.width / 2, y = this.height / 2) {
     const before = this.unproject(x, y);
     const min = this.fitScale * MIN_SCALE_FACTOR;
@@ -365,24 +372,29 @@ export class MapView {
       if (this.trailMode === "selected" && p.name !== this.selected) continue;
       const pts = p.trail;
       if (pts.length < 2) continue;
-      ctx.strokeStyle = p.color;
-      // Three age bands, one path each: the fade costs three strokes per trail, not one per
-      // segment.
-      for (let band = 0; band < 3; band++) {
-        ctx.globalAlpha = (0.2 + 0.3 * band) * (p.alpha ?? 1);
-        ctx.beginPath();
-        let open = false;
-        for (let i = 1; i < pts.length; i++) {
-          const [ew0, ns0, t0] = pts[i - 1];
-          const [ew1, ns1, t1, gap] = pts[i];
+      // One pass over the points into three age bands, one path each: the fade costs three
+      // strokes per trail, not one per segment.
+      const bands = [new Path2D(), new Path2D(), new Path2D()];
+      let open = -1;
+      let prev = this.project(pts[0][0], pts[0][1]);
+      for (let i = 1; i < pts.length; i++) {
+        const [ew0, ns0, t0] = pts[i - 1];
+        const [ew1, ns1, t1, gap] = pts[i];
+        const q = this.project(ew1, ns1);
+        if (gap || isJump(ew0, ns0, t0, ew1, ns1, t1)) {
+          open = -1;
+        } else {
           const age = (now - t1) / windowMs;
           const b = age > 2 / 3 ? 0 : age > 1 / 3 ? 1 : 2;
-          if (b !== band || gap || isJump(ew0, ns0, t0, ew1, ns1, t1)) { open = false; continue; }
-          if (!open) { const a = this.project(ew0, ns0); ctx.moveTo(a.x, a.y); open = true; }
-          const q = this.project(ew1, ns1);
-          ctx.lineTo(q.x, q.y);
+          if (b !== open) { bands[b].moveTo(prev.x, prev.y); open = b; }
+          bands[b].lineTo(q.x, q.y);
         }
-        ctx.stroke();
+        prev = q;
+      }
+      ctx.strokeStyle = p.color;
+      for (let band = 0; band < 3; band++) {
+        ctx.globalAlpha = (0.2 + 0.3 * band) * (p.alpha ?? 1);
+        ctx.stroke(bands[band]);
       }
       const [ewA, nsA, tA] = pts[pts.length - 2];
       const [ewB, nsB, tB, gapB] = pts[pts.length - 1];

@@ -15,6 +15,7 @@ export class Replay {
     this.getJson = getJson;
     this.trailsWanted = trailsWanted;
     this.players = new Players();
+    this.players.clock = () => this.at; // trails end at the replay time
     this.active = false;
     this.playing = false;
     this.at = Date.now();
@@ -70,7 +71,6 @@ export class Replay {
   seek(at, force = true) {
     const start = this.sliderStart();
     this.at = Math.max(start, Math.min(Date.now(), at));
-    this.players.clock = () => this.at;
     this.el.slider.max = String(Math.round(SPAN_MS / 1000));
     this.el.slider.value = String(Math.round((this.at - start) / 1000));
     this.el.time.textContent = new Date(this.at).toLocaleString();

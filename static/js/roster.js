@@ -3,6 +3,10 @@
 
 import { formatNumber } from "./format.js";
 
+/** Rows the roster lists (most recently seen first): a table of 100,000 rows would freeze the
+ * page; the leaderboard and search cover the rest. */
+const ROSTER_ROWS = 500;
+
 export class Roster {
   constructor(el, { getJson, onSelect, isLive }) {
     this.el = el;
@@ -31,7 +35,7 @@ export class Roster {
       const data = await this.getJson("/characters");
       const rows = (data.characters || []).sort((a, b) => Date.parse(b.last_seen) - Date.parse(a.last_seen));
       const frag = document.createDocumentFragment();
-      for (const c of rows) {
+      for (const c of rows.slice(0, ROSTER_ROWS)) {
         const tr = document.createElement("tr");
         tr.dataset.name = c.character_name;
         const live = this.isLive(c.character_name);
@@ -52,7 +56,9 @@ export class Roster {
         frag.append(tr);
       }
       body.replaceChildren(frag);
-      this.el.summary.textContent = `${rows.length} characters`;
+      this.el.summary.textContent = rows.length > ROSTER_ROWS
+        ? `${rows.length} characters; the ${ROSTER_ROWS} seen most recently are listed`
+        : `${rows.length} characters`;
     } catch (err) {
       this.el.summary.textContent = `roster unavailable: ${err.message}`;
     }

@@ -15,6 +15,8 @@ const SORTS = {
   online: (a, b) => (onlineSeconds(b.data.onlinetime) || 0) - (onlineSeconds(a.data.onlinetime) || 0),
 };
 
+const HISTORY_REFRESH_MS = 60000;
+
 export class Sidebar {
   constructor(players, { list, search, sort, details, count, noMatch }, { onSelect, onFilter }) {
     this.players = players;
@@ -23,6 +25,7 @@ export class Sidebar {
     this.onSelect = onSelect;
     this.selected = null;
     this.shownVersion = -1;
+    this.history = new Map(); // name -> { at, loading, data } from /stats/{character}
     this.lastRender = 0;
     search.addEventListener("input", () => { this.applyFilter(); this.render(true); });
     sort.addEventListener("change", () => this.render(true));
@@ -193,77 +196,75 @@ export class Sidebar {
     }
     box.replaceChildren(...parts);
   }
+
+  /** Kills per hour over the last day (from `/stats/{character}`), fetched once a minute per
+   * character and drawn as bars; rares per session; a link to the character's history as CSV. */
+  historySection(name) {
+    const cached = this.history.get(name);
+    const stale = !cached || performance.now() - cached.at > HISTORY_REFRESH_MS;
+    if (stale && !(cached && cached.loading)) {
+      const entry = { at: performance.now(), loading: true, data: cached?.data };
+      this.history.set(name, entry);
+      const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+      fetch(`/stats/${encodeURIComponent(name)}?bucket=3600&from=${encodeURIComponent(from)}`)
+        .then((r) => (r.ok ? r.json() : null))
+        .then((data) => { entry.data = data; })
+        .catch(() => {})
+        .finally(() => { entry.loading = false; this.shownVersion = -1; });
+    }
+    const section = document.createElement("section");
+    section.className = "history";
+    section.setAttribute("aria-label", "Last 24 hours");
+    const h = document.createElement("h3");
+    h.textContent = "Last 24 hours";
+    section.append(h);
+    const data = this.history.get(name)?.data;
+    if (data && Array.isArray(data.series)) {
+      const series = data.series;
+      const kills = series.reduce((sum, b) => sum + (Number(b.kills) || 0), 0);
+      const max = series.reduce((m, b) => Math.max(m, Number(b.kills_per_hour) || 0), 0);
+      const svgNs = "http://www.w3.org/2000/svg";
+      const svg = document.createElementNS(svgNs, "svg");
+      svg.setAttribute("viewBox", "0 0 240 40");
+      svg.setAttribute("class", "sparkline");
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", `Kills per hour, highest ${Math.round(max)}`);
+      const start = Date.parse(data.from), span = Date.parse(data.to) - start || 1;
+      for (const b of series) {
+        const x = ((Date.parse(b.bucket) - start) / span) * 240;
+        const hgt = max > 0 ? ((Number(b.kills_per_hour) || 0) / max) * 38 : 0;
+        const bar = document.createElementNS(svgNs, "rect");
+        bar.setAttribute("x", x.toFixed(1));
+        bar.setAttribute("y", (40 - hgt).toFixed(1));
+        bar.setAttribute("width", "9");
+        bar.setAttribute("height", hgt.toFixed(1));
+        const title = document.createElementNS(svgNs, "title");
+        title.textContent = `${new Date(b.bucket).toLocaleTimeString()}: ${Math.round(Number(b.kills_per_hour) || 0)}/h, ${b.kills} kills`;
+        bar.append(title);
+        svg.append(bar);
+      }
+      const summary = document.createElement("p");
+      const sessions = Array.isArray(data.rares_per_session) ? data.rares_per_session : [];
+      const rares = sessions.reduce((sum, s) => sum + (Number(s.rares) || 0), 0);
+      summary.textContent = `${formatNumber(kills)} kills, best ${formatNumber(Math.round(max))}/h; `
+        + `${formatNumber(rares)} rares over ${sessions.length} sessions; `
+        + `${formatNumber(data.character?.total_deaths ?? data.character?.deaths)} deaths in all`;
+      section.append(svg, summary);
+    } else {
+      const p = document.createElement("p");
+      p.textContent = "loading…";
+      section.append(p);
+    }
+    const link = document.createElement("a");
+    const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+    link.href = `/history?character=${encodeURIComponent(name)}&from=${encodeURIComponent(from)}&format=csv`;
+    link.textContent = "Export the last 24 hours (CSV)";
+    link.setAttribute("download", "");
+    section.append(link);
+    return section;
+  }
 }
 
-const HISTORY_REFRESH_MS = 60000;
-
-/** Kills per hour over the last day (from `/stats/{character}`), fetched once a minute per
- * character and drawn as bars; rares per session; a link to the character's history as CSV. */
-Sidebar.prototype.historySection = function historySection(name) {
-  this.history = this.history || new Map();
-  const cached = this.history.get(name);
-  const stale = !cached || performance.now() - cached.at > HISTORY_REFRESH_MS;
-  if (stale && !(cached && cached.loading)) {
-    const entry = { at: performance.now(), loading: true, data: cached?.data };
-    this.history.set(name, entry);
-    const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
-    fetch(`/stats/${encodeURIComponent(name)}?bucket=3600&from=${encodeURIComponent(from)}`)
-      .then((r) => (r.ok ? r.json() : null))
-      .then((data) => { entry.data = data; })
-      .catch(() => {})
-      .finally(() => { entry.loading = false; this.shownVersion = -1; });
-  }
-  const section = document.createElement("section");
-  section.className = "history";
-  section.setAttribute("aria-label", "Last 24 hours");
-  const h = document.createElement("h3");
-  h.textContent = "Last 24 hours";
-  section.append(h);
-  const data = this.history.get(name)?.data;
-  if (data && Array.isArray(data.series)) {
-    const series = data.series;
-    const kills = series.reduce((sum, b) => sum + (Number(b.kills) || 0), 0);
-    const max = series.reduce((m, b) => Math.max(m, Number(b.kills_per_hour) || 0), 0);
-    const svgNs = "http://www.w3.org/2000/svg";
-    const svg = document.createElementNS(svgNs, "svg");
-    svg.setAttribute("viewBox", "0 0 240 40");
-    svg.setAttribute("class", "sparkline");
-    svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", `Kills per hour, highest ${Math.round(max)}`);
-    const start = Date.parse(data.from), span = Date.parse(data.to) - start || 1;
-    for (const b of series) {
-      const x = ((Date.parse(b.bucket) - start) / span) * 240;
-      const hgt = max > 0 ? ((Number(b.kills_per_hour) || 0) / max) * 38 : 0;
-      const bar = document.createElementNS(svgNs, "rect");
-      bar.setAttribute("x", x.toFixed(1));
-      bar.setAttribute("y", (40 - hgt).toFixed(1));
-      bar.setAttribute("width", "9");
-      bar.setAttribute("height", hgt.toFixed(1));
-      const title = document.createElementNS(svgNs, "title");
-      title.textContent = `${new Date(b.bucket).toLocaleTimeString()}: ${Math.round(Number(b.kills_per_hour) || 0)}/h, ${b.kills} kills`;
-      bar.append(title);
-      svg.append(bar);
-    }
-    const summary = document.createElement("p");
-    const sessions = Array.isArray(data.rares_per_session) ? data.rares_per_session : [];
-    const rares = sessions.reduce((sum, s) => sum + (Number(s.rares) || 0), 0);
-    summary.textContent = `${formatNumber(kills)} kills, best ${formatNumber(Math.round(max))}/h; `
-      + `${formatNumber(rares)} rares over ${sessions.length} sessions; `
-      + `${formatNumber(data.character?.total_deaths ?? data.character?.deaths)} deaths in all`;
-    section.append(svg, summary);
-  } else {
-    const p = document.createElement("p");
-    p.textContent = "loading…";
-    section.append(p);
-  }
-  const link = document.createElement("a");
-  const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
-  link.href = `/history?character=${encodeURIComponent(name)}&from=${encodeURIComponent(from)}&format=csv`;
-  link.textContent = "Export the last 24 hours (CSV)";
-  link.setAttribute("download", "");
-  section.append(link);
-  return section;
-};
 
 const VITALS = [
   ["health_percentage", "Health", "health"],
