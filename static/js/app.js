@@ -8,6 +8,7 @@ import { MapView } from "./map.js";
 import { Players } from "./players.js";
 import { Replay } from "./replay.js";
 import { Roster } from "./roster.js";
+import { Sheet } from "./sheet.js";
 import { Sidebar } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -26,6 +27,7 @@ function select(name) {
   if (p) map.centerOn(p.x, p.y);
   sidebar.select(selected);
   chat.select(selected);
+  sheet.selected(selected);
   map.dirty = true;
 }
 
@@ -52,6 +54,9 @@ const sidebar = new Sidebar(players, {
   list: $("players"), search: $("search"), sort: $("sort"), details: $("details"), count: $("count"),
   noMatch: $("no-match"),
 }, { onSelect: select, onFilter: () => { map.dirty = true; } });
+const sheet = new Sheet({
+  sheet: $("sheet"), handle: $("sheet-handle"), tabs: document.querySelectorAll("#sheet [role=tab]"),
+});
 const chat = new Chat({
   log: $("chat-log"), form: $("command-form"), input: $("command"),
   target: $("command-target"), result: $("command-result"),
