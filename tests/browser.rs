@@ -420,13 +420,18 @@ async fn the_replay_shows_the_world_as_stored_at_an_instant() {
             WAIT,
         )
         .await
-        .expect("live again");    // The replay controls are shown only while replaying (they cover the zoom buttons).
+        .expect("live again");
+    // The replay controls are shown only while replaying (they cover the zoom buttons).
     let bar = chrome
         .js("const bar = document.getElementById('replay-bar'); \
              return [bar.hidden, getComputedStyle(bar).display]")
         .await
         .expect("replay bar");
-    assert_eq!(bar, json!([true, "none"]), "the replay bar is gone in live view");
+    assert_eq!(
+        bar,
+        json!([true, "none"]),
+        "the replay bar is gone in live view"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

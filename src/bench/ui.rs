@@ -22,11 +22,22 @@ struct UiFigures {
     stats: serde_json::Value,
 }
 
+/// A tracker on a fresh SQLite file holding `history_minutes` of stored telemetry, and a
+/// simulator of `count` characters sending to it.
 async fn with_characters(
     count: usize,
     speed: f64,
+    history_minutes: i64,
 ) -> anyhow::Result<(ServerProcess, CancellationToken, PathBuf)> {
     let db = std::env::temp_dir().join(format!("dereth-ui-{}-{count}.db", std::process::id()));
+    if history_minutes > 0 {
+        seed_history(
+            &format!("sqlite://{}", db.display()),
+            count,
+            history_minutes,
+        )
+        .await?;
+    }
     let server = ServerProcess::start(&format!("sqlite://{}", db.display()), &[]).await?;
     let stop = CancellationToken::new();
     tokio::spawn(simulate::run(
@@ -54,12 +65,70 @@ async fn finish(server: ServerProcess, stop: CancellationToken, db: PathBuf) -> 
     Ok(())
 }
 
-/// Frame times while the replay clock runs at 60x over the stored history (looped over its
-/// last 12 s, all the history a short benchmark has).
-async fn replay_frames(chrome: &Chrome, seconds: u64) -> anyhow::Result<serde_json::Value> {
+/// Minutes of stored history the replay benchmark plays through: 60x for up to 300 s of
+/// frames needs five hours; the replay starts `REPLAY_LEAD` after the history's start so
+/// trails are full from the first frame.
+const REPLAY_LEAD: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Writes `minutes` of telemetry (a point every 2 s) for `count` simulated characters, ending
+/// now, straight into the store at `database_url` (the server is not running yet).
+async fn seed_history(database_url: &str, count: usize, minutes: i64) -> anyhow::Result<()> {
+    let store =
+        crate::store::Store::connect(database_url, &crate::store::StoreOptions::default()).await?;
+    let now = chrono::Utc::now();
+    let start = now - chrono::Duration::minutes(minutes);
+    let mut characters: Vec<simulate::Character> = (0..count)
+        .map(|i| simulate::Character::new(i, 11))
+        .collect();
+    let mut batch = Vec::with_capacity(20_000);
+    let mut t = start;
+    let mut written = 0usize;
+    while t < now {
+        for c in &mut characters {
+            // Portals and other frames of the step are not stored as telemetry; the position
+            // after it is.
+            let _ = c.step(Duration::from_secs(2), 5.0, t);
+            let frame = c.telemetry_frame(t);
+            if let Ok(crate::protocol::PluginFrame::Telemetry(row)) =
+                crate::protocol::parse_plugin_frame(&frame.to_string())
+            {
+                batch.push(crate::store::Event::Telemetry {
+                    kills_baseline: row.kills,
+                    row,
+                    kills_delta: 0,
+                });
+            }
+        }
+        if batch.len() >= 20_000 {
+            written += batch.len();
+            store
+                .write_batch(&format!("seed-{written}"), &batch)
+                .await?;
+            batch.clear();
+        }
+        t += chrono::Duration::seconds(2);
+    }
+    written += batch.len();
+    store.write_batch("seed-last", &batch).await?;
+    store.close().await;
+    eprintln!("seeded {written} telemetry rows ({minutes} minutes of {count} characters)");
+    Ok(())
+}
+
+/// Frame times while the replay plays forward at 60x through the stored history (the page's
+/// own playback clock, with trails on).
+async fn replay_frames(
+    chrome: &Chrome,
+    history_start: chrono::DateTime<chrono::Utc>,
+    seconds: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let start = (history_start + REPLAY_LEAD).to_rfc3339();
     chrome
-        .js("window.__replayStart = Date.now() - 14000; \
-             window.__dereth.replay.enter(new Date(window.__replayStart).toISOString());")
+        .js(&format!(
+            "window.__dereth.replay.enter('{start}'); \
+             document.getElementById('replay-speed').value = '60'; \
+             document.getElementById('replay-play').click();"
+        ))
         .await?;
     chrome
         .wait_for(
@@ -68,24 +137,24 @@ async fn replay_frames(chrome: &Chrome, seconds: u64) -> anyhow::Result<serde_js
             Duration::from_secs(30),
         )
         .await?;
-    chrome
-        .js("let t = window.__replayStart; \
-             window.__replayClock = setInterval(() => { \
-               t = window.__replayStart + ((t - window.__replayStart + 250 * 60) % 12000); \
-               window.__dereth.replay.seek(new Date(t).toISOString(), false); }, 250);")
-        .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     chrome.js("window.__dereth.resetFrameStats()").await?;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let stats = chrome
-        .js("clearInterval(window.__replayClock); return window.__dereth.frameStats()")
+        .js("const s = window.__dereth.frameStats(); \
+             s.replayedTo = window.__dereth.replay.loadedAt(); \
+             s.active = window.__dereth.replay.active(); \
+             window.__dereth.replay.leave(); return s")
         .await?;
     Ok(stats)
 }
 
 pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     // Frame times with many moving characters.
-    let (server, stop, db) = with_characters(args.characters, 5.0).await?;
+    // History for the replay: 60x for the measured seconds, after a lead for full trails.
+    let history_minutes = REPLAY_LEAD.num_minutes() + 2 * args.seconds as i64 + 5;
+    let history_start = chrono::Utc::now() - chrono::Duration::minutes(history_minutes);
+    let (server, stop, db) = with_characters(args.characters, 5.0, history_minutes).await?;
     let chrome = Chrome::start(1280, 800).await?;
     chrome
         .client
@@ -107,7 +176,7 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     chrome.js("window.__dereth.resetFrameStats()").await?;
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let stats = chrome.js("return window.__dereth.frameStats()").await?;
-    let replay = replay_frames(&chrome, args.seconds).await?;
+    let replay = replay_frames(&chrome, history_start, args.seconds).await?;
     chrome.close().await;
     finish(server, stop, db).await?;
     let figures = UiFigures {
@@ -131,7 +200,10 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
             "## Map frame time (`dereth-tracker bench ui`)\n\n\
              Measured {} in headless Chromium (software rendering, `--disable-gpu`) at 1280x800 on \
              this 2-core machine, with the tracker and a simulator of {} characters (telemetry \
-             every 2 s, moving) running beside it, trails on, every character on screen. \
+             every 2 s, moving) running beside it, trails on, every character on screen. The tracker starts with \
+             {history_minutes} minutes of stored telemetry, so every trail is a full 10 \
+             minutes long, as on a server that has been running (each trail draws at most its \
+             newest 30 points with 1,000 characters shown, points closer than 2 px merged). \
              `draw` is the time to draw one frame of the map (markers, trails, grid, towns, \
              background); `interval` is the time between animation frames as the browser \
              scheduled them. {} s of frames.\n\n\
@@ -170,12 +242,13 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
         "ui-replay",
         &format!(
             "## Map frame time during a replay at 60x (`dereth-tracker bench ui`)\n\n\
-             Measured {} right after the section above, same page and data: the map in replay \
-             mode with the {} characters of the stored history, the replay clock advancing \
-             60 s of history per second of wall time (the page fetches `/world?at=` every \
-             500 ms and glides the markers between answers; the stored history is only \
-             seconds long, so the clock loops over its last 12 s). {} s of frames: {} frames, \
-             {:.0} frames per second on average.\n\n\
+             Measured {} right after the section above, same page: before the tracker starts, \
+             the benchmark stores {history_minutes} minutes of telemetry of the {} simulated \
+             characters (a point every 2 s); the map then replays it with its own *Play* \
+             button at 60x from 10 minutes into that history, trails on (each `/world?at=` \
+             request every 500 ms of wall time, and trails fetched for the stretch since the \
+             previous request), while the simulator keeps every character live. {} s of \
+             frames: {} frames, {:.0} frames per second on average.\n\n\
              | | frames | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n\
              | draw | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n\
              | interval | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n\n\
@@ -202,7 +275,7 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     )?;
 
     // Screenshots with a few dozen characters.
-    let (server, stop, db) = with_characters(60, 20.0).await?;
+    let (server, stop, db) = with_characters(60, 20.0, 0).await?;
     for (theme, width, height, name) in [
         ("light", 1280, 800, "map-light-desktop.png"),
         ("dark", 1280, 800, "map-dark-desktop.png"),

@@ -12,6 +12,13 @@ const WALK_MARGIN_UNITS = 1.5;
 const MIN_SCALE_FACTOR = 0.8;
 const MAX_SCALE_FACTOR = 60;
 
+/** Frame and draw times kept for `frameStats` (five minutes at 60 frames a second). */
+const FRAME_SAMPLES = 18000;
+
+/** Trail points drawn at most over all shown trails, and at least per trail. */
+const TRAIL_POINT_BUDGET = 30000;
+const MIN_TRAIL_POINTS = 30;
+
 export class MapView {
   constructor(canvas, players, { onSelect, onCursor, onHover }) {
     this.canvas = canvas;
@@ -247,7 +254,7 @@ export class MapView {
   frame(t) {
     if (this.lastFrame) {
       this.frameTimes.push(t - this.lastFrame);
-      if (this.frameTimes.length > 600) this.frameTimes.shift();
+      if (this.frameTimes.length > FRAME_SAMPLES) this.frameTimes.shift();
     }
     this.lastFrame = t;
     const now = performance.now();
@@ -260,7 +267,7 @@ export class MapView {
       const started = performance.now();
       this.draw(now);
       this.drawTimes.push(performance.now() - started);
-      if (this.drawTimes.length > 600) this.drawTimes.shift();
+      if (this.drawTimes.length > FRAME_SAMPLES) this.drawTimes.shift();
       this.dirty = false;
     }
     requestAnimationFrame((next) => this.frame(next));
@@ -362,40 +369,55 @@ export class MapView {
 
   /** Trails fade with age, break where a character teleported (a `portal` frame, or a jump
    * farther than anyone walks in the time between two points), and end in an arrow that shows
-   * the direction of travel. */
+   * the direction of travel. With many characters each trail keeps its newest points within a
+   * shared budget (the selected character's is always whole), and points closer than 2 px to
+   * the last one drawn are joined into it: a whole-map view of 1,000 ten-minute trails draws
+   * tens of thousands of segments rather than 300,000. */
   drawTrails() {
     const ctx = this.ctx;
     ctx.lineWidth = 1.6;
     const now = this.players.clock();
     const windowMs = this.players.trailWindowMs || 600000;
+    const wanted = (p) => p.trail.length > 1 && (this.trailMode !== "selected" || p.name === this.selected);
+    let count = 0;
+    for (const p of this.players.shown()) if (wanted(p)) count++;
+    const perTrail = Math.max(MIN_TRAIL_POINTS, Math.floor(TRAIL_POINT_BUDGET / Math.max(1, count)));
     for (const p of this.players.shown()) {
-      if (this.trailMode === "selected" && p.name !== this.selected) continue;
+      if (!wanted(p)) continue;
       const pts = p.trail;
-      if (pts.length < 2) continue;
-      // One pass over the points into three age bands, one path each: the fade costs three
-      // strokes per trail, not one per segment.
-      const bands = [new Path2D(), new Path2D(), new Path2D()];
-      let open = -1;
-      let prev = this.project(pts[0][0], pts[0][1]);
-      for (let i = 1; i < pts.length; i++) {
+      const alpha = p.alpha ?? 1;
+      ctx.strokeStyle = p.color;
+      // Points are in time order, so the three age bands are three runs: one pass, one stroke
+      // per band (and a move at each break).
+      let band = -1;
+      let last = null;    // the last point drawn, in screen space
+      let pending = null; // a later point too close to `last` to draw yet
+      const settle = () => { if (pending) { ctx.lineTo(pending.x, pending.y); last = pending; pending = null; } };
+      const first = p.name === this.selected ? 1 : Math.max(1, pts.length - perTrail);
+      for (let i = first; i < pts.length; i++) {
         const [ew0, ns0, t0] = pts[i - 1];
         const [ew1, ns1, t1, gap] = pts[i];
-        const q = this.project(ew1, ns1);
-        if (gap || isJump(ew0, ns0, t0, ew1, ns1, t1)) {
-          open = -1;
-        } else {
-          const age = (now - t1) / windowMs;
-          const b = age > 2 / 3 ? 0 : age > 1 / 3 ? 1 : 2;
-          if (b !== open) { bands[b].moveTo(prev.x, prev.y); open = b; }
-          bands[b].lineTo(q.x, q.y);
+        if (gap || isJump(ew0, ns0, t0, ew1, ns1, t1)) { settle(); last = null; continue; }
+        const age = (now - t1) / windowMs;
+        const b = age > 2 / 3 ? 0 : age > 1 / 3 ? 1 : 2;
+        if (b !== band) {
+          settle();
+          if (band >= 0) ctx.stroke();
+          ctx.beginPath();
+          ctx.globalAlpha = (0.2 + 0.3 * b) * alpha;
+          band = b;
+          if (last) ctx.moveTo(last.x, last.y);
         }
-        prev = q;
+        if (!last) { last = this.project(ew0, ns0); ctx.moveTo(last.x, last.y); }
+        const q = this.project(ew1, ns1);
+        const dx = q.x - last.x, dy = q.y - last.y;
+        if (dx * dx + dy * dy < 4) { pending = q; continue; }
+        ctx.lineTo(q.x, q.y);
+        last = q;
+        pending = null;
       }
-      ctx.strokeStyle = p.color;
-      for (let band = 0; band < 3; band++) {
-        ctx.globalAlpha = (0.2 + 0.3 * band) * (p.alpha ?? 1);
-        ctx.stroke(bands[band]);
-      }
+      settle();
+      if (band >= 0) ctx.stroke();
       const [ewA, nsA, tA] = pts[pts.length - 2];
       const [ewB, nsB, tB, gapB] = pts[pts.length - 1];
       if (!gapB && !isJump(ewA, nsA, tA, ewB, nsB, tB)) {

@@ -121,6 +121,20 @@ export class Players {
     }
   }
 
+  /** Adds trail points newer than each character's last one (a replay moving forward fetches
+   * only the stretch since its previous request). */
+  appendTrails(points) {
+    for (const pt of points) {
+      const p = this.byName.get(pt.character_name);
+      if (!p) continue;
+      const t = Date.parse(pt.timestamp);
+      const last = p.trail[p.trail.length - 1];
+      if (last && t <= last[2]) continue;
+      p.trail.push([pt.ew, pt.ns, t, !!pt.break]);
+    }
+    for (const p of this.byName.values()) this.pruneTrail(p);
+  }
+
   pruneTrail(p) {
     const cutoff = this.clock() - this.trailWindowMs;
     let i = 0;
