@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::ApiError;
 use crate::config::{Secret, Settings};
+use crate::error::ApiError;
 use crate::session;
 use crate::state::AppState;
 

@@ -16,7 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::access::{self, CommandBudget, Requester};
-use crate::api::{ApiError, Query};
+use crate::error::ApiError;
+use crate::extract::Query;
 use crate::live::FrameKind;
 use crate::metrics::{self, ConnectionSlot, Peer};
 use crate::protocol::{
@@ -38,8 +39,8 @@ pub struct LiveQuery {
     params(("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)")),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
-        (status = 403, description = "Opened by a page of another origin"),
-        (status = 503, description = "Too many browser connections"),
+        (status = 403, description = "Opened by a page of another origin", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many browser connections", body = crate::error::ErrorBody),
     ))]
 pub async fn handler(
     State(state): State<AppState>,

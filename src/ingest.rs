@@ -18,7 +18,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::access;
 use crate::alerts::Signal;
-use crate::api::{ApiError, Query};
+use crate::error::ApiError;
+use crate::extract::Query;
 use crate::live::ConnId;
 use crate::metrics::{self, ConnectionSlot, Peer};
 use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame, to_json};
@@ -58,10 +59,10 @@ pub struct PositionQuery {
     ),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
-        (status = 401, description = "Missing or wrong secret, or no secret configured"),
-        (status = 403, description = "Opened by a page of another origin"),
-        (status = 429, description = "Too many failed authentications from this client"),
-        (status = 503, description = "Too many plugin connections"),
+        (status = 401, description = "Missing or wrong secret, or no secret configured", body = crate::error::ErrorBody),
+        (status = 403, description = "Opened by a page of another origin", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many plugin connections", body = crate::error::ErrorBody),
     ))]
 pub async fn handler(
     State(state): State<AppState>,

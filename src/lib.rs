@@ -12,87 +12,38 @@ pub mod bench;
 pub mod browser;
 pub mod config;
 pub mod demo;
+pub mod error;
+pub mod extract;
 pub mod http_server;
 pub mod ingest;
 pub mod lifecycle;
 pub mod live;
 pub mod metrics;
 pub mod protocol;
+pub mod routes;
 pub mod session;
 pub mod simulate;
 pub mod state;
 pub mod store;
 pub mod writer;
 
+pub use routes::router;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::normalize_path::NormalizePathLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
 use crate::live::Live;
 use crate::state::AppState;
 use crate::store::{Event, Store, StoreError};
 use crate::writer::{WriterConfig, WriterReport};
-
-/// Largest HTTP request body accepted (no endpoint takes a body today).
-const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Every route the tracker serves, with request limits, timing, security headers and tracing.
-pub fn router(state: AppState) -> Router {
-    let timeout = Duration::from_secs(state.settings.request_timeout_secs.max(1));
-    let (routes, _) = api::routes().split_for_parts();
-    let header = |name: &'static str, value: &'static str| {
-        SetResponseHeaderLayer::if_not_present(
-            axum::http::HeaderName::from_static(name),
-            axum::http::HeaderValue::from_static(value),
-        )
-    };
-    routes
-        .fallback(assets::handler)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            api::track_http,
-        ))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            access::check_host,
-        ))
-        // The map is plain same-origin HTML/JS: nothing else may run, frame it or be sniffed.
-        .layer(header("content-security-policy", CONTENT_SECURITY_POLICY))
-        .layer(header("x-frame-options", "DENY"))
-        .layer(header("x-content-type-options", "nosniff"))
-        .layer(header("referrer-policy", "no-referrer"))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                // The path only: query strings can carry secrets (`?secret=`, `?token=`).
-                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
-            }),
-        )
-        .with_state(state)
-}
-
-/// The map's content security policy: its own scripts, styles, images (and `data:` for the
-/// favicon) and its own websocket; no framing.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
-     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// A tracker ready to serve: state assembled and live totals restored from the store.
 #[derive(Debug)]

@@ -434,6 +434,26 @@ async fn the_openapi_document_lists_every_route() {
             "{path} is documented but not routed"
         );
     }
+    // Rejections of the path and the method carry the JSON error body too.
+    let resp = reqwest::get(app.url("/stats/%FF")).await.expect("request");
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.expect("a JSON error body");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("UTF-8")),
+        "{body}"
+    );
+    let resp = reqwest::Client::new()
+        .post(app.url("/history"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 405);
+    assert!(resp.headers().get("allow").is_some());
+    let body: Value = resp.json().await.expect("a JSON error body");
+    assert!(body["error"].is_string(), "{body}");
+    // An empty time is not a time.
+    let (status, body) = app.get("/history?to=").await;
+    assert_eq!(status, 400, "{body}");
     let (status, body) = app.get("/not-documented").await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -474,6 +494,42 @@ async fn the_openapi_document_lists_every_route() {
         }
     }
     assert!(untyped.is_empty(), "untyped parameters: {untyped:#?}");
+    // Every answer but the websocket upgrade declares its content; the endpoints that can
+    // answer CSV say so; row items are published schemas, not bare objects.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let op = &item["get"];
+        for (code, response) in op["responses"].as_object().expect("responses") {
+            if code == "101" {
+                continue;
+            }
+            assert!(
+                response["content"]
+                    .as_object()
+                    .is_some_and(|c| !c.is_empty()),
+                "{path} {code} declares no content"
+            );
+        }
+        let csv = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == "format");
+        if csv {
+            assert!(
+                op["responses"]["200"]["content"].get("text/csv").is_some(),
+                "{path} answers CSV but does not document text/csv"
+            );
+        }
+    }
+    let bare = json!({"type": "object"});
+    for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+        for (field, property) in schema["properties"].as_object().into_iter().flatten() {
+            assert!(
+                property["items"] != bare,
+                "{name}.{field} lists bare objects"
+            );
+        }
+    }
     // Every reference resolves to a published schema.
     let text = doc.to_string();
     for part in text.split("\"#/components/schemas/").skip(1) {

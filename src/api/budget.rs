@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::ApiError;
 use crate::config::Settings;
+use crate::error::ApiError;
 
 /// Telemetry arrives every 2 s per character: the rows a window holds per character.
 const TELEMETRY_SECS_PER_ROW: u64 = 2;

@@ -72,7 +72,7 @@ pub struct Export {
 
 impl Export {
     /// Takes a turn among expensive queries and starts the export's clock.
-    pub async fn start(state: &crate::state::AppState) -> Result<Self, super::ApiError> {
+    pub async fn start(state: &crate::state::AppState) -> Result<Self, crate::error::ApiError> {
         let permit = state.queries.admit().await?;
         let settings = &state.settings;
         Ok(Self {

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
-use super::params::{self, Format, Query};
+use super::params::{self, Format};
 use super::{ApiError, ErrorBody, characters_covered, require_character};
+use crate::extract::Query;
 use crate::state::AppState;
 use crate::store::{EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery};
 
@@ -39,7 +40,7 @@ pub struct EventParams {
     to: Option<String>,
     /// Rows per page: 1 to 10000, default 1000. With CSV, the most rows exported (default and
     /// most: the server's CSV_MAX_ROWS, 1000000 unless configured).
-    #[param(value_type = Option<i64>, minimum = 1)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -51,7 +52,6 @@ pub struct EventParams {
 /// A page of spawns or rares.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventPage {
-    #[schema(value_type = Vec<Object>)]
     data: Vec<EventRecord>,
     next_cursor: Option<String>,
 }
@@ -129,8 +129,9 @@ async fn events(state: AppState, kind: EventKind, p: EventParams) -> Result<Resp
 /// Spawns, oldest first, paged with a cursor. `name` filters by mob.
 #[utoipa::path(get, path = "/spawns", params(EventParams), tag = "events",
     responses(
-        (status = 200, description = "A page of spawns (or CSV)", body = EventPage),
+        (status = 200, description = "A page of spawns (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
         (status = 404, description = "Unknown character", body = ErrorBody),
     ))]
 pub async fn spawns(
@@ -143,8 +144,9 @@ pub async fn spawns(
 /// Rare finds, oldest first, paged with a cursor. `name` filters by item.
 #[utoipa::path(get, path = "/rares", params(EventParams), tag = "events",
     responses(
-        (status = 200, description = "A page of rares (or CSV)", body = EventPage),
+        (status = 200, description = "A page of rares (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
         (status = 404, description = "Unknown character", body = ErrorBody),
     ))]
 pub async fn rares(
@@ -158,8 +160,9 @@ pub async fn rares(
 /// a character's timeline and the places its trail breaks. `name` filters by portal name.
 #[utoipa::path(get, path = "/portals", params(EventParams), tag = "events",
     responses(
-        (status = 200, description = "A page of teleports (or CSV)", body = EventPage),
+        (status = 200, description = "A page of teleports (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
         (status = 404, description = "Unknown character", body = ErrorBody),
     ))]
 pub async fn portals(
@@ -173,7 +176,7 @@ pub async fn portals(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HeatmapParams {
-    /// Inclusive start, RFC 3339 (UTC); default: a day before `to`.
+    /// Inclusive start, RFC 3339 (UTC); default: a day before `to`; at most 366 days before `to`.
     #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end, RFC 3339 (UTC); default: now.
@@ -243,6 +246,7 @@ async fn heatmap(
     responses(
         (status = 200, description = "Spawn counts per cell", body = Heatmap),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
     ))]
 pub async fn spawn_heatmap(
     State(state): State<AppState>,
@@ -256,6 +260,7 @@ pub async fn spawn_heatmap(
     responses(
         (status = 200, description = "Rare counts per cell", body = Heatmap),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
     ))]
 pub async fn rare_heatmap(
     State(state): State<AppState>,

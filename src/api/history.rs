@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
-use super::params::{self, Format, Query};
+use super::params::{self, Format};
 use super::{ApiError, ErrorBody, characters_covered, require_character};
+use crate::extract::Query;
 use crate::state::AppState;
 use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint};
 
@@ -43,7 +44,7 @@ pub struct HistoryParams {
     to_ts: Option<String>,
     /// Rows per page: 1 to 10000, default 1000 (JSON). With CSV, the most rows exported
     /// (default and most: the server's CSV_MAX_ROWS, 1000000 unless configured).
-    #[param(value_type = Option<i64>, minimum = 1)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -55,7 +56,6 @@ pub struct HistoryParams {
 /// One page of telemetry.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryPage {
-    #[schema(value_type = Vec<Object>)]
     data: Vec<TelemetryRecord>,
     /// Pass as `cursor` to get the next page; null on the last page.
     next_cursor: Option<String>,
@@ -114,8 +114,9 @@ impl CsvRow for TrailPoint {
 /// Telemetry rows, oldest first, paged with a cursor.
 #[utoipa::path(get, path = "/history", params(HistoryParams), tag = "telemetry",
     responses(
-        (status = 200, description = "A page of telemetry rows (or CSV with format=csv)", body = HistoryPage),
+        (status = 200, description = "A page of telemetry rows (or CSV with format=csv)", content((HistoryPage = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
         (status = 404, description = "Unknown character", body = ErrorBody),
     ))]
 pub async fn history(
@@ -203,15 +204,15 @@ pub struct TrailsParams {
 /// Trail points grouped by character, each trail in time order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Trails {
-    #[schema(value_type = Vec<Object>)]
     trails: Vec<TrailPoint>,
 }
 
 /// Recent positions per character, optionally thinned on the server.
 #[utoipa::path(get, path = "/trails", params(TrailsParams), tag = "telemetry",
     responses(
-        (status = 200, description = "Trail points (or CSV with format=csv)", body = Trails),
+        (status = 200, description = "Trail points (or CSV with format=csv)", content((Trails = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
         (status = 404, description = "Unknown character", body = ErrorBody),
     ))]
 pub async fn trails(
@@ -270,8 +271,8 @@ pub async fn trails(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WorldParams {
-    /// The instant to show, RFC 3339 (UTC); required.
-    #[param(value_type = Option<String>, format = DateTime)]
+    /// The instant to show, RFC 3339 (UTC).
+    #[param(value_type = String, format = DateTime, required = true)]
     at: Option<String>,
     /// How far before `at` a character's latest telemetry may be and still place it: 1 to 3600
     /// seconds, default 120 (thinned history keeps one row per 30 s).
@@ -285,7 +286,6 @@ pub struct World {
     at: chrono::DateTime<Utc>,
     lookback_secs: i64,
     /// Each character's latest telemetry at or before `at` (within the lookback), by name.
-    #[schema(value_type = Vec<Object>)]
     characters: Vec<TelemetryRecord>,
 }
 
@@ -297,6 +297,7 @@ pub const WORLD_MAX_CHARACTERS: i64 = 5_000;
     responses(
         (status = 200, description = "Each character's latest telemetry at or before `at`", body = World),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
     ))]
 pub async fn world(
     State(state): State<AppState>,

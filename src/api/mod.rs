@@ -1,23 +1,20 @@
 //! HTTP endpoints other than the websockets: live state, operations (debug, health, metrics),
-//! stored telemetry and events, statistics, and the OpenAPI document describing them all.
+//! stored telemetry and events, statistics. `crate::routes` registers them with their OpenAPI
+//! descriptions.
 
 mod budget;
 mod csv;
-mod error;
-mod events;
-mod history;
-mod openapi;
-mod params;
-mod prometheus;
-mod stats;
-mod status;
+pub(crate) mod events;
+pub(crate) mod history;
+pub(crate) mod params;
+pub(crate) mod prometheus;
+pub(crate) mod stats;
+pub(crate) mod status;
 
 pub use budget::{HeavyPermit, QueryBudget};
-pub use error::{ApiError, ErrorBody};
-pub use openapi::{openapi_document, routes};
-pub use params::Query;
 pub use prometheus::track_http;
 
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::store::CharacterSummary;
 

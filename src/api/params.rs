@@ -3,38 +3,13 @@
 
 use chrono::{DateTime, Utc};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
+use crate::error::ApiError;
 
-use super::ApiError;
-
-/// `axum::extract::Query`, but a query string that does not parse (a repeated or malformed
-/// parameter) is answered with the JSON error body like every other rejection.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Query<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for Query<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::BadRequest(format!(
-                "invalid query string: {}",
-                rejection.body_text()
-            ))),
-        }
-    }
-}
 use crate::protocol::MAX_NAME_CHARS;
 
 /// Parses an RFC 3339 time.
 pub fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     DateTime::parse_from_rfc3339(raw)
@@ -48,7 +23,7 @@ pub fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiE
 
 /// Parses a whole number within [min, max].
 pub fn int(name: &str, raw: Option<&str>, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     match raw.trim().parse::<i64>() {
@@ -61,7 +36,7 @@ pub fn int(name: &str, raw: Option<&str>, min: i64, max: i64) -> Result<Option<i
 
 /// Parses a finite number within [min, max].
 pub fn number(name: &str, raw: Option<&str>, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     match raw.trim().parse::<f64>() {
@@ -137,7 +112,7 @@ pub fn encode_cursor(timestamp: DateTime<Utc>, id: i64) -> String {
 }
 
 pub fn cursor(raw: Option<&str>) -> Result<Option<(DateTime<Utc>, i64)>, ApiError> {
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     let bad = || ApiError::BadRequest("`cursor` is not one this server handed out".into());

@@ -2,13 +2,14 @@
 //! `/stats/{character}`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::{self, Query};
+use super::params;
 use super::{ApiError, ErrorBody, characters_covered, require_character};
+use crate::extract::{Path, Query};
 use crate::protocol::CharacterSheet;
 use crate::state::AppState;
 use crate::store::{
@@ -31,7 +32,10 @@ pub struct Characters {
 
 /// Every character ever seen, with last seen, totals and deaths.
 #[utoipa::path(get, path = "/characters", tag = "stats",
-    responses((status = 200, description = "Characters by name", body = Characters)))]
+    responses(
+        (status = 200, description = "Characters by name", body = Characters),
+        (status = 503, description = "Too busy: retry later (`Retry-After`)", body = ErrorBody),
+    ))]
 pub async fn characters(State(state): State<AppState>) -> Result<Json<Characters>, ApiError> {
     let characters = state.store.characters(MAX_CHARACTERS).await?;
     Ok(Json(Characters { characters }))
@@ -44,7 +48,7 @@ pub struct LeaderboardParams {
     /// `kills` (default), `kills_per_hour` or `rares`.
     #[param(value_type = Option<LeaderMetric>)]
     by: Option<String>,
-    /// Inclusive start, RFC 3339 (UTC); default: a day before `to`.
+    /// Inclusive start, RFC 3339 (UTC); default: a day before `to`; at most 366 days before `to`.
     #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end, RFC 3339 (UTC); default: now.
@@ -84,6 +88,7 @@ fn bounded_range(
     responses(
         (status = 200, description = "The ranking", body = Leaderboard),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
     ))]
 pub async fn leaderboard(
     State(state): State<AppState>,
@@ -124,7 +129,7 @@ pub async fn leaderboard(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CharacterStatsParams {
-    /// Inclusive start, RFC 3339 (UTC); default: a day before `to`.
+    /// Inclusive start, RFC 3339 (UTC); default: a day before `to`; at most 366 days before `to`.
     #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end, RFC 3339 (UTC); default: now.
@@ -156,6 +161,7 @@ pub struct CharacterStats {
     responses(
         (status = 200, description = "The character's series", body = CharacterStats),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
         (status = 404, description = "Unknown character", body = ErrorBody),
     ))]
 pub async fn character_stats(
@@ -197,7 +203,8 @@ const PROGRESS_DEFAULT_SPAN: chrono::Duration = chrono::Duration::days(30);
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SheetParams {
-    /// Inclusive start of the progress series, RFC 3339 (UTC); default: 30 days before `to`.
+    /// Inclusive start of the progress series, RFC 3339 (UTC); default: 30 days before `to`; at
+    /// most 366 days before `to`.
     #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end of the progress series, RFC 3339 (UTC); default: now.
@@ -230,6 +237,7 @@ pub struct Sheet {
     responses(
         (status = 200, description = "The latest sheet and the progress series", body = Sheet),
         (status = 400, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
         (status = 404, description = "Unknown character", body = ErrorBody),
     ))]
 pub async fn sheet(

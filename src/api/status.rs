@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::live::LiveEntry;
 use crate::metrics::MetricsSnapshot;
@@ -18,14 +18,15 @@ use crate::store::Backend;
 /// How long `/health` waits for the database.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
-#[derive(Serialize)]
-struct LiveBody<'a> {
+/// Every live character.
+#[derive(Serialize, ToSchema)]
+pub struct LiveBody<'a> {
     players: Vec<LivePlayer<'a>>,
 }
 
 /// Every character heard from within the live window, with its latest telemetry and totals.
 #[utoipa::path(get, path = "/live", tag = "live",
-    responses((status = 200, description = "`{\"players\": [...]}`, flat telemetry plus totals and last_seen")))]
+    responses((status = 200, description = "Flat telemetry plus totals and last_seen per character", body = LiveBody)))]
 pub async fn live(State(state): State<AppState>) -> Response {
     let entries = state.live.live_entries();
     let players = entries.iter().map(LiveEntry::as_player).collect();
@@ -57,7 +58,7 @@ struct DebugBody {
 
 /// Version, uptime, backend, connections, queue depth and counters.
 #[utoipa::path(get, path = "/debug", tag = "operations",
-    responses((status = 200, description = "Server state as JSON")))]
+    responses((status = 200, description = "Server state: version, uptime, backend, memory, queue, lifecycle, alerts and every counter", body = Object)))]
 pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
     Json(DebugBody {
         version: env!("CARGO_PKG_VERSION"),
@@ -82,8 +83,9 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
 /// 200 when the database answers within a few seconds, 503 otherwise.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses(
-        (status = 200, description = "`{\"status\": \"ok\"}`"),
-        (status = 503, description = "`{\"status\": \"unavailable\", \"error\": ...}`"),
+        (status = 200, description = "The tracker works", body = HealthBody, example = json!({"status": "ok"})),
+        (status = 503, description = "The database does not answer, or ingest has stalled", body = HealthBody,
+            example = json!({"status": "unavailable", "error": "database unavailable"})),
     ))]
 pub async fn health(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
@@ -92,7 +94,13 @@ pub async fn health(State(state): State<AppState>) -> Response {
                 tracing::warn!(%reason, "health check: degraded");
                 unavailable(&reason)
             }
-            None => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
+            None => {
+                let body = HealthBody {
+                    status: "ok",
+                    error: None,
+                };
+                (StatusCode::OK, Json(body)).into_response()
+            }
         },
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "health check: database unavailable");
@@ -132,9 +140,19 @@ fn degraded(state: &AppState) -> Option<String> {
 }
 
 fn unavailable(reason: &str) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "status": "unavailable", "error": reason })),
-    )
-        .into_response()
+    let body = HealthBody {
+        status: "unavailable",
+        error: Some(reason.to_owned()),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// The answer of `/health`.
+#[derive(Serialize, ToSchema)]
+pub struct HealthBody {
+    /// `ok` or `unavailable`.
+    status: &'static str,
+    /// Why the tracker is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }

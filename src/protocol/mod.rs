@@ -238,7 +238,7 @@ impl PluginFrame {
 }
 
 /// A character's periodic status report (every ~2 s).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Telemetry {
     pub character_name: String,
     #[serde(default, deserialize_with = "flex::opt_string")]
@@ -896,7 +896,7 @@ pub fn parse_browser_frame(text: &str) -> Result<BrowserFrame, FrameError> {
 // ---------------------------------------------------------------------------------------------
 
 /// Running totals that ride along with every telemetry frame and live entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Totals {
     /// Kills over every session, as persisted in `char_stats`.
     pub total_kills: i64,
@@ -908,16 +908,20 @@ pub struct Totals {
 
 /// A live character as browsers and `/live` see it: the latest telemetry, flat, plus totals, and
 /// the latest vitals and character sheet summary when the plugin sends them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LivePlayer<'a> {
     #[serde(flatten)]
     pub telemetry: &'a Telemetry,
     #[serde(flatten)]
     pub totals: Totals,
     pub last_seen: DateTime<Utc>,
+    /// The latest `vitals` frame (EVENT_FORMATS.json), when the plugin sends them.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub vitals: Option<&'a Vitals>,
+    /// The latest `character_stats` summary (EVENT_FORMATS.json), when the plugin sends it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub character_stats: Option<&'a CharacterSheet>,
 }
 

@@ -108,7 +108,7 @@ pub struct StoredRare {
 }
 
 /// A stored telemetry row with its id.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TelemetryRecord {
     pub id: i64,
     #[serde(flatten)]
@@ -129,7 +129,7 @@ pub struct HistoryQuery {
 }
 
 /// One point of a character's trail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TrailPoint {
     pub character_name: String,
     pub timestamp: DateTime<Utc>,

@@ -26,7 +26,7 @@ pub struct EventQuery {
 }
 
 /// A stored spawn or rare. `label` is the mob (spawns) or the item name (rares).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct EventRecord {
     pub id: i64,
     pub character_name: String,
