@@ -286,6 +286,57 @@ pub enum LogFormat {
     Json,
 }
 
+/// A database URL whose `Debug` output hides the password it may hold (settings are printed
+/// with `{:?}` in logs and panics). Reads as a `&str`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&crate::store::redact_url(&self.0), f)
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// A secret string whose `Debug` output never shows its value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -348,7 +399,7 @@ pub struct Settings {
         env = "DATABASE_URL",
         default_value = Settings::DEFAULT_DATABASE_URL
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 
     /// PostgreSQL password, used instead of one in DATABASE_URL; any characters work here.
     #[arg(long, env = "DATABASE_PASSWORD", hide_env_values = true)]
@@ -652,7 +703,7 @@ impl Settings {
             }
         }
         if self.database_url.trim().is_empty() {
-            self.database_url = Self::DEFAULT_DATABASE_URL.to_owned();
+            self.database_url = Self::DEFAULT_DATABASE_URL.into();
         }
     }
 
@@ -699,9 +750,12 @@ mod tests {
     fn secrets_are_redacted_in_debug_output() {
         let mut settings = Settings::defaults();
         settings.shared_secret = Some(Secret::new("hunter2"));
+        settings.database_url = "postgres://tracker:s3cret@db:5432/dereth".into();
         let printed = format!("{settings:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
         assert!(printed.contains("redacted"));
+        assert!(printed.contains("tracker:***@db:5432/dereth"), "{printed}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub fn prepare(settings: &mut Settings) {
         tracing::info!("demo mode: generated a shared secret for the simulated plugins");
     }
     if settings.database_url == Settings::DEFAULT_DATABASE_URL {
-        settings.database_url = DEMO_DATABASE_URL.to_owned();
+        settings.database_url = DEMO_DATABASE_URL.into();
     }
 }
 

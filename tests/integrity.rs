@@ -361,7 +361,7 @@ async fn a_lost_commit_reply_stores_and_counts_nothing_twice() {
         .unwrap_or(5432);
     let proxy = lost_ack::start(port).await;
     let mut settings = common::test_settings(&db);
-    settings.database_url = format!("{head}@127.0.0.1:{}/{path}", proxy.port);
+    settings.database_url = format!("{head}@127.0.0.1:{}/{path}", proxy.port).into();
     let app = TestApp::start(db, settings).await;
 
     let mut plugin = app.plugin().await;

@@ -187,7 +187,7 @@ fn replace_db_name(url: &str, name: &str) -> String {
 pub fn test_settings(db: &TestDb) -> Settings {
     let mut s = Settings::defaults();
     s.bind_addr = "127.0.0.1:0".parse().expect("addr");
-    s.database_url = db.url.clone();
+    s.database_url = db.url.clone().into();
     s.shared_secret = Some(Secret::new(SECRET));
     s.command_token = None;
     s.shutdown_flush_secs = 30;
