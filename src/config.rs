@@ -466,11 +466,13 @@ pub struct Settings {
 
     /// Capacity of the queue between ingest and the database writer, in events. When it is full,
     /// plugins wait (backpressure) instead of losing data.
-    #[arg(long, env = "WRITE_QUEUE_CAPACITY", default_value_t = 20_000)]
+    #[arg(long, env = "WRITE_QUEUE_CAPACITY", default_value_t = 20_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub write_queue_capacity: usize,
 
     /// Most events the writer puts in one database transaction.
-    #[arg(long, env = "WRITE_BATCH_SIZE", default_value_t = 2_000)]
+    #[arg(long, env = "WRITE_BATCH_SIZE", default_value_t = 2_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub write_batch_size: usize,
 
     /// Frames buffered per browser before it counts as lagging and is resynced with a snapshot.
@@ -478,19 +480,23 @@ pub struct Settings {
     pub broadcast_capacity: usize,
 
     /// Seconds between websocket pings to plugins and browsers.
-    #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 20)]
+    #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ping_interval_secs: u64,
 
     /// A peer that sends nothing (not even a pong) for this many seconds is disconnected.
-    #[arg(long, env = "PEER_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "PEER_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub peer_timeout_secs: u64,
 
     /// Most seconds one send to a browser or plugin may take before that peer is dropped.
-    #[arg(long, env = "SEND_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "SEND_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub send_timeout_secs: u64,
 
     /// Database connection pool size.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
 
     /// Seconds to wait for a free database connection before an operation fails.
@@ -564,7 +570,8 @@ pub struct Settings {
     pub evict_offline_secs: u64,
 
     /// Seconds an HTTP request may take before it is answered with 408.
-    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub request_timeout_secs: u64,
 
     /// `/health` answers 503 when plugins are connected but no telemetry arrived for this many
@@ -611,7 +618,8 @@ pub struct Settings {
     pub thin_telemetry_step_secs: u32,
 
     /// Seconds between runs of the pruning task.
-    #[arg(long, env = "PRUNE_INTERVAL_SECS", default_value_t = 3600)]
+    #[arg(long, env = "PRUNE_INTERVAL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub prune_interval_secs: u64,
 
     /// Webhook URL(s), comma separated, that receive alerts. Without one, no alerts are sent.
@@ -631,7 +639,8 @@ pub struct Settings {
     pub alert_events: String,
 
     /// A character online with no kills and no movement for this many seconds is idle.
-    #[arg(long, env = "ALERT_IDLE_SECS", default_value_t = 600)]
+    #[arg(long, env = "ALERT_IDLE_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub alert_idle_secs: u64,
 
     /// A plugin that disconnected unexpectedly is reported if it has not come back after this
@@ -765,6 +774,22 @@ mod tests {
         assert!(settings.database_url.starts_with("sqlite://"));
         assert_eq!(settings.live_window_secs, 30);
         assert_eq!(settings.max_message_bytes, 65_536);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_when_parsed() {
+        for (flag, value) in [
+            ("--ping-interval-secs", "0"),
+            ("--write-queue-capacity", "0"),
+            ("--db-max-connections", "0"),
+            ("--request-timeout-secs", "0"),
+        ] {
+            let err = Cli::try_parse_from(["dereth-tracker", flag, value])
+                .expect_err("zero is not a valid value");
+            let text = err.to_string();
+            assert!(text.contains(flag) && text.contains('0'), "{text}");
+        }
+        assert!(Cli::try_parse_from(["dereth-tracker", "--ping-interval-secs", "5"]).is_ok());
     }
 
     #[test]
