@@ -1,7 +1,7 @@
 //! The plugin of today: frame types beyond the original four never cost a plugin its connection,
 //! and what they carry shows up where a player would look (live state, browsers, storage).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Running it for real: pruning of expired rows on both backends, a `/health` that degrades when
 //! the tracker stops doing its job, secret rotation, and the container health-check command.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

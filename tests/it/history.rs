@@ -1,6 +1,6 @@
 //! `/history` and `/trails` on both backends: content, paging and parameter errors.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, SecondsFormat, Utc};
 use common::{Backend, TestApp, telemetry};

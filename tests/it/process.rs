@@ -1,7 +1,7 @@
 //! The real `dereth-tracker` binary: configuration from the environment, SIGTERM handling and the
 //! shutdown flush, on both backends.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Nothing lost, nothing counted twice, nobody starved: readers against the writer, cost caps,
 //! bounded exports, ownership of characters and bounded live state, through real sockets.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

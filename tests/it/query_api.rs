@@ -1,7 +1,7 @@
 //! The analysts' query API on both backends: events, heatmaps, characters, statistics, CSV,
 //! compression, the OpenAPI document and metrics.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, SecondsFormat, Utc};
 use common::{Backend, Client, TestApp, rare_frame, spawn_frame, telemetry};

@@ -1,6 +1,6 @@
 //! Test helpers: a real tracker on 127.0.0.1:0 over a fresh database of either backend, and
 //! websocket clients that play the plugin and the browser.
-#![allow(dead_code)]
+#![allow(dead_code)] // each module uses its own part of the harness
 
 use std::net::SocketAddr;
 use std::time::Duration;

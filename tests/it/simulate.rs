@@ -1,7 +1,7 @@
 //! The simulator against a real tracker (reconnecting across a restart, obeying commands) and the
 //! `--demo` mode of the real binary.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

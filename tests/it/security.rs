@@ -2,7 +2,7 @@
 //! names, a proxy in front, made-up methods, formula cells, malformed query strings, secret
 //! guessing and command floods.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The live map in a real headless Chromium against a real tracker: markers, list, sorting and
 //! search, escaped chat, commands from the UI to a plugin, and recovery after a server restart.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! End-to-end behaviour of the tracker through real sockets, on SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

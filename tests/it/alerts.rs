@@ -1,7 +1,7 @@
 //! Webhook alerts against a local HTTP receiver started by the test: one alert per event, grace
 //! periods, mutes, retries, both body formats, and ingest never waiting on a webhook.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,0 +1,19 @@
+//! Every integration test in one crate (one binary to build and link instead of twelve), a
+//! module per area, sharing the `common` harness: a real tracker on a loopback port with its own
+//! SQLite or PostgreSQL database, real plugin and browser websockets, and headless Chromium.
+
+#[macro_use]
+mod common;
+
+mod alerts;
+mod browser;
+mod current_plugin;
+mod event_formats;
+mod history;
+mod integrity;
+mod operations;
+mod process;
+mod query_api;
+mod security;
+mod simulate;
+mod tracker;
