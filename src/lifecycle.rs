@@ -15,11 +15,20 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::store::{Retained, Store};
 
+/// Who removes old telemetry (shown as `lifecycle.mode` in `/debug`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// TimescaleDB policies inside the database (retention, compression, hourly kills).
+    Timescaledb,
+    /// A periodic task of the tracker deletes expired rows.
+    Pruning,
+}
+
 /// How old data is removed on this server.
 #[derive(Debug, Clone, Serialize)]
 pub struct Lifecycle {
-    /// `timescaledb` (policies run inside the database for telemetry) or `pruning`.
-    pub mode: &'static str,
+    pub mode: Mode,
     pub telemetry_retention_days: u32,
     pub spawn_retention_days: u32,
     /// TimescaleDB only.
@@ -40,7 +49,7 @@ const THIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 impl Lifecycle {
     /// Sets up the TimescaleDB policies when the store runs on it; reports the mode either way.
     pub async fn apply(store: &Store, settings: &Settings) -> Self {
-        let mut mode = "pruning";
+        let mut mode = Mode::Pruning;
         if let Store::Postgres(pg) = store
             && pg.timescaledb()
         {
@@ -60,7 +69,7 @@ impl Lifecycle {
                         compress_after_days = settings.compress_after_days,
                         "TimescaleDB policies applied (retention, compression, hourly kills)"
                     );
-                    mode = "timescaledb";
+                    mode = Mode::Timescaledb;
                 }
                 Err(err) => tracing::warn!(
                     %err,
@@ -77,7 +86,7 @@ impl Lifecycle {
             mode,
             telemetry_retention_days: settings.retention_telemetry_days,
             spawn_retention_days: settings.retention_spawns_days,
-            compress_after_days: (mode == "timescaledb").then_some(settings.compress_after_days),
+            compress_after_days: (mode == Mode::Timescaledb).then_some(settings.compress_after_days),
             prune_interval_secs: settings.prune_interval_secs,
             thin_telemetry_after_hours: settings.thin_telemetry_after_hours,
             thin_telemetry_step_secs: settings.thin_telemetry_step_secs,
@@ -135,7 +144,7 @@ impl Lifecycle {
     /// already drops by itself.
     fn targets(&self) -> Vec<(Retained, u32)> {
         let mut out = Vec::new();
-        if self.mode != "timescaledb" && self.telemetry_retention_days > 0 {
+        if self.mode != Mode::Timescaledb && self.telemetry_retention_days > 0 {
             out.push((Retained::Telemetry, self.telemetry_retention_days));
         }
         if self.spawn_retention_days > 0 {
