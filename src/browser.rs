@@ -6,14 +6,13 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::access::{self, CommandBudget, Requester};
 use crate::error::ApiError;
@@ -23,7 +22,7 @@ use crate::metrics::{self, ConnectionSlot, Peer};
 use crate::protocol::{
     BrowserFrame, BrowserOut, CommandStatus, FrameError, parse_browser_frame, to_json,
 };
-use crate::session::{self, ErrorBudget};
+use crate::session::{self, ErrorBudget, Incoming, Keepalive};
 use crate::state::AppState;
 
 /// Query parameters of `/ws/live`.
@@ -109,10 +108,7 @@ impl Session {
             return;
         }
         let mut budget = ErrorBudget::new(settings.max_frame_errors);
-        let mut ping = tokio::time::interval(settings.ping_interval());
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        ping.reset();
-        let mut last_heard = Instant::now();
+        let mut keepalive = Keepalive::new(&settings);
 
         loop {
             tokio::select! {
@@ -136,19 +132,18 @@ impl Session {
                         break;
                     }
                 }
-                msg = stream.next() => {
-                    last_heard = Instant::now();
-                    let outcome = match msg {
-                        None | Some(Ok(Message::Close(_))) => break,
-                        Some(Err(err)) if session::is_too_big(&err) => {
+                read = stream.next() => {
+                    keepalive.heard();
+                    let outcome = match session::classify(read) {
+                        Incoming::Closed | Incoming::Lost => break,
+                        Incoming::TooBig => {
                             metrics::bump(&self.state.metrics.frames_rejected);
                             session::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
                             break;
                         }
-                        Some(Err(_)) => break,
-                        Some(Ok(Message::Text(text))) => self.handle(&text),
-                        Some(Ok(Message::Binary(_))) => Err(FrameError::Binary),
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Incoming::Text(text) => self.handle(&text),
+                        Incoming::Binary => Err(FrameError::Binary),
+                        Incoming::Control => continue,
                     };
                     let reply = match outcome {
                         Ok(Some(reply)) => reply,
@@ -166,13 +161,8 @@ impl Session {
                         break;
                     }
                 }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > settings.peer_timeout() {
-                        metrics::bump(&self.state.metrics.peers_timed_out);
-                        session::close(&mut sink, close_code::AWAY, "timed out", send_timeout).await;
-                        break;
-                    }
-                    if session::send(&mut sink, Message::Ping(Default::default()), send_timeout).await.is_err() {
+                () = keepalive.tick() => {
+                    if keepalive.check(&mut sink, &self.state.metrics).await.is_err() {
                         break;
                     }
                 }

@@ -7,14 +7,13 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::access;
 use crate::alerts::Signal;
@@ -23,7 +22,7 @@ use crate::extract::Query;
 use crate::live::ConnId;
 use crate::metrics::{self, ConnectionSlot, Peer};
 use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame, to_json};
-use crate::session::{self, ErrorBudget};
+use crate::session::{self, ErrorBudget, Incoming, Keepalive, Silence};
 use crate::state::AppState;
 use crate::store::Event;
 
@@ -158,10 +157,7 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
     let settings = state.settings.clone();
     let send_timeout = settings.send_timeout();
     let mut budget = ErrorBudget::new(settings.max_frame_errors);
-    let mut ping = tokio::time::interval(settings.ping_interval());
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ping.reset();
-    let mut last_heard = Instant::now();
+    let mut keepalive = Keepalive::new(&settings);
     // Characters this connection spoke for, for the disconnect alert.
     let mut names: HashSet<String> = HashSet::new();
 
@@ -171,24 +167,20 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
                 session::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
                 break End::Shutdown;
             }
-            msg = stream.next() => {
-                last_heard = Instant::now();
-                let outcome = match msg {
-                    Some(Ok(Message::Close(_))) => break End::PeerClosed,
-                    None => break End::Lost,
-                    Some(Err(err)) if session::is_too_big(&err) => {
+            read = stream.next() => {
+                keepalive.heard();
+                let outcome = match session::classify(read) {
+                    Incoming::Closed => break End::PeerClosed,
+                    Incoming::Lost => break End::Lost,
+                    Incoming::TooBig => {
                         metrics::bump(&state.metrics.frames_rejected);
                         tracing::warn!("plugin frame over the size limit; closing");
                         session::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
                         break End::TooBig;
                     }
-                    Some(Err(err)) => {
-                        tracing::debug!(%err, "plugin socket error");
-                        break End::Lost;
-                    }
-                    Some(Ok(Message::Text(text))) => accept(&state, conn, &commands_tx, &text, &mut names).await,
-                    Some(Ok(Message::Binary(_))) => Err(FrameError::Binary),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                    Incoming::Text(text) => accept(&state, conn, &commands_tx, &text, &mut names).await,
+                    Incoming::Binary => Err(FrameError::Binary),
+                    Incoming::Control => Ok(()),
                 };
                 let Err(err) = outcome else { continue };
                 let claimed = matches!(err, FrameError::Claimed(_));
@@ -213,17 +205,14 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
                 }
                 metrics::bump(&state.metrics.commands_relayed);
             }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > settings.peer_timeout() {
-                    metrics::bump(&state.metrics.peers_timed_out);
-                    tracing::info!("plugin silent for too long; closing");
-                    session::close(&mut sink, close_code::AWAY, "timed out", send_timeout).await;
+            () = keepalive.tick() => match keepalive.check(&mut sink, &state.metrics).await {
+                Ok(()) => {}
+                Err(Silence::TimedOut) => {
+                    tracing::info!("plugin silent for too long; closed");
                     break End::TimedOut;
                 }
-                if session::send(&mut sink, Message::Ping(Default::default()), send_timeout).await.is_err() {
-                    break End::SendFailed;
-                }
-            }
+                Err(Silence::SendFailed) => break End::SendFailed,
+            },
         }
     };
     state.live.unroute(conn);

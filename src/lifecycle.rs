@@ -86,7 +86,8 @@ impl Lifecycle {
             mode,
             telemetry_retention_days: settings.retention_telemetry_days,
             spawn_retention_days: settings.retention_spawns_days,
-            compress_after_days: (mode == Mode::Timescaledb).then_some(settings.compress_after_days),
+            compress_after_days: (mode == Mode::Timescaledb)
+                .then_some(settings.compress_after_days),
             prune_interval_secs: settings.prune_interval_secs,
             thin_telemetry_after_hours: settings.thin_telemetry_after_hours,
             thin_telemetry_step_secs: settings.thin_telemetry_step_secs,

@@ -1,5 +1,6 @@
-//! Pieces shared by the plugin and browser websocket sessions: bounded sends, error budgets,
-//! close frames and secret comparison.
+//! Pieces shared by the plugin and browser websocket sessions: bounded sends, what arrived
+//! (with the size limit and closes handled alike), keepalive pings and the silence timeout,
+//! error budgets, close frames and secret comparison.
 
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,103 @@ impl ErrorBudget {
         }
         self.count += 1;
         self.count > self.limit
+    }
+}
+
+/// What a read from a peer's socket brought, once the cases every session treats alike are
+/// sorted out.
+#[derive(Debug)]
+pub enum Incoming {
+    Text(Utf8Bytes),
+    Binary,
+    /// Ping or pong (answered by the library).
+    Control,
+    /// The peer closed the connection.
+    Closed,
+    /// The connection broke.
+    Lost,
+    /// A message over the size limit: the session answers with close code 1009.
+    TooBig,
+}
+
+/// Sorts out one read from a peer's socket.
+pub fn classify(read: Option<Result<Message, axum::Error>>) -> Incoming {
+    match read {
+        Some(Ok(Message::Text(text))) => Incoming::Text(text),
+        Some(Ok(Message::Binary(_))) => Incoming::Binary,
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
+        Some(Ok(Message::Close(_))) => Incoming::Closed,
+        None => Incoming::Lost,
+        Some(Err(err)) if is_too_big(&err) => Incoming::TooBig,
+        Some(Err(err)) => {
+            tracing::debug!(%err, "socket error");
+            Incoming::Lost
+        }
+    }
+}
+
+/// Why the keepalive ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    /// Nothing heard from the peer for longer than the peer timeout; it was sent a close.
+    TimedOut,
+    /// The ping could not be sent.
+    SendFailed,
+}
+
+/// Pings a peer at an interval and ends the session when it has been silent for too long.
+#[derive(Debug)]
+pub struct Keepalive {
+    ping: tokio::time::Interval,
+    last_heard: Instant,
+    peer_timeout: Duration,
+    send_timeout: Duration,
+}
+
+impl Keepalive {
+    /// The first ping goes out one interval from now.
+    pub fn new(settings: &crate::config::Settings) -> Self {
+        let mut ping = tokio::time::interval(settings.ping_interval());
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.reset();
+        Self {
+            ping,
+            last_heard: Instant::now(),
+            peer_timeout: settings.peer_timeout(),
+            send_timeout: settings.send_timeout(),
+        }
+    }
+
+    /// Anything from the peer counts as a sign of life.
+    pub fn heard(&mut self) {
+        self.last_heard = Instant::now();
+    }
+
+    /// Waits for the next ping time (for `select!`).
+    pub async fn tick(&mut self) {
+        self.ping.tick().await;
+    }
+
+    /// At a ping time: closes a peer silent for too long, pings the others.
+    pub async fn check(
+        &mut self,
+        sink: &mut Sink,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<(), Silence> {
+        if self.last_heard.elapsed() > self.peer_timeout {
+            crate::metrics::bump(&metrics.peers_timed_out);
+            close(
+                sink,
+                axum::extract::ws::close_code::AWAY,
+                "timed out",
+                self.send_timeout,
+            )
+            .await;
+            return Err(Silence::TimedOut);
+        }
+        send(sink, Message::Ping(Default::default()), self.send_timeout)
+            .await
+            .map_err(|_| Silence::SendFailed)
     }
 }
 
