@@ -100,7 +100,9 @@ creds_host=${creds_host#postgresql://}
 user_pass=${creds_host%@*}
 host_port=${creds_host##*@}
 host_port=${host_port%%/*}
-port=18765
+# A free port: a fixed one may be taken by another tracker on this machine, and /health would
+# then answer from that process while the container failed to bind.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cleanup() {
   podman rm -f "$CONTAINER" >/dev/null 2>&1 || true
   admin_psql "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
@@ -121,9 +123,11 @@ podman run -d --name "$CONTAINER" --network=host \
   -e LOG_FORMAT=json \
   "$IMAGE" >/dev/null
 
+running() { [ "$(podman container inspect -f '{{.State.Running}}' "$CONTAINER" 2>/dev/null)" = "true" ]; }
 healthy=""
 for _ in $(seq 1 60); do
-  if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then healthy=yes; break; fi
+  running || break
+  if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && running; then healthy=yes; break; fi
   sleep 1
 done
 if [ -z "$healthy" ]; then
@@ -132,7 +136,11 @@ if [ -z "$healthy" ]; then
   exit 1
 fi
 echo "/health: $(curl -fsS "http://127.0.0.1:$port/health")"
-podman healthcheck run "$CONTAINER"
+podman healthcheck run "$CONTAINER" || {
+  podman logs "$CONTAINER" | tail -n 40
+  echo "the image's HEALTHCHECK failed" >&2
+  exit 1
+}
 echo "HEALTHCHECK (dereth-tracker healthcheck inside the container): passed"
 
 # Telemetry from simulated plugins is stored.
