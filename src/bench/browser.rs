@@ -44,6 +44,9 @@ impl Chrome {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, which Chromium and its helpers join, so that all of them
+            // can be ended together (see `Drop`).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("starting chromedriver")?;
@@ -131,10 +134,25 @@ impl Chrome {
         Ok(())
     }
 
-    /// Ends the browser session and chromedriver.
-    pub async fn close(mut self) {
+    /// Ends the browser session, chromedriver and every Chromium process.
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill().await;
+        // `Drop` ends the processes and removes the profile.
+    }
+}
+
+impl Drop for Chrome {
+    /// Ends chromedriver's whole process group: killing chromedriver alone (as a test that
+    /// panics or simply drops its browser would) leaves Chromium's renderers running, and they
+    /// keep using CPU.
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
