@@ -16,6 +16,7 @@ const SORTS = {
 };
 
 const HISTORY_REFRESH_MS = 60000;
+const HISTORY_CACHE = 50; // characters whose last-day series is kept
 
 export class Sidebar {
   constructor(players, { list, search, sort, details, count, noMatch }, { onSelect, onFilter }) {
@@ -204,6 +205,9 @@ export class Sidebar {
     const stale = !cached || performance.now() - cached.at > HISTORY_REFRESH_MS;
     if (stale && !(cached && cached.loading)) {
       const entry = { at: performance.now(), loading: true, data: cached?.data };
+      // One entry per character ever opened: a long evening of clicking through a thousand
+      // characters keeps the most recent ones only.
+      if (this.history.size >= HISTORY_CACHE) this.history.delete(this.history.keys().next().value);
       this.history.set(name, entry);
       const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
       fetch(`/stats/${encodeURIComponent(name)}?bucket=3600&from=${encodeURIComponent(from)}`)
