@@ -144,7 +144,7 @@ podman healthcheck run "$CONTAINER" || {
 echo "HEALTHCHECK (dereth-tracker healthcheck inside the container): passed"
 
 # Telemetry from simulated plugins is stored.
-cargo run --quiet --locked -- simulate --url "ws://127.0.0.1:$port/ws/position" \
+cargo run --quiet --locked --features bench --bin dereth-bench -- simulate --url "ws://127.0.0.1:$port/ws/position" \
   --secret image-test-secret --characters 3 --interval-ms 200 --duration-secs 4 >/dev/null
 rows=$(psql "${TEST_DATABASE_URL%/*}/$db" -qAtc "SELECT count(*) FROM telemetry_events")
 echo "telemetry rows stored by the container: $rows"

@@ -95,11 +95,11 @@ cargo deny --log-level error check bans licenses sources
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
-log "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+log "cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --all-targets --all-features --locked -- -D warnings
 
 log "tests (SQLite and PostgreSQL)"
-cargo nextest run --locked --no-fail-fast "$@"
+cargo nextest run --locked --all-features --no-fail-fast "$@"
 
 log "OpenAPI contract: schemathesis (PyPI) fuzzes every HTTP endpoint of a demo tracker"
 if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then

@@ -4,10 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use dereth_tracker::Server;
-use dereth_tracker::config::{
-    BenchCommand, Cli, Command, HealthcheckArgs, LogFormat, Settings, SimulateArgs,
-};
-use dereth_tracker::simulate::{SimConfig, SimStats};
+use dereth_tracker::config::{Cli, Command, HealthcheckArgs, LogFormat, Settings};
+use dereth_tracker::process::{raise_file_limit, shutdown_signal};
 use dereth_tracker::store::{Store, StoreOptions, redact_url};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -24,22 +22,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.settings).await,
         Some(Command::Serve(settings)) => serve(*settings).await,
-        Some(Command::Simulate(args)) => simulate(args).await,
         Some(Command::Healthcheck(args)) => healthcheck(args).await,
-        Some(Command::Bench(bench)) => {
-            raise_file_limit();
-            match bench {
-                BenchCommand::Queries(args) => dereth_tracker::bench::queries::run(args).await,
-                BenchCommand::Ingest(args) => dereth_tracker::bench::ingest::ingest(args).await,
-                BenchCommand::Ceiling(args) => dereth_tracker::bench::ingest::ceiling(args).await,
-                BenchCommand::Fanout(args) => dereth_tracker::bench::fanout::run(args).await,
-                BenchCommand::Connections(args) => {
-                    dereth_tracker::bench::connections::run(args).await
-                }
-                BenchCommand::Ui(args) => dereth_tracker::bench::ui::run(args).await,
-                BenchCommand::Readers(args) => dereth_tracker::bench::readers::run(args).await,
-            }
-        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,43 +141,6 @@ async fn connect_with_retry(
     }
 }
 
-/// Ten thousand websockets need more than the common default of 1024 open files.
-fn raise_file_limit() {
-    match rlimit::increase_nofile_limit(65_536) {
-        Ok(limit) => tracing::debug!(limit, "open file limit"),
-        Err(err) => tracing::warn!(%err, "cannot raise the open file limit"),
-    }
-}
-
-async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    raise_file_limit();
-    let stop = CancellationToken::new();
-    let stats = std::sync::Arc::new(SimStats::default());
-    let config = SimConfig {
-        url: args.url.clone(),
-        secret: args.secret.expose().to_owned(),
-        characters: usize::try_from(args.characters)?,
-        first_index: args.first_index,
-        interval: std::time::Duration::from_millis(args.interval_ms),
-        speed: args.speed,
-        seed: args.seed,
-    };
-    tracing::info!(characters = config.characters, url = %config.url, "simulating");
-    let run = tokio::spawn(dereth_tracker::simulate::run(
-        config,
-        stop.clone(),
-        stats.clone(),
-    ));
-    tokio::select! {
-        () = tokio::time::sleep(std::time::Duration::from_secs(args.duration_secs)) => {}
-        () = shutdown_signal() => {}
-    }
-    stop.cancel();
-    let _ = run.await;
-    println!("{}", serde_json::to_string(&stats.report())?);
-    Ok(())
-}
-
 /// `dereth-tracker healthcheck`: asks the local tracker's `/health`; an error makes the process
 /// exit 1, which container runtimes read as unhealthy.
 async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
@@ -215,32 +161,4 @@ async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
     anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
     println!("healthy: {body}");
     Ok(())
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(%err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received SIGINT"),
-        () = term => tracing::info!("received SIGTERM"),
-    }
 }

@@ -1,4 +1,4 @@
-//! `dereth-tracker simulate`: N characters, each over its own plugin websocket with the real wire
+//! `dereth-bench simulate`: N characters, each over its own plugin websocket with the real wire
 //! format, for demos and load. Characters reconnect with backoff when the server goes away and
 //! answer `/vt stop` / `/vt start` commands.
 

@@ -5,8 +5,8 @@ use crate::common;
 
 use std::time::Duration;
 
+use crate::chrome::{Chrome, chromedriver_path};
 use common::{Backend, TestApp, WAIT, telemetry};
-use dereth_tracker::bench::browser::{Chrome, chromedriver_path};
 use serde_json::{Value, json};
 
 async fn chrome() -> Option<Chrome> {

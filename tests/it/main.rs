@@ -5,6 +5,12 @@
 #[macro_use]
 mod common;
 
+// The headless-Chromium harness is shared with the `dereth-bench ui` benchmark (which alone
+// takes screenshots).
+#[path = "../../src/bin/dereth-bench/chrome.rs"]
+#[allow(dead_code)]
+mod chrome;
+
 mod alerts;
 mod browser;
 mod current_plugin;

@@ -558,3 +558,33 @@ async fn an_unreachable_database_is_waited_for_with_backoff_then_reported() {
     );
     assert!(!log.contains("pw-not-in-logs"));
 }
+
+#[tokio::test]
+async fn the_server_binary_carries_no_benchmark_or_simulator_tools() {
+    // Before the tools moved to `dereth-bench`, both subcommands were part of the server.
+    for tool in ["bench", "simulate"] {
+        let out = Command::new(BIN)
+            .env_clear()
+            .args([tool, "--help"])
+            .output()
+            .await
+            .expect("run the binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{tool}: {stderr}");
+        assert!(
+            stderr.contains("unrecognized subcommand"),
+            "{tool}: {stderr}"
+        );
+    }
+    let help = Command::new(BIN)
+        .env_clear()
+        .arg("--help")
+        .output()
+        .await
+        .expect("run the binary");
+    let usage = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        usage.contains("healthcheck") && !usage.contains("bench"),
+        "{usage}"
+    );
+}

@@ -1,4 +1,4 @@
-//! `bench readers`: plugins send telemetry at a steady rate into a tracker on PostgreSQL that
+//! `dereth-bench readers`: plugins send telemetry at a steady rate into a tracker on PostgreSQL that
 //! already holds a week of history, first alone, then while clients hammer the heaviest queries
 //! (week-long trails at full resolution, year-long leaderboards, raw heatmaps, CSV exports). The
 //! question is whether readers slow the writer: rows persisted per second in both phases,
@@ -15,10 +15,10 @@ use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::record;
-use super::server::{ServerProcess, connect_plugin};
-use crate::config::ReadersArgs;
-use crate::store::{Store, StoreOptions};
+use crate::cli::ReadersArgs;
+use crate::report::record;
+use crate::server::{ServerProcess, connect_plugin};
+use dereth_tracker::store::{Store, StoreOptions};
 
 const TABLES: &str = "telemetry_events, spawn_events, rare_events, char_stats, rare_stats, \
     rare_stats_sessions, session_kills, characters, spawn_cells, write_batches";
@@ -233,7 +233,7 @@ async fn phase(
     Ok(result)
 }
 
-/// `bench readers`.
+/// `dereth-bench readers`.
 pub async fn run(args: ReadersArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.database_url.starts_with("postgres"),
@@ -317,7 +317,7 @@ pub async fn run(args: ReadersArgs) -> anyhow::Result<()> {
         &args.report,
         "readers",
         &format!(
-            "## Ingest while readers hammer the heaviest queries (`dereth-tracker bench readers`)\n\n\
+            "## Ingest while readers hammer the heaviest queries (`dereth-bench readers`)\n\n\
              Measured {} on this 2-core machine (tracker, load generator and PostgreSQL 15 \
              together, default settings: 8 read connections, MAX_HEAVY_QUERIES 4, \
              MAX_QUERY_ROWS 2,000,000, READ_STATEMENT_TIMEOUT_SECS 30). The database held {} \
@@ -331,7 +331,7 @@ pub async fn run(args: ReadersArgs) -> anyhow::Result<()> {
              {} frames sent, {} rows stored, {} kills counted: {} lost. Readers are answered \
              400 when a query would read more than MAX_QUERY_ROWS, 503 (Retry-After) when \
              MAX_HEAVY_QUERIES are running.\n\n\
-             Reproduce: `cargo run --release -- bench readers --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
+             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench readers --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
             chrono::Utc::now().format("%Y-%m-%d"),
             args.history_rows,
             args.plugins,

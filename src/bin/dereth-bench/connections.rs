@@ -1,4 +1,4 @@
-//! `bench connections`: thousands of idle plugins and browsers held open; server memory per
+//! `dereth-bench connections`: thousands of idle plugins and browsers held open; server memory per
 //! connection.
 
 use std::sync::Arc;
@@ -10,9 +10,9 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::record;
-use super::server::{ServerProcess, connect_plugin};
-use crate::config::ConnectionsArgs;
+use crate::cli::ConnectionsArgs;
+use crate::report::record;
+use crate::server::{ServerProcess, connect_plugin};
 
 /// Connections opened at once.
 const CONNECT_CONCURRENCY: usize = 64;
@@ -120,14 +120,14 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         &args.report,
         "connections",
         &format!(
-            "## Idle connections (`dereth-tracker bench connections`)\n\n\
+            "## Idle connections (`dereth-bench connections`)\n\n\
              Measured {}: {} plugin connections (each sent one `register` frame) and {} browser \
              connections (each got its snapshot) held open and idle against one server \
              process. Server RSS before and after, from `/proc`.\n\n\
              | open plugins | open browsers | RSS before | RSS after | per connection |\n\
              |---:|---:|---:|---:|---:|\n\
              | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB ({verdict}, target < 64 KiB) |\n\n\
-             Reproduce: `cargo run --release -- bench connections`\n",
+             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench connections`\n",
             chrono::Utc::now().format("%Y-%m-%d"),
             args.plugins,
             args.browsers,

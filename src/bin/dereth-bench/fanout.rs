@@ -1,4 +1,4 @@
-//! `bench fanout`: characters sending telemetry at 1 Hz, every frame delivered to many browsers.
+//! `dereth-bench fanout`: characters sending telemetry at 1 Hz, every frame delivered to many browsers.
 //! Latency is measured from the moment a plugin sent a frame (its `timestamp`) to the moment a
 //! browser received it, both in this process on the same clock.
 
@@ -11,9 +11,9 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::record;
-use super::server::{ServerProcess, connect_plugin};
-use crate::config::FanoutArgs;
+use crate::cli::FanoutArgs;
+use crate::report::record;
+use crate::server::{ServerProcess, connect_plugin};
 
 const WARM_UP: Duration = Duration::from_secs(3);
 const GRACE: Duration = Duration::from_secs(2);
@@ -216,7 +216,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         &args.report,
         "fanout",
         &format!(
-            "## Fan-out (`dereth-tracker bench fanout`)\n\n\
+            "## Fan-out (`dereth-bench fanout`)\n\n\
              Measured {} with the server and the load generator (all plugins and browsers) \
              sharing this 2-core machine; server on {}. {} characters send telemetry once a \
              second, evenly spread; {} browsers receive every frame ({} deliveries per second). \
@@ -225,7 +225,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
              | delivered | resyncs | latency p50 | p99 | max | server CPU | server RSS |\n\
              |---:|---:|---:|---:|---:|---:|---:|\n\
              | {:.3}% of {} ({}) | {} | {:.1} ms | {:.1} ms ({}, target < 50) | {:.1} ms | {:.2} cores ({}, target < 1) | {:.0} MiB |\n\n\
-             Reproduce: `cargo run --release -- bench fanout`\n",
+             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench fanout`\n",
             chrono::Utc::now().format("%Y-%m-%d"),
             if args.database_url.is_some() {
                 "PostgreSQL"

@@ -2,6 +2,7 @@
 //! read from `/proc` apart from the load generator's.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -29,10 +30,10 @@ pub struct ProcSample {
 }
 
 impl ServerProcess {
-    /// Starts `dereth-tracker serve` (this same executable) on a loopback port with `env`.
+    /// Starts `dereth-tracker serve` on a loopback port with `env`.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("locating this executable")?;
-        let mut cmd = Command::new(exe);
+        let exe = tracker_executable()?;
+        let mut cmd = Command::new(&exe);
         cmd.arg("serve")
             .env("BIND_ADDR", "127.0.0.1:0")
             .env("DATABASE_URL", database_url)
@@ -45,7 +46,9 @@ impl ServerProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().context("starting the tracker")?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting the tracker {}", exe.display()))?;
         let pid = child.id().context("tracker pid")?;
         let stderr = child.stderr.take().context("tracker stderr")?;
         let mut lines = BufReader::new(stderr).lines();
@@ -96,6 +99,23 @@ impl ServerProcess {
     pub fn browser_url(&self) -> String {
         format!("ws://{}/ws/live", self.addr)
     }
+}
+
+/// The server binary: `DERETH_TRACKER_BIN` when set, else `dereth-tracker` beside this
+/// executable (where `cargo build --features bench` puts both).
+fn tracker_executable() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("DERETH_TRACKER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let me = std::env::current_exe().context("locating this executable")?;
+    let beside = me.with_file_name("dereth-tracker");
+    anyhow::ensure!(
+        beside.is_file(),
+        "{} not found: build both binaries with `cargo build --release --features bench` \
+         (or set DERETH_TRACKER_BIN)",
+        beside.display()
+    );
+    Ok(beside)
 }
 
 /// Reads `/proc/<pid>/stat` (CPU ticks, which Linux reports at 100 per second) and

@@ -1,4 +1,4 @@
-//! `bench ui`: frame times of the map in headless Chromium with many moving characters, and the
+//! `dereth-bench ui`: frame times of the map in headless Chromium with many moving characters, and the
 //! README's screenshots (light and dark, desktop and phone width).
 
 use std::path::PathBuf;
@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::browser::Chrome;
-use super::record;
-use super::server::{SECRET, ServerProcess};
-use crate::config::UiBenchArgs;
-use crate::simulate::{self, SimConfig, SimStats};
+use crate::chrome::Chrome;
+use crate::cli::UiBenchArgs;
+use crate::report::record;
+use crate::server::{SECRET, ServerProcess};
+use dereth_tracker::simulate::{self, SimConfig, SimStats};
 
 #[derive(Debug, Serialize)]
 struct UiFigures {
@@ -73,8 +73,11 @@ const REPLAY_LEAD: chrono::Duration = chrono::Duration::minutes(10);
 /// Writes `minutes` of telemetry (a point every 2 s) for `count` simulated characters, ending
 /// now, straight into the store at `database_url` (the server is not running yet).
 async fn seed_history(database_url: &str, count: usize, minutes: i64) -> anyhow::Result<()> {
-    let store =
-        crate::store::Store::connect(database_url, &crate::store::StoreOptions::default()).await?;
+    let store = dereth_tracker::store::Store::connect(
+        database_url,
+        &dereth_tracker::store::StoreOptions::default(),
+    )
+    .await?;
     let now = chrono::Utc::now();
     let start = now - chrono::Duration::minutes(minutes);
     let mut characters: Vec<simulate::Character> = (0..count)
@@ -89,10 +92,10 @@ async fn seed_history(database_url: &str, count: usize, minutes: i64) -> anyhow:
             // after it is.
             let _ = c.step(Duration::from_secs(2), 5.0, t);
             let frame = c.telemetry_frame(t);
-            if let Ok(crate::protocol::PluginFrame::Telemetry(row)) =
-                crate::protocol::parse_plugin_frame(&frame.to_string())
+            if let Ok(dereth_tracker::protocol::PluginFrame::Telemetry(row)) =
+                dereth_tracker::protocol::parse_plugin_frame(&frame.to_string())
             {
-                batch.push(crate::store::Event::Telemetry {
+                batch.push(dereth_tracker::store::Event::Telemetry {
                     kills_baseline: row.kills,
                     row,
                     kills_delta: 0,
@@ -197,7 +200,7 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
         &args.report,
         "ui",
         &format!(
-            "## Map frame time (`dereth-tracker bench ui`)\n\n\
+            "## Map frame time (`dereth-bench ui`)\n\n\
              Measured {} in headless Chromium (software rendering, `--disable-gpu`) at 1280x800 on \
              this 2-core machine, with the tracker and a simulator of {} characters (telemetry \
              every 2 s, moving) running beside it, trails on, every character on screen. The tracker starts with \
@@ -210,7 +213,7 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
              | | frames | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n\
              | draw | {} | {:.1} ms | {:.1} ms | {:.1} ms ({verdict}, target < 16 ms) | {:.1} ms |\n\
              | interval | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n\n\
-             Reproduce: `cargo run --release -- bench ui` (needs `chromium` and `chromium-driver`).\n",
+             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench ui` (needs `chromium` and `chromium-driver`).\n",
             chrono::Utc::now().format("%Y-%m-%d"),
             args.characters,
             args.seconds,
@@ -241,7 +244,7 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
         &args.report,
         "ui-replay",
         &format!(
-            "## Map frame time during a replay at 60x (`dereth-tracker bench ui`)\n\n\
+            "## Map frame time during a replay at 60x (`dereth-bench ui`)\n\n\
              Measured {} right after the section above, same page: before the tracker starts, \
              the benchmark stores {history_minutes} minutes of telemetry of the {} simulated \
              characters (a point every 2 s); the map then replays it with its own *Play* \
@@ -255,7 +258,7 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
              Target: above 50 frames per second on average ({replay_verdict}). The live map \
              in the section above, measured the same way, runs at about the same rate: the \
              browser shares two cores with the tracker and a simulator of every character.\n\n\
-             Reproduce: `cargo run --release -- bench ui`.\n",
+             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench ui`.\n",
             chrono::Utc::now().format("%Y-%m-%d"),
             args.characters,
             args.seconds,

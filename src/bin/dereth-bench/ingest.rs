@@ -1,5 +1,5 @@
-//! `bench ingest` (plugins sending as fast as they can into a tracker on PostgreSQL) and
-//! `bench ceiling` (the same rows loaded straight into PostgreSQL with COPY), run back to back so
+//! `dereth-bench ingest` (plugins sending as fast as they can into a tracker on PostgreSQL) and
+//! `dereth-bench ceiling` (the same rows loaded straight into PostgreSQL with COPY), run back to back so
 //! the ingest rate can be read as a fraction of what the database itself takes.
 
 use std::sync::Arc;
@@ -13,10 +13,10 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolCopyExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::record;
-use super::server::{ServerProcess, connect_plugin};
-use crate::config::{CeilingArgs, IngestArgs};
-use crate::store::{Store, StoreOptions};
+use crate::cli::{CeilingArgs, IngestArgs};
+use crate::report::record;
+use crate::server::{ServerProcess, connect_plugin};
+use dereth_tracker::store::{Store, StoreOptions};
 
 const TABLES: &str = "telemetry_events, spawn_events, rare_events, char_stats, rare_stats, \
     rare_stats_sessions, session_kills, characters, spawn_cells";
@@ -107,7 +107,7 @@ async fn measure_ceiling(pool: &PgPool, rows: i64) -> anyhow::Result<Ceiling> {
     })
 }
 
-/// `bench ceiling`.
+/// `dereth-bench ceiling`.
 pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     let pool = prepare(&args.database_url).await?;
     let c = measure_ceiling(&pool, args.rows).await?;
@@ -116,12 +116,12 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
         &args.report,
         "ceiling",
         &format!(
-            "## COPY ceiling (`dereth-tracker bench ceiling`)\n\n\
+            "## COPY ceiling (`dereth-bench ceiling`)\n\n\
              Measured {}: {} telemetry rows shaped like the plugin's loaded into the indexed \
              `telemetry_events` table with one `COPY ... FROM STDIN (FORMAT csv)`, PostgreSQL \
              alone on the machine.\n\n\
              | rows | seconds | rows/s |\n|---:|---:|---:|\n| {} | {:.2} | {:.0} |\n\n\
-             Reproduce: `cargo run --release -- bench ceiling --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
+             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench ceiling --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
             chrono::Utc::now().format("%Y-%m-%d"),
             c.rows,
             c.rows,
@@ -132,7 +132,7 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `bench ingest`: the ceiling first, then the tracker.
+/// `dereth-bench ingest`: the ceiling first, then the tracker.
 pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let pool = prepare(&args.database_url).await?;
     let ceiling = measure_ceiling(&pool, args.ceiling_rows).await?;
@@ -240,7 +240,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         &args.report,
         "ingest",
         &format!(
-            "## Ingest (`dereth-tracker bench ingest`)\n\n\
+            "## Ingest (`dereth-bench ingest`)\n\n\
              Measured {} with the server, the load generator and PostgreSQL 15 sharing this \
              2-core machine. {} plugins each sent telemetry frames as fast as the server read \
              them for {} s, then the benchmark waited until every frame was in \
@@ -249,7 +249,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
              | frames sent/s | rows persisted/s | COPY ceiling rows/s | fraction of ceiling | rows lost | kills in char_stats = sum of deltas | server CPU (cores) | server RSS |\n\
              |---:|---:|---:|---:|---:|---|---:|---:|\n\
              | {:.0} | {:.0} | {:.0} | {:.0}% ({verdict}, target 50%) | {} | {} ({} = {}) | {:.2} | {:.0} MiB |\n\n\
-             Reproduce: `cargo run --release -- bench ingest --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
+             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench ingest --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
             chrono::Utc::now().format("%Y-%m-%d"),
             summary.plugins,
             args.seconds,

@@ -1,4 +1,4 @@
-//! `dereth-tracker bench queries`: fills PostgreSQL with synthetic history (by default 10 million
+//! `dereth-bench queries`: fills PostgreSQL with synthetic history (by default 10 million
 //! telemetry rows for 1,000 characters and a million spawns) and times the query endpoints of a
 //! tracker served on loopback.
 
@@ -8,10 +8,11 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
 
-use super::{ms, quantile, record};
-use crate::Server;
-use crate::config::{QueryBenchArgs, Settings};
-use crate::store::{Store, StoreOptions};
+use crate::cli::QueryBenchArgs;
+use crate::report::{ms, quantile, record};
+use dereth_tracker::Server;
+use dereth_tracker::config::Settings;
+use dereth_tracker::store::{Store, StoreOptions};
 
 /// Rows generated per INSERT statement while filling.
 const FILL_CHUNK: i64 = 500_000;
@@ -273,7 +274,7 @@ async fn fill(pool: &sqlx::PgPool, args: &QueryBenchArgs) -> anyhow::Result<()> 
 
 fn report(s: &Summary, args: &QueryBenchArgs) -> String {
     let mut out = format!(
-        "## Query API (`dereth-tracker bench queries`)\n\n\
+        "## Query API (`dereth-bench queries`)\n\n\
          Measured {} on this 2-core machine, server and PostgreSQL sharing it \
          ({}). Data: {} telemetry rows for {} characters (one row every 2 s each, the newest \
          now) and {} spawns over 24 h; filled in {:.0} s. Each endpoint: 3 warm-up requests, \
@@ -306,7 +307,7 @@ fn report(s: &Summary, args: &QueryBenchArgs) -> String {
     }
     out.push_str(
         "\nReproduce (a PostgreSQL database you can empty):\n\n```sh\n\
-         cargo run --release -- bench queries --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench\n\
+         cargo build --release --features bench && ./target/release/dereth-bench queries --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench\n\
          ```\n",
     );
     out

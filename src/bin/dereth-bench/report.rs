@@ -1,14 +1,5 @@
-//! Benchmarks run by `dereth-tracker bench ...`. They only ever talk to loopback and stop by
-//! themselves; each prints a one-line JSON summary and records its figures in a Markdown report.
-
-pub mod browser;
-pub mod connections;
-pub mod fanout;
-pub mod ingest;
-pub mod queries;
-pub mod readers;
-pub mod server;
-pub mod ui;
+//! What every benchmark reports the same way: nearest-rank quantiles, milliseconds, and its
+//! section of the Markdown report.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,209 @@
+//! Command-line settings of `dereth-bench`: one subcommand per tool, each with its own flags.
+
+use clap::{Args, Parser, Subcommand};
+use dereth_tracker::config::Secret;
+
+/// Settings of `dereth-bench simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// The tracker's plugin endpoint.
+    #[arg(
+        long,
+        env = "SIM_URL",
+        default_value = "ws://127.0.0.1:8765/ws/position"
+    )]
+    pub url: String,
+    /// The tracker's shared secret.
+    #[arg(long, env = "SHARED_SECRET", hide_env_values = true, value_parser = Secret::required)]
+    pub secret: Secret,
+    /// Characters to simulate, each over its own connection (1 to 5000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub characters: u64,
+    /// Milliseconds between telemetry frames of one character (the plugin sends every 2000).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub interval_ms: u64,
+    /// Stop after this many seconds (1 to 86400).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub duration_secs: u64,
+    /// How much faster than real time characters travel, hunt and die.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Seed of the characters' behaviour (same seed, same characters).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of the first character (`Sim 0000`...), to run several simulators side by side.
+    #[arg(long, default_value_t = 0)]
+    pub first_index: usize,
+}
+
+/// Tools for trying and measuring a tracker: a plugin simulator and benchmarks that only ever
+/// talk to loopback and stop by themselves.
+#[derive(Debug, Parser)]
+#[command(name = "dereth-bench", version, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The tool to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate plugins: N characters streaming to a tracker over the real wire format.
+    Simulate(SimulateArgs),
+    /// Fill PostgreSQL with synthetic history and time the query endpoints.
+    Queries(QueryBenchArgs),
+    /// Plugins sending as fast as they can into a tracker on PostgreSQL; rows persisted per second
+    /// against the COPY ceiling measured in the same run.
+    Ingest(IngestArgs),
+    /// Rows per second PostgreSQL takes through COPY on this machine.
+    Ceiling(CeilingArgs),
+    /// Characters at 1 Hz fanned out to many browsers: delivery, latency, server CPU and memory.
+    Fanout(FanoutArgs),
+    /// Thousands of idle plugin and browser connections: server memory per connection.
+    Connections(ConnectionsArgs),
+    /// Ingest at a steady rate with and without clients hammering the heaviest queries: rows
+    /// persisted per second, `/health`, queue depth, lost frames.
+    Readers(ReadersArgs),
+    /// Frame times of the map in headless Chromium with many moving characters, and screenshots.
+    Ui(UiBenchArgs),
+}
+
+/// Settings of `dereth-bench readers`.
+#[derive(Debug, Clone, Args)]
+pub struct ReadersArgs {
+    /// PostgreSQL database to fill (emptied first).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Telemetry rows of history loaded before the run (7 days of `characters` characters).
+    #[arg(long, default_value_t = 1_500_000)]
+    pub history_rows: i64,
+    /// Characters of the history, and plugins sending during the run.
+    #[arg(long, default_value_t = 20)]
+    pub plugins: usize,
+    /// Telemetry frames per second each plugin sends.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub rate: u64,
+    /// Clients hammering the heaviest queries in the second phase.
+    #[arg(long, default_value_t = 8)]
+    pub readers: usize,
+    /// Seconds of each phase (without, then with readers).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Markdown report to update.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
+}
+
+/// Settings of `dereth-bench ui`.
+#[derive(Debug, Clone, Args)]
+pub struct UiBenchArgs {
+    /// Simulated characters on the map.
+    #[arg(long, default_value_t = 1_000)]
+    pub characters: usize,
+    /// Seconds of frames measured.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub seconds: u64,
+    /// Folder for the screenshots.
+    #[arg(long, default_value = "docs/screenshots")]
+    pub screenshots: std::path::PathBuf,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
+}
+
+/// Settings of `dereth-bench ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// PostgreSQL database to use. Its event tables are emptied.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Plugin connections sending at once.
+    #[arg(long, default_value_t = 16)]
+    pub plugins: usize,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Rows loaded with COPY for the ceiling.
+    #[arg(long, default_value_t = 500_000)]
+    pub ceiling_rows: i64,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
+}
+
+/// Settings of `dereth-bench ceiling`.
+#[derive(Debug, Clone, Args)]
+pub struct CeilingArgs {
+    /// PostgreSQL database to use. Its event tables are emptied.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Rows to load.
+    #[arg(long, default_value_t = 500_000)]
+    pub rows: i64,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
+}
+
+/// Settings of `dereth-bench fanout`.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Database for the server (default: a temporary SQLite file).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Characters, each sending telemetry once a second.
+    #[arg(long, default_value_t = 500)]
+    pub characters: usize,
+    /// Browsers receiving every frame.
+    #[arg(long, default_value_t = 200)]
+    pub browsers: usize,
+    /// Seconds measured (after a warm-up of 3 s).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
+}
+
+/// Settings of `dereth-bench connections`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionsArgs {
+    /// Database for the server (default: a temporary SQLite file).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Idle plugin connections.
+    #[arg(long, default_value_t = 5_000)]
+    pub plugins: usize,
+    /// Idle browser connections.
+    #[arg(long, default_value_t = 5_000)]
+    pub browsers: usize,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
+}
+
+/// Settings of the query benchmark.
+#[derive(Debug, Clone, Args)]
+pub struct QueryBenchArgs {
+    /// PostgreSQL database to fill. Its event tables are emptied first.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Telemetry rows to generate (spread evenly over the characters, one every 2 s each).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: i64,
+    /// Characters to generate.
+    #[arg(long, default_value_t = 1_000)]
+    pub characters: i64,
+    /// Spawn events to generate over the last 24 hours.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub spawns: i64,
+    /// Timed requests per endpoint (after 3 warm-up requests).
+    #[arg(long, default_value_t = 30)]
+    pub iterations: usize,
+    /// Reuse the data already in the database (it must come from a fill less than an hour old).
+    #[arg(long)]
+    pub reuse: bool,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
+}
