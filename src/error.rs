@@ -71,6 +71,23 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// The refusals every query endpoint documents: a bad parameter, or a query the tracker will not
+/// run now (too busy, or too slow for its budget).
+#[derive(utoipa::IntoResponses)]
+pub enum QueryRefusals {
+    /// A parameter is invalid
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Too busy or too slow: retry later (`Retry-After`) or narrow the query
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The refusal of an endpoint about one character that was never seen.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, description = "Unknown character")]
+pub struct UnknownCharacter(pub ErrorBody);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Internal(cause) = &self {

@@ -49,39 +49,40 @@ const THIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 impl Lifecycle {
     /// Sets up the TimescaleDB policies when the store runs on it; reports the mode either way.
     pub async fn apply(store: &Store, settings: &Settings) -> Self {
-        let mut mode = Mode::Pruning;
-        if let Store::Postgres(pg) = store
-            && pg.timescaledb()
-        {
-            match pg
-                .apply_timescale_policies(&crate::store::TimescalePolicies {
-                    telemetry_retention_days: settings.retention_telemetry_days,
-                    spawn_retention_days: settings.retention_spawns_days,
-                    compress_after_days: settings.compress_after_days,
-                    telemetry_chunk_hours: settings.telemetry_chunk_hours,
-                    spawn_chunk_hours: settings.spawn_chunk_hours,
-                })
-                .await
-            {
-                Ok(()) => {
+        let policies = crate::store::TimescalePolicies {
+            telemetry_retention_days: settings.retention_telemetry_days,
+            spawn_retention_days: settings.retention_spawns_days,
+            compress_after_days: settings.compress_after_days,
+            telemetry_chunk_hours: settings.telemetry_chunk_hours,
+            spawn_chunk_hours: settings.spawn_chunk_hours,
+        };
+        let mode = match store.apply_policies(&policies).await {
+            Ok(true) => {
+                tracing::info!(
+                    retention_days = settings.retention_telemetry_days,
+                    compress_after_days = settings.compress_after_days,
+                    "TimescaleDB policies applied (retention, compression, hourly kills)"
+                );
+                Mode::Timescaledb
+            }
+            Ok(false) => {
+                if store.backend() == crate::store::Backend::Postgres {
                     tracing::info!(
-                        retention_days = settings.retention_telemetry_days,
-                        compress_after_days = settings.compress_after_days,
-                        "TimescaleDB policies applied (retention, compression, hourly kills)"
+                        "TimescaleDB not available: skipping compression, retention policies \
+                         and the hourly-kills aggregate; a periodic task prunes expired rows \
+                         instead"
                     );
-                    mode = Mode::Timescaledb;
                 }
-                Err(err) => tracing::warn!(
+                Mode::Pruning
+            }
+            Err(err) => {
+                tracing::warn!(
                     %err,
                     "cannot apply TimescaleDB policies; falling back to periodic pruning"
-                ),
+                );
+                Mode::Pruning
             }
-        } else if store.backend() == crate::store::Backend::Postgres {
-            tracing::info!(
-                "TimescaleDB not available: skipping compression, retention policies and the \
-                 hourly-kills aggregate; a periodic task prunes expired rows instead"
-            );
-        }
+        };
         Self {
             mode,
             telemetry_retention_days: settings.retention_telemetry_days,

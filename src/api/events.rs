@@ -8,7 +8,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
 use super::params::{self, Format};
-use super::{ApiError, ErrorBody, characters_covered, require_character};
+use super::{ApiError, characters_covered, require_character};
+use crate::error::{QueryRefusals, UnknownCharacter};
 use crate::extract::Query;
 use crate::state::AppState;
 use crate::store::{EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery};
@@ -130,9 +131,8 @@ async fn events(state: AppState, kind: EventKind, p: EventParams) -> Result<Resp
 #[utoipa::path(get, path = "/spawns", params(EventParams), tag = "events",
     responses(
         (status = 200, description = "A page of spawns (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
-        (status = 404, description = "Unknown character", body = ErrorBody),
+        QueryRefusals,
+        UnknownCharacter,
     ))]
 pub async fn spawns(
     State(state): State<AppState>,
@@ -145,9 +145,8 @@ pub async fn spawns(
 #[utoipa::path(get, path = "/rares", params(EventParams), tag = "events",
     responses(
         (status = 200, description = "A page of rares (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
-        (status = 404, description = "Unknown character", body = ErrorBody),
+        QueryRefusals,
+        UnknownCharacter,
     ))]
 pub async fn rares(
     State(state): State<AppState>,
@@ -161,9 +160,8 @@ pub async fn rares(
 #[utoipa::path(get, path = "/portals", params(EventParams), tag = "events",
     responses(
         (status = 200, description = "A page of teleports (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
-        (status = 404, description = "Unknown character", body = ErrorBody),
+        QueryRefusals,
+        UnknownCharacter,
     ))]
 pub async fn portals(
     State(state): State<AppState>,
@@ -245,8 +243,7 @@ async fn heatmap(
 #[utoipa::path(get, path = "/spawns/heatmap", params(HeatmapParams), tag = "events",
     responses(
         (status = 200, description = "Spawn counts per cell", body = Heatmap),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
+        QueryRefusals,
     ))]
 pub async fn spawn_heatmap(
     State(state): State<AppState>,
@@ -259,8 +256,7 @@ pub async fn spawn_heatmap(
 #[utoipa::path(get, path = "/rares/heatmap", params(HeatmapParams), tag = "events",
     responses(
         (status = 200, description = "Rare counts per cell", body = Heatmap),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
+        QueryRefusals,
     ))]
 pub async fn rare_heatmap(
     State(state): State<AppState>,

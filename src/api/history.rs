@@ -9,10 +9,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
 use super::params::{self, Format};
-use super::{ApiError, ErrorBody, characters_covered, require_character};
+use super::{ApiError, characters_covered, require_character};
+use crate::error::{QueryRefusals, UnknownCharacter};
 use crate::extract::Query;
 use crate::state::AppState;
-use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint};
+use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint, TrailQuery};
 
 /// Default and hard cap of rows per `/history` page.
 pub const HISTORY_DEFAULT_LIMIT: i64 = 1_000;
@@ -115,9 +116,8 @@ impl CsvRow for TrailPoint {
 #[utoipa::path(get, path = "/history", params(HistoryParams), tag = "telemetry",
     responses(
         (status = 200, description = "A page of telemetry rows (or CSV with format=csv)", content((HistoryPage = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
-        (status = 404, description = "Unknown character", body = ErrorBody),
+        QueryRefusals,
+        UnknownCharacter,
     ))]
 pub async fn history(
     State(state): State<AppState>,
@@ -211,9 +211,8 @@ pub struct Trails {
 #[utoipa::path(get, path = "/trails", params(TrailsParams), tag = "telemetry",
     responses(
         (status = 200, description = "Trail points (or CSV with format=csv)", content((Trails = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
-        (status = 404, description = "Unknown character", body = ErrorBody),
+        QueryRefusals,
+        UnknownCharacter,
     ))]
 pub async fn trails(
     State(state): State<AppState>,
@@ -253,13 +252,13 @@ pub async fn trails(
     )?;
     let trails = state
         .store
-        .trails(
+        .trails(&TrailQuery {
             since,
-            from.is_some().then_some(until),
-            character.as_deref(),
+            until: from.is_some().then_some(until),
+            character,
             step,
-            TRAILS_MAX_POINTS,
-        )
+            limit: TRAILS_MAX_POINTS,
+        })
         .await?;
     Ok(match format {
         Format::Json => Json(Trails { trails }).into_response(),
@@ -296,8 +295,7 @@ pub const WORLD_MAX_CHARACTERS: i64 = 5_000;
 #[utoipa::path(get, path = "/world", params(WorldParams), tag = "telemetry",
     responses(
         (status = 200, description = "Each character's latest telemetry at or before `at`", body = World),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
+        QueryRefusals,
     ))]
 pub async fn world(
     State(state): State<AppState>,

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::params;
 use super::{ApiError, ErrorBody, characters_covered, require_character};
+use crate::error::{QueryRefusals, UnknownCharacter};
 use crate::extract::{Path, Query};
 use crate::protocol::CharacterSheet;
 use crate::state::AppState;
@@ -87,8 +88,7 @@ fn bounded_range(
 #[utoipa::path(get, path = "/stats/leaderboard", params(LeaderboardParams), tag = "stats",
     responses(
         (status = 200, description = "The ranking", body = Leaderboard),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
+        QueryRefusals,
     ))]
 pub async fn leaderboard(
     State(state): State<AppState>,
@@ -160,9 +160,8 @@ pub struct CharacterStats {
     ), tag = "stats",
     responses(
         (status = 200, description = "The character's series", body = CharacterStats),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
-        (status = 404, description = "Unknown character", body = ErrorBody),
+        QueryRefusals,
+        UnknownCharacter,
     ))]
 pub async fn character_stats(
     State(state): State<AppState>,
@@ -236,9 +235,8 @@ pub struct Sheet {
     ), tag = "stats",
     responses(
         (status = 200, description = "The latest sheet and the progress series", body = Sheet),
-        (status = 400, description = "A parameter is invalid", body = ErrorBody),
-        (status = 503, description = "Too busy or too slow: retry later (`Retry-After`) or narrow the query", body = ErrorBody),
-        (status = 404, description = "Unknown character", body = ErrorBody),
+        QueryRefusals,
+        UnknownCharacter,
     ))]
 pub async fn sheet(
     State(state): State<AppState>,

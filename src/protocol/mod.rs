@@ -237,8 +237,9 @@ impl PluginFrame {
     }
 }
 
-/// A character's periodic status report (every ~2 s).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A character's periodic status report (every ~2 s). Stored rows map onto it column by column
+/// (`sqlx::FromRow`) on both backends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Telemetry {
     pub character_name: String,
     #[serde(default, deserialize_with = "flex::opt_string")]

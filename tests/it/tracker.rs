@@ -92,7 +92,11 @@ async fn rares_and_spawns_update_counters(backend: Backend) {
     assert_eq!(stats[0].total_rares, 2);
     assert_eq!(stats[0].total_kills, 1);
     let since = chrono::Utc::now() - chrono::Duration::hours(1);
-    let sessions = app.store.recent_sessions(since).await.expect("sessions");
+    let sessions = app
+        .store
+        .recent_sessions(since, None)
+        .await
+        .expect("sessions");
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].session_rares, 2);
     assert_eq!(sessions[0].last_kills, 1);

@@ -1,165 +1,44 @@
-//! PostgreSQL (and TimescaleDB) storage: batched writes through `UNNEST` arrays, one transaction
-//! per batch.
-
-use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+//! PostgreSQL writes: batches through `COPY` and `UNNEST` arrays in one transaction, the
+//! counters they imply, and maintenance (pruning, thinning).
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Row};
+use sqlx::Row;
 
-use super::{
-    CharacterStats, CounterUpdates, Event, RowCounts, SessionStats, StoreError, StoreOptions,
+use super::PgStore;
+use crate::protocol::Spawn;
+use crate::store::{
+    Backend, CharacterStats, CounterUpdates, Event, PRUNE_BATCH, Retained, RowCounts, SessionStats,
+    StoreError, StoreWrite, TimescalePolicies, hour_of,
 };
-use crate::protocol::{Spawn, Telemetry};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
-/// Migrations amended after release, with the checksum of their first version: a database that
-/// applied the first version is recorded as having applied the amended one (each amendment has
-/// the same effect wherever the first version succeeded).
-const AMENDED_MIGRATIONS: [(i64, &str); 1] = [(
-    20261127000002,
-    "94304384307d3d452f3aa4bcee1b2f08c4bf2a217d28dce5c250ac63b2a4260e98dcf93a4174c7625acb26dfea08a125",
-)];
-
-async fn accept_amended_migrations(pool: &PgPool) -> Result<(), StoreError> {
-    let applied: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
-    if !applied {
-        return Ok(());
+#[async_trait::async_trait]
+impl StoreWrite for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
     }
-    for (version, old_checksum) in AMENDED_MIGRATIONS {
-        let Some(current) = MIGRATOR.iter().find(|m| m.version == version) else {
-            continue;
-        };
-        let old = hex_bytes(old_checksum);
-        let updated = sqlx::query(
-            "UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND checksum = $3",
-        )
-        .bind(current.checksum.as_ref())
-        .bind(version)
-        .bind(old)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        if updated > 0 {
-            tracing::info!(
-                version,
-                "recorded the amended version of an applied migration"
-            );
+
+    fn timescaledb(&self) -> bool {
+        PgStore::timescaledb(self)
+    }
+
+    /// On a TimescaleDB hypertable: chunk intervals, compression, retention and the hourly-kills
+    /// aggregate. On plain PostgreSQL: nothing (the tracker prunes).
+    async fn apply_policies(&self, policies: &TimescalePolicies) -> Result<bool, StoreError> {
+        if !PgStore::timescaledb(self) {
+            return Ok(false);
         }
-    }
-    Ok(())
-}
-
-fn hex_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
-/// A PostgreSQL-backed store.
-#[derive(Debug, Clone)]
-pub struct PgStore {
-    /// The writer's and maintenance's connections.
-    pub(super) pool: PgPool,
-    /// Query connections, with a statement timeout.
-    pub(super) reads: PgPool,
-    timescaledb: Arc<AtomicBool>,
-    /// The `kills_hourly` continuous aggregate exists (TimescaleDB policies applied).
-    hourly_aggregate: Arc<AtomicBool>,
-}
-
-impl PgStore {
-    /// Connects, applies migrations and reports whether TimescaleDB is in use.
-    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let mut connect = PgConnectOptions::from_str(url)
-            .map_err(|err| StoreError::BadUrl {
-                url: super::redact_url(url),
-                reason: err.to_string(),
-            })?
-            .log_slow_statements(
-                tracing::log::LevelFilter::Warn,
-                std::time::Duration::from_secs(1),
-            );
-        if let Some(password) = &options.password {
-            connect = connect.password(password.expose());
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(super::WRITE_CONNECTIONS)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone())
-            .await?;
-        accept_amended_migrations(&pool).await?;
-        MIGRATOR.run(&pool).await?;
-        let timeout_ms = options
-            .read_statement_timeout
-            .as_millis()
-            .max(1)
-            .to_string();
-        let reads = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect.options([("statement_timeout", timeout_ms.as_str())]));
-        let store = Self {
-            pool,
-            reads,
-            timescaledb: Arc::new(AtomicBool::new(false)),
-            hourly_aggregate: Arc::new(AtomicBool::new(false)),
-        };
-        store.detect_timescaledb().await?;
-        Ok(store)
+        self.apply_timescale_policies(policies).await?;
+        Ok(true)
     }
 
-    async fn detect_timescaledb(&self) -> Result<(), StoreError> {
-        let version: Option<String> =
-            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
-                .fetch_optional(&self.pool)
-                .await?;
-        let hypertable = match &version {
-            Some(_) => sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables \
-                 WHERE hypertable_name = 'telemetry_events')",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .unwrap_or(false),
-            None => false,
-        };
-        match (&version, hypertable) {
-            (Some(v), true) => tracing::info!(
-                timescaledb = %v,
-                "TimescaleDB {v} enabled: telemetry_events is a hypertable"
-            ),
-            (Some(v), false) => tracing::warn!(
-                timescaledb = %v,
-                "TimescaleDB {v} is installed but telemetry_events is not a hypertable; \
-                 running as plain PostgreSQL"
-            ),
-            (None, _) => tracing::info!(
-                "TimescaleDB extension not available: running on plain PostgreSQL \
-                 (telemetry_events is an ordinary indexed table)"
-            ),
-        }
-        self.timescaledb.store(hypertable, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Deletes expired rows in batches of [`super::PRUNE_BATCH`]. Rows are picked by their key
+    /// Deletes expired rows in batches of [`PRUNE_BATCH`]. Rows are picked by their key
     /// `(id, timestamp)`: a `ctid` names a row only within one chunk of a hypertable.
-    pub async fn prune(
-        &self,
-        table: super::Retained,
-        before: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let t = table.table();
         let sql = format!(
             "DELETE FROM {t} WHERE (id, timestamp) IN \
              (SELECT id, timestamp FROM {t} WHERE timestamp < $1 LIMIT {})",
-            super::PRUNE_BATCH
+            PRUNE_BATCH
         );
         let mut total = 0;
         loop {
@@ -169,20 +48,20 @@ impl PgStore {
                 .await?
                 .rows_affected();
             total += n;
-            if n < super::PRUNE_BATCH as u64 {
+            if n < PRUNE_BATCH as u64 {
                 break;
             }
         }
-        if table == super::Retained::Spawns {
+        if table == Retained::Spawns {
             sqlx::query("DELETE FROM spawn_cells WHERE hour < $1")
-                .bind(super::hour_of(before))
+                .bind(hour_of(before))
                 .execute(&self.pool)
                 .await?;
         }
         Ok(total)
     }
 
-    pub async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         Ok(
             sqlx::query("DELETE FROM write_batches WHERE written_at < $1")
                 .bind(before)
@@ -194,7 +73,7 @@ impl PgStore {
 
     /// Keeps one telemetry row per character per `step_secs` in [from, to): the first of each
     /// step, which takes over the kills of the rows removed (so kill sums stay exact).
-    pub async fn thin_telemetry(
+    async fn thin_aligned(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -226,120 +105,17 @@ impl PgStore {
         Ok(removed)
     }
 
-    /// Chunk intervals, compression, retention and the hourly-kills continuous aggregate on
-    /// TimescaleDB; safe to run at every start (existing policies are replaced with the
-    /// configured ones; a new chunk interval applies to chunks created from now on).
-    pub async fn apply_timescale_policies(
-        &self,
-        policies: &super::TimescalePolicies,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let days = |d: u32| i32::try_from(d).unwrap_or(i32::MAX);
-        let hours = |h: u32| i32::try_from(h.max(1)).unwrap_or(i32::MAX);
-        for (table, chunk_hours, retention_days) in [
-            (
-                "telemetry_events",
-                policies.telemetry_chunk_hours,
-                policies.telemetry_retention_days,
-            ),
-            (
-                "spawn_events",
-                policies.spawn_chunk_hours,
-                policies.spawn_retention_days,
-            ),
-        ] {
-            sqlx::query(&format!(
-                "SELECT set_chunk_time_interval('{table}', make_interval(hours => $1))"
-            ))
-            .bind(hours(chunk_hours))
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(&format!(
-                "SELECT remove_retention_policy('{table}', if_exists => true)"
-            ))
-            .execute(&mut *conn)
-            .await?;
-            if retention_days > 0 {
-                sqlx::query(&format!(
-                    "SELECT add_retention_policy('{table}', make_interval(days => $1), \
-                     if_not_exists => true)"
-                ))
-                .bind(days(retention_days))
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        sqlx::query("SELECT remove_compression_policy('telemetry_events', if_exists => true)")
-            .execute(&mut *conn)
-            .await?;
-        if policies.compress_after_days > 0 {
-            // `id` belongs to the unique key, so it goes into the order too (TimescaleDB asks
-            // for it with a notice otherwise).
-            sqlx::query(
-                "ALTER TABLE telemetry_events SET (timescaledb.compress, \
-                 timescaledb.compress_segmentby = 'character_name', \
-                 timescaledb.compress_orderby = 'timestamp DESC, id DESC')",
-            )
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                "SELECT add_compression_policy('telemetry_events', \
-                 make_interval(days => $1), if_not_exists => true)",
-            )
-            .bind(days(policies.compress_after_days))
-            .execute(&mut *conn)
-            .await?;
-        }
-        // Continuous aggregates cannot be created inside a transaction: plain statements here.
-        sqlx::raw_sql(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS kills_hourly \
-             WITH (timescaledb.continuous) AS \
-             SELECT time_bucket('1 hour', timestamp) AS bucket, character_name, \
-                    sum(kills_delta) AS kills, avg(kills_per_hour) AS kills_per_hour, \
-                    count(*) AS samples \
-             FROM telemetry_events GROUP BY 1, 2 WITH NO DATA",
-        )
-        .execute(&mut *conn)
-        .await?;
-        // Real-time aggregation: the hours not yet materialized are computed from raw rows, so
-        // the most recent hour is never missing.
-        sqlx::raw_sql(
-            "ALTER MATERIALIZED VIEW kills_hourly SET (timescaledb.materialized_only = false)",
-        )
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "SELECT add_continuous_aggregate_policy('kills_hourly', \
-             start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour', \
-             schedule_interval => INTERVAL '30 minutes', if_not_exists => true)",
-        )
-        .execute(&mut *conn)
-        .await?;
-        self.hourly_aggregate.store(true, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Whether the hourly-kills continuous aggregate can serve statistics older than raw rows.
-    pub fn hourly_aggregate(&self) -> bool {
-        self.hourly_aggregate.load(Ordering::Relaxed)
-    }
-
-    /// Whether telemetry lives in a hypertable.
-    pub fn timescaledb(&self) -> bool {
-        self.timescaledb.load(Ordering::Relaxed)
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.reads.close().await;
         self.pool.close().await;
     }
 
-    pub async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
+    async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let fresh =
             sqlx::query("INSERT INTO write_batches (batch_key) VALUES ($1) ON CONFLICT DO NOTHING")
@@ -362,8 +138,8 @@ impl PgStore {
         Ok(true)
     }
 
-    pub async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {
-        let rows = sqlx::query(
+    async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {
+        Ok(sqlx::query_as::<_, CharacterStats>(
             "SELECT coalesce(c.character_name, r.character_name) AS character_name, \
                     coalesce(c.total_kills, 0) AS total_kills, \
                     coalesce(r.total_rares, 0) AS total_rares \
@@ -371,25 +147,16 @@ impl PgStore {
              ORDER BY 1",
         )
         .fetch_all(&self.reads)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CharacterStats {
-                    character_name: r.try_get("character_name")?,
-                    total_kills: r.try_get("total_kills")?,
-                    total_rares: r.try_get("total_rares")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Sessions updated since `since`, of one character or of all.
-    pub async fn recent_sessions(
+    async fn recent_sessions(
         &self,
         since: DateTime<Utc>,
         character: Option<&str>,
     ) -> Result<Vec<SessionStats>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as::<_, SessionStats>(
             "SELECT k.character_name, k.session_id, k.last_kills, \
                     coalesce(s.session_rares, 0) AS session_rares \
              FROM session_kills k \
@@ -400,21 +167,11 @@ impl PgStore {
         .bind(since)
         .bind(character)
         .fetch_all(&self.reads)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SessionStats {
-                    character_name: r.try_get("character_name")?,
-                    session_id: r.try_get("session_id")?,
-                    last_kills: r.try_get("last_kills")?,
-                    session_rares: r.try_get("session_rares")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// One character's total kills and rares (0 when never counted).
-    pub async fn character_totals(&self, name: &str) -> Result<(i64, i64), StoreError> {
+    async fn character_totals(&self, name: &str) -> Result<(i64, i64), StoreError> {
         Ok(sqlx::query_as(
             "SELECT coalesce((SELECT total_kills FROM char_stats WHERE character_name = $1), 0), \
                     coalesce((SELECT total_rares FROM rare_stats WHERE character_name = $1), 0)",
@@ -424,7 +181,7 @@ impl PgStore {
         .await?)
     }
 
-    pub async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT count(*) FROM telemetry_events) AS telemetry, \
                     (SELECT count(*) FROM spawn_events) AS spawns, \
@@ -441,38 +198,6 @@ impl PgStore {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
-
-/// A telemetry row with its id.
-pub(super) fn record_from_row(r: &PgRow) -> Result<super::TelemetryRecord, StoreError> {
-    Ok(super::TelemetryRecord {
-        id: r.try_get("id")?,
-        telemetry: telemetry_from_row(r)?,
-    })
-}
-
-pub(super) fn telemetry_from_row(r: &PgRow) -> Result<Telemetry, StoreError> {
-    Ok(Telemetry {
-        character_name: r.try_get("character_name")?,
-        char_tag: r.try_get("char_tag")?,
-        session_id: r.try_get("session_id")?,
-        timestamp: r.try_get("timestamp")?,
-        ew: r.try_get("ew")?,
-        ns: r.try_get("ns")?,
-        z: r.try_get("z")?,
-        kills: r.try_get("kills")?,
-        kills_per_hour: r.try_get("kills_per_hour")?,
-        onlinetime: r.try_get("onlinetime")?,
-        deaths: r.try_get("deaths")?,
-        total_deaths: r.try_get("total_deaths")?,
-        rares_found: r.try_get("rares_found")?,
-        prismatic_taper_count: r.try_get("prismatic_taper_count")?,
-        vt_state: r.try_get("vt_state")?,
-        mem_mb: r.try_get("mem_mb")?,
-        cpu_pct: r.try_get("cpu_pct")?,
-        mem_handles: r.try_get("mem_handles")?,
-        latency_ms: r.try_get("latency_ms")?,
-    })
-}
 
 /// Telemetry, the bulk of every batch, goes in through `COPY ... FROM STDIN` (CSV): about twice
 /// the rows per second of a multi-row INSERT on this machine.

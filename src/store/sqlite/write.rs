@@ -1,82 +1,28 @@
-//! SQLite storage: the zero-setup default. WAL mode, a busy timeout, and every write from the
-//! single writer task in one transaction per batch.
+//! SQLite writes: each batch in one transaction on the single writer connection, the counters
+//! it implies, and maintenance (pruning, thinning).
 
-use std::str::FromStr;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+use super::{SqliteStore, now_text, ts};
+use crate::store::{
+    Backend, CharacterStats, CounterUpdates, Event, PRUNE_BATCH, Retained, RowCounts, SessionStats,
+    StoreError, StoreWrite, hour_of,
 };
-use sqlx::{Row, Sqlite};
 
-use super::{
-    CharacterStats, CounterUpdates, Event, RowCounts, SessionStats, StoreError, StoreOptions,
-};
-use crate::protocol::Telemetry;
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
-
-/// An SQLite-backed store.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    /// The writer's and maintenance's connections.
-    pub(super) pool: SqlitePool,
-    /// Query connections (WAL mode: readers never block the writer).
-    pub(super) reads: SqlitePool,
-}
-
-/// Timestamps are stored as fixed-width RFC 3339 text so that text order is time order.
-pub(super) fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn now_text() -> String {
-    ts(&Utc::now())
-}
-
-pub(super) fn parse_ts(raw: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
-}
-
-impl SqliteStore {
-    /// Opens (creating if missing) the database file and applies migrations.
-    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let connect = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(options.sqlite_busy_timeout)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(super::WRITE_CONNECTIONS)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone())
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        // The same options (an in-memory database keeps its shared name), so both pools open
-        // the same database.
-        let reads = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.clamp(1, 16))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await?;
-        Ok(Self { pool, reads })
+#[async_trait::async_trait]
+impl StoreWrite for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
     }
 
-    /// Deletes expired rows in batches of [`super::PRUNE_BATCH`].
-    pub async fn prune(
-        &self,
-        table: super::Retained,
-        before: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    /// Deletes expired rows in batches of [`PRUNE_BATCH`].
+    async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let t = table.table();
         let sql = format!(
             "DELETE FROM {t} WHERE rowid IN \
              (SELECT rowid FROM {t} WHERE timestamp < ?1 LIMIT {})",
-            super::PRUNE_BATCH
+            PRUNE_BATCH
         );
         let cutoff = ts(&before);
         let mut total = 0;
@@ -87,20 +33,20 @@ impl SqliteStore {
                 .await?
                 .rows_affected();
             total += n;
-            if n < super::PRUNE_BATCH as u64 {
+            if n < PRUNE_BATCH as u64 {
                 break;
             }
         }
-        if table == super::Retained::Spawns {
+        if table == Retained::Spawns {
             sqlx::query("DELETE FROM spawn_cells WHERE hour < ?1")
-                .bind(ts(&super::hour_of(before)))
+                .bind(ts(&hour_of(before)))
                 .execute(&self.pool)
                 .await?;
         }
         Ok(total)
     }
 
-    pub async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         Ok(
             sqlx::query("DELETE FROM write_batches WHERE written_at < ?1")
                 .bind(ts(&before))
@@ -112,7 +58,7 @@ impl SqliteStore {
 
     /// Keeps one telemetry row per character per `step_secs` in [from, to): the first of each
     /// step, which takes over the kills of the rows removed (so kill sums stay exact).
-    pub async fn thin_telemetry(
+    async fn thin_aligned(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -172,17 +118,17 @@ impl SqliteStore {
         }
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.reads.close().await;
         self.pool.close().await;
     }
 
-    pub async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
+    async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
         // BEGIN IMMEDIATE takes the write lock up front, so a batch never fails half-way on a
         // lock upgrade.
         let mut conn = self.pool.acquire().await?;
@@ -218,8 +164,8 @@ impl SqliteStore {
         }
     }
 
-    pub async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {
-        let rows = sqlx::query(
+    async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {
+        Ok(sqlx::query_as::<_, CharacterStats>(
             "SELECT n.character_name, coalesce(c.total_kills, 0) AS total_kills, \
                     coalesce(r.total_rares, 0) AS total_rares \
              FROM (SELECT character_name FROM char_stats \
@@ -229,25 +175,16 @@ impl SqliteStore {
              ORDER BY 1",
         )
         .fetch_all(&self.reads)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CharacterStats {
-                    character_name: r.try_get("character_name")?,
-                    total_kills: r.try_get("total_kills")?,
-                    total_rares: r.try_get("total_rares")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Sessions updated since `since`, of one character or of all.
-    pub async fn recent_sessions(
+    async fn recent_sessions(
         &self,
         since: DateTime<Utc>,
         character: Option<&str>,
     ) -> Result<Vec<SessionStats>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as::<_, SessionStats>(
             "SELECT k.character_name, k.session_id, k.last_kills, \
                     coalesce(s.session_rares, 0) AS session_rares \
              FROM session_kills k \
@@ -259,21 +196,11 @@ impl SqliteStore {
         .bind(ts(&since))
         .bind(character)
         .fetch_all(&self.reads)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SessionStats {
-                    character_name: r.try_get("character_name")?,
-                    session_id: r.try_get("session_id")?,
-                    last_kills: r.try_get("last_kills")?,
-                    session_rares: r.try_get("session_rares")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// One character's total kills and rares (0 when never counted).
-    pub async fn character_totals(&self, name: &str) -> Result<(i64, i64), StoreError> {
+    async fn character_totals(&self, name: &str) -> Result<(i64, i64), StoreError> {
         Ok(sqlx::query_as(
             "SELECT coalesce((SELECT total_kills FROM char_stats WHERE character_name = ?1), 0), \
                     coalesce((SELECT total_rares FROM rare_stats WHERE character_name = ?1), 0)",
@@ -283,7 +210,7 @@ impl SqliteStore {
         .await?)
     }
 
-    pub async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT count(*) FROM telemetry_events) AS telemetry, \
                     (SELECT count(*) FROM spawn_events) AS spawns, \
@@ -299,40 +226,8 @@ impl SqliteStore {
     }
 }
 
-/// A telemetry row with its id.
-pub(super) fn record_from_row(r: &SqliteRow) -> Result<super::TelemetryRecord, StoreError> {
-    Ok(super::TelemetryRecord {
-        id: r.try_get("id")?,
-        telemetry: telemetry_from_row(r)?,
-    })
-}
-
-pub(super) fn telemetry_from_row(r: &SqliteRow) -> Result<Telemetry, StoreError> {
-    Ok(Telemetry {
-        character_name: r.try_get("character_name")?,
-        char_tag: r.try_get("char_tag")?,
-        session_id: r.try_get("session_id")?,
-        timestamp: parse_ts(r.try_get("timestamp")?)?,
-        ew: r.try_get("ew")?,
-        ns: r.try_get("ns")?,
-        z: r.try_get("z")?,
-        kills: r.try_get("kills")?,
-        kills_per_hour: r.try_get("kills_per_hour")?,
-        onlinetime: r.try_get("onlinetime")?,
-        deaths: r.try_get("deaths")?,
-        total_deaths: r.try_get("total_deaths")?,
-        rares_found: r.try_get("rares_found")?,
-        prismatic_taper_count: r.try_get("prismatic_taper_count")?,
-        vt_state: r.try_get("vt_state")?,
-        mem_mb: r.try_get("mem_mb")?,
-        cpu_pct: r.try_get("cpu_pct")?,
-        mem_handles: r.try_get("mem_handles")?,
-        latency_ms: r.try_get("latency_ms")?,
-    })
-}
-
 async fn write_all(
-    conn: &mut sqlx::pool::PoolConnection<Sqlite>,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
     events: &[Event],
 ) -> Result<(), StoreError> {
     for event in events {

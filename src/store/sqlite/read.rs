@@ -2,15 +2,14 @@
 //! filters compare text and use the same indexes as on PostgreSQL.
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::query::{
-    CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, LeaderMetric,
-    LeaderRow, ProgressPoint, SeriesPoint, SessionRares,
+use super::{SqliteStore, ts};
+use crate::store::{
+    CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, HistoryQuery,
+    LeaderMetric, LeaderRow, MAX_TRAIL_BREAKS, ProgressPoint, SeriesPoint, SessionRares,
+    StoreError, StoreRead, TelemetryRecord, TrailPoint, TrailQuery, TrailThinner,
 };
-use super::sqlite::{SqliteStore, parse_ts, record_from_row, ts};
-use super::{HistoryQuery, StoreError, TelemetryRecord, TrailPoint};
 
 const TELEMETRY_COLUMNS: &str = "id, character_name, char_tag, session_id, timestamp, ew, ns, z, \
     kills, kills_per_hour, onlinetime, deaths, total_deaths, rares_found, prismatic_taper_count, \
@@ -43,19 +42,6 @@ fn push_range(
     }
 }
 
-fn summary_from_row(r: &SqliteRow) -> Result<CharacterSummary, StoreError> {
-    Ok(CharacterSummary {
-        character_name: r.try_get("character_name")?,
-        char_tag: r.try_get("char_tag")?,
-        first_seen: parse_ts(r.try_get("first_seen")?)?,
-        last_seen: parse_ts(r.try_get("last_seen")?)?,
-        total_kills: r.try_get("total_kills")?,
-        total_rares: r.try_get("total_rares")?,
-        deaths: r.try_get("deaths")?,
-        total_deaths: r.try_get("total_deaths")?,
-    })
-}
-
 const SUMMARY_SQL: &str = "SELECT c.character_name, c.char_tag, c.first_seen, c.last_seen, \
         coalesce(k.total_kills, 0) AS total_kills, coalesce(r.total_rares, 0) AS total_rares, \
         c.deaths, c.total_deaths \
@@ -73,8 +59,9 @@ fn floor_div(column: &str, bin: f64) -> String {
     )
 }
 
-impl SqliteStore {
-    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
+#[async_trait::async_trait]
+impl StoreRead for SqliteStore {
+    async fn history(&self, q: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
         let mut qb = QueryBuilder::new("SELECT ");
         qb.push(TELEMETRY_COLUMNS)
             .push(" FROM telemetry_events WHERE 1");
@@ -83,41 +70,28 @@ impl SqliteStore {
         }
         push_range(&mut qb, q.from, q.to, q.after);
         qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
-        let rows = qb.build().fetch_all(&self.reads).await?;
-        rows.iter().map(record_from_row).collect()
+        Ok(qb
+            .build_query_as::<TelemetryRecord>()
+            .fetch_all(&self.reads)
+            .await?)
     }
 
-    pub async fn trails(
-        &self,
-        since: DateTime<Utc>,
-        until: Option<DateTime<Utc>>,
-        character: Option<&str>,
-        step: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<TrailPoint>, StoreError> {
+    async fn trail_points(&self, q: &TrailQuery) -> Result<Vec<TrailPoint>, StoreError> {
         // The same one-pass thinning as on PostgreSQL: rows in time order off the time index.
         let mut qb = QueryBuilder::new(
             "SELECT character_name, timestamp, ew, ns, z FROM telemetry_events WHERE timestamp >= ",
         );
-        qb.push_bind(ts(&since));
-        if let Some(until) = until {
+        qb.push_bind(ts(&q.since));
+        if let Some(until) = q.until {
             qb.push(" AND timestamp <= ").push_bind(ts(&until));
         }
-        if let Some(c) = character {
-            qb.push(" AND character_name = ").push_bind(c.to_owned());
+        if let Some(c) = &q.character {
+            qb.push(" AND character_name = ").push_bind(c.clone());
         }
         qb.push(" ORDER BY timestamp, id");
-        let mut thinner = super::TrailThinner::new(step, limit);
-        let mut rows = qb.build().fetch(&self.reads);
-        while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
-            let point = TrailPoint {
-                character_name: r.try_get("character_name")?,
-                timestamp: parse_ts(r.try_get("timestamp")?)?,
-                ew: r.try_get("ew")?,
-                ns: r.try_get("ns")?,
-                z: r.try_get("z")?,
-                segment_start: false,
-            };
+        let mut thinner = TrailThinner::new(q.step, q.limit);
+        let mut rows = qb.build_query_as::<TrailPoint>().fetch(&self.reads);
+        while let Some(point) = futures_util::TryStreamExt::try_next(&mut rows).await? {
             if !thinner.offer(point) {
                 break;
             }
@@ -125,7 +99,7 @@ impl SqliteStore {
         Ok(thinner.finish())
     }
 
-    pub async fn events(
+    async fn events(
         &self,
         kind: EventKind,
         q: &EventQuery,
@@ -157,24 +131,13 @@ impl SqliteStore {
         }
         push_range(&mut qb, q.from, q.to, q.after);
         qb.push(" ORDER BY timestamp, id LIMIT ").push_bind(q.limit);
-        let rows = qb.build().fetch_all(&self.reads).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EventRecord {
-                    id: r.try_get("id")?,
-                    character_name: r.try_get("character_name")?,
-                    label: r.try_get("label")?,
-                    session_id: r.try_get("session_id")?,
-                    timestamp: parse_ts(r.try_get("timestamp")?)?,
-                    ew: r.try_get("ew")?,
-                    ns: r.try_get("ns")?,
-                    z: r.try_get("z")?,
-                })
-            })
-            .collect()
+        Ok(qb
+            .build_query_as::<EventRecord>()
+            .fetch_all(&self.reads)
+            .await?)
     }
 
-    pub async fn heatmap(
+    async fn binned_events(
         &self,
         kind: EventKind,
         q: &HeatmapQuery,
@@ -212,7 +175,7 @@ impl SqliteStore {
     }
 
     /// Hourly spawn counts over [from, to) (whole hours), regrouped into cells of `k` base cells.
-    pub async fn spawn_cell_counts(
+    async fn spawn_cell_counts(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -238,23 +201,25 @@ impl SqliteStore {
             .collect()
     }
 
-    pub async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
-        let rows = sqlx::query(&format!("{SUMMARY_SQL} ORDER BY c.character_name LIMIT ?1"))
-            .bind(limit)
-            .fetch_all(&self.reads)
-            .await?;
-        rows.iter().map(summary_from_row).collect()
+    async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
+        Ok(sqlx::query_as::<_, CharacterSummary>(&format!(
+            "{SUMMARY_SQL} ORDER BY c.character_name LIMIT ?1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.reads)
+        .await?)
     }
 
-    pub async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
-        let row = sqlx::query(&format!("{SUMMARY_SQL} WHERE c.character_name = ?1"))
-            .bind(name)
-            .fetch_optional(&self.reads)
-            .await?;
-        row.as_ref().map(summary_from_row).transpose()
+    async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
+        Ok(sqlx::query_as::<_, CharacterSummary>(&format!(
+            "{SUMMARY_SQL} WHERE c.character_name = ?1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.reads)
+        .await?)
     }
 
-    pub async fn world_at(
+    async fn world_at(
         &self,
         at: DateTime<Utc>,
         since: DateTime<Utc>,
@@ -270,16 +235,15 @@ impl SqliteStore {
                  FROM characters c WHERE c.last_seen > ?2 AND c.first_seen <= ?1) \
              ORDER BY character_name LIMIT ?3"
         );
-        let rows = sqlx::query(&sql)
+        Ok(sqlx::query_as::<_, TelemetryRecord>(&sql)
             .bind(ts(&at))
             .bind(ts(&since))
             .bind(limit)
             .fetch_all(&self.reads)
-            .await?;
-        rows.iter().map(record_from_row).collect()
+            .await?)
     }
 
-    pub async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
+    async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT count(*) FROM characters WHERE last_seen >= ?1")
                 .bind(ts(&since))
@@ -288,7 +252,7 @@ impl SqliteStore {
         )
     }
 
-    pub async fn leaderboard(
+    async fn leaderboard(
         &self,
         metric: LeaderMetric,
         from: DateTime<Utc>,
@@ -330,7 +294,7 @@ impl SqliteStore {
             .collect()
     }
 
-    pub async fn activity(
+    async fn activity(
         &self,
         character: &str,
         from: DateTime<Utc>,
@@ -338,90 +302,58 @@ impl SqliteStore {
         bucket_secs: i64,
     ) -> Result<Vec<SeriesPoint>, StoreError> {
         let sql = format!(
-            "SELECT ({EPOCH} / ?4) * ?4 AS bucket, avg(kills_per_hour) AS kph, \
+            "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', ({EPOCH} / ?4) * ?4, 'unixepoch') AS bucket, \
+                    avg(kills_per_hour) AS kills_per_hour, \
                     sum(kills_delta) AS kills, count(*) AS samples \
              FROM telemetry_events \
              WHERE character_name = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
              GROUP BY 1 ORDER BY 1"
         );
-        let rows = sqlx::query(&sql)
+        Ok(sqlx::query_as::<_, SeriesPoint>(&sql)
             .bind(character)
             .bind(ts(&from))
             .bind(ts(&to))
             .bind(bucket_secs)
             .fetch_all(&self.reads)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let secs: i64 = r.try_get("bucket")?;
-                let bucket = DateTime::from_timestamp(secs, 0).ok_or_else(|| {
-                    StoreError::Database(sqlx::Error::Decode("bucket out of range".into()))
-                })?;
-                Ok(SeriesPoint {
-                    bucket,
-                    kills_per_hour: r.try_get("kph")?,
-                    kills: r.try_get("kills")?,
-                    samples: r.try_get("samples")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
-    pub async fn session_rares(
+    async fn session_rares(
         &self,
         character: &str,
         limit: i64,
     ) -> Result<Vec<SessionRares>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT session_id, session_rares, updated_at FROM rare_stats_sessions \
+        Ok(sqlx::query_as::<_, SessionRares>(
+            "SELECT session_id, session_rares AS rares, updated_at AS last_update \
+             FROM rare_stats_sessions \
              WHERE character_name = ?1 ORDER BY updated_at DESC, session_id LIMIT ?2",
         )
         .bind(character)
         .bind(limit)
         .fetch_all(&self.reads)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SessionRares {
-                    session_id: r.try_get("session_id")?,
-                    rares: r.try_get("session_rares")?,
-                    last_update: parse_ts(r.try_get("updated_at")?)?,
-                })
-            })
-            .collect()
+        .await?)
     }
-}
 
-/// Reads of the frames of current plugins: character sheets and teleports.
-impl SqliteStore {
     /// (character, time) of every teleport since `since`, for breaking trails.
-    pub async fn portal_times(
+    async fn portal_times(
         &self,
         since: DateTime<Utc>,
         character: Option<&str>,
     ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT character_name, timestamp FROM portal_events \
              WHERE timestamp >= ?1 AND (?2 IS NULL OR character_name = ?2) \
              ORDER BY timestamp LIMIT ?3",
         )
         .bind(ts(&since))
         .bind(character)
-        .bind(super::MAX_TRAIL_BREAKS)
+        .bind(MAX_TRAIL_BREAKS)
         .fetch_all(&self.reads)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("character_name")?,
-                    parse_ts(r.try_get("timestamp")?)?,
-                ))
-            })
-            .collect()
+        .await?)
     }
 
     /// The latest stored sheet of a character, as JSON text.
-    pub async fn latest_sheet_json(&self, character: &str) -> Result<Option<String>, StoreError> {
+    async fn latest_sheet_json(&self, character: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT data FROM character_sheets WHERE character_name = ?1 \
              ORDER BY timestamp DESC, id DESC LIMIT 1",
@@ -431,14 +363,14 @@ impl SqliteStore {
         .await?)
     }
 
-    pub async fn progress(
+    async fn progress(
         &self,
         character: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<ProgressPoint>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as::<_, ProgressPoint>(
             "SELECT timestamp, level, total_xp, luminance_earned FROM character_sheets \
              WHERE character_name = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
              ORDER BY timestamp, id LIMIT ?4",
@@ -448,16 +380,6 @@ impl SqliteStore {
         .bind(ts(&to))
         .bind(limit)
         .fetch_all(&self.reads)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ProgressPoint {
-                    timestamp: parse_ts(r.try_get("timestamp")?)?,
-                    level: r.try_get("level")?,
-                    total_xp: r.try_get("total_xp")?,
-                    luminance_earned: r.try_get("luminance_earned")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 }

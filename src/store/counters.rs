@@ -1,0 +1,121 @@
+//! The counter updates a batch implies (kill and rare totals, session baselines, when each
+//! character was seen, hourly spawn cells), computed once and written by either backend.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::model::Event;
+use crate::protocol::Telemetry;
+
+/// Counter updates a batch implies, aggregated so each key is written once per transaction.
+#[derive(Debug, Default)]
+pub(crate) struct CounterUpdates {
+    /// Kills to add per character.
+    pub kills: HashMap<String, i64>,
+    /// Latest `kills` per (character, session).
+    pub baselines: HashMap<(String, String), i64>,
+    /// Rares to add per character.
+    pub rares: HashMap<String, i64>,
+    /// Rares to add per (character, session).
+    pub session_rares: HashMap<(String, String), i64>,
+    /// When each character was seen in this batch, and its latest tag and deaths.
+    pub seen: HashMap<String, Seen>,
+    /// Spawns to add per (hour, cell) of [`SPAWN_CELL`] map units.
+    pub spawn_cells: HashMap<(DateTime<Utc>, i64, i64), i64>,
+}
+
+/// Side of the cells spawn counts are kept in per hour; heatmap bins that are multiples of it
+/// are answered from those counts for the whole hours of their range.
+pub const SPAWN_CELL: f64 = 2.0;
+
+/// The start of the hour `t` falls in.
+pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = t.timestamp().div_euclid(3600) * 3600;
+    DateTime::from_timestamp(secs, 0).unwrap_or(t)
+}
+
+/// The cell of [`SPAWN_CELL`] units a map coordinate falls in.
+pub(crate) fn cell_of(v: f64) -> i64 {
+    (v / SPAWN_CELL).floor() as i64
+}
+
+/// What a batch says about when a character was seen.
+#[derive(Debug, Clone)]
+pub(crate) struct Seen {
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    pub char_tag: Option<String>,
+    pub deaths: Option<i64>,
+    pub total_deaths: Option<i64>,
+}
+
+impl CounterUpdates {
+    fn saw(&mut self, name: &str, at: DateTime<Utc>, telemetry: Option<&Telemetry>) {
+        let seen = self.seen.entry(name.to_owned()).or_insert_with(|| Seen {
+            first: at,
+            last: at,
+            char_tag: None,
+            deaths: None,
+            total_deaths: None,
+        });
+        seen.first = seen.first.min(at);
+        if let Some(t) = telemetry
+            && at >= seen.last
+        {
+            seen.char_tag = t.char_tag.clone();
+            seen.deaths = Some(t.deaths);
+            seen.total_deaths = t.total_deaths;
+        }
+        seen.last = seen.last.max(at);
+    }
+}
+
+impl CounterUpdates {
+    pub(crate) fn from_events(events: &[Event]) -> Self {
+        let mut out = Self::default();
+        for event in events {
+            match event {
+                Event::Telemetry {
+                    row,
+                    kills_delta,
+                    kills_baseline,
+                } => {
+                    out.saw(&row.character_name, row.timestamp, Some(row));
+                    if *kills_delta > 0 {
+                        let total = out.kills.entry(row.character_name.clone()).or_default();
+                        *total = total.saturating_add(*kills_delta);
+                    }
+                    out.baselines.insert(
+                        (row.character_name.clone(), row.session_id.clone()),
+                        *kills_baseline,
+                    );
+                }
+                Event::Rare { rare, session_id } => {
+                    out.saw(&rare.character_name, rare.timestamp, None);
+                    *out.rares.entry(rare.character_name.clone()).or_default() += 1;
+                    if let Some(sid) = session_id {
+                        *out.session_rares
+                            .entry((rare.character_name.clone(), sid.clone()))
+                            .or_default() += 1;
+                    }
+                }
+                Event::Sheet(sheet) => out.saw(&sheet.character_name, sheet.timestamp, None),
+                Event::Portal { portal, .. } => {
+                    out.saw(&portal.character_name, portal.timestamp, None);
+                }
+                Event::Spawn(spawn) => {
+                    out.saw(&spawn.character_name, spawn.timestamp, None);
+                    *out.spawn_cells
+                        .entry((
+                            hour_of(spawn.timestamp),
+                            cell_of(spawn.ew),
+                            cell_of(spawn.ns),
+                        ))
+                        .or_default() += 1;
+                }
+            }
+        }
+        out
+    }
+}

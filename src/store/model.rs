@@ -1,0 +1,269 @@
+//! The domain rows of storage: events on their way to the database, and what reads return.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::protocol::{CharacterSheet, Portal, Rare, Spawn, Telemetry};
+
+/// One accepted event on its way to the database.
+// Telemetry dominates the queue, so boxing it would add an allocation to nearly every event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A telemetry frame, the kills it adds to the character's total, and its session's kill
+    /// baseline afterwards (a late frame leaves the baseline where it was).
+    Telemetry {
+        row: Telemetry,
+        kills_delta: i64,
+        kills_baseline: i64,
+    },
+    Spawn(Spawn),
+    /// A rare find, counted in `session_id` when the character's session is known.
+    Rare {
+        rare: Rare,
+        session_id: Option<String>,
+    },
+    /// A character sheet (`character_stats`), kept whole.
+    Sheet(CharacterSheet),
+    /// A teleport whose position is known (`ew`/`ns` are set).
+    Portal {
+        portal: Portal,
+        session_id: Option<String>,
+    },
+}
+
+/// A character's persisted running totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CharacterStats {
+    pub character_name: String,
+    pub total_kills: i64,
+    pub total_rares: i64,
+}
+
+/// A session's persisted kill baseline and rare count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct SessionStats {
+    pub character_name: String,
+    pub session_id: String,
+    pub last_kills: i64,
+    pub session_rares: i64,
+}
+
+/// What a character brings back into memory: its totals and its recent sessions' baselines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CharacterState {
+    pub total_kills: i64,
+    pub total_rares: i64,
+    pub sessions: Vec<SessionStats>,
+}
+
+/// Row counts of the event tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RowCounts {
+    pub telemetry: i64,
+    pub spawns: i64,
+    pub rares: i64,
+}
+
+/// A stored rare find.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRare {
+    pub character_name: String,
+    pub name: String,
+    pub session_id: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    pub ew: f64,
+    pub ns: f64,
+    pub z: f64,
+}
+
+/// A stored telemetry row with its id.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct TelemetryRecord {
+    pub id: i64,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub telemetry: Telemetry,
+}
+
+/// A page request over stored telemetry, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub character: Option<String>,
+    /// Inclusive lower bound.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound.
+    pub to: Option<DateTime<Utc>>,
+    /// Resume after this (timestamp, id), from the previous page's last row.
+    pub after: Option<(DateTime<Utc>, i64)>,
+    pub limit: i64,
+}
+
+/// A trails request: positions since `since` (to `until`, else to now), of one character or
+/// all, at most `limit` points; with `step`, at most one point per character per `step` seconds.
+#[derive(Debug, Clone)]
+pub struct TrailQuery {
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+    pub character: Option<String>,
+    pub step: Option<i64>,
+    pub limit: i64,
+}
+
+/// One point of a character's trail.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct TrailPoint {
+    pub character_name: String,
+    pub timestamp: DateTime<Utc>,
+    pub ew: f64,
+    pub ns: f64,
+    pub z: f64,
+    /// The character teleported (a `portal` frame) since the previous point: do not join the
+    /// two. Only present when true.
+    #[serde(rename = "break", skip_serializing_if = "std::ops::Not::not")]
+    #[sqlx(default)]
+    pub segment_start: bool,
+}
+
+/// Tables with a retention period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retained {
+    Telemetry,
+    Spawns,
+}
+
+impl Retained {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Self::Telemetry => "telemetry_events",
+            Self::Spawns => "spawn_events",
+        }
+    }
+}
+
+/// What the TimescaleDB policies are set to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimescalePolicies {
+    pub telemetry_retention_days: u32,
+    pub spawn_retention_days: u32,
+    pub compress_after_days: u32,
+    pub telemetry_chunk_hours: u32,
+    pub spawn_chunk_hours: u32,
+}
+
+/// Which event table a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Spawns,
+    Rares,
+    /// Teleports (`portal` frames); `label` is the portal's name ("" when unknown).
+    Portals,
+}
+
+/// A page request over spawns or rares, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub character: Option<String>,
+    /// Mob name (spawns) or item name (rares).
+    pub label: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub after: Option<(DateTime<Utc>, i64)>,
+    pub limit: i64,
+}
+
+/// A stored spawn or rare. `label` is the mob (spawns) or the item name (rares).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct EventRecord {
+    pub id: i64,
+    pub character_name: String,
+    pub label: String,
+    pub session_id: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    pub ew: f64,
+    pub ns: f64,
+    pub z: f64,
+}
+
+/// A heatmap request: counts on a square grid of `bin` map units.
+#[derive(Debug, Clone)]
+pub struct HeatmapQuery {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub bin: f64,
+    pub label: Option<String>,
+}
+
+/// One non-empty heatmap cell; `ew`/`ns` are its south-west corner.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct HeatCell {
+    pub ew: f64,
+    pub ns: f64,
+    pub count: i64,
+}
+
+/// Everything known about a character.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct CharacterSummary {
+    pub character_name: String,
+    pub char_tag: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub total_kills: i64,
+    pub total_rares: i64,
+    /// Deaths in the latest session, as the plugin last reported.
+    pub deaths: Option<i64>,
+    /// Deaths over the character's life, as the plugin last reported.
+    pub total_deaths: Option<i64>,
+}
+
+/// What a leaderboard ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaderMetric {
+    /// Kills gained within the range.
+    Kills,
+    /// Average reported kills per hour within the range.
+    KillsPerHour,
+    /// Rares found within the range.
+    Rares,
+}
+
+/// One leaderboard entry.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LeaderRow {
+    pub rank: i64,
+    pub character_name: String,
+    pub value: f64,
+}
+
+/// One bucket of a character's activity series.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct SeriesPoint {
+    /// Start of the bucket.
+    pub bucket: DateTime<Utc>,
+    /// Average reported kills per hour in the bucket.
+    pub kills_per_hour: Option<f64>,
+    /// Kills gained in the bucket.
+    pub kills: i64,
+    /// Telemetry frames in the bucket.
+    pub samples: i64,
+}
+
+/// A character's level, experience and luminance at one moment (from a `character_stats` frame).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ProgressPoint {
+    pub timestamp: DateTime<Utc>,
+    pub level: Option<i64>,
+    pub total_xp: Option<i64>,
+    pub luminance_earned: Option<i64>,
+}
+
+/// Rares found in one session.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct SessionRares {
+    pub session_id: String,
+    pub rares: i64,
+    pub last_update: DateTime<Utc>,
+}
