@@ -2,20 +2,19 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
-use super::params::{self, Format};
+use super::paging::{self, PageParams};
+use super::params;
 use super::{ApiError, characters_covered, require_character};
 use crate::error::{QueryRefusals, UnknownCharacter};
 use crate::extract::Query;
 use crate::state::AppState;
 use crate::store::{EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery};
 
-pub const EVENTS_DEFAULT_LIMIT: i64 = 1_000;
-pub const EVENTS_MAX_LIMIT: i64 = 10_000;
 /// Heatmap bins, in map units (the map spans about 204 units; a landblock is 0.8).
 pub const BIN_DEFAULT: f64 = 2.0;
 pub const BIN_MIN: f64 = 0.5;
@@ -39,15 +38,6 @@ pub struct EventParams {
     /// Exclusive end, RFC 3339 (UTC).
     #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
-    /// Rows per page: 1 to 10000, default 1000. With CSV, the most rows exported (default and
-    /// most: the server's CSV_MAX_ROWS, 1000000 unless configured).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// `json` (default) or `csv` (streamed).
-    #[param(value_type = Option<Format>)]
-    format: Option<String>,
 }
 
 /// A page of spawns or rares.
@@ -71,64 +61,44 @@ impl CsvRow for EventRecord {
     }
 }
 
-async fn events(state: AppState, kind: EventKind, p: EventParams) -> Result<Response, ApiError> {
+async fn events(
+    state: AppState,
+    kind: EventKind,
+    p: EventParams,
+    paging: PageParams,
+) -> Result<Response, ApiError> {
     let (from, to) = params::range(p.from.as_deref(), p.to.as_deref())?;
-    let format = params::format(p.format.as_deref())?;
     let character = params::name("character", p.character.as_deref())?;
     if let Some(name) = &character {
         require_character(&state, name).await?;
     }
-    let mut query = EventQuery {
-        character,
-        label: params::name("name", p.name.as_deref())?,
-        from,
-        to,
-        after: params::cursor(p.cursor.as_deref())?,
-        limit: 0,
-    };
+    let label = params::name("name", p.name.as_deref())?;
     let filename = match kind {
         EventKind::Spawns => "spawns.csv",
         EventKind::Rares => "rares.csv",
         EventKind::Portals => "portals.csv",
     };
-    match format {
-        Format::Json => {
-            let limit = params::int("limit", p.limit.as_deref(), 1, EVENTS_MAX_LIMIT)?
-                .unwrap_or(EVENTS_DEFAULT_LIMIT);
-            query.limit = limit + 1;
-            let mut data = state.store.events(kind, &query).await?;
-            let more = data.len() as i64 > limit;
-            data.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            let next_cursor = more
-                .then(|| data.last())
-                .flatten()
-                .map(|r| params::encode_cursor(r.timestamp, r.id));
-            Ok(Json(EventPage { data, next_cursor }).into_response())
-        }
-        Format::Csv => {
-            let cap = params::int("limit", p.limit.as_deref(), 1, i64::MAX)?;
-            let export = csv::Export::start(&state).await?;
-            let store = state.store.clone();
-            Ok(csv::paged(
-                filename,
-                cap,
-                export,
-                move |last: Option<EventRecord>, limit| {
-                    let store = store.clone();
-                    let mut q = query.clone();
-                    q.limit = limit;
-                    if let Some(last) = last {
-                        q.after = Some((last.timestamp, last.id));
-                    }
-                    async move { store.events(kind, &q).await }
-                },
-            ))
-        }
-    }
+    let store = state.store.clone();
+    let fetch = move |after, limit| {
+        let store = store.clone();
+        let query = EventQuery {
+            character: character.clone(),
+            label: label.clone(),
+            from,
+            to,
+            after,
+            limit,
+        };
+        async move { store.events(kind, &query).await }
+    };
+    paging::answer(&state, &paging, filename, fetch, |data, next_cursor| {
+        EventPage { data, next_cursor }
+    })
+    .await
 }
 
 /// Spawns, oldest first, paged with a cursor. `name` filters by mob.
-#[utoipa::path(get, path = "/spawns", params(EventParams), tag = "events",
+#[utoipa::path(get, path = "/spawns", params(EventParams, PageParams), tag = "events",
     responses(
         (status = 200, description = "A page of spawns (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
         QueryRefusals,
@@ -137,12 +107,13 @@ async fn events(state: AppState, kind: EventKind, p: EventParams) -> Result<Resp
 pub async fn spawns(
     State(state): State<AppState>,
     Query(p): Query<EventParams>,
+    Query(paging): Query<PageParams>,
 ) -> Result<Response, ApiError> {
-    events(state, EventKind::Spawns, p).await
+    events(state, EventKind::Spawns, p, paging).await
 }
 
 /// Rare finds, oldest first, paged with a cursor. `name` filters by item.
-#[utoipa::path(get, path = "/rares", params(EventParams), tag = "events",
+#[utoipa::path(get, path = "/rares", params(EventParams, PageParams), tag = "events",
     responses(
         (status = 200, description = "A page of rares (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
         QueryRefusals,
@@ -151,13 +122,14 @@ pub async fn spawns(
 pub async fn rares(
     State(state): State<AppState>,
     Query(p): Query<EventParams>,
+    Query(paging): Query<PageParams>,
 ) -> Result<Response, ApiError> {
-    events(state, EventKind::Rares, p).await
+    events(state, EventKind::Rares, p, paging).await
 }
 
 /// Teleports (`portal` frames: portals, recalls), oldest first, paged with a cursor: the lines of
 /// a character's timeline and the places its trail breaks. `name` filters by portal name.
-#[utoipa::path(get, path = "/portals", params(EventParams), tag = "events",
+#[utoipa::path(get, path = "/portals", params(EventParams, PageParams), tag = "events",
     responses(
         (status = 200, description = "A page of teleports (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
         QueryRefusals,
@@ -166,8 +138,9 @@ pub async fn rares(
 pub async fn portals(
     State(state): State<AppState>,
     Query(p): Query<EventParams>,
+    Query(paging): Query<PageParams>,
 ) -> Result<Response, ApiError> {
-    events(state, EventKind::Portals, p).await
+    events(state, EventKind::Portals, p, paging).await
 }
 
 /// Parameters of the heatmaps.

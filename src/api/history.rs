@@ -8,16 +8,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::csv::{self, CsvRow};
+use super::paging::{self, PageParams};
 use super::params::{self, Format};
 use super::{ApiError, characters_covered, require_character};
 use crate::error::{QueryRefusals, UnknownCharacter};
 use crate::extract::Query;
 use crate::state::AppState;
-use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint, TrailQuery};
+use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint, TrailQuery, WorldQuery};
 
-/// Default and hard cap of rows per `/history` page.
-pub const HISTORY_DEFAULT_LIMIT: i64 = 1_000;
-pub const HISTORY_MAX_LIMIT: i64 = 10_000;
 /// Default and hard cap of the `/trails` window, in seconds.
 pub const TRAILS_DEFAULT_SECS: i64 = 600;
 pub const TRAILS_MAX_SECS: i64 = 7 * 24 * 3600;
@@ -43,15 +41,6 @@ pub struct HistoryParams {
     /// Alias of `to` (the original tracker's name).
     #[param(value_type = Option<String>, format = DateTime)]
     to_ts: Option<String>,
-    /// Rows per page: 1 to 10000, default 1000 (JSON). With CSV, the most rows exported
-    /// (default and most: the server's CSV_MAX_ROWS, 1000000 unless configured).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// `json` (default) or `csv` (streamed).
-    #[param(value_type = Option<Format>)]
-    format: Option<String>,
 }
 
 /// One page of telemetry.
@@ -113,7 +102,7 @@ impl CsvRow for TrailPoint {
 }
 
 /// Telemetry rows, oldest first, paged with a cursor.
-#[utoipa::path(get, path = "/history", params(HistoryParams), tag = "telemetry",
+#[utoipa::path(get, path = "/history", params(HistoryParams, PageParams), tag = "telemetry",
     responses(
         (status = 200, description = "A page of telemetry rows (or CSV with format=csv)", content((HistoryPage = "application/json"), (String = "text/csv"))),
         QueryRefusals,
@@ -122,58 +111,36 @@ impl CsvRow for TrailPoint {
 pub async fn history(
     State(state): State<AppState>,
     Query(p): Query<HistoryParams>,
+    Query(paging): Query<PageParams>,
 ) -> Result<Response, ApiError> {
     let (from, to) = params::range(
         p.from.as_deref().or(p.from_ts.as_deref()),
         p.to.as_deref().or(p.to_ts.as_deref()),
     )?;
-    let format = params::format(p.format.as_deref())?;
     let character = params::name("character", p.character.as_deref())?;
     if let Some(name) = &character {
         require_character(&state, name).await?;
     }
-    let after = params::cursor(p.cursor.as_deref())?;
-    let mut query = HistoryQuery {
-        character,
-        from,
-        to,
-        after,
-        limit: 0,
+    let store = state.store.clone();
+    let fetch = move |after, limit| {
+        let store = store.clone();
+        let query = HistoryQuery {
+            character: character.clone(),
+            from,
+            to,
+            after,
+            limit,
+        };
+        async move { store.history(&query).await }
     };
-    match format {
-        Format::Json => {
-            let limit = params::int("limit", p.limit.as_deref(), 1, HISTORY_MAX_LIMIT)?
-                .unwrap_or(HISTORY_DEFAULT_LIMIT);
-            query.limit = limit + 1;
-            let mut data = state.store.history(&query).await?;
-            let more = data.len() as i64 > limit;
-            data.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            let next_cursor = more
-                .then(|| data.last())
-                .flatten()
-                .map(|r| params::encode_cursor(r.telemetry.timestamp, r.id));
-            Ok(Json(HistoryPage { data, next_cursor }).into_response())
-        }
-        Format::Csv => {
-            let cap = params::int("limit", p.limit.as_deref(), 1, i64::MAX)?;
-            let export = csv::Export::start(&state).await?;
-            let store = state.store.clone();
-            Ok(csv::paged(
-                "history.csv",
-                cap,
-                export,
-                move |last: Option<TelemetryRecord>, limit| {
-                    let store = store.clone();
-                    let mut q = query.clone();
-                    q.limit = limit;
-                    if let Some(last) = last {
-                        q.after = Some((last.telemetry.timestamp, last.id));
-                    }
-                    async move { store.history(&q).await }
-                },
-            ))
-        }
-    }
+    paging::answer(
+        &state,
+        &paging,
+        "history.csv",
+        fetch,
+        |data, next_cursor| HistoryPage { data, next_cursor },
+    )
+    .await
 }
 
 /// Parameters of `/trails`.
@@ -307,7 +274,11 @@ pub async fn world(
     let since = at - chrono::Duration::seconds(lookback);
     let characters = state
         .store
-        .world_at(at, since, WORLD_MAX_CHARACTERS)
+        .world_at(&WorldQuery {
+            at,
+            since,
+            limit: WORLD_MAX_CHARACTERS,
+        })
         .await?;
     Ok(Json(World {
         at,

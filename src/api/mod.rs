@@ -6,6 +6,7 @@ mod budget;
 mod csv;
 pub(crate) mod events;
 pub(crate) mod history;
+pub(crate) mod paging;
 pub(crate) mod params;
 pub(crate) mod prometheus;
 pub(crate) mod stats;

@@ -14,7 +14,8 @@ use crate::extract::{Path, Query};
 use crate::protocol::CharacterSheet;
 use crate::state::AppState;
 use crate::store::{
-    CharacterSummary, LeaderMetric, LeaderRow, ProgressPoint, SeriesPoint, SessionRares,
+    ActivityQuery, CharacterSummary, LeaderMetric, LeaderQuery, LeaderRow, ProgressPoint,
+    ProgressQuery, SeriesPoint, SessionRares,
 };
 
 /// Most characters `/characters` lists.
@@ -116,7 +117,15 @@ pub async fn leaderboard(
             "ask for a shorter range (`from`, `to`)",
         )?;
     }
-    let entries = state.store.leaderboard(by, from, to, limit).await?;
+    let entries = state
+        .store
+        .leaderboard(&LeaderQuery {
+            metric: by,
+            from,
+            to,
+            limit,
+        })
+        .await?;
     Ok(Json(Leaderboard {
         by,
         from,
@@ -183,7 +192,15 @@ pub async fn character_stats(
     state
         .queries
         .check_range(from, to, 1, "ask for a shorter range (`from`, `to`)")?;
-    let series = state.store.activity(&name, from, to, bucket_secs).await?;
+    let series = state
+        .store
+        .activity(&ActivityQuery {
+            character: name.clone(),
+            from,
+            to,
+            bucket_secs,
+        })
+        .await?;
     let rares_per_session = state.store.session_rares(&name, 100).await?;
     Ok(Json(CharacterStats {
         character,
@@ -249,7 +266,15 @@ pub async fn sheet(
     let limit = params::int("limit", p.limit.as_deref(), 1, 10_000)?.unwrap_or(1_000);
     let character = require_character(&state, &name).await?;
     let latest = state.store.latest_sheet(&name).await?;
-    let progress = state.store.progress(&name, from, to, limit).await?;
+    let progress = state
+        .store
+        .progress(&ProgressQuery {
+            character: name.clone(),
+            from,
+            to,
+            limit,
+        })
+        .await?;
     Ok(Json(Sheet {
         character,
         latest,

@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::model::{
-    CharacterStats, CharacterSummary, Event, EventKind, EventQuery, EventRecord, HeatCell,
-    HeatmapQuery, HistoryQuery, LeaderMetric, LeaderRow, ProgressPoint, Retained, RowCounts,
-    SeriesPoint, SessionRares, SessionStats, TelemetryRecord, TimescalePolicies, TrailPoint,
-    TrailQuery,
+    ActivityQuery, CharacterStats, CharacterSummary, Event, EventKind, EventQuery, EventRecord,
+    HeatCell, HeatmapQuery, HistoryQuery, LeaderQuery, LeaderRow, ProgressPoint, ProgressQuery,
+    Retained, RowCounts, SeriesPoint, SessionRares, SessionStats, TelemetryRecord,
+    TimescalePolicies, TrailPoint, TrailQuery, WorldQuery,
 };
 use super::{Backend, StoreError};
 
@@ -125,35 +125,17 @@ pub trait StoreRead: Send + Sync + Debug {
     /// One character, if it was ever seen.
     async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError>;
 
-    /// Every character's latest telemetry at or before `at` and after `since`, by name, at most
-    /// `limit`.
-    async fn world_at(
-        &self,
-        at: DateTime<Utc>,
-        since: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<TelemetryRecord>, StoreError>;
+    /// Every character's latest telemetry at or before `at` and after `since`, by name.
+    async fn world_at(&self, query: &WorldQuery) -> Result<Vec<TelemetryRecord>, StoreError>;
 
     /// How many characters were seen at or after `since`.
     async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError>;
 
-    /// Characters ranked by `metric` over [from, to).
-    async fn leaderboard(
-        &self,
-        metric: LeaderMetric,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<LeaderRow>, StoreError>;
+    /// Characters ranked by a metric over a range.
+    async fn leaderboard(&self, query: &LeaderQuery) -> Result<Vec<LeaderRow>, StoreError>;
 
-    /// A character's kills and kills per hour in buckets of `bucket_secs` over [from, to).
-    async fn activity(
-        &self,
-        character: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        bucket_secs: i64,
-    ) -> Result<Vec<SeriesPoint>, StoreError>;
+    /// A character's kills and kills per hour per time bucket over a range.
+    async fn activity(&self, query: &ActivityQuery) -> Result<Vec<SeriesPoint>, StoreError>;
 
     /// Rares per session of a character, most recent first.
     async fn session_rares(
@@ -165,14 +147,8 @@ pub trait StoreRead: Send + Sync + Debug {
     /// The latest stored character sheet of a character, as JSON text.
     async fn latest_sheet_json(&self, character: &str) -> Result<Option<String>, StoreError>;
 
-    /// A character's level, experience and luminance over [from, to), oldest first.
-    async fn progress(
-        &self,
-        character: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<ProgressPoint>, StoreError>;
+    /// A character's level, experience and luminance over a range, oldest first.
+    async fn progress(&self, query: &ProgressQuery) -> Result<Vec<ProgressPoint>, StoreError>;
 }
 
 /// A complete backend: both halves of the contract.

@@ -111,6 +111,15 @@ pub struct TrailQuery {
     pub limit: i64,
 }
 
+/// The world at an instant: every character's latest telemetry at or before `at` and after
+/// `since` (characters silent over that whole span are absent), by name, at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct WorldQuery {
+    pub at: DateTime<Utc>,
+    pub since: DateTime<Utc>,
+    pub limit: i64,
+}
+
 /// One point of a character's trail.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct TrailPoint {
@@ -230,12 +239,31 @@ pub enum LeaderMetric {
     Rares,
 }
 
+/// A leaderboard request: the `limit` characters ranking highest by `metric` over [from, to).
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderQuery {
+    pub metric: LeaderMetric,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: i64,
+}
+
 /// One leaderboard entry.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct LeaderRow {
     pub rank: i64,
     pub character_name: String,
     pub value: f64,
+}
+
+/// An activity request: one character's kills and kills per hour in buckets of `bucket_secs`
+/// over [from, to).
+#[derive(Debug, Clone)]
+pub struct ActivityQuery {
+    pub character: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub bucket_secs: i64,
 }
 
 /// One bucket of a character's activity series.
@@ -249,6 +277,16 @@ pub struct SeriesPoint {
     pub kills: i64,
     /// Telemetry frames in the bucket.
     pub samples: i64,
+}
+
+/// A progress request: one character's stored sheets over [from, to), oldest first, at most
+/// `limit`.
+#[derive(Debug, Clone)]
+pub struct ProgressQuery {
+    pub character: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: i64,
 }
 
 /// A character's level, experience and luminance at one moment (from a `character_stats` frame).

@@ -6,9 +6,10 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::PgStore;
 use crate::store::{
-    CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery, HistoryQuery,
-    LeaderMetric, LeaderRow, MAX_TRAIL_BREAKS, ProgressPoint, SeriesPoint, SessionRares,
-    StoreError, StoreRead, TelemetryRecord, TrailPoint, TrailQuery, TrailThinner,
+    ActivityQuery, CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery,
+    HistoryQuery, LeaderMetric, LeaderQuery, LeaderRow, MAX_TRAIL_BREAKS, ProgressPoint,
+    ProgressQuery, SeriesPoint, SessionRares, StoreError, StoreRead, TelemetryRecord, TrailPoint,
+    TrailQuery, TrailThinner, WorldQuery,
 };
 
 const TELEMETRY_COLUMNS: &str = "id, character_name, char_tag, session_id, timestamp, ew, ns, z, \
@@ -224,12 +225,8 @@ impl StoreRead for PgStore {
         .await?)
     }
 
-    async fn world_at(
-        &self,
-        at: DateTime<Utc>,
-        since: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<TelemetryRecord>, StoreError> {
+    async fn world_at(&self, q: &WorldQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
+        let (at, since, limit) = (q.at, q.since, q.limit);
         // One index probe per character seen around `at`: (character_name, timestamp DESC).
         let sql = format!(
             "SELECT t.* FROM characters c CROSS JOIN LATERAL ( \
@@ -257,13 +254,8 @@ impl StoreRead for PgStore {
         )
     }
 
-    async fn leaderboard(
-        &self,
-        metric: LeaderMetric,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<LeaderRow>, StoreError> {
+    async fn leaderboard(&self, q: &LeaderQuery) -> Result<Vec<LeaderRow>, StoreError> {
+        let (metric, from, to, limit) = (q.metric, q.from, q.to, q.limit);
         let sql = match metric {
             LeaderMetric::Kills => {
                 "SELECT character_name, sum(kills_delta)::float8 AS value FROM telemetry_events \
@@ -299,13 +291,9 @@ impl StoreRead for PgStore {
             .collect()
     }
 
-    async fn activity(
-        &self,
-        character: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        bucket_secs: i64,
-    ) -> Result<Vec<SeriesPoint>, StoreError> {
+    async fn activity(&self, q: &ActivityQuery) -> Result<Vec<SeriesPoint>, StoreError> {
+        let (character, from, to, bucket_secs) =
+            (q.character.as_str(), q.from, q.to, q.bucket_secs);
         // Raw telemetry may have expired (retention policy); the hourly continuous aggregate
         // keeps what it summarised. Ranges older than the oldest raw row read the aggregate.
         if self.hourly_aggregate() {
@@ -385,13 +373,8 @@ impl StoreRead for PgStore {
         .await?)
     }
 
-    async fn progress(
-        &self,
-        character: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<ProgressPoint>, StoreError> {
+    async fn progress(&self, q: &ProgressQuery) -> Result<Vec<ProgressPoint>, StoreError> {
+        let (character, from, to, limit) = (q.character.as_str(), q.from, q.to, q.limit);
         Ok(sqlx::query_as::<_, ProgressPoint>(
             "SELECT timestamp, level, total_xp, luminance_earned FROM character_sheets \
              WHERE character_name = $1 AND timestamp >= $2 AND timestamp < $3 \
