@@ -250,7 +250,7 @@ pub async fn warn_if_disk_too_small(store: &Store, settings: &Settings) {
     };
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     let since = chrono::Utc::now() - chrono::Duration::days(1);
-    let active = match store.characters(100_000).await {
+    let active = match store.characters(None, 100_000).await {
         Ok(all) => all.iter().filter(|c| c.last_seen >= since).count() as u64,
         Err(_) => return,
     };

@@ -39,7 +39,7 @@ pub struct Characters {
         (status = 503, description = "Too busy: retry later (`Retry-After`)", body = ErrorBody),
     ))]
 pub async fn characters(State(state): State<AppState>) -> Result<Json<Characters>, ApiError> {
-    let characters = state.store.characters(MAX_CHARACTERS).await?;
+    let characters = state.store.characters(None, MAX_CHARACTERS).await?;
     Ok(Json(Characters { characters }))
 }
 

@@ -86,14 +86,14 @@ pub trait StoreRead: Send + Sync + Debug {
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<TelemetryRecord>, StoreError>;
 
     /// The points `query` asks for, per character in time order. Teleports are not marked yet
-    /// (see [`StoreRead::portal_times`]).
+    /// (see [`StoreRead::trail_breaks`]).
     async fn trail_points(&self, query: &TrailQuery) -> Result<Vec<TrailPoint>, StoreError>;
 
-    /// (character, time) of every teleport since `since`, for breaking trails.
-    async fn portal_times(
+    /// (character, time) of the teleports that break the trails of `query` (at most
+    /// [`super::MAX_TRAIL_BREAKS`]).
+    async fn trail_breaks(
         &self,
-        since: DateTime<Utc>,
-        character: Option<&str>,
+        query: &TrailQuery,
     ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 
     /// A page of spawns, rares or teleports matching `query`, ordered by (timestamp, id).
@@ -119,11 +119,12 @@ pub trait StoreRead: Send + Sync + Debug {
         k: i64,
     ) -> Result<Vec<(i64, i64, i64)>, StoreError>;
 
-    /// Every character ever seen, by name, at most `limit`.
-    async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError>;
-
-    /// One character, if it was ever seen.
-    async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError>;
+    /// Every character ever seen (or only `name`), by name, at most `limit`.
+    async fn characters(
+        &self,
+        name: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CharacterSummary>, StoreError>;
 
     /// Every character's latest telemetry at or before `at` and after `since`, by name.
     async fn world_at(&self, query: &WorldQuery) -> Result<Vec<TelemetryRecord>, StoreError>;

@@ -140,18 +140,14 @@ impl Store {
         character: &str,
         limit: i64,
     ) -> Result<Vec<Telemetry>, StoreError> {
-        let query = HistoryQuery {
-            character: Some(character.to_owned()),
-            limit,
-            ..HistoryQuery::default()
-        };
-        let rows = self.history(&query).await?;
+        let rows = self.history(&HistoryQuery::of(character, limit)).await?;
         Ok(rows.into_iter().map(|r| r.telemetry).collect())
     }
 
     /// A character's stored spawns, oldest first, at most `limit` rows.
     pub async fn spawns_of(&self, character: &str, limit: i64) -> Result<Vec<Spawn>, StoreError> {
-        let rows = self.events_of(EventKind::Spawns, character, limit).await?;
+        let query = EventQuery::of(character, limit);
+        let rows = self.events(EventKind::Spawns, &query).await?;
         Ok(rows
             .into_iter()
             .map(|r| Spawn {
@@ -171,7 +167,8 @@ impl Store {
         character: &str,
         limit: i64,
     ) -> Result<Vec<StoredRare>, StoreError> {
-        let rows = self.events_of(EventKind::Rares, character, limit).await?;
+        let query = EventQuery::of(character, limit);
+        let rows = self.events(EventKind::Rares, &query).await?;
         Ok(rows
             .into_iter()
             .map(|r| StoredRare {
@@ -186,30 +183,18 @@ impl Store {
             .collect())
     }
 
-    async fn events_of(
-        &self,
-        kind: EventKind,
-        character: &str,
-        limit: i64,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        let query = EventQuery {
-            character: Some(character.to_owned()),
-            limit,
-            ..EventQuery::default()
-        };
-        self.events(kind, &query).await
-    }
-
     /// The trails `query` asks for, per character in time order; the first point after a
     /// teleport starts a new segment.
     pub async fn trails(&self, query: &TrailQuery) -> Result<Vec<TrailPoint>, StoreError> {
         let mut points = self.db.trail_points(query).await?;
-        let portals = self
-            .db
-            .portal_times(query.since, query.character.as_deref())
-            .await?;
+        let portals = self.db.trail_breaks(query).await?;
         mark_trail_breaks(&mut points, &portals);
         Ok(points)
+    }
+
+    /// One character, if it was ever seen.
+    pub async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
+        Ok(self.db.characters(Some(name), 1).await?.pop())
     }
 
     /// The latest stored character sheet of a character, attributes and skills included.

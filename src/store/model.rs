@@ -100,6 +100,17 @@ pub struct HistoryQuery {
     pub limit: i64,
 }
 
+impl HistoryQuery {
+    /// The first `limit` rows of one character.
+    pub fn of(character: &str, limit: i64) -> Self {
+        Self {
+            character: Some(character.to_owned()),
+            limit,
+            ..Self::default()
+        }
+    }
+}
+
 /// A trails request: positions since `since` (to `until`, else to now), of one character or
 /// all, at most `limit` points; with `step`, at most one point per character per `step` seconds.
 #[derive(Debug, Clone)]
@@ -180,6 +191,17 @@ pub struct EventQuery {
     pub to: Option<DateTime<Utc>>,
     pub after: Option<(DateTime<Utc>, i64)>,
     pub limit: i64,
+}
+
+impl EventQuery {
+    /// The first `limit` events of one character.
+    pub fn of(character: &str, limit: i64) -> Self {
+        Self {
+            character: Some(character.to_owned()),
+            limit,
+            ..Self::default()
+        }
+    }
 }
 
 /// A stored spawn or rare. `label` is the mob (spawns) or the item name (rares).

@@ -207,22 +207,22 @@ impl StoreRead for PgStore {
             .collect()
     }
 
-    async fn characters(&self, limit: i64) -> Result<Vec<CharacterSummary>, StoreError> {
-        Ok(sqlx::query_as::<_, CharacterSummary>(&format!(
-            "{SUMMARY_SQL} ORDER BY c.character_name LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(&self.reads)
-        .await?)
-    }
-
-    async fn character(&self, name: &str) -> Result<Option<CharacterSummary>, StoreError> {
-        Ok(sqlx::query_as::<_, CharacterSummary>(&format!(
-            "{SUMMARY_SQL} WHERE c.character_name = $1"
-        ))
-        .bind(name)
-        .fetch_optional(&self.reads)
-        .await?)
+    async fn characters(
+        &self,
+        name: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CharacterSummary>, StoreError> {
+        let mut qb = QueryBuilder::new(SUMMARY_SQL);
+        if let Some(name) = name {
+            qb.push(" WHERE c.character_name = ")
+                .push_bind(name.to_owned());
+        }
+        qb.push(" ORDER BY c.character_name LIMIT ")
+            .push_bind(limit);
+        Ok(qb
+            .build_query_as::<CharacterSummary>()
+            .fetch_all(&self.reads)
+            .await?)
     }
 
     async fn world_at(&self, q: &WorldQuery) -> Result<Vec<TelemetryRecord>, StoreError> {
@@ -344,19 +344,17 @@ impl StoreRead for PgStore {
         .await?)
     }
 
-    /// (character, time) of every teleport since `since`, for breaking trails.
-    async fn portal_times(
+    async fn trail_breaks(
         &self,
-        since: DateTime<Utc>,
-        character: Option<&str>,
+        q: &TrailQuery,
     ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT character_name, timestamp FROM portal_events \
              WHERE timestamp >= $1 AND ($2::text IS NULL OR character_name = $2) \
              ORDER BY timestamp LIMIT $3",
         )
-        .bind(since)
-        .bind(character)
+        .bind(q.since)
+        .bind(q.character.as_deref())
         .bind(MAX_TRAIL_BREAKS)
         .fetch_all(&self.reads)
         .await?)
