@@ -138,7 +138,7 @@ impl Lifecycle {
         if total > 0 {
             tracing::info!(rows = total, step, "thinned old telemetry");
         }
-        metrics.rows_thinned.fetch_add(total, Ordering::Relaxed);
+        metrics.rows_thinned.inc_by(total);
         total
     }
 
@@ -175,7 +175,7 @@ impl Lifecycle {
         if let Err(err) = store.prune_batch_keys(keys_before).await {
             tracing::warn!(%err, "pruning old batch keys failed; will retry next time");
         }
-        metrics.rows_pruned.fetch_add(total, Ordering::Relaxed);
+        metrics.rows_pruned.inc_by(total);
         total
     }
 

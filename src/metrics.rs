@@ -1,10 +1,18 @@
-//! Process-wide counters shown by `/debug`: cheap atomics updated on the hot paths.
+//! Process-wide metrics: counters, gauges and latency histograms updated on the hot paths,
+//! shown by `/debug` (a JSON snapshot) and `/metrics` (Prometheus text, rendered by the
+//! `prometheus-client` crate from the registry built here, with the series names dashboards
+//! already use).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::protocol::FrameType;
@@ -15,99 +23,70 @@ pub const MAX_UNHANDLED_TYPES: usize = 32;
 /// The label unhandled frame types beyond [`MAX_UNHANDLED_TYPES`] (or with odd names) share.
 pub const OTHER_TYPE: &str = "other";
 
-/// Upper bounds (seconds) of latency histogram buckets, Prometheus style.
+/// Upper bounds (seconds) of latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A cumulative latency histogram with fixed buckets.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Observations per bucket (not cumulative; cumulated when rendered), plus overflow.
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
-    count: AtomicU64,
+/// The labels of a series counted per frame type.
+type TypeLabel = [(&'static str, String); 1];
+/// The labels of an HTTP request series: method and route template.
+type RouteLabels = [(&'static str, String); 2];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
-/// A read-out of a histogram: cumulative bucket counts, sum in seconds, count.
-#[derive(Debug, Clone)]
-pub struct HistogramSnapshot {
-    pub cumulative: Vec<(f64, u64)>,
-    pub sum_secs: f64,
-    pub count: u64,
-}
-
-impl Histogram {
-    /// Records one duration.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|le| secs <= *le)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(
-            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut running = 0;
-        let cumulative = LATENCY_BUCKETS
-            .iter()
-            .zip(&self.buckets)
-            .map(|(le, n)| {
-                running += n.load(Ordering::Relaxed);
-                (*le, running)
-            })
-            .collect();
-        HistogramSnapshot {
-            cumulative,
-            sum_secs: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            count: self.count.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Counters and gauges; every field is updated with relaxed atomics (they are statistics, not
-/// synchronisation).
-#[derive(Debug, Default)]
+/// Every metric of the process. Counters and gauges are atomics (relaxed: statistics, not
+/// synchronisation); the registry holds handles to the same values for `/metrics`.
+#[derive(Debug)]
 pub struct Metrics {
-    pub plugins_connected: AtomicU64,
-    pub browsers_connected: AtomicU64,
-    /// Accepted plugin frames, indexed by [`FrameType::index`].
-    pub frames_received: [AtomicU64; FrameType::ALL.len()],
-    /// Well-formed plugin frames of types the tracker does not handle, by type (bounded).
-    pub frames_unhandled: Mutex<BTreeMap<String, u64>>,
+    pub plugins_connected: Gauge<u64, AtomicU64>,
+    pub browsers_connected: Gauge<u64, AtomicU64>,
+    /// Accepted plugin frames, by type.
+    frames_received: Family<TypeLabel, Counter>,
+    /// Well-formed plugin frames of types the tracker does not handle, by type (bounded to
+    /// [`MAX_UNHANDLED_TYPES`] names); the map is `/debug`'s copy and the set of names in use.
+    frames_unhandled: Family<TypeLabel, Counter>,
+    unhandled_names: Mutex<BTreeMap<String, u64>>,
     /// Relayed frames too large to pass on to browsers.
-    pub frames_not_relayed: AtomicU64,
-    pub frames_rejected: AtomicU64,
+    pub frames_not_relayed: Counter,
+    pub frames_rejected: Counter,
     /// Frames refused because another connection owns their character.
-    pub frames_unclaimed: AtomicU64,
-    pub connections_refused: AtomicU64,
-    pub events_written: AtomicU64,
-    pub write_batches: AtomicU64,
-    pub write_failures: AtomicU64,
+    pub frames_unclaimed: Counter,
+    pub connections_refused: Counter,
+    pub events_written: Counter,
+    pub write_batches: Counter,
+    pub write_failures: Counter,
     /// Retried batches found already committed (the reply to their commit was lost).
-    pub batches_replayed: AtomicU64,
-    pub events_dropped: AtomicU64,
-    pub broadcast_lagged: AtomicU64,
-    pub commands_relayed: AtomicU64,
-    pub peers_timed_out: AtomicU64,
+    pub batches_replayed: Counter,
+    pub events_dropped: Counter,
+    pub broadcast_lagged: Counter,
+    pub commands_relayed: Counter,
+    pub peers_timed_out: Counter,
+    /// Rows deleted by the pruning task.
+    pub rows_pruned: Counter,
+    /// Telemetry rows removed by thinning.
+    pub rows_thinned: Counter,
+    /// Read when `/metrics` is scraped: the writer queue and the live characters.
+    pub write_queue_depth: Gauge,
+    pub write_queue_capacity: Gauge,
+    pub live_characters: Gauge,
+    /// Time to write one batch to the database.
+    pub write_batch_seconds: Histogram,
+    /// HTTP request durations per (method, route template).
+    http_requests: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// When the last telemetry frame was accepted (milliseconds since the epoch; 0: never).
     pub last_telemetry_ms: AtomicU64,
     /// Since when the writer queue has been full (milliseconds since the epoch; 0: not full).
     pub queue_full_since_ms: AtomicU64,
-    /// Rows deleted by the pruning task.
-    pub rows_pruned: AtomicU64,
-    /// Telemetry rows removed by thinning.
-    pub rows_thinned: AtomicU64,
-    /// Time to write one batch to the database.
-    pub write_batch_seconds: Histogram,
-    /// HTTP request durations per (method, route template).
-    pub http_requests: Mutex<HashMap<(String, String), Arc<Histogram>>>,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A copy of the counters at one moment, as `/debug` shows them.
@@ -135,29 +114,200 @@ pub struct MetricsSnapshot {
     pub rows_thinned: u64,
 }
 
-fn get(c: &AtomicU64) -> u64 {
-    c.load(Ordering::Relaxed)
-}
-
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
 /// Adds one to a counter.
-pub fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+pub fn bump(c: &Counter) {
+    c.inc();
 }
 
 /// Adds `n` to a counter.
-pub fn add(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
+pub fn add(c: &Counter, n: u64) {
+    c.inc_by(n);
 }
 
 impl Metrics {
+    /// Every metric at zero, registered under its exported name (counters gain `_total`).
+    pub fn new() -> Self {
+        let mut m = Self {
+            plugins_connected: Gauge::default(),
+            browsers_connected: Gauge::default(),
+            frames_received: Family::default(),
+            frames_unhandled: Family::default(),
+            unhandled_names: Mutex::new(BTreeMap::new()),
+            frames_not_relayed: Counter::default(),
+            frames_rejected: Counter::default(),
+            frames_unclaimed: Counter::default(),
+            connections_refused: Counter::default(),
+            events_written: Counter::default(),
+            write_batches: Counter::default(),
+            write_failures: Counter::default(),
+            batches_replayed: Counter::default(),
+            events_dropped: Counter::default(),
+            broadcast_lagged: Counter::default(),
+            commands_relayed: Counter::default(),
+            peers_timed_out: Counter::default(),
+            rows_pruned: Counter::default(),
+            rows_thinned: Counter::default(),
+            write_queue_depth: Gauge::default(),
+            write_queue_capacity: Gauge::default(),
+            live_characters: Gauge::default(),
+            write_batch_seconds: latency_histogram(),
+            http_requests: Family::new_with_constructor(latency_histogram),
+            last_telemetry_ms: AtomicU64::new(0),
+            queue_full_since_ms: AtomicU64::new(0),
+            registry: Registry::default(),
+        };
+        m.register();
+        // Every known frame type is exported from the start (at 0), so a series exists before
+        // the first frame of its type arrives.
+        for kind in FrameType::ALL {
+            let _ = m
+                .frames_received
+                .get_or_create(&[("type", kind.name().to_owned())]);
+        }
+        m
+    }
+
+    /// Help texts are written without a final full stop: the encoder adds one.
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        let counters = [
+            (
+                "dereth_frames_not_relayed",
+                "Relayed frame types too large to pass on to browsers",
+                &self.frames_not_relayed,
+            ),
+            (
+                "dereth_frames_rejected",
+                "Frames rejected as invalid (plugins and browsers)",
+                &self.frames_rejected,
+            ),
+            (
+                "dereth_connections_refused",
+                "Websocket connections refused (authentication or connection caps)",
+                &self.connections_refused,
+            ),
+            (
+                "dereth_rows_written",
+                "Events written to the database",
+                &self.events_written,
+            ),
+            (
+                "dereth_frames_unclaimed",
+                "Plugin frames refused because another live connection owns their character",
+                &self.frames_unclaimed,
+            ),
+            (
+                "dereth_write_failures",
+                "Failed database batch writes (each is retried)",
+                &self.write_failures,
+            ),
+            (
+                "dereth_batches_replayed",
+                "Retried batches found already committed (their commit reply was lost); written once",
+                &self.batches_replayed,
+            ),
+            (
+                "dereth_events_dropped",
+                "Events given up on (rejected by the database or unflushed at shutdown)",
+                &self.events_dropped,
+            ),
+            (
+                "dereth_broadcast_lag",
+                "Times a browser fell behind and was resynced with a snapshot",
+                &self.broadcast_lagged,
+            ),
+            (
+                "dereth_commands_relayed",
+                "Browser commands written to plugin connections",
+                &self.commands_relayed,
+            ),
+            (
+                "dereth_peers_timed_out",
+                "Connections closed because the peer stopped answering",
+                &self.peers_timed_out,
+            ),
+            (
+                "dereth_rows_pruned",
+                "Rows deleted by the pruning task",
+                &self.rows_pruned,
+            ),
+            (
+                "dereth_rows_thinned",
+                "Telemetry rows removed by thinning",
+                &self.rows_thinned,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        r.register(
+            "dereth_frames_received",
+            "Plugin frames accepted, by type",
+            self.frames_received.clone(),
+        );
+        r.register(
+            "dereth_frames_unhandled",
+            "Plugin frames of types the tracker does not handle (ignored), by type",
+            self.frames_unhandled.clone(),
+        );
+        r.register(
+            "dereth_plugins_connected",
+            "Open plugin connections",
+            self.plugins_connected.clone(),
+        );
+        r.register(
+            "dereth_browsers_connected",
+            "Open browser connections",
+            self.browsers_connected.clone(),
+        );
+        r.register(
+            "dereth_write_queue_depth",
+            "Events waiting for the database writer",
+            self.write_queue_depth.clone(),
+        );
+        r.register(
+            "dereth_write_queue_capacity",
+            "Capacity of the writer queue",
+            self.write_queue_capacity.clone(),
+        );
+        r.register(
+            "dereth_live_characters",
+            "Characters heard from within the live window",
+            self.live_characters.clone(),
+        );
+        r.register(
+            "dereth_write_batch_seconds",
+            "Time to write one batch to the database",
+            self.write_batch_seconds.clone(),
+        );
+        r.register(
+            "dereth_http_request_duration_seconds",
+            "HTTP request durations by route",
+            self.http_requests.clone(),
+        );
+    }
+
+    /// Every metric in the Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        if let Err(err) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::error!(%err, "cannot render the metrics");
+        }
+        out
+    }
+
     /// Counts one accepted plugin frame of a known type.
     pub fn count_frame(&self, kind: FrameType) {
-        bump(&self.frames_received[kind.index()]);
+        self.frames_received
+            .get_or_create(&[("type", kind.name().to_owned())])
+            .inc();
     }
 
     /// Counts one frame of a type the tracker does not handle. Names are kept for the first
@@ -168,76 +318,65 @@ impl Metrics {
             && kind
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        let mut map = self
-            .frames_unhandled
+        let mut names = self
+            .unhandled_names
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let label = if plain && (map.contains_key(kind) || map.len() < MAX_UNHANDLED_TYPES) {
+        let label = if plain && (names.contains_key(kind) || names.len() < MAX_UNHANDLED_TYPES) {
             kind
         } else {
             OTHER_TYPE
         };
-        match map.get_mut(label) {
+        match names.get_mut(label) {
             Some(n) => *n += 1,
             None => {
-                map.insert(label.to_owned(), 1);
+                names.insert(label.to_owned(), 1);
             }
         }
+        self.frames_unhandled
+            .get_or_create(&[("type", label.to_owned())])
+            .inc();
     }
 
     /// Records the duration of one HTTP request to `route` (the matched route template).
     pub fn observe_http(&self, method: &str, route: &str, elapsed: Duration) {
-        let histogram = {
-            let mut map = self
-                .http_requests
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.entry((method.to_owned(), route.to_owned()))
-                .or_default()
-                .clone()
-        };
-        histogram.observe(elapsed);
-    }
-
-    /// Snapshots of every HTTP route histogram, sorted by route then method.
-    pub fn http_snapshots(&self) -> Vec<((String, String), HistogramSnapshot)> {
-        let map = self
-            .http_requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out: Vec<_> = map.iter().map(|(k, h)| (k.clone(), h.snapshot())).collect();
-        out.sort_by(|a, b| (&a.0.1, &a.0.0).cmp(&(&b.0.1, &b.0.0)));
-        out
+        self.http_requests
+            .get_or_create(&[("method", method.to_owned()), ("route", route.to_owned())])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Reads every counter.
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
-            plugins_connected: get(&self.plugins_connected),
-            browsers_connected: get(&self.browsers_connected),
+            plugins_connected: self.plugins_connected.get(),
+            browsers_connected: self.browsers_connected.get(),
             frames_received: FrameType::ALL
                 .into_iter()
-                .map(|t| (t.name(), get(&self.frames_received[t.index()])))
+                .map(|t| {
+                    let labels = [("type", t.name().to_owned())];
+                    let n = self.frames_received.get(&labels).map_or(0, |c| c.get());
+                    (t.name(), n)
+                })
                 .collect(),
             frames_unhandled: self
-                .frames_unhandled
+                .unhandled_names
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
-            frames_not_relayed: get(&self.frames_not_relayed),
-            frames_rejected: get(&self.frames_rejected),
-            frames_unclaimed: get(&self.frames_unclaimed),
-            connections_refused: get(&self.connections_refused),
-            rows_written: get(&self.events_written),
-            write_batches: get(&self.write_batches),
-            write_failures: get(&self.write_failures),
-            batches_replayed: get(&self.batches_replayed),
-            events_dropped: get(&self.events_dropped),
-            broadcast_lagged: get(&self.broadcast_lagged),
-            commands_relayed: get(&self.commands_relayed),
-            peers_timed_out: get(&self.peers_timed_out),
-            rows_pruned: get(&self.rows_pruned),
-            rows_thinned: get(&self.rows_thinned),
+            frames_not_relayed: self.frames_not_relayed.get(),
+            frames_rejected: self.frames_rejected.get(),
+            frames_unclaimed: self.frames_unclaimed.get(),
+            connections_refused: self.connections_refused.get(),
+            rows_written: self.events_written.get(),
+            write_batches: self.write_batches.get(),
+            write_failures: self.write_failures.get(),
+            batches_replayed: self.batches_replayed.get(),
+            events_dropped: self.events_dropped.get(),
+            broadcast_lagged: self.broadcast_lagged.get(),
+            commands_relayed: self.commands_relayed.get(),
+            peers_timed_out: self.peers_timed_out.get(),
+            rows_pruned: self.rows_pruned.get(),
+            rows_thinned: self.rows_thinned.get(),
         }
     }
 }
@@ -275,8 +414,8 @@ impl ConnectionSlot {
 
     fn gauge_of(metrics: &Metrics, peer: Peer) -> &AtomicU64 {
         match peer {
-            Peer::Plugin => &metrics.plugins_connected,
-            Peer::Browser => &metrics.browsers_connected,
+            Peer::Plugin => metrics.plugins_connected.inner(),
+            Peer::Browser => metrics.browsers_connected.inner(),
         }
     }
 }
@@ -292,25 +431,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histograms_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(300));
-        h.observe(Duration::from_millis(20));
-        h.observe(Duration::from_secs(60));
-        let s = h.snapshot();
-        assert_eq!(s.count, 3);
-        assert_eq!(s.cumulative[0], (0.0005, 1));
-        let at_25ms = s
-            .cumulative
-            .iter()
-            .find(|(le, _)| *le == 0.025)
-            .map(|x| x.1);
-        assert_eq!(at_25ms, Some(2));
-        assert_eq!(
-            s.cumulative.last().map(|x| x.1),
-            Some(2),
-            "60 s only in +Inf"
-        );
+    fn histograms_render_cumulative_buckets_under_the_existing_names() {
+        let metrics = Metrics::new();
+        metrics.write_batch_seconds.observe(0.0003);
+        metrics.write_batch_seconds.observe(0.02);
+        metrics.write_batch_seconds.observe(60.0);
+        metrics.observe_http("GET", "/stats/{character}", Duration::from_millis(3));
+        bump(&metrics.events_written);
+        let text = metrics.render();
+        for line in [
+            "# TYPE dereth_write_batch_seconds histogram",
+            "dereth_write_batch_seconds_bucket{le=\"0.0005\"} 1",
+            "dereth_write_batch_seconds_bucket{le=\"0.025\"} 2",
+            "dereth_write_batch_seconds_bucket{le=\"10\"} 2",
+            "dereth_write_batch_seconds_bucket{le=\"+Inf\"} 3",
+            "dereth_write_batch_seconds_count 3",
+            "dereth_http_request_duration_seconds_count{method=\"GET\",route=\"/stats/{character}\"} 1",
+            "# TYPE dereth_rows_written_total counter",
+            "dereth_rows_written_total 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
+        }
     }
 
     #[test]

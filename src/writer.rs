@@ -203,7 +203,9 @@ impl Writer {
                         );
                         metrics::bump(&self.metrics.batches_replayed);
                     }
-                    self.metrics.write_batch_seconds.observe(started.elapsed());
+                    self.metrics
+                        .write_batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     metrics::add(&self.metrics.events_written, n);
                     metrics::bump(&self.metrics.write_batches);
                     self.report.written += n;

@@ -124,7 +124,7 @@ fn degraded(state: &AppState) -> Option<String> {
             now.saturating_sub(full_since) / 1000
         ));
     }
-    let plugins = state.metrics.plugins_connected.load(Ordering::Relaxed);
+    let plugins = state.metrics.plugins_connected.get();
     if settings.health_stale_secs > 0 && plugins > 0 {
         let last = state.metrics.last_telemetry_ms.load(Ordering::Relaxed);
         let started_ms = now.saturating_sub(state.started.elapsed().as_millis() as u64);
