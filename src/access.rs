@@ -84,10 +84,11 @@ pub fn host_allowed(settings: &Settings, host: Option<&str>) -> bool {
     if name.parse::<IpAddr>().is_ok() || name == "localhost" || name.ends_with(".localhost") {
         return true;
     }
-    if settings.allowed_hosts.is_empty() {
-        return !is_loopback(settings.bind_addr.ip());
+    if settings.access.allowed_hosts.is_empty() {
+        return !is_loopback(settings.server.bind_addr.ip());
     }
     settings
+        .access
         .allowed_hosts
         .iter()
         .any(|allowed| host_name(allowed) == name)
@@ -140,6 +141,7 @@ pub fn origin_allowed(settings: &Settings, headers: &HeaderMap) -> bool {
         return false; // "null" and anything that is not an origin
     };
     if settings
+        .access
         .allowed_origins
         .iter()
         .filter_map(|o| normalize_origin(o))
@@ -319,9 +321,9 @@ mod tests {
 
     fn settings(bind: &str, hosts: &[&str], origins: &[&str]) -> Settings {
         let mut s = Settings::defaults();
-        s.bind_addr = addr(bind);
-        s.allowed_hosts = hosts.iter().map(|h| h.to_string()).collect();
-        s.allowed_origins = origins.iter().map(|o| o.to_string()).collect();
+        s.server.bind_addr = addr(bind);
+        s.access.allowed_hosts = hosts.iter().map(|h| h.to_string()).collect();
+        s.access.allowed_origins = origins.iter().map(|o| o.to_string()).collect();
         s
     }
 

@@ -120,6 +120,7 @@ pub struct Rules {
 impl Rules {
     pub fn from_settings(s: &Settings) -> Option<Self> {
         let webhooks: Vec<String> = s
+            .alerts
             .alert_webhook_url
             .as_deref()?
             .split(',')
@@ -131,6 +132,7 @@ impl Rules {
             return None;
         }
         let kinds = s
+            .alerts
             .alert_events
             .split(',')
             .filter_map(|k| match k.trim() {
@@ -143,10 +145,11 @@ impl Rules {
             .collect();
         Some(Self {
             webhooks,
-            format: s.alert_format,
-            idle: Duration::from_secs(s.alert_idle_secs.max(1)),
-            disconnect_grace: Duration::from_secs(s.alert_disconnect_grace_secs),
+            format: s.alerts.alert_format,
+            idle: Duration::from_secs(s.alerts.alert_idle_secs),
+            disconnect_grace: Duration::from_secs(s.alerts.alert_disconnect_grace_secs),
             muted: s
+                .alerts
                 .alert_mute
                 .split(',')
                 .map(str::trim)

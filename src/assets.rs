@@ -18,7 +18,7 @@ struct Embedded;
 
 /// Serves a UI file for any path no API route matched; unknown paths get the API's JSON 404.
 pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
-    if let Some(dir) = &state.settings.static_dir {
+    if let Some(dir) = &state.settings.server.static_dir {
         return serve_dir(dir, req).await;
     }
     let path = req.uri().path().trim_start_matches('/');

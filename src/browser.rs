@@ -59,14 +59,16 @@ pub async fn handler(
         .into_response();
     }
     let requester = Requester::of(peer, &headers);
-    let Some(slot) =
-        ConnectionSlot::acquire(&state.metrics, Peer::Browser, state.settings.max_browsers)
-    else {
+    let Some(slot) = ConnectionSlot::acquire(
+        &state.metrics,
+        Peer::Browser,
+        state.settings.sessions.max_browsers,
+    ) else {
         metrics::bump(&state.metrics.connections_refused);
         return ApiError::Unavailable("too many browser connections").into_response();
     };
     let tracker = state.sessions.token();
-    session::with_limits(upgrade, state.settings.max_message_bytes)
+    session::with_limits(upgrade, state.settings.sessions.max_message_bytes)
         .on_failed_upgrade(|err| tracing::debug!(%err, "browser websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             let _tracked = tracker;
@@ -107,7 +109,7 @@ impl Session {
         {
             return;
         }
-        let mut budget = ErrorBudget::new(settings.max_frame_errors);
+        let mut budget = ErrorBudget::new(settings.sessions.max_frame_errors);
         let mut keepalive = Keepalive::new(&settings);
 
         loop {
@@ -209,10 +211,10 @@ impl Session {
     /// connection.
     fn may_command(&self, frame_token: Option<&str>) -> bool {
         access::may_command(
-            self.state.settings.command_token.as_ref(),
+            self.state.settings.access.command_token.as_ref(),
             frame_token.or(self.connect_token.as_deref()),
             self.requester,
-            self.state.settings.bind_addr,
+            self.state.settings.server.bind_addr,
         )
     }
 }

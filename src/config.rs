@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::store::StoreOptions;
+
 /// Real-time telemetry server and live map for Asheron's Call characters.
 #[derive(Debug, Parser)]
 #[command(name = "dereth-tracker", version, about, long_about = None)]
@@ -184,13 +186,80 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// Server settings. Each flag can also be given through the environment variable named beside it.
+/// Server settings, grouped by concern. Each flag can also be given through the environment
+/// variable named beside it; `--help` lists them under the same headings.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
+    #[command(flatten, next_help_heading = "Server")]
+    pub server: ServerSettings,
+    #[command(flatten, next_help_heading = "Database")]
+    pub database: DatabaseSettings,
+    #[command(flatten, next_help_heading = "Access")]
+    pub access: AccessSettings,
+    #[command(flatten, next_help_heading = "Connections")]
+    pub sessions: SessionSettings,
+    #[command(flatten, next_help_heading = "Writer")]
+    pub writer: WriterSettings,
+    #[command(flatten, next_help_heading = "Queries")]
+    pub queries: QuerySettings,
+    #[command(flatten, next_help_heading = "Health")]
+    pub health: HealthSettings,
+    #[command(flatten, next_help_heading = "Retention")]
+    pub retention: RetentionSettings,
+    #[command(flatten, next_help_heading = "Alerts")]
+    pub alerts: AlertSettings,
+}
+
+/// The HTTP server: address, connection and request limits, logging, the map UI and demo mode.
+#[derive(Debug, Clone, Args)]
+pub struct ServerSettings {
     /// Address and port to listen on (HTTP, both websockets and the map UI).
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8765")]
     pub bind_addr: SocketAddr,
 
+    /// Seconds a connection has to send a request's complete headers (after it opens, and
+    /// between requests on a kept-alive connection) before it is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_secs: u64,
+
+    /// Most HTTP connections open at once, websockets included; more wait to be accepted.
+    #[arg(long, env = "MAX_HTTP_CONNECTIONS", default_value_t = 25_000,
+          value_parser = clap::value_parser!(usize))]
+    pub max_http_connections: usize,
+
+    /// Seconds an HTTP request may take before it is answered with 408.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub request_timeout_secs: u64,
+
+    /// On shutdown, seconds HTTP requests in flight may still take before their connections
+    /// are closed (queued events are flushed after that, within SHUTDOWN_FLUSH_SECS).
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    /// Serve the map UI from this directory instead of the copy built into the binary
+    /// (for UI development).
+    #[arg(long, env = "STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Log output format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Demo mode: also run ~50 simulated characters inside the server, with a generated secret
+    /// when none is set, storing into `dereth-tracker-demo.db` unless DATABASE_URL says otherwise.
+    #[arg(long, env = "DEMO")]
+    pub demo: bool,
+
+    /// Characters simulated in demo mode.
+    #[arg(long, env = "DEMO_CHARACTERS", default_value_t = 50)]
+    pub demo_characters: usize,
+}
+
+/// Where and how events are stored.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseSettings {
     /// Where events are stored: `sqlite://FILE` (created on first run) or `postgres://...`.
     /// Special characters in a password must be percent-encoded (`@` as `%40`); or leave the
     /// password out of the URL and set DATABASE_PASSWORD.
@@ -210,6 +279,32 @@ pub struct Settings {
     #[arg(long, env = "DB_STARTUP_WAIT_SECS", default_value_t = 120)]
     pub db_startup_wait_secs: u64,
 
+    /// Database connection pool size.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = StoreOptions::DEFAULT.max_connections,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+
+    /// Seconds to wait for a free database connection before an operation fails.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_SECS",
+          default_value_t = StoreOptions::DEFAULT.acquire_timeout.as_secs())]
+    pub db_acquire_timeout_secs: u64,
+
+    /// SQLite only: milliseconds a statement waits on a locked database before failing.
+    #[arg(long, env = "SQLITE_BUSY_TIMEOUT_MS",
+          default_value_t = StoreOptions::DEFAULT.sqlite_busy_timeout.as_millis() as u64)]
+    pub sqlite_busy_timeout_ms: u64,
+
+    /// PostgreSQL: seconds a query may run on a read connection before the database cancels
+    /// it (`statement_timeout`), so abandoned or huge queries cannot hold connections.
+    #[arg(long, env = "READ_STATEMENT_TIMEOUT_SECS",
+          default_value_t = StoreOptions::DEFAULT.read_statement_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_statement_timeout_secs: u64,
+}
+
+/// Who may connect: the plugin secret, the command token, host names and origins.
+#[derive(Debug, Clone, Args)]
+pub struct AccessSettings {
     /// Shared secret every plugin must present (header `X-Plugin-Secret`, or `?secret=`).
     /// Without it every plugin is refused.
     #[arg(long, env = "SHARED_SECRET", hide_env_values = true)]
@@ -236,7 +331,11 @@ pub struct Settings {
     /// e.g. `https://guild.example.com`. Browsers from other origins are refused with 403.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+}
 
+/// Plugin and browser websockets: limits, liveness and how long characters stay in memory.
+#[derive(Debug, Clone, Args)]
+pub struct SessionSettings {
     /// A character counts as live (in `/live` and the snapshot) this many seconds after its last
     /// frame; after that browsers are told it went offline.
     #[arg(long, env = "LIVE_WINDOW_SECS", default_value_t = 30)]
@@ -264,17 +363,6 @@ pub struct Settings {
     #[arg(long, env = "MAX_BROWSERS", default_value_t = 10_000)]
     pub max_browsers: usize,
 
-    /// Capacity of the queue between ingest and the database writer, in events. When it is full,
-    /// plugins wait (backpressure) instead of losing data.
-    #[arg(long, env = "WRITE_QUEUE_CAPACITY", default_value_t = 20_000,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
-    pub write_queue_capacity: usize,
-
-    /// Most events the writer puts in one database transaction.
-    #[arg(long, env = "WRITE_BATCH_SIZE", default_value_t = 2_000,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
-    pub write_batch_size: usize,
-
     /// Frames buffered per browser before it counts as lagging and is resynced with a snapshot.
     #[arg(long, env = "BROADCAST_CAPACITY", default_value_t = 4_096)]
     pub broadcast_capacity: usize,
@@ -294,46 +382,36 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub send_timeout_secs: u64,
 
-    /// Database connection pool size.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub db_max_connections: u32,
+    /// Characters offline for this many seconds leave memory (their data stays in the
+    /// database and comes back when they do).
+    #[arg(long, env = "EVICT_OFFLINE_SECS", default_value_t = 3_600,
+          value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub evict_offline_secs: u64,
+}
 
-    /// Seconds to wait for a free database connection before an operation fails.
-    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
-    pub db_acquire_timeout_secs: u64,
+/// The queue between ingest and the database, and the writer that drains it.
+#[derive(Debug, Clone, Args)]
+pub struct WriterSettings {
+    /// Capacity of the queue between ingest and the database writer, in events. When it is full,
+    /// plugins wait (backpressure) instead of losing data.
+    #[arg(long, env = "WRITE_QUEUE_CAPACITY", default_value_t = 20_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub write_queue_capacity: usize,
 
-    /// SQLite only: milliseconds a statement waits on a locked database before failing.
-    #[arg(long, env = "SQLITE_BUSY_TIMEOUT_MS", default_value_t = 5_000)]
-    pub sqlite_busy_timeout_ms: u64,
+    /// Most events the writer puts in one database transaction.
+    #[arg(long, env = "WRITE_BATCH_SIZE", default_value_t = 2_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub write_batch_size: usize,
 
     /// On shutdown, how many seconds the writer keeps retrying to flush queued events to an
     /// unreachable database before giving up (and exiting with an error).
     #[arg(long, env = "SHUTDOWN_FLUSH_SECS", default_value_t = 30)]
     pub shutdown_flush_secs: u64,
+}
 
-    /// Seconds a connection has to send a request's complete headers (after it opens, and
-    /// between requests on a kept-alive connection) before it is closed.
-    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub header_read_timeout_secs: u64,
-
-    /// Most HTTP connections open at once, websockets included; more wait to be accepted.
-    #[arg(long, env = "MAX_HTTP_CONNECTIONS", default_value_t = 25_000,
-          value_parser = clap::value_parser!(usize))]
-    pub max_http_connections: usize,
-
-    /// On shutdown, seconds HTTP requests in flight may still take before their connections
-    /// are closed (queued events are flushed after that, within SHUTDOWN_FLUSH_SECS).
-    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
-    pub shutdown_grace_secs: u64,
-
-    /// PostgreSQL: seconds a query may run on a read connection before the database cancels
-    /// it (`statement_timeout`), so abandoned or huge queries cannot hold connections.
-    #[arg(long, env = "READ_STATEMENT_TIMEOUT_SECS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub read_statement_timeout_secs: u64,
-
+/// What the query API will take on: concurrent heavy queries, rows, CSV exports.
+#[derive(Debug, Clone, Args)]
+pub struct QuerySettings {
     /// Expensive queries (trails, heatmaps, leaderboard, per-character stats, CSV exports) that
     /// may run at once; more wait up to HEAVY_QUERY_WAIT_SECS, then get 503.
     #[arg(long, env = "MAX_HEAVY_QUERIES", default_value_t = 4,
@@ -362,18 +440,11 @@ pub struct Settings {
     #[arg(long, env = "CSV_TIME_BUDGET_SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub csv_time_budget_secs: u64,
+}
 
-    /// Characters offline for this many seconds leave memory (their data stays in the
-    /// database and comes back when they do).
-    #[arg(long, env = "EVICT_OFFLINE_SECS", default_value_t = 3_600,
-          value_parser = clap::value_parser!(u64).range(0..=604_800))]
-    pub evict_offline_secs: u64,
-
-    /// Seconds an HTTP request may take before it is answered with 408.
-    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub request_timeout_secs: u64,
-
+/// When `/health` reports the tracker unhealthy.
+#[derive(Debug, Clone, Args)]
+pub struct HealthSettings {
     /// `/health` answers 503 when plugins are connected but no telemetry arrived for this many
     /// seconds (0: never).
     #[arg(long, env = "HEALTH_STALE_SECS", default_value_t = 300)]
@@ -382,7 +453,11 @@ pub struct Settings {
     /// `/health` answers 503 when the writer queue has been full for this many seconds.
     #[arg(long, env = "HEALTH_QUEUE_FULL_SECS", default_value_t = 30)]
     pub health_queue_full_secs: u64,
+}
 
+/// How long data is kept, thinned and (on TimescaleDB) chunked and compressed.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionSettings {
     /// Days of raw telemetry kept (0: forever). On TimescaleDB a retention policy drops old
     /// chunks; elsewhere a periodic task deletes old rows.
     #[arg(long, env = "RETENTION_TELEMETRY_DAYS", default_value_t = 30)]
@@ -421,7 +496,11 @@ pub struct Settings {
     #[arg(long, env = "PRUNE_INTERVAL_SECS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub prune_interval_secs: u64,
+}
 
+/// Webhook alerts about characters.
+#[derive(Debug, Clone, Args)]
+pub struct AlertSettings {
     /// Webhook URL(s), comma separated, that receive alerts. Without one, no alerts are sent.
     #[arg(long, env = "ALERT_WEBHOOK_URL", hide_env_values = true)]
     pub alert_webhook_url: Option<String>,
@@ -451,24 +530,6 @@ pub struct Settings {
     /// Characters never alerted about, comma separated.
     #[arg(long, env = "ALERT_MUTE", default_value = "")]
     pub alert_mute: String,
-
-    /// Serve the map UI from this directory instead of the copy built into the binary
-    /// (for UI development).
-    #[arg(long, env = "STATIC_DIR")]
-    pub static_dir: Option<PathBuf>,
-
-    /// Log output format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Demo mode: also run ~50 simulated characters inside the server, with a generated secret
-    /// when none is set, storing into `dereth-tracker-demo.db` unless DATABASE_URL says otherwise.
-    #[arg(long, env = "DEMO")]
-    pub demo: bool,
-
-    /// Characters simulated in demo mode.
-    #[arg(long, env = "DEMO_CHARACTERS", default_value_t = 50)]
-    pub demo_characters: usize,
 }
 
 impl Settings {
@@ -482,37 +543,42 @@ impl Settings {
     /// `${COMMAND_TOKEN:-}` in a compose file gives no command token, not an empty one.
     pub fn normalize(&mut self) {
         for secret in [
-            &mut self.shared_secret,
-            &mut self.shared_secret_previous,
-            &mut self.command_token,
-            &mut self.database_password,
+            &mut self.access.shared_secret,
+            &mut self.access.shared_secret_previous,
+            &mut self.access.command_token,
+            &mut self.database.database_password,
         ] {
             if secret.as_ref().is_some_and(Secret::is_empty) {
                 *secret = None;
             }
         }
         if self
+            .alerts
             .alert_webhook_url
             .as_deref()
             .is_some_and(|u| u.trim().is_empty())
         {
-            self.alert_webhook_url = None;
+            self.alerts.alert_webhook_url = None;
         }
         if self
+            .server
             .static_dir
             .as_ref()
             .is_some_and(|d| d.as_os_str().is_empty())
         {
-            self.static_dir = None;
+            self.server.static_dir = None;
         }
-        for list in [&mut self.allowed_hosts, &mut self.allowed_origins] {
+        for list in [
+            &mut self.access.allowed_hosts,
+            &mut self.access.allowed_origins,
+        ] {
             list.retain(|v| !v.trim().is_empty());
             for v in list.iter_mut() {
                 *v = v.trim().to_owned();
             }
         }
-        if self.database_url.trim().is_empty() {
-            self.database_url = Self::DEFAULT_DATABASE_URL.into();
+        if self.database.database_url.trim().is_empty() {
+            self.database.database_url = Self::DEFAULT_DATABASE_URL.into();
         }
     }
 
@@ -520,34 +586,34 @@ impl Settings {
     pub const DEFAULT_DATABASE_URL: &'static str = "sqlite://dereth-tracker.db";
 
     /// How the store connects, from these settings.
-    pub fn store_options(&self) -> crate::store::StoreOptions {
-        crate::store::StoreOptions {
-            max_connections: self.db_max_connections,
-            acquire_timeout: Duration::from_secs(self.db_acquire_timeout_secs),
-            sqlite_busy_timeout: Duration::from_millis(self.sqlite_busy_timeout_ms),
-            read_statement_timeout: Duration::from_secs(self.read_statement_timeout_secs),
-            password: self.database_password.clone(),
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.database.db_max_connections,
+            acquire_timeout: Duration::from_secs(self.database.db_acquire_timeout_secs),
+            sqlite_busy_timeout: Duration::from_millis(self.database.sqlite_busy_timeout_ms),
+            read_statement_timeout: Duration::from_secs(self.database.read_statement_timeout_secs),
+            password: self.database.database_password.clone(),
         }
     }
 
     /// The live window as a duration.
     pub fn live_window(&self) -> Duration {
-        Duration::from_secs(self.live_window_secs)
+        Duration::from_secs(self.sessions.live_window_secs)
     }
 
     /// Interval between pings.
     pub fn ping_interval(&self) -> Duration {
-        Duration::from_secs(self.ping_interval_secs.max(1))
+        Duration::from_secs(self.sessions.ping_interval_secs)
     }
 
     /// Silence after which a peer is considered dead.
     pub fn peer_timeout(&self) -> Duration {
-        Duration::from_secs(self.peer_timeout_secs.max(1))
+        Duration::from_secs(self.sessions.peer_timeout_secs)
     }
 
     /// Longest a single send to a peer may take.
     pub fn send_timeout(&self) -> Duration {
-        Duration::from_secs(self.send_timeout_secs.max(1))
+        Duration::from_secs(self.sessions.send_timeout_secs)
     }
 }
 
@@ -558,8 +624,8 @@ mod tests {
     #[test]
     fn secrets_are_redacted_in_debug_output() {
         let mut settings = Settings::defaults();
-        settings.shared_secret = Some(Secret::new("hunter2"));
-        settings.database_url = "postgres://tracker:s3cret@db:5432/dereth".into();
+        settings.access.shared_secret = Some(Secret::new("hunter2"));
+        settings.database.database_url = "postgres://tracker:s3cret@db:5432/dereth".into();
         let printed = format!("{settings:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("s3cret"), "{printed}");
@@ -570,10 +636,10 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_values() {
         let settings = Settings::defaults();
-        assert_eq!(settings.bind_addr.to_string(), "127.0.0.1:8765");
-        assert!(settings.database_url.starts_with("sqlite://"));
-        assert_eq!(settings.live_window_secs, 30);
-        assert_eq!(settings.max_message_bytes, 65_536);
+        assert_eq!(settings.server.bind_addr.to_string(), "127.0.0.1:8765");
+        assert!(settings.database.database_url.starts_with("sqlite://"));
+        assert_eq!(settings.sessions.live_window_secs, 30);
+        assert_eq!(settings.sessions.max_message_bytes, 65_536);
     }
 
     #[test]
@@ -613,13 +679,13 @@ mod tests {
             "",
         ]);
         let s = &cli.settings;
-        assert!(s.command_token.is_none() && s.shared_secret_previous.is_none());
-        assert!(s.database_password.is_none() && s.alert_webhook_url.is_none());
-        assert_eq!(s.database_url, Settings::DEFAULT_DATABASE_URL);
+        assert!(s.access.command_token.is_none() && s.access.shared_secret_previous.is_none());
+        assert!(s.database.database_password.is_none() && s.alerts.alert_webhook_url.is_none());
+        assert_eq!(s.database.database_url, Settings::DEFAULT_DATABASE_URL);
         let Some(Command::Serve(serve)) = &cli.command else {
             panic!("serve subcommand")
         };
-        assert!(serve.command_token.is_none() && serve.shared_secret.is_none());
+        assert!(serve.access.command_token.is_none() && serve.access.shared_secret.is_none());
         // A required secret stays required.
         assert!(Cli::try_parse_from(["dereth-tracker", "simulate", "--secret", ""]).is_err());
     }

@@ -17,12 +17,12 @@ pub const DEMO_DATABASE_URL: &str = "sqlite://dereth-tracker-demo.db";
 
 /// Adjusts settings for demo mode: a generated secret when none is set, and the demo database.
 pub fn prepare(settings: &mut Settings) {
-    if settings.shared_secret.is_none() {
-        settings.shared_secret = Some(Secret::new(generate_secret()));
+    if settings.access.shared_secret.is_none() {
+        settings.access.shared_secret = Some(Secret::new(generate_secret()));
         tracing::info!("demo mode: generated a shared secret for the simulated plugins");
     }
-    if settings.database_url == Settings::DEFAULT_DATABASE_URL {
-        settings.database_url = DEMO_DATABASE_URL.into();
+    if settings.database.database_url == Settings::DEFAULT_DATABASE_URL {
+        settings.database.database_url = DEMO_DATABASE_URL.into();
     }
 }
 
@@ -47,11 +47,12 @@ pub fn start(addr: SocketAddr, settings: &Settings, stop: CancellationToken) -> 
     let config = SimConfig {
         url: format!("ws://{host}/ws/position"),
         secret: settings
+            .access
             .shared_secret
             .as_ref()
             .map(|s| s.expose().to_owned())
             .unwrap_or_default(),
-        characters: settings.demo_characters.clamp(1, 5_000),
+        characters: settings.server.demo_characters.clamp(1, 5_000),
         first_index: 0,
         interval: Duration::from_secs(2),
         speed: 3.0,

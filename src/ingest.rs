@@ -77,7 +77,7 @@ pub async fn handler(
         )
         .into_response();
     }
-    let Some(expected) = state.settings.shared_secret.as_ref() else {
+    let Some(expected) = state.settings.access.shared_secret.as_ref() else {
         metrics::bump(&state.metrics.connections_refused);
         return ApiError::Unauthorized(
             "plugin connections are disabled: the server has no SHARED_SECRET configured",
@@ -99,6 +99,7 @@ pub async fn handler(
         && presented.is_some_and(|p| {
             state
                 .settings
+                .access
                 .shared_secret_previous
                 .as_ref()
                 .is_some_and(|old| session::secret_matches(p, old.expose()))
@@ -118,14 +119,16 @@ pub async fn handler(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    let Some(slot) =
-        ConnectionSlot::acquire(&state.metrics, Peer::Plugin, state.settings.max_plugins)
-    else {
+    let Some(slot) = ConnectionSlot::acquire(
+        &state.metrics,
+        Peer::Plugin,
+        state.settings.sessions.max_plugins,
+    ) else {
         metrics::bump(&state.metrics.connections_refused);
         return ApiError::Unavailable("too many plugin connections").into_response();
     };
     let tracker = state.sessions.token();
-    session::with_limits(upgrade, state.settings.max_plugin_message_bytes)
+    session::with_limits(upgrade, state.settings.sessions.max_plugin_message_bytes)
         .on_failed_upgrade(|err| tracing::debug!(%err, "plugin websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             let _tracked = tracker;
@@ -156,7 +159,7 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
     let (commands_tx, mut commands_rx) = mpsc::channel::<Utf8Bytes>(COMMAND_BUFFER);
     let settings = state.settings.clone();
     let send_timeout = settings.send_timeout();
-    let mut budget = ErrorBudget::new(settings.max_frame_errors);
+    let mut budget = ErrorBudget::new(settings.sessions.max_frame_errors);
     let mut keepalive = Keepalive::new(&settings);
     // Characters this connection spoke for, for the disconnect alert.
     let mut names: HashSet<String> = HashSet::new();
@@ -396,7 +399,7 @@ async fn enqueue(state: &AppState, event: Event) {
     let sent = tokio::select! {
         r = &mut send => r.is_ok(),
         () = state.shutdown.cancelled() => {
-            let window = std::time::Duration::from_secs(state.settings.shutdown_flush_secs);
+            let window = std::time::Duration::from_secs(state.settings.writer.shutdown_flush_secs);
             matches!(tokio::time::timeout(window, send).await, Ok(Ok(())))
         }
     };
@@ -417,8 +420,8 @@ mod tests {
     #[tokio::test]
     async fn an_event_dropped_on_a_closed_queue_is_counted() {
         let mut settings = Settings::defaults();
-        settings.database_url = "sqlite::memory:".into();
-        let store = Store::connect(&settings.database_url, &StoreOptions::default())
+        settings.database.database_url = "sqlite::memory:".into();
+        let store = Store::connect(&settings.database.database_url, &StoreOptions::default())
             .await
             .expect("store");
         let lifecycle = std::sync::Arc::new(Lifecycle::apply(&store, &settings).await);

@@ -58,11 +58,11 @@ impl Server {
     pub async fn new(settings: Settings, store: Store) -> Result<Self, StoreError> {
         let live = Arc::new(Live::new(
             settings.live_window(),
-            settings.broadcast_capacity,
+            settings.sessions.broadcast_capacity,
         ));
         let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);
         lifecycle::warn_if_disk_too_small(&store, &settings).await;
-        let (tx, rx) = mpsc::channel(settings.write_queue_capacity.max(1));
+        let (tx, rx) = mpsc::channel(settings.writer.write_queue_capacity);
         let mut state = AppState::new(settings, store, live, tx, lifecycle);
         state.alerts = alerts::start(&state.settings, state.shutdown.clone());
         Ok(Self { state, queue: rx })
@@ -87,8 +87,8 @@ impl Server {
             queue,
             state.metrics.clone(),
             WriterConfig {
-                batch_size: state.settings.write_batch_size,
-                flush_window: Duration::from_secs(state.settings.shutdown_flush_secs),
+                batch_size: state.settings.writer.write_batch_size,
+                flush_window: Duration::from_secs(state.settings.writer.shutdown_flush_secs),
             },
             writer_stop.clone(),
         ));
@@ -105,10 +105,10 @@ impl Server {
         let app = NormalizePathLayer::trim_trailing_slash().layer(router(state.clone()));
         let limits = http_server::HttpLimits {
             header_read_timeout: Duration::from_secs(
-                state.settings.header_read_timeout_secs.max(1),
+                state.settings.server.header_read_timeout_secs,
             ),
-            max_connections: state.settings.max_http_connections,
-            shutdown_grace: Duration::from_secs(state.settings.shutdown_grace_secs),
+            max_connections: state.settings.server.max_http_connections,
+            shutdown_grace: Duration::from_secs(state.settings.server.shutdown_grace_secs),
         };
         let served = http_server::serve(listener, app, limits, async move {
             tokio::select! {
@@ -143,7 +143,7 @@ impl Server {
 /// Announces characters that went silent, once a second, and lets those offline for
 /// EVICT_OFFLINE_SECS leave memory while the writer has nothing queued.
 async fn reap_offline(state: AppState) {
-    let evict_after = Duration::from_secs(state.settings.evict_offline_secs);
+    let evict_after = Duration::from_secs(state.settings.sessions.evict_offline_secs);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {

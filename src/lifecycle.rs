@@ -50,17 +50,17 @@ impl Lifecycle {
     /// Sets up the TimescaleDB policies when the store runs on it; reports the mode either way.
     pub async fn apply(store: &Store, settings: &Settings) -> Self {
         let policies = crate::store::TimescalePolicies {
-            telemetry_retention_days: settings.retention_telemetry_days,
-            spawn_retention_days: settings.retention_spawns_days,
-            compress_after_days: settings.compress_after_days,
-            telemetry_chunk_hours: settings.telemetry_chunk_hours,
-            spawn_chunk_hours: settings.spawn_chunk_hours,
+            telemetry_retention_days: settings.retention.retention_telemetry_days,
+            spawn_retention_days: settings.retention.retention_spawns_days,
+            compress_after_days: settings.retention.compress_after_days,
+            telemetry_chunk_hours: settings.retention.telemetry_chunk_hours,
+            spawn_chunk_hours: settings.retention.spawn_chunk_hours,
         };
         let mode = match store.apply_policies(&policies).await {
             Ok(true) => {
                 tracing::info!(
-                    retention_days = settings.retention_telemetry_days,
-                    compress_after_days = settings.compress_after_days,
+                    retention_days = settings.retention.retention_telemetry_days,
+                    compress_after_days = settings.retention.compress_after_days,
                     "TimescaleDB policies applied (retention, compression, hourly kills)"
                 );
                 Mode::Timescaledb
@@ -85,13 +85,13 @@ impl Lifecycle {
         };
         Self {
             mode,
-            telemetry_retention_days: settings.retention_telemetry_days,
-            spawn_retention_days: settings.retention_spawns_days,
+            telemetry_retention_days: settings.retention.retention_telemetry_days,
+            spawn_retention_days: settings.retention.retention_spawns_days,
             compress_after_days: (mode == Mode::Timescaledb)
-                .then_some(settings.compress_after_days),
-            prune_interval_secs: settings.prune_interval_secs,
-            thin_telemetry_after_hours: settings.thin_telemetry_after_hours,
-            thin_telemetry_step_secs: settings.thin_telemetry_step_secs,
+                .then_some(settings.retention.compress_after_days),
+            prune_interval_secs: settings.retention.prune_interval_secs,
+            thin_telemetry_after_hours: settings.retention.thin_telemetry_after_hours,
+            thin_telemetry_step_secs: settings.retention.thin_telemetry_step_secs,
             thinned_until: Arc::new(AtomicI64::new(0)),
         }
     }
@@ -115,7 +115,7 @@ impl Lifecycle {
             },
             secs => chrono::DateTime::from_timestamp(secs, 0).unwrap_or(cutoff),
         };
-        let step = i64::from(self.thin_telemetry_step_secs.max(1));
+        let step = i64::from(self.thin_telemetry_step_secs);
         let mut total = 0;
         while from < cutoff {
             let to = (from + THIN_WINDOW).min(cutoff);
@@ -186,7 +186,7 @@ impl Lifecycle {
         metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_secs(self.prune_interval_secs.max(1)));
+        let mut tick = tokio::time::interval(Duration::from_secs(self.prune_interval_secs));
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -215,18 +215,18 @@ pub mod growth {
     /// with the configured thinning (0 retention days: counted as a year).
     pub fn bytes_per_character(settings: &Settings) -> u64 {
         let days = |d: u32| u64::from(if d == 0 { 365 } else { d });
-        let telemetry_days = days(settings.retention_telemetry_days);
-        let thinned_per_day = if settings.thin_telemetry_after_hours == 0 {
+        let telemetry_days = days(settings.retention.retention_telemetry_days);
+        let thinned_per_day = if settings.retention.thin_telemetry_after_hours == 0 {
             TELEMETRY_ROWS_PER_DAY
         } else {
-            86_400 / u64::from(settings.thin_telemetry_step_secs.max(2))
+            86_400 / u64::from(settings.retention.thin_telemetry_step_secs.max(2))
         };
-        let raw_days =
-            (u64::from(settings.thin_telemetry_after_hours).div_ceil(24)).clamp(1, telemetry_days);
+        let raw_days = (u64::from(settings.retention.thin_telemetry_after_hours).div_ceil(24))
+            .clamp(1, telemetry_days);
         let telemetry =
             raw_days * TELEMETRY_ROWS_PER_DAY + (telemetry_days - raw_days) * thinned_per_day;
         telemetry * TELEMETRY_ROW_BYTES
-            + days(settings.retention_spawns_days) * SPAWN_ROWS_PER_DAY * SPAWN_ROW_BYTES
+            + days(settings.retention.retention_spawns_days) * SPAWN_ROWS_PER_DAY * SPAWN_ROW_BYTES
     }
 }
 
@@ -234,9 +234,10 @@ pub mod growth {
 /// day, would outgrow the free space of its disk within the retention windows.
 pub async fn warn_if_disk_too_small(store: &Store, settings: &Settings) {
     let Some(path) = settings
+        .database
         .database_url
         .strip_prefix("sqlite://")
-        .or_else(|| settings.database_url.strip_prefix("sqlite:"))
+        .or_else(|| settings.database.database_url.strip_prefix("sqlite:"))
     else {
         return; // PostgreSQL: the disk is the database server's.
     };
@@ -289,7 +290,7 @@ mod tests {
     fn thinning_shrinks_the_projection_and_defaults_fit_a_small_disk() {
         let mut s = Settings::defaults();
         let thinned = bytes_per_character(&s);
-        s.thin_telemetry_after_hours = 0;
+        s.retention.thin_telemetry_after_hours = 0;
         let raw = bytes_per_character(&s);
         assert!(raw > thinned * 5, "raw {raw} vs thinned {thinned}");
         // Defaults: 50 characters online all day fit in 5 GiB.

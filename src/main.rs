@@ -15,8 +15,8 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let cli = Cli::load();
     let log_format = match &cli.command {
-        Some(Command::Serve(settings)) => settings.log_format,
-        _ => cli.settings.log_format,
+        Some(Command::Serve(settings)) => settings.server.log_format,
+        _ => cli.settings.server.log_format,
     };
     init_tracing(log_format);
     let result = match cli.command {
@@ -47,18 +47,18 @@ fn init_tracing(format: LogFormat) {
 
 async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     raise_file_limit();
-    if settings.demo {
+    if settings.server.demo {
         dereth_tracker::demo::prepare(&mut settings);
     }
-    if settings.shared_secret.is_none() {
+    if settings.access.shared_secret.is_none() {
         tracing::warn!(
             "no shared secret configured: every plugin connection will be refused. Set one with \
              SHARED_SECRET=<secret> (or --shared-secret <secret>) and configure the same secret \
              in the plugin"
         );
     }
-    let loopback = dereth_tracker::access::is_loopback(settings.bind_addr.ip());
-    match (&settings.command_token, loopback) {
+    let loopback = dereth_tracker::access::is_loopback(settings.server.bind_addr.ip());
+    match (&settings.access.command_token, loopback) {
         (None, true) => tracing::info!(
             "no command token configured: only browsers on this machine (loopback, not through \
              a proxy) may send commands to plugins; set COMMAND_TOKEN to allow others"
@@ -69,23 +69,23 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         ),
         (Some(_), _) => {}
     }
-    if !loopback && settings.allowed_hosts.is_empty() {
+    if !loopback && settings.access.allowed_hosts.is_empty() {
         tracing::warn!(
             "ALLOWED_HOSTS is not set: every host name is served; set it to the public name(s) \
              of this tracker to refuse DNS-rebinding requests"
         );
     }
     let options = settings.store_options();
-    let url = redact_url(&settings.database_url);
-    let wait = std::time::Duration::from_secs(settings.db_startup_wait_secs);
-    let store = connect_with_retry(&settings.database_url, &options, wait)
+    let url = redact_url(&settings.database.database_url);
+    let wait = std::time::Duration::from_secs(settings.database.db_startup_wait_secs);
+    let store = connect_with_retry(&settings.database.database_url, &options, wait)
         .await
         .with_context(|| format!("opening the database at {url}"))?;
     tracing::info!(backend = ?store.backend(), database = %url, "database ready");
 
-    let listener = TcpListener::bind(settings.bind_addr)
+    let listener = TcpListener::bind(settings.server.bind_addr)
         .await
-        .with_context(|| format!("binding {}", settings.bind_addr))?;
+        .with_context(|| format!("binding {}", settings.server.bind_addr))?;
     let addr = listener.local_addr()?;
     let server = Server::new(settings, store)
         .await
@@ -93,7 +93,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     tracing::info!("listening on http://{addr}");
     let demo_stop = CancellationToken::new();
     let demo =
-        server.state().settings.demo.then(|| {
+        server.state().settings.server.demo.then(|| {
             dereth_tracker::demo::start(addr, &server.state().settings, demo_stop.clone())
         });
     let stop_demo = demo_stop.clone();

@@ -97,7 +97,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every route the tracker serves, with request limits, timing, security headers and tracing.
 pub fn router(state: AppState) -> Router {
-    let timeout = Duration::from_secs(state.settings.request_timeout_secs.max(1));
+    let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
     let (routes, _) = routes().split_for_parts();
     let header = |name: &'static str, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(

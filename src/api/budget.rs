@@ -37,17 +37,19 @@ pub struct HeavyPermit {
 
 impl QueryBudget {
     pub fn new(settings: &Settings) -> Self {
-        let limit = settings.max_heavy_queries.max(1) as usize;
+        let limit = settings.queries.max_heavy_queries as usize;
         Self {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
-            wait: Duration::from_secs(settings.heavy_query_wait_secs),
-            max_rows: settings.max_query_rows,
-            retention: (settings.retention_telemetry_days > 0)
-                .then(|| chrono::Duration::days(i64::from(settings.retention_telemetry_days))),
-            thin_after: (settings.thin_telemetry_after_hours > 0)
-                .then(|| chrono::Duration::hours(i64::from(settings.thin_telemetry_after_hours))),
-            thin_step_secs: u64::from(settings.thin_telemetry_step_secs.max(1)),
+            wait: Duration::from_secs(settings.queries.heavy_query_wait_secs),
+            max_rows: settings.queries.max_query_rows,
+            retention: (settings.retention.retention_telemetry_days > 0).then(|| {
+                chrono::Duration::days(i64::from(settings.retention.retention_telemetry_days))
+            }),
+            thin_after: (settings.retention.thin_telemetry_after_hours > 0).then(|| {
+                chrono::Duration::hours(i64::from(settings.retention.thin_telemetry_after_hours))
+            }),
+            thin_step_secs: u64::from(settings.retention.thin_telemetry_step_secs),
         }
     }
 
@@ -124,9 +126,9 @@ mod tests {
 
     fn budget(max_rows: u64, permits: u32) -> QueryBudget {
         let mut settings = Settings::defaults();
-        settings.max_query_rows = max_rows;
-        settings.max_heavy_queries = permits;
-        settings.heavy_query_wait_secs = 0;
+        settings.queries.max_query_rows = max_rows;
+        settings.queries.max_heavy_queries = permits;
+        settings.queries.heavy_query_wait_secs = 0;
         QueryBudget::new(&settings)
     }
 
@@ -171,21 +173,21 @@ mod tests {
     fn retention_and_thinning_shrink_the_estimate() {
         let now = Utc::now();
         let mut settings = Settings::defaults();
-        settings.retention_telemetry_days = 0;
-        settings.thin_telemetry_after_hours = 0;
+        settings.retention.retention_telemetry_days = 0;
+        settings.retention.thin_telemetry_after_hours = 0;
         let raw = QueryBudget::new(&settings);
         let day = raw.rows_per_character(now - chrono::Duration::days(1), now);
         assert!((43_199..=43_200).contains(&day), "{day}");
-        settings.retention_telemetry_days = 1;
+        settings.retention.retention_telemetry_days = 1;
         let kept = QueryBudget::new(&settings);
         let year = kept.rows_per_character(now - chrono::Duration::days(365), now);
         assert!(
             year <= 43_200,
             "nothing older than the retention counts: {year}"
         );
-        settings.retention_telemetry_days = 0;
-        settings.thin_telemetry_after_hours = 1;
-        settings.thin_telemetry_step_secs = 60;
+        settings.retention.retention_telemetry_days = 0;
+        settings.retention.thin_telemetry_after_hours = 1;
+        settings.retention.thin_telemetry_step_secs = 60;
         let thinned = QueryBudget::new(&settings);
         let day = thinned.rows_per_character(now - chrono::Duration::days(1), now);
         // 23 h at one row a minute plus 1 h at one row per 2 s.

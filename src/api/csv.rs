@@ -77,9 +77,9 @@ impl Export {
         let settings = &state.settings;
         Ok(Self {
             permit,
-            max_rows: i64::try_from(settings.csv_max_rows).unwrap_or(i64::MAX),
+            max_rows: i64::try_from(settings.queries.csv_max_rows).unwrap_or(i64::MAX),
             deadline: tokio::time::Instant::now()
-                + std::time::Duration::from_secs(settings.csv_time_budget_secs),
+                + std::time::Duration::from_secs(settings.queries.csv_time_budget_secs),
         })
     }
 }

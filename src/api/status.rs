@@ -70,9 +70,9 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
         heavy_queries: state.queries.running(),
         queue_depth: state.queue_depth(),
         queue_capacity: state.queue.max_capacity(),
-        live_window_secs: state.settings.live_window_secs,
-        plugin_auth_configured: state.settings.shared_secret.is_some(),
-        command_token_configured: state.settings.command_token.is_some(),
+        live_window_secs: state.settings.sessions.live_window_secs,
+        plugin_auth_configured: state.settings.access.shared_secret.is_some(),
+        command_token_configured: state.settings.access.command_token.is_some(),
         lifecycle: (*state.lifecycle).clone(),
         alerts_enabled: state.alerts.enabled(),
         alerts: state.alerts.stats.clone(),
@@ -118,18 +118,20 @@ fn degraded(state: &AppState) -> Option<String> {
     let settings = &state.settings;
     // A full queue also stops telemetry; report the cause, not the symptom.
     let full_since = state.metrics.queue_full_since_ms.load(Ordering::Relaxed);
-    if full_since > 0 && now.saturating_sub(full_since) > settings.health_queue_full_secs * 1000 {
+    if full_since > 0
+        && now.saturating_sub(full_since) > settings.health.health_queue_full_secs * 1000
+    {
         return Some(format!(
             "the writer queue has been full for {} s",
             now.saturating_sub(full_since) / 1000
         ));
     }
     let plugins = state.metrics.plugins_connected.get();
-    if settings.health_stale_secs > 0 && plugins > 0 {
+    if settings.health.health_stale_secs > 0 && plugins > 0 {
         let last = state.metrics.last_telemetry_ms.load(Ordering::Relaxed);
         let started_ms = now.saturating_sub(state.started.elapsed().as_millis() as u64);
         let silent_ms = now.saturating_sub(last.max(started_ms));
-        if silent_ms > settings.health_stale_secs * 1000 {
+        if silent_ms > settings.health.health_stale_secs * 1000 {
             return Some(format!(
                 "no telemetry for {} s while {plugins} plugins are connected",
                 silent_ms / 1000

@@ -66,15 +66,20 @@ pub struct StoreOptions {
 /// Connections of the write pool: the writer's, one for maintenance, one for health checks.
 pub const WRITE_CONNECTIONS: u32 = 3;
 
+impl StoreOptions {
+    /// The defaults, which the matching settings (`DB_MAX_CONNECTIONS`, ...) default to as well.
+    pub const DEFAULT: Self = Self {
+        max_connections: 8,
+        acquire_timeout: Duration::from_secs(5),
+        sqlite_busy_timeout: Duration::from_secs(5),
+        read_statement_timeout: Duration::from_secs(30),
+        password: None,
+    };
+}
+
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 8,
-            acquire_timeout: Duration::from_secs(5),
-            sqlite_busy_timeout: Duration::from_secs(5),
-            read_statement_timeout: Duration::from_secs(30),
-            password: None,
-        }
+        Self::DEFAULT
     }
 }
 

@@ -91,9 +91,9 @@ impl Receiver {
 async fn app_with(url: &str, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let url = url.to_owned();
     TestApp::spawn_with(Backend::Sqlite, move |s| {
-        s.alert_webhook_url = Some(url);
-        s.alert_idle_secs = 3600;
-        s.alert_disconnect_grace_secs = 1;
+        s.alerts.alert_webhook_url = Some(url);
+        s.alerts.alert_idle_secs = 3600;
+        s.alerts.alert_disconnect_grace_secs = 1;
         tweak(s);
     })
     .await
@@ -144,7 +144,7 @@ async fn a_rare_and_a_death_each_fire_one_alert() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_characters_are_reported_once_until_they_move_again() {
     let (url, hook) = receiver(Mode::Ok).await;
-    let app = app_with(&url, |s| s.alert_idle_secs = 1).await;
+    let app = app_with(&url, |s| s.alerts.alert_idle_secs = 1).await;
     let mut plugin = app.plugin().await;
     for _ in 0..12 {
         plugin.send_json(&telemetry("Sleeper", "s", 5)).await;
@@ -168,7 +168,7 @@ async fn idle_characters_are_reported_once_until_they_move_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unexpected_disconnect_is_reported_after_the_grace_period_unless_it_comes_back() {
     let (url, hook) = receiver(Mode::Ok).await;
-    let app = app_with(&url, |s| s.alert_disconnect_grace_secs = 1).await;
+    let app = app_with(&url, |s| s.alerts.alert_disconnect_grace_secs = 1).await;
     // Comes back within the grace period: no alert.
     let mut flaky = app.plugin().await;
     flaky.send_json(&telemetry("Flaky", "s", 1)).await;
@@ -195,8 +195,8 @@ async fn an_unexpected_disconnect_is_reported_after_the_grace_period_unless_it_c
 async fn failed_deliveries_are_retried_and_muted_characters_stay_quiet() {
     let (url, hook) = receiver(Mode::FailFirst(2)).await;
     let app = app_with(&url, |s| {
-        s.alert_mute = "Hushed".to_owned();
-        s.alert_format = AlertFormat::Discord;
+        s.alerts.alert_mute = "Hushed".to_owned();
+        s.alerts.alert_format = AlertFormat::Discord;
     })
     .await;
     let mut plugin = app.plugin().await;

@@ -237,7 +237,7 @@ async fn the_map_rebuilds_after_a_server_restart() {
     drop(plugin);
 
     let app = app
-        .restart(|s| s.bind_addr = format!("127.0.0.1:{port}").parse().expect("addr"))
+        .restart(|s| s.server.bind_addr = format!("127.0.0.1:{port}").parse().expect("addr"))
         .await;
     chrome
         .wait_for(

@@ -39,9 +39,9 @@ async fn send_telemetry(app: &TestApp, names: &[&str], frames: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_cannot_take_the_writers_connections() {
     let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
-        s.db_max_connections = 2;
-        s.read_statement_timeout_secs = 2;
-        s.request_timeout_secs = 60;
+        s.database.db_max_connections = 2;
+        s.database.read_statement_timeout_secs = 2;
+        s.server.request_timeout_secs = 60;
     })
     .await
     else {
@@ -108,8 +108,8 @@ async fn readers_cannot_take_the_writers_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expensive_queries_beyond_the_limit_get_503_with_retry_after() {
     let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
-        s.max_heavy_queries = 1;
-        s.heavy_query_wait_secs = 0;
+        s.queries.max_heavy_queries = 1;
+        s.queries.heavy_query_wait_secs = 0;
     })
     .await
     else {
@@ -148,7 +148,7 @@ async fn expensive_queries_beyond_the_limit_get_503_with_retry_after() {
 }
 
 async fn huge_ranges_are_refused_with_what_to_narrow(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.max_query_rows = 1_000).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.queries.max_query_rows = 1_000).await else {
         return;
     };
     send_telemetry(&app, &["Cost A", "Cost B", "Cost C"], 2).await;
@@ -188,7 +188,7 @@ async fn huge_ranges_are_refused_with_what_to_narrow(backend: Backend) {
 }
 
 async fn csv_exports_stop_at_the_configured_maximum(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.csv_max_rows = 5).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.queries.csv_max_rows = 5).await else {
         return;
     };
     send_telemetry(&app, &["Exporter"], 12).await;
@@ -361,7 +361,7 @@ async fn a_lost_commit_reply_stores_and_counts_nothing_twice() {
         .unwrap_or(5432);
     let proxy = lost_ack::start(port).await;
     let mut settings = common::test_settings(&db);
-    settings.database_url = format!("{head}@127.0.0.1:{}/{path}", proxy.port).into();
+    settings.database.database_url = format!("{head}@127.0.0.1:{}/{path}", proxy.port).into();
     let app = TestApp::start(db, settings).await;
 
     let mut plugin = app.plugin().await;
@@ -391,8 +391,8 @@ async fn a_hundred_thousand_names_leave_memory_after_going_offline(backend: Back
     const NAMES: usize = 100_000;
     const PER_CONNECTION: usize = 64;
     let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.live_window_secs = 1;
-        s.evict_offline_secs = 0;
+        s.sessions.live_window_secs = 1;
+        s.sessions.evict_offline_secs = 0;
     })
     .await
     else {

@@ -17,9 +17,9 @@ fn days_ago(days: i64) -> String {
 
 async fn pruning_removes_exactly_the_expired_rows(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.retention_telemetry_days = 7;
-        s.retention_spawns_days = 3;
-        s.prune_interval_secs = 1;
+        s.retention.retention_telemetry_days = 7;
+        s.retention.retention_spawns_days = 3;
+        s.retention.prune_interval_secs = 1;
     })
     .await
     else {
@@ -74,9 +74,9 @@ async fn pruning_removes_exactly_the_expired_rows(backend: Backend) {
 
 async fn health_degrades_when_telemetry_stops_or_the_queue_stays_full(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.health_stale_secs = 1;
-        s.health_queue_full_secs = 1;
-        s.write_queue_capacity = 2;
+        s.health.health_stale_secs = 1;
+        s.health.health_queue_full_secs = 1;
+        s.writer.write_queue_capacity = 2;
     })
     .await
     else {
@@ -135,7 +135,7 @@ async fn health_degrades_when_telemetry_stops_or_the_queue_stays_full(backend: B
 
 async fn the_previous_secret_is_accepted_during_rotation(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.shared_secret_previous = Some(dereth_tracker::config::Secret::new("old-secret"));
+        s.access.shared_secret_previous = Some(dereth_tracker::config::Secret::new("old-secret"));
     })
     .await
     else {
@@ -194,7 +194,8 @@ async fn the_healthcheck_command_reports_the_servers_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_healthcheck_command_fails_while_the_server_is_degraded() {
-    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |s| s.health_stale_secs = 1).await else {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |s| s.health.health_stale_secs = 1).await
+    else {
         return;
     };
     let mut plugin = app.plugin().await;
@@ -231,7 +232,8 @@ async fn static_dir_replaces_the_built_in_ui() {
     )
     .expect("write");
     let path = dir.path().to_owned();
-    let Some(app) = TestApp::spawn_with(Backend::Sqlite, move |s| s.static_dir = Some(path)).await
+    let Some(app) =
+        TestApp::spawn_with(Backend::Sqlite, move |s| s.server.static_dir = Some(path)).await
     else {
         return;
     };
@@ -328,9 +330,9 @@ async fn a_bad_database_url_says_how_to_fix_it_without_showing_the_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timescaledb_hypertables_policies_retention_and_the_aggregate_path() {
     let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
-        s.retention_telemetry_days = 7;
-        s.retention_spawns_days = 3;
-        s.compress_after_days = 7;
+        s.retention.retention_telemetry_days = 7;
+        s.retention.retention_spawns_days = 3;
+        s.retention.compress_after_days = 7;
     })
     .await
     else {
@@ -449,13 +451,15 @@ fn urlencode(s: &str) -> String {
 
 async fn old_telemetry_is_thinned_with_kill_sums_kept(backend: Backend) {
     let tweak = |s: &mut dereth_tracker::config::Settings| {
-        s.thin_telemetry_after_hours = 24;
-        s.thin_telemetry_step_secs = 30;
-        s.prune_interval_secs = 3600;
+        s.retention.thin_telemetry_after_hours = 24;
+        s.retention.thin_telemetry_step_secs = 30;
+        s.retention.prune_interval_secs = 3600;
     };
     // The server itself does not thin (its maintenance task would race this test's own pass
     // when the machine is slow); the test runs the same lifecycle with thinning on.
-    let Some(app) = TestApp::spawn_with(backend, |s| s.thin_telemetry_after_hours = 0).await else {
+    let Some(app) =
+        TestApp::spawn_with(backend, |s| s.retention.thin_telemetry_after_hours = 0).await
+    else {
         return;
     };
     let mut plugin = app.plugin().await;

@@ -58,7 +58,7 @@ async fn pages_of_other_origins_cannot_open_the_sockets() {
     }
     // A deployment that embeds the map elsewhere lists that origin.
     let listed = TestApp::spawn_with(Backend::Sqlite, |s| {
-        s.allowed_origins = vec!["https://guild.example.com".into()];
+        s.access.allowed_origins = vec!["https://guild.example.com".into()];
     })
     .await
     .expect("sqlite");
@@ -93,7 +93,7 @@ async fn rebound_host_names_are_refused() {
         200
     );
     let named = TestApp::spawn_with(Backend::Sqlite, |s| {
-        s.allowed_hosts = vec!["tracker.example.com".into()];
+        s.access.allowed_hosts = vec!["tracker.example.com".into()];
     })
     .await
     .expect("sqlite");
@@ -147,7 +147,7 @@ async fn commands_through_a_proxy_need_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_flooding_commands_is_slowed_down() {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
-        s.command_token = Some(dereth_tracker::config::Secret::new("tok"));
+        s.access.command_token = Some(dereth_tracker::config::Secret::new("tok"));
     })
     .await
     .expect("sqlite");
@@ -330,7 +330,7 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_silent_http_clients_are_closed() {
     use tokio::io::AsyncWriteExt;
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.header_read_timeout_secs = 1)
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.server.header_read_timeout_secs = 1)
         .await
         .expect("sqlite");
     let connect = || tokio::net::TcpStream::connect(app.addr);
@@ -386,7 +386,7 @@ async fn slow_and_silent_http_clients_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_cannot_speak_for_ever_more_characters() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.max_frame_errors = 100)
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.sessions.max_frame_errors = 100)
         .await
         .expect("sqlite");
     let mut plugin = app.plugin().await;
@@ -423,7 +423,7 @@ async fn one_connection_cannot_speak_for_ever_more_characters() {
 async fn a_proxy_without_forwarding_headers_still_needs_the_token() {
     // nginx passing Host but no X-Forwarded-For: the peer is loopback, the Host a public name.
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
-        s.allowed_hosts = vec!["tracker.example.com".into()];
+        s.access.allowed_hosts = vec!["tracker.example.com".into()];
     })
     .await
     .expect("sqlite");

@@ -69,7 +69,7 @@ async fn simulated_characters_stream_obey_commands_and_reconnect_after_a_restart
     let connects_before = stats.report().connects;
     drop(browser);
     let app = app
-        .restart(|s| s.bind_addr = format!("127.0.0.1:{port}").parse().expect("addr"))
+        .restart(|s| s.server.bind_addr = format!("127.0.0.1:{port}").parse().expect("addr"))
         .await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {

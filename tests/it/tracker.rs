@@ -209,7 +209,7 @@ async fn plugins_must_present_the_secret(backend: Backend) {
 }
 
 async fn without_a_configured_secret_every_plugin_is_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.shared_secret = None).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.access.shared_secret = None).await else {
         return;
     };
     let err = app
@@ -227,7 +227,8 @@ async fn without_a_configured_secret_every_plugin_is_refused(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 
 async fn bad_frames_get_errors_and_hurt_nobody(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.max_frame_errors = 100).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.max_frame_errors = 100).await
+    else {
         return;
     };
     let (mut browser, _) = app.browser().await;
@@ -297,7 +298,7 @@ async fn bad_frames_get_errors_and_hurt_nobody(backend: Backend) {
 }
 
 async fn repeated_abuse_closes_only_that_connection(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.max_frame_errors = 3).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.max_frame_errors = 3).await else {
         return;
     };
     let mut neighbour = app.plugin().await;
@@ -442,7 +443,7 @@ async fn commands_reach_the_owning_plugin_connection(backend: Backend) {
 
 async fn commands_require_the_token_when_one_is_configured(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.command_token = Some(dereth_tracker::config::Secret::new("letmein"));
+        s.access.command_token = Some(dereth_tracker::config::Secret::new("letmein"));
     })
     .await
     else {
@@ -505,7 +506,7 @@ async fn commands_require_the_token_when_one_is_configured(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 
 async fn silent_characters_leave_live_and_are_announced_offline(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.live_window_secs = 2).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.live_window_secs = 2).await else {
         return;
     };
     let (mut browser, _) = app.browser().await;
@@ -528,8 +529,8 @@ async fn silent_characters_leave_live_and_are_announced_offline(backend: Backend
 
 async fn dead_browsers_are_dropped_by_ping_timeout(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.ping_interval_secs = 1;
-        s.peer_timeout_secs = 2;
+        s.sessions.ping_interval_secs = 1;
+        s.sessions.peer_timeout_secs = 2;
     })
     .await
     else {
@@ -557,8 +558,8 @@ async fn dead_browsers_are_dropped_by_ping_timeout(backend: Backend) {
 
 async fn a_lagging_browser_is_resynced_with_a_snapshot(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.broadcast_capacity = 16;
-        s.send_timeout_secs = 60;
+        s.sessions.broadcast_capacity = 16;
+        s.sessions.send_timeout_secs = 60;
     })
     .await
     else {
@@ -629,7 +630,8 @@ async fn shutdown_flushes_every_accepted_frame(backend: Backend) {
 }
 
 async fn the_writer_survives_a_database_outage(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.write_queue_capacity = 16).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.writer.write_queue_capacity = 16).await
+    else {
         return;
     };
     let mut plugin = app.plugin().await;

@@ -73,9 +73,9 @@ pub async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
 
     // Serve on loopback with the same store.
     let mut settings = Settings::defaults();
-    settings.bind_addr = "127.0.0.1:0".parse()?;
-    settings.database_url = args.database_url.clone().into();
-    let listener = tokio::net::TcpListener::bind(settings.bind_addr).await?;
+    settings.server.bind_addr = "127.0.0.1:0".parse()?;
+    settings.database.database_url = args.database_url.clone().into();
+    let listener = tokio::net::TcpListener::bind(settings.server.bind_addr).await?;
     let addr = listener.local_addr()?;
     let timescaledb = store.timescaledb();
     let server = Server::new(settings, store).await?;

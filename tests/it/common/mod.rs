@@ -186,13 +186,13 @@ fn replace_db_name(url: &str, name: &str) -> String {
 /// Settings for a test server: loopback, a known secret, short timers.
 pub fn test_settings(db: &TestDb) -> Settings {
     let mut s = Settings::defaults();
-    s.bind_addr = "127.0.0.1:0".parse().expect("addr");
-    s.database_url = db.url.clone().into();
-    s.shared_secret = Some(Secret::new(SECRET));
-    s.command_token = None;
-    s.shutdown_flush_secs = 30;
-    s.sqlite_busy_timeout_ms = 200;
-    s.db_acquire_timeout_secs = 2;
+    s.server.bind_addr = "127.0.0.1:0".parse().expect("addr");
+    s.database.database_url = db.url.clone().into();
+    s.access.shared_secret = Some(Secret::new(SECRET));
+    s.access.command_token = None;
+    s.writer.shutdown_flush_secs = 30;
+    s.database.sqlite_busy_timeout_ms = 200;
+    s.database.db_acquire_timeout_secs = 2;
     s
 }
 
@@ -223,11 +223,11 @@ impl TestApp {
     /// Starts a tracker on an existing database.
     pub async fn start(db: TestDb, settings: Settings) -> Self {
         let options = settings.store_options();
-        let server_store = Store::connect(&settings.database_url, &options)
+        let server_store = Store::connect(&settings.database.database_url, &options)
             .await
             .expect("open store");
         let store = db.store().await;
-        let listener = tokio::net::TcpListener::bind(settings.bind_addr)
+        let listener = tokio::net::TcpListener::bind(settings.server.bind_addr)
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
