@@ -245,41 +245,56 @@ impl Metrics {
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
         }
-        r.register(
-            "dereth_frames_received",
-            "Plugin frames accepted, by type",
-            self.frames_received.clone(),
-        );
-        r.register(
-            "dereth_frames_unhandled",
-            "Plugin frames of types the tracker does not handle (ignored), by type",
-            self.frames_unhandled.clone(),
-        );
-        r.register(
-            "dereth_plugins_connected",
-            "Open plugin connections",
-            self.plugins_connected.clone(),
-        );
-        r.register(
-            "dereth_browsers_connected",
-            "Open browser connections",
-            self.browsers_connected.clone(),
-        );
-        r.register(
-            "dereth_write_queue_depth",
-            "Events waiting for the database writer",
-            self.write_queue_depth.clone(),
-        );
-        r.register(
-            "dereth_write_queue_capacity",
-            "Capacity of the writer queue",
-            self.write_queue_capacity.clone(),
-        );
-        r.register(
-            "dereth_live_characters",
-            "Characters heard from within the live window",
-            self.live_characters.clone(),
-        );
+        let by_type = [
+            (
+                "dereth_frames_received",
+                "Plugin frames accepted, by type",
+                &self.frames_received,
+            ),
+            (
+                "dereth_frames_unhandled",
+                "Plugin frames of types the tracker does not handle (ignored), by type",
+                &self.frames_unhandled,
+            ),
+        ];
+        for (name, help, family) in by_type {
+            r.register(name, help, family.clone());
+        }
+        let connections = [
+            (
+                "dereth_plugins_connected",
+                "Open plugin connections",
+                &self.plugins_connected,
+            ),
+            (
+                "dereth_browsers_connected",
+                "Open browser connections",
+                &self.browsers_connected,
+            ),
+        ];
+        for (name, help, gauge) in connections {
+            r.register(name, help, gauge.clone());
+        }
+        let scraped = [
+            (
+                "dereth_write_queue_depth",
+                "Events waiting for the database writer",
+                &self.write_queue_depth,
+            ),
+            (
+                "dereth_write_queue_capacity",
+                "Capacity of the writer queue",
+                &self.write_queue_capacity,
+            ),
+            (
+                "dereth_live_characters",
+                "Characters heard from within the live window",
+                &self.live_characters,
+            ),
+        ];
+        for (name, help, gauge) in scraped {
+            r.register(name, help, gauge.clone());
+        }
         r.register(
             "dereth_write_batch_seconds",
             "Time to write one batch to the database",

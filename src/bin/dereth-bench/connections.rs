@@ -116,6 +116,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     } else {
         "**missed**"
     };
+    let reproduce = crate::report::reproduce("connections");
     record(
         &args.report,
         "connections",
@@ -127,8 +128,8 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
              | open plugins | open browsers | RSS before | RSS after | per connection |\n\
              |---:|---:|---:|---:|---:|\n\
              | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB ({verdict}, target < 64 KiB) |\n\n\
-             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench connections`\n",
-            chrono::Utc::now().format("%Y-%m-%d"),
+             {reproduce}\n",
+            crate::report::today(),
             args.plugins,
             args.browsers,
             summary.connected_plugins,

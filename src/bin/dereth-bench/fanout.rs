@@ -212,6 +212,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string(&summary)?);
     let ok = |b: bool| if b { "met" } else { "**missed**" };
+    let reproduce = crate::report::reproduce("fanout");
     record(
         &args.report,
         "fanout",
@@ -225,8 +226,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
              | delivered | resyncs | latency p50 | p99 | max | server CPU | server RSS |\n\
              |---:|---:|---:|---:|---:|---:|---:|\n\
              | {:.3}% of {} ({}) | {} | {:.1} ms | {:.1} ms ({}, target < 50) | {:.1} ms | {:.2} cores ({}, target < 1) | {:.0} MiB |\n\n\
-             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench fanout`\n",
-            chrono::Utc::now().format("%Y-%m-%d"),
+             {reproduce}\n",
+            crate::report::today(),
             if args.database_url.is_some() {
                 "PostgreSQL"
             } else {

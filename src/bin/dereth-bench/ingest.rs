@@ -112,6 +112,9 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     let pool = prepare(&args.database_url).await?;
     let c = measure_ceiling(&pool, args.rows).await?;
     println!("{}", serde_json::to_string(&c)?);
+    let reproduce = crate::report::reproduce(
+        "ceiling --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench",
+    );
     record(
         &args.report,
         "ceiling",
@@ -121,8 +124,8 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
              `telemetry_events` table with one `COPY ... FROM STDIN (FORMAT csv)`, PostgreSQL \
              alone on the machine.\n\n\
              | rows | seconds | rows/s |\n|---:|---:|---:|\n| {} | {:.2} | {:.0} |\n\n\
-             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench ceiling --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
-            chrono::Utc::now().format("%Y-%m-%d"),
+             {reproduce}\n",
+            crate::report::today(),
             c.rows,
             c.rows,
             c.secs,
@@ -236,6 +239,9 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     } else {
         "**missed**"
     };
+    let reproduce = crate::report::reproduce(
+        "ingest --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench",
+    );
     record(
         &args.report,
         "ingest",
@@ -249,8 +255,8 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
              | frames sent/s | rows persisted/s | COPY ceiling rows/s | fraction of ceiling | rows lost | kills in char_stats = sum of deltas | server CPU (cores) | server RSS |\n\
              |---:|---:|---:|---:|---:|---|---:|---:|\n\
              | {:.0} | {:.0} | {:.0} | {:.0}% ({verdict}, target 50%) | {} | {} ({} = {}) | {:.2} | {:.0} MiB |\n\n\
-             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench ingest --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
-            chrono::Utc::now().format("%Y-%m-%d"),
+             {reproduce}\n",
+            crate::report::today(),
             summary.plugins,
             args.seconds,
             ceiling.rows,

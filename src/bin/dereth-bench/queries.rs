@@ -282,7 +282,7 @@ fn report(s: &Summary, args: &QueryBenchArgs) -> String {
          responses as the client sees them.\n\n\
          | request | p50 ms | p99 ms | max ms | JSON bytes | gzip bytes | target p50 |\n\
          |---|---:|---:|---:|---:|---:|---|\n",
-        chrono::Utc::now().format("%Y-%m-%d"),
+        crate::report::today(),
         if s.timescaledb {
             "TimescaleDB"
         } else {

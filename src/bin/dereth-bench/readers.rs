@@ -313,6 +313,9 @@ pub async fn run(args: ReadersArgs) -> anyhow::Result<()> {
             p.reader_mean_ms,
         )
     };
+    let reproduce = crate::report::reproduce(
+        "readers --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench",
+    );
     record(
         &args.report,
         "readers",
@@ -331,8 +334,8 @@ pub async fn run(args: ReadersArgs) -> anyhow::Result<()> {
              {} frames sent, {} rows stored, {} kills counted: {} lost. Readers are answered \
              400 when a query would read more than MAX_QUERY_ROWS, 503 (Retry-After) when \
              MAX_HEAVY_QUERIES are running.\n\n\
-             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench readers --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench`\n",
-            chrono::Utc::now().format("%Y-%m-%d"),
+             {reproduce}\n",
+            crate::report::today(),
             args.history_rows,
             args.plugins,
             args.plugins,

@@ -19,6 +19,18 @@ pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
 }
 
+/// The date a figure was measured, as reports print it.
+pub fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+/// The line of a report section saying how to measure its figures again: `tool` and its flags.
+pub fn reproduce(tool: &str) -> String {
+    format!(
+        "Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench {tool}`"
+    )
+}
+
 /// Replaces the section of `report` between `<!-- NAME:start -->` and `<!-- NAME:end -->` with
 /// `body` (appending the section when it is not there yet).
 pub fn record(report: &Path, name: &str, body: &str) -> std::io::Result<()> {

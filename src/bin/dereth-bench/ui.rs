@@ -196,6 +196,7 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     } else {
         "**missed**"
     };
+    let reproduce = crate::report::reproduce("ui");
     record(
         &args.report,
         "ui",
@@ -213,8 +214,8 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
              | | frames | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n\
              | draw | {} | {:.1} ms | {:.1} ms | {:.1} ms ({verdict}, target < 16 ms) | {:.1} ms |\n\
              | interval | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n\n\
-             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench ui` (needs `chromium` and `chromium-driver`).\n",
-            chrono::Utc::now().format("%Y-%m-%d"),
+             {reproduce} (needs `chromium` and `chromium-driver`).\n",
+            crate::report::today(),
             args.characters,
             args.seconds,
             s["draw"]["frames"],
@@ -240,6 +241,7 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
         "{}",
         serde_json::json!({"scenario": "ui-replay", "stats": replay})
     );
+    let reproduce = crate::report::reproduce("ui");
     record(
         &args.report,
         "ui-replay",
@@ -258,8 +260,8 @@ pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
              Target: above 50 frames per second on average ({replay_verdict}). The live map \
              in the section above, measured the same way, runs at about the same rate: the \
              browser shares two cores with the tracker and a simulator of every character.\n\n\
-             Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench ui`.\n",
-            chrono::Utc::now().format("%Y-%m-%d"),
+             {reproduce}.\n",
+            crate::report::today(),
             args.characters,
             args.seconds,
             r["interval"]["frames"],
