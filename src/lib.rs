@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod process;
 pub mod protocol;
 pub mod routes;
+pub mod secret;
 pub mod session;
 pub mod simulate;
 pub mod state;

@@ -114,8 +114,8 @@ pub async fn history(
     Query(paging): Query<PageParams>,
 ) -> Result<Response, ApiError> {
     let (from, to) = params::range(
-        p.from.as_deref().or(p.from_ts.as_deref()),
-        p.to.as_deref().or(p.to_ts.as_deref()),
+        alias("from", p.from.as_deref(), "from_ts", p.from_ts.as_deref())?,
+        alias("to", p.to.as_deref(), "to_ts", p.to_ts.as_deref())?,
     )?;
     let character = params::name("character", p.character.as_deref())?;
     if let Some(name) = &character {
@@ -141,6 +141,22 @@ pub async fn history(
         |data, next_cursor| HistoryPage { data, next_cursor },
     )
     .await
+}
+
+/// A parameter that may also be given under its original tracker's name: one of the two, never
+/// both (an alias next to the name used to be ignored, even when it was invalid).
+fn alias<'a>(
+    name: &str,
+    value: Option<&'a str>,
+    alias: &str,
+    alias_value: Option<&'a str>,
+) -> Result<Option<&'a str>, ApiError> {
+    match (value, alias_value) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(format!(
+            "give `{name}` or `{alias}`, not both"
+        ))),
+        (value, alias_value) => Ok(value.or(alias_value)),
+    }
 }
 
 /// Parameters of `/trails`.

@@ -98,7 +98,7 @@ pub enum Format {
 
 pub fn format(raw: Option<&str>) -> Result<Format, ApiError> {
     match raw {
-        None | Some("") | Some("json") => Ok(Format::Json),
+        None | Some("json") => Ok(Format::Json),
         Some("csv") => Ok(Format::Csv),
         Some(_) => Err(ApiError::BadRequest(
             "`format` must be `json` or `csv`".into(),
@@ -134,6 +134,15 @@ mod tests {
         let ts = DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("ts");
         let encoded = encode_cursor(ts, 42);
         assert_eq!(cursor(Some(&encoded)).expect("valid"), Some((ts, 42)));
+    }
+
+    #[test]
+    fn an_empty_format_is_refused_like_any_other_unknown_one() {
+        assert!(matches!(format(None), Ok(Format::Json)));
+        assert!(matches!(format(Some("csv")), Ok(Format::Csv)));
+        // `?format=` was taken for JSON, so a schema-violating request was answered 200.
+        assert!(format(Some("")).is_err());
+        assert!(format(Some("xml")).is_err());
     }
 
     #[test]

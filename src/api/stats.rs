@@ -96,7 +96,7 @@ pub async fn leaderboard(
     Query(p): Query<LeaderboardParams>,
 ) -> Result<Json<Leaderboard>, ApiError> {
     let by = match p.by.as_deref() {
-        None | Some("") | Some("kills") => LeaderMetric::Kills,
+        None | Some("kills") => LeaderMetric::Kills,
         Some("kills_per_hour") | Some("kph") => LeaderMetric::KillsPerHour,
         Some("rares") => LeaderMetric::Rares,
         Some(_) => {

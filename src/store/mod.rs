@@ -60,7 +60,7 @@ pub struct StoreOptions {
     /// timed out (or that a hostile range made huge) stops using the database too.
     pub read_statement_timeout: Duration,
     /// PostgreSQL password given apart from the URL (any characters), overriding the URL's.
-    pub password: Option<crate::config::Secret>,
+    pub password: Option<crate::secret::Secret>,
 }
 
 /// Connections of the write pool: the writer's, one for maintenance, one for health checks.

@@ -87,6 +87,14 @@ async fn history_rejects_bad_parameters(backend: Backend) {
         ("limit=10001", "limit"),
         ("limit=ten", "limit"),
         ("cursor=abc", "cursor"),
+        // Found by schemathesis: an empty format, and an alias beside its name, were accepted.
+        ("format=", "format"),
+        ("to=2026-01-01T00:00:00Z&to_ts=", "to_ts"),
+        (
+            "from_ts=2026-01-01T00:00:00Z&from=2026-01-01T00:00:00Z",
+            "from_ts",
+        ),
+        ("to_ts=", "to"),
     ] {
         let (status, body) = app.get(&format!("/history?{query}")).await;
         assert_eq!(status, 400, "{query}: {body}");
