@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::access::{self, CommandBudget, Requester};
@@ -30,12 +31,17 @@ use crate::state::AppState;
 pub struct LiveQuery {
     /// Command token, for browsers that may send commands.
     token: Option<String>,
+    /// `1` (or `true`): the coalesced stream, one `batch` frame per tick (see `crate::coalesce`).
+    coalesce: Option<String>,
 }
 
 /// The browser websocket: a `snapshot`, then live frames; accepts `subscribe` and command frames
 /// (EVENT_FORMATS.json).
 #[utoipa::path(get, path = "/ws/live", tag = "live", operation_id = "browser_socket",
-    params(("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)")),
+    params(
+        ("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)"),
+        ("coalesce" = Option<bool>, Query, description = "`1` or `true`: receive one `batch` frame per tick (COALESCE_MS) carrying every update since the previous one, instead of a frame per update"),
+    ),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
         (status = 403, description = "Opened by a page of another origin", body = crate::error::ErrorBody),
@@ -58,6 +64,14 @@ pub async fn handler(
         )
         .into_response();
     }
+    let coalesced = match query.coalesce.as_deref() {
+        None | Some("0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(_) => {
+            return ApiError::BadRequest("`coalesce` must be 1, true, 0 or false".into())
+                .into_response();
+        }
+    };
     let requester = Requester::of(peer, &headers);
     let Some(slot) = ConnectionSlot::acquire(
         &state.metrics,
@@ -79,6 +93,7 @@ pub async fn handler(
                 requester,
                 connect_token: query.token,
                 mask: FrameKind::default_mask(),
+                coalesced,
                 commands: CommandBudget::new(),
             };
             tracing::Instrument::instrument(session.run(socket), span).await;
@@ -91,6 +106,9 @@ struct Session {
     connect_token: Option<String>,
     /// Bit set of [`FrameKind`]s this browser wants.
     mask: u32,
+    /// Default kinds arrive in the coalescer's batches; only relayed kinds it asked for come
+    /// frame by frame.
+    coalesced: bool,
     /// Commands this browser may still send before it is slowed down.
     commands: CommandBudget,
 }
@@ -102,7 +120,8 @@ impl Session {
         let settings = self.state.settings.clone();
         let send_timeout = settings.send_timeout();
         // Subscribe before taking the snapshot so nothing falls between the two.
-        let mut hub = self.state.live.subscribe();
+        let mut batches = self.coalesced.then(|| self.state.live.subscribe_batches());
+        let mut hub = self.wants_frames().then(|| self.state.live.subscribe());
         if session::send_text(&mut sink, self.state.live.snapshot_frame(), send_timeout)
             .await
             .is_err()
@@ -118,9 +137,27 @@ impl Session {
                     session::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
                     break;
                 }
-                received = hub.recv() => {
+                received = recv(&mut batches) => {
+                    let text = match received {
+                        Ok(batch) => batch,
+                        Err(RecvError::Lagged(missed)) => {
+                            metrics::bump(&self.state.metrics.broadcast_lagged);
+                            tracing::debug!(missed, "browser fell behind the batches; resyncing");
+                            self.state.live.snapshot_frame()
+                        }
+                        Err(RecvError::Closed) => break,
+                    };
+                    if let Err(err) = session::send_text(&mut sink, text, send_timeout).await {
+                        tracing::debug!(?err, "browser not reading; dropping it");
+                        break;
+                    }
+                }
+                received = recv(&mut hub) => {
                     let text = match received {
                         Ok(b) if self.mask & b.kind.bit() == 0 => continue,
+                        Ok(b) if self.coalesced && FrameKind::default_mask() & b.kind.bit() != 0 => {
+                            continue;
+                        }
                         Ok(b) => b.text,
                         Err(RecvError::Lagged(missed)) => {
                             metrics::bump(&self.state.metrics.broadcast_lagged);
@@ -147,6 +184,9 @@ impl Session {
                         Incoming::Binary => Err(FrameError::Binary),
                         Incoming::Control => continue,
                     };
+                    if self.wants_frames() != hub.is_some() {
+                        hub = self.wants_frames().then(|| self.state.live.subscribe());
+                    }
                     let reply = match outcome {
                         Ok(Some(reply)) => reply,
                         Ok(None) => continue,
@@ -171,6 +211,12 @@ impl Session {
             }
         }
         tracing::debug!("browser disconnected");
+    }
+
+    /// Whether this browser needs the per-frame hub: always, unless coalesced and it asked for
+    /// no relayed kinds (the batches carry the rest).
+    fn wants_frames(&self) -> bool {
+        !self.coalesced || self.mask & !FrameKind::default_mask() != 0
     }
 
     /// Handles one frame from the browser; returns the reply to send, if any.
@@ -216,5 +262,13 @@ impl Session {
             self.requester,
             self.state.settings.server.bind_addr,
         )
+    }
+}
+
+/// The next message of `rx`, or never when there is no receiver.
+async fn recv<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Result<T, RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -336,6 +336,12 @@ pub struct SessionSettings {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub send_timeout_secs: u64,
 
+    /// Milliseconds between the batches of the coalesced browser stream (`/ws/live?coalesce=1`,
+    /// which the bundled map uses): each carries every update since the previous one.
+    #[arg(long, env = "COALESCE_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(20..=5_000))]
+    pub coalesce_ms: u64,
+
     /// Characters offline for this many seconds leave memory (their data stays in the
     /// database and comes back when they do).
     #[arg(long, env = "EVICT_OFFLINE_SECS", default_value_t = 3_600,
@@ -450,6 +456,13 @@ pub struct RetentionSettings {
     #[arg(long, env = "PRUNE_INTERVAL_SECS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub prune_interval_secs: u64,
+}
+
+impl SessionSettings {
+    /// The coalesced stream's tick.
+    pub fn coalesce(&self) -> Duration {
+        Duration::from_millis(self.coalesce_ms)
+    }
 }
 
 /// Webhook alerts about characters.

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod browser;
+pub mod coalesce;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -94,6 +95,11 @@ impl Server {
             writer_stop.clone(),
         ));
         let reaper = tokio::spawn(reap_offline(state.clone()));
+        let coalescer = tokio::spawn(coalesce::run(
+            state.live.clone(),
+            state.settings.sessions.coalesce(),
+            state.shutdown.clone(),
+        ));
         let pruner = tokio::spawn(state.lifecycle.clone().run(
             state.store.clone(),
             state.metrics.clone(),
@@ -135,6 +141,7 @@ impl Server {
             }
         };
         let _ = reaper.await;
+        let _ = coalescer.await;
         let _ = pruner.await;
         state.store.close().await;
         served.map(|()| report)

@@ -5,7 +5,7 @@
 //! is a plain mutex held only for map updates, never across an `.await`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -71,6 +71,9 @@ impl FrameKind {
 pub struct Broadcast {
     pub kind: FrameKind,
     pub text: Utf8Bytes,
+    /// The character whose latest state this frame carries (telemetry): a later frame of the
+    /// same kind about it supersedes this one, so a coalesced stream may send only the latest.
+    pub latest_of: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -264,6 +267,10 @@ impl LiveEntry {
 pub struct Live {
     inner: Mutex<Inner>,
     hub: broadcast::Sender<Broadcast>,
+    /// The coalesced stream (`crate::coalesce`): one `batch` frame per tick.
+    batches: broadcast::Sender<Utf8Bytes>,
+    /// The coalescer holds a hub receiver of its own (which alone is no reason to serialize).
+    coalescer_attached: std::sync::atomic::AtomicBool,
     window: Duration,
     /// Woken whenever a connection's routes are forgotten, for claims waiting on an owner.
     released: tokio::sync::Notify,
@@ -273,9 +280,13 @@ impl Live {
     /// Empty state; browsers buffer at most `capacity` frames before they count as lagging.
     pub fn new(window: Duration, capacity: usize) -> Self {
         let (hub, _) = broadcast::channel(capacity.max(16));
+        // A batch per tick: a few seconds of ticks before a coalesced browser counts as lagging.
+        let (batches, _) = broadcast::channel(64);
         Self {
             inner: Mutex::new(Inner::default()),
             hub,
+            batches,
+            coalescer_attached: std::sync::atomic::AtomicBool::new(false),
             window,
             released: tokio::sync::Notify::new(),
         }
@@ -294,17 +305,49 @@ impl Live {
         self.hub.subscribe()
     }
 
+    /// The coalescer's receiver of every future broadcast.
+    pub fn subscribe_coalescer(&self) -> broadcast::Receiver<Broadcast> {
+        self.coalescer_attached
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.hub.subscribe()
+    }
+
+    /// A receiver of the coalesced stream's batches.
+    pub fn subscribe_batches(&self) -> broadcast::Receiver<Utf8Bytes> {
+        self.batches.subscribe()
+    }
+
+    /// Sends one batch to every coalesced browser; false when none is listening.
+    pub fn publish_batch(&self, text: Utf8Bytes) -> bool {
+        self.batches.send(text).is_ok()
+    }
+
+    /// Whether any browser takes the coalesced stream.
+    pub fn batches_watched(&self) -> bool {
+        self.batches.receiver_count() > 0
+    }
+
     fn publish(&self, kind: FrameKind, text: impl Into<Utf8Bytes>) {
+        self.publish_about(kind, None, text);
+    }
+
+    fn publish_about(&self, kind: FrameKind, latest_of: Option<&str>, text: impl Into<Utf8Bytes>) {
         // No receivers simply means no browser is watching.
         let _ = self.hub.send(Broadcast {
             kind,
             text: text.into(),
+            latest_of: latest_of.map(Arc::from),
         });
     }
 
-    /// Whether any browser is listening; when none is, frames are not even serialized.
+    /// Whether any browser is listening; when none is, frames are not even serialized. The
+    /// coalescer's own subscription counts only while a browser takes its batches.
     fn watched(&self) -> bool {
-        self.hub.receiver_count() > 0
+        let own = usize::from(
+            self.coalescer_attached
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        self.hub.receiver_count() > own || self.batches_watched()
     }
 
     /// Whether `name` must be brought back from the database before its frames are applied:
@@ -421,7 +464,11 @@ impl Live {
                 vitals: None,
                 character_stats: None,
             }));
-            self.publish(FrameKind::Plugin(FrameType::Telemetry), text);
+            self.publish_about(
+                FrameKind::Plugin(FrameType::Telemetry),
+                Some(&t.character_name),
+                text,
+            );
         }
         KillCount { delta, baseline }
     }

@@ -1,5 +1,7 @@
 // The /ws/live connection: reconnects with exponential backoff and reports its state. Every
-// (re)connection starts with a `snapshot` frame, from which the app rebuilds its state.
+// (re)connection starts with a `snapshot` frame, from which the app rebuilds its state. The map
+// takes the coalesced stream: a `batch` frame per server tick carrying every update since the
+// previous one, each handed on as if it had arrived alone.
 
 const MIN_BACKOFF = 500;
 const MAX_BACKOFF = 15000;
@@ -17,7 +19,7 @@ export class LiveConnection {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     // The command token never travels in a URL (URLs end up in logs and histories): it rides
     // in each command frame instead.
-    return `${scheme}//${location.host}/ws/live`;
+    return `${scheme}//${location.host}/ws/live?coalesce=1`;
   }
 
   connect() {
@@ -41,7 +43,13 @@ export class LiveConnection {
       } catch {
         return;
       }
-      if (frame && typeof frame.type === "string") this.onFrame(frame);
+      if (frame && frame.type === "batch" && Array.isArray(frame.frames)) {
+        for (const inner of frame.frames) {
+          if (inner && typeof inner.type === "string") this.onFrame(inner);
+        }
+      } else if (frame && typeof frame.type === "string") {
+        this.onFrame(frame);
+      }
     };
     socket.onclose = () => {
       if (this.socket === socket) this.retry();

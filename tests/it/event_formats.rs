@@ -93,6 +93,7 @@ fn every_direction_documents_the_frames_the_code_knows() {
     assert_eq!(
         browser_out,
         [
+            "batch",
             "character_stats",
             "chat",
             "command_result",
@@ -207,8 +208,14 @@ async fn server_to_browser_examples_match_the_serializer() {
         panic!("spawn example")
     };
     live.apply_spawn(&s);
-    let sent = json(hub.try_recv().expect("spawn broadcast").text.as_str());
+    let spawn = hub.try_recv().expect("spawn broadcast");
+    let sent = json(spawn.text.as_str());
     assert_eq!(&sent, example(&c, "server_to_browser", "spawn"));
+    // The coalesced stream carries the same frames, as they are, in a `batch`.
+    let mut pending = dereth_tracker::coalesce::Pending::default();
+    pending.push(spawn);
+    let batch = json(pending.take_batch().as_str());
+    assert_eq!(&batch, example(&c, "server_to_browser", "batch"));
 
     let PluginFrame::Rare(r) = parse("rare") else {
         panic!("rare example")

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{Backend, Block, TestApp, block_writes, rare_frame, spawn_frame, telemetry};
 use dereth_tracker::store::Event;
-use serde_json::json;
+use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
 // Ingest, broadcast and persistence
@@ -857,7 +857,71 @@ async fn health_is_503_while_postgres_is_down() {
     assert_eq!(status, 200);
 }
 
+/// The coalesced stream: one `batch` per tick with the latest telemetry of each character and
+/// every other frame in order, while a browser on the per-frame stream still gets each frame.
+async fn coalesced_browsers_get_one_batch_per_tick_with_the_latest_of_each_character(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.coalesce_ms = 1_000).await else {
+        return;
+    };
+    let (mut coalesced, _) = app.browser_at("/ws/live?coalesce=1").await;
+    let (mut per_frame, _) = app.browser().await;
+    let mut plugin = app.plugin().await;
+    // Within one tick: three telemetry frames of Alpha, a spawn, one of Bravo.
+    for kills in 1..=3 {
+        plugin.send_json(&telemetry("Alpha", "a1", kills)).await;
+    }
+    plugin
+        .send_json(&spawn_frame("Alpha", "Drudge Skulker"))
+        .await;
+    plugin.send_json(&telemetry("Bravo", "b1", 7)).await;
+
+    for _ in 0..5 {
+        let frame = per_frame.recv_json().await;
+        assert!(
+            matches!(frame["type"].as_str(), Some("telemetry" | "spawn")),
+            "{frame}"
+        );
+    }
+    // Everything above may straddle two ticks: gather batches until Bravo has arrived.
+    let mut frames = Vec::new();
+    while !frames
+        .iter()
+        .any(|f: &Value| f["character_name"] == "Bravo")
+    {
+        let batch = coalesced.recv_json().await;
+        assert_eq!(batch["type"], "batch", "{batch}");
+        frames.extend(batch["frames"].as_array().cloned().unwrap_or_default());
+    }
+    let alpha: Vec<i64> = frames
+        .iter()
+        .filter(|f| f["type"] == "telemetry" && f["character_name"] == "Alpha")
+        .filter_map(|f| f["kills"].as_i64())
+        .collect();
+    assert!(
+        !alpha.is_empty() && alpha.len() < 3,
+        "superseded telemetry is dropped: {alpha:?}"
+    );
+    assert_eq!(alpha.last(), Some(&3), "the latest telemetry is kept");
+    let spawn = frames.iter().position(|f| f["type"] == "spawn");
+    let bravo = frames.iter().position(|f| f["character_name"] == "Bravo");
+    assert!(
+        spawn.is_some() && spawn < bravo,
+        "order is kept: {frames:?}"
+    );
+    // Nothing else is sent frame by frame to the coalesced browser.
+    assert!(coalesced.silent_for(Duration::from_millis(1_500)).await);
+
+    let url = app.url("/ws/live?coalesce=maybe").replacen("http", "ws", 1);
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
+        other => panic!("an unknown coalesce value must be refused: {other:?}"),
+    }
+}
+
 both_backends!(
+    coalesced_browsers_get_one_batch_per_tick_with_the_latest_of_each_character,
     telemetry_is_broadcast_with_totals_and_persisted,
     rares_and_spawns_update_counters,
     chat_is_broadcast_and_subscriptions_filter,
