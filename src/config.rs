@@ -390,6 +390,12 @@ pub struct QuerySettings {
           value_parser = clap::value_parser!(u64).range(1_000..=1_000_000_000))]
     pub max_query_rows: u64,
 
+    /// Seconds of every character's positions kept in memory, so `/trails` for a window up to
+    /// this long (ending now) never reads the database (0: always read it).
+    #[arg(long, env = "TRAIL_MEMORY_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub trail_memory_secs: u64,
+
     /// Most rows one CSV export carries (the `limit` parameter may ask for fewer).
     #[arg(long, env = "CSV_MAX_ROWS", default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]

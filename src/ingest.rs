@@ -278,6 +278,7 @@ async fn accept(
                 .last_telemetry_ms
                 .store(metrics::now_ms(), std::sync::atomic::Ordering::Relaxed);
             let kills = state.live.apply_telemetry(&row);
+            state.recent.record(&row);
             if state.alerts.enabled() {
                 state.alerts.signal(Signal::Telemetry {
                     name: row.character_name.clone(),
@@ -323,7 +324,12 @@ async fn accept(
             Event::Sheet(sheet)
         }
         PluginFrame::Portal(portal) => match state.live.apply_portal(&portal) {
-            Some((portal, session_id)) => Event::Portal { portal, session_id },
+            Some((portal, session_id)) => {
+                state
+                    .recent
+                    .teleported(&portal.character_name, portal.timestamp);
+                Event::Portal { portal, session_id }
+            }
             None => return Ok(()),
         },
         PluginFrame::Relayed { kind, .. } => {

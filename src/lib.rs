@@ -21,6 +21,7 @@ pub mod live;
 pub mod metrics;
 pub mod process;
 pub mod protocol;
+pub mod recent;
 pub mod routes;
 pub mod secret;
 pub mod session;
@@ -159,6 +160,7 @@ async fn reap_offline(state: AppState) {
             _ = tick.tick() => {
                 let idle = state.queue_depth() == 0;
                 let gone = state.live.reap(idle.then_some(evict_after));
+                state.recent.trim();
                 if gone > 0 {
                     tracing::debug!(gone, "characters went offline");
                 }

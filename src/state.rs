@@ -41,6 +41,8 @@ pub struct AppState {
     pub queries: Arc<crate::api::QueryBudget>,
     /// Failed plugin authentications per client, to slow down secret guessing.
     pub auth_failures: Arc<crate::access::RateLimiter>,
+    /// Recent positions, for `/trails` without the database.
+    pub recent: Arc<crate::recent::RecentTrails>,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -55,6 +57,9 @@ impl AppState {
     ) -> Self {
         Self {
             queries: Arc::new(crate::api::QueryBudget::new(&settings)),
+            recent: Arc::new(crate::recent::RecentTrails::new(
+                settings.queries.trail_memory_secs,
+            )),
             settings: Arc::new(settings),
             store,
             live,

@@ -206,9 +206,6 @@ pub async fn trails(
     let step = params::int("step", p.step.as_deref(), 1, 3600)?;
     let format = params::format(p.format.as_deref())?;
     let character = params::name("character", p.character.as_deref())?;
-    if let Some(name) = &character {
-        require_character(&state, name).await?;
-    }
     let (from, to) = params::range(p.from.as_deref(), p.to.as_deref())?;
     let (since, until) = match (from, to) {
         (Some(from), to) => (from, to.unwrap_or_else(Utc::now)),
@@ -225,24 +222,37 @@ pub async fn trails(
             "the window between `from` and `to` is longer than {TRAILS_MAX_SECS} seconds"
         )));
     }
-    let _permit = state.queries.admit().await?;
-    let characters = characters_covered(&state, character.as_deref(), since).await?;
-    state.queries.check_range(
+    let query = TrailQuery {
         since,
-        until,
-        characters,
-        "pass `character` or a shorter window (`seconds`, or `from`/`to`)",
-    )?;
-    let trails = state
-        .store
-        .trails(&TrailQuery {
+        until: from.is_some().then_some(until),
+        character,
+        step,
+        limit: TRAILS_MAX_POINTS,
+    };
+    let trails = if state.recent.covers(&query) {
+        // A recent window comes from memory; the database is asked only whether a character
+        // that has no recent point exists at all (404 otherwise).
+        let trails = state.recent.trails(&query);
+        if let Some(name) = &query.character
+            && trails.is_empty()
+        {
+            require_character(&state, name).await?;
+        }
+        trails
+    } else {
+        if let Some(name) = &query.character {
+            require_character(&state, name).await?;
+        }
+        let _permit = state.queries.admit().await?;
+        let characters = characters_covered(&state, query.character.as_deref(), since).await?;
+        state.queries.check_range(
             since,
-            until: from.is_some().then_some(until),
-            character,
-            step,
-            limit: TRAILS_MAX_POINTS,
-        })
-        .await?;
+            until,
+            characters,
+            "pass `character` or a shorter window (`seconds`, or `from`/`to`)",
+        )?;
+        state.store.trails(&query).await?
+    };
     Ok(match format {
         Format::Json => Json(Trails { trails }).into_response(),
         Format::Csv => csv::whole("trails.csv", &trails),

@@ -203,7 +203,88 @@ async fn the_world_at_an_instant_and_past_trails_match_what_was_sent(backend: Ba
     );
 }
 
+/// `/trails` for a recent window comes from memory and answers exactly what the database would:
+/// the same points in the same order. A row written to the database behind the tracker's back
+/// shows which one answered.
+async fn recent_trails_come_from_memory_exactly_as_the_database_answers(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.queries.trail_memory_secs = 600).await
+    else {
+        return;
+    };
+    // Memory answers windows that began after the tracker started.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+    let window_start = Utc::now() - Duration::seconds(3);
+    let mut plugin = app.plugin().await;
+    for (name, n) in [("Mike", 6), ("Nova", 3)] {
+        for i in 0..n {
+            let mut frame = telemetry(name, "s", i);
+            frame["timestamp"] = (Utc::now() - Duration::milliseconds(100 * (n - i)))
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+                .into();
+            frame["ew"] = (i as f64).into();
+            plugin.send_json(&frame).await;
+        }
+    }
+    app.wait_for_rows(9, 0, 0).await;
+    let mut ghost = telemetry("Ghost", "g", 1);
+    ghost["timestamp"] = (Utc::now() - Duration::milliseconds(500))
+        .to_rfc3339()
+        .into();
+    let dereth_tracker::protocol::PluginFrame::Telemetry(row) =
+        dereth_tracker::protocol::parse_plugin_frame(&ghost.to_string()).expect("frame")
+    else {
+        panic!("telemetry")
+    };
+    let event = dereth_tracker::store::Event::Telemetry {
+        row,
+        kills_delta: 0,
+        kills_baseline: 1,
+    };
+    app.store
+        .write_batch("ghost", &[event])
+        .await
+        .expect("write");
+
+    let points = |body: &Value| -> Vec<(String, String, f64)> {
+        body["trails"]
+            .as_array()
+            .expect("trails")
+            .iter()
+            .map(|p| {
+                let name = p["character_name"].as_str().unwrap_or_default().to_owned();
+                let at = p["timestamp"].as_str().unwrap_or_default().to_owned();
+                (name, at, p["ew"].as_f64().unwrap_or(f64::NAN))
+            })
+            .collect()
+    };
+    let (status, memory) = app.get("/trails?seconds=3").await;
+    assert_eq!(status, 200, "{memory}");
+    let memory = points(&memory);
+    let from = window_start.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let (status, database) = app.get(&format!("/trails?from={from}")).await;
+    assert_eq!(status, 200, "{database}");
+    let database = points(&database);
+    assert!(
+        database.iter().any(|p| p.0 == "Ghost"),
+        "the database has the ghost row"
+    );
+    assert!(
+        !memory.iter().any(|p| p.0 == "Ghost"),
+        "memory answered: {memory:?}"
+    );
+    let stored: Vec<_> = database.into_iter().filter(|p| p.0 != "Ghost").collect();
+    assert_eq!(memory, stored);
+    assert_eq!(memory.len(), 9);
+
+    // One character, thinned: the same again; an unknown one is still a 404.
+    let (_, one) = app.get("/trails?seconds=3&character=Mike&step=3600").await;
+    assert_eq!(points(&one).len(), 1, "{one}");
+    let (status, _) = app.get("/trails?seconds=3&character=Nobody").await;
+    assert_eq!(status, 404);
+}
+
 both_backends!(
+    recent_trails_come_from_memory_exactly_as_the_database_answers,
     the_world_at_an_instant_and_past_trails_match_what_was_sent,
     history_pages_through_every_row_in_order,
     history_rejects_bad_parameters,

@@ -1,0 +1,274 @@
+//! Recent trails kept in memory: every position (and teleport) accepted in the last
+//! TRAIL_MEMORY_SECS, per character, so `/trails` for a recent window is answered without the
+//! database. The server already sees every point; keeping ten minutes of them for a thousand
+//! characters costs about 10 MB.
+//!
+//! Memory answers only windows it fully covers: it holds nothing from before the tracker started,
+//! so until it has run for a window's length that window still comes from the database.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::protocol::Telemetry;
+use crate::store::{TrailPoint, TrailQuery, TrailThinner, mark_trail_breaks};
+
+/// One position of a character.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    at: DateTime<Utc>,
+    ew: f64,
+    ns: f64,
+    z: f64,
+}
+
+#[derive(Debug, Default)]
+struct Track {
+    /// In time order.
+    points: VecDeque<Point>,
+    /// Teleport times, in time order.
+    portals: VecDeque<DateTime<Utc>>,
+}
+
+impl Track {
+    fn trim(&mut self, oldest: DateTime<Utc>) {
+        while self.points.front().is_some_and(|p| p.at < oldest) {
+            self.points.pop_front();
+        }
+        while self.portals.front().is_some_and(|t| *t < oldest) {
+            self.portals.pop_front();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.portals.is_empty()
+    }
+}
+
+/// Inserts `value` keeping `queue` ordered by `key` (frames almost always arrive in order, so
+/// this is a push at the back).
+fn insert_ordered<T>(queue: &mut VecDeque<T>, value: T, key: impl Fn(&T) -> DateTime<Utc>) {
+    let at = key(&value);
+    if queue.back().is_none_or(|last| key(last) <= at) {
+        queue.push_back(value);
+    } else {
+        let i = queue.partition_point(|p| key(p) <= at);
+        queue.insert(i, value);
+    }
+}
+
+/// The points of `track` at or after `since`.
+fn in_window(track: &Track, since: DateTime<Utc>) -> std::collections::vec_deque::Iter<'_, Point> {
+    let first = track.points.partition_point(|p| p.at < since);
+    track.points.range(first..)
+}
+
+/// The recent positions of every character.
+#[derive(Debug)]
+pub struct RecentTrails {
+    window: Duration,
+    /// Since when every accepted point is here.
+    since: DateTime<Utc>,
+    tracks: Mutex<HashMap<String, Track>>,
+}
+
+impl RecentTrails {
+    /// Keeps `window_secs` of positions (0: none, every trail comes from the database).
+    pub fn new(window_secs: u64) -> Self {
+        Self {
+            window: Duration::seconds(i64::try_from(window_secs).unwrap_or(i64::MAX / 1000)),
+            since: Utc::now(),
+            tracks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Track>> {
+        self.tracks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn enabled(&self) -> bool {
+        self.window > Duration::zero()
+    }
+
+    fn oldest_kept(&self) -> DateTime<Utc> {
+        Utc::now() - self.window
+    }
+
+    /// Records an accepted telemetry frame's position.
+    pub fn record(&self, t: &Telemetry) {
+        if !self.enabled() || t.timestamp < self.oldest_kept() {
+            return;
+        }
+        let point = Point {
+            at: t.timestamp,
+            ew: t.ew,
+            ns: t.ns,
+            z: t.z,
+        };
+        let mut tracks = self.lock();
+        let track = match tracks.get_mut(&t.character_name) {
+            Some(track) => track,
+            None => tracks.entry(t.character_name.clone()).or_default(),
+        };
+        insert_ordered(&mut track.points, point, |p| p.at);
+    }
+
+    /// Records a stored teleport (trails break at it).
+    pub fn teleported(&self, name: &str, at: DateTime<Utc>) {
+        if !self.enabled() || at < self.oldest_kept() {
+            return;
+        }
+        let mut tracks = self.lock();
+        let track = match tracks.get_mut(name) {
+            Some(track) => track,
+            None => tracks.entry(name.to_owned()).or_default(),
+        };
+        insert_ordered(&mut track.portals, at, |t| *t);
+    }
+
+    /// Drops what fell out of the window, and characters left with nothing.
+    pub fn trim(&self) {
+        let oldest = self.oldest_kept();
+        self.lock().retain(|_, track| {
+            track.trim(oldest);
+            !track.is_empty()
+        });
+    }
+
+    /// Whether memory holds every point `query` asks for: a window ending now that starts
+    /// within the kept window and after the tracker started.
+    pub fn covers(&self, query: &TrailQuery) -> bool {
+        self.enabled()
+            && query.until.is_none()
+            && query.since >= self.since
+            && query.since >= self.oldest_kept()
+    }
+
+    /// The trails `query` asks for, exactly as the database would answer them: per character in
+    /// time order, thinned to one point per `step`, at most `limit` points (the earliest, over all
+    /// characters, when more match), the first point after a teleport starting a new segment.
+    pub fn trails(&self, query: &TrailQuery) -> Vec<TrailPoint> {
+        let tracks = self.lock();
+        let selected: Vec<(&String, &Track)> = match &query.character {
+            Some(name) => tracks.get_key_value(name).into_iter().collect(),
+            None => tracks.iter().collect(),
+        };
+        let since = query.since;
+        let matching: usize = selected
+            .iter()
+            .map(|(_, t)| in_window(t, since).len())
+            .sum();
+        let mut thinner = TrailThinner::new(query.step, query.limit);
+        let point = |name: &str, p: &Point| TrailPoint {
+            character_name: name.to_owned(),
+            timestamp: p.at,
+            ew: p.ew,
+            ns: p.ns,
+            z: p.z,
+            segment_start: false,
+        };
+        if i64::try_from(matching).unwrap_or(i64::MAX) <= query.limit {
+            // Everything fits: character by character (the thinner groups by name anyway).
+            for (name, track) in &selected {
+                for p in in_window(track, since) {
+                    thinner.offer(point(name, p));
+                }
+            }
+        } else {
+            // The limit keeps the earliest points over all characters, as the database's
+            // time-ordered scan does.
+            let mut all: Vec<(&String, &Point)> = selected
+                .iter()
+                .flat_map(|(name, track)| in_window(track, since).map(move |p| (*name, p)))
+                .collect();
+            all.sort_by_key(|(_, p)| p.at);
+            for (name, p) in all {
+                if !thinner.offer(point(name, p)) {
+                    break;
+                }
+            }
+        }
+        let portals: Vec<(String, DateTime<Utc>)> = selected
+            .iter()
+            .flat_map(|(name, track)| {
+                track
+                    .portals
+                    .iter()
+                    .filter(|t| **t >= query.since)
+                    .map(|t| ((*name).clone(), *t))
+            })
+            .collect();
+        drop(tracks);
+        let mut points = thinner.finish();
+        mark_trail_breaks(&mut points, &portals);
+        points
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(name: &str, secs_ago: i64, ew: f64) -> Telemetry {
+        let text = serde_json::json!({
+            "type": "telemetry", "character_name": name, "session_id": "s",
+            "timestamp": (Utc::now() - Duration::seconds(secs_ago)).to_rfc3339(),
+            "ew": ew, "ns": 0, "z": 0, "kills": 0, "deaths": 0, "rares_found": 0
+        });
+        match crate::protocol::parse_plugin_frame(&text.to_string()) {
+            Ok(crate::protocol::PluginFrame::Telemetry(t)) => t,
+            other => panic!("telemetry frame: {other:?}"),
+        }
+    }
+
+    fn query(secs: i64, limit: i64) -> TrailQuery {
+        TrailQuery {
+            since: Utc::now() - Duration::seconds(secs),
+            until: None,
+            character: None,
+            step: None,
+            limit,
+        }
+    }
+
+    #[test]
+    fn trails_break_at_teleports_keep_the_earliest_points_and_forget_old_ones() {
+        let recent = RecentTrails::new(60);
+        // Out of order on purpose: points are kept in time order.
+        for (name, ago, ew) in [
+            ("A", 30, 1.0),
+            ("A", 10, 3.0),
+            ("A", 20, 2.0),
+            ("B", 25, 9.0),
+        ] {
+            recent.record(&frame(name, ago, ew));
+        }
+        recent.record(&frame("A", 600, 0.0)); // older than the window: not kept
+        recent.teleported("A", Utc::now() - Duration::seconds(15));
+        let mut all = query(50, 100);
+        let points = recent.trails(&all);
+        let got: Vec<(&str, f64, bool)> = points
+            .iter()
+            .map(|p| (p.character_name.as_str(), p.ew, p.segment_start))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("A", 1.0, false),
+                ("A", 2.0, false),
+                ("A", 3.0, true),
+                ("B", 9.0, false)
+            ]
+        );
+        // With a limit, the earliest points over all characters are kept.
+        all.limit = 2;
+        let first: Vec<f64> = recent.trails(&all).iter().map(|p| p.ew).collect();
+        assert_eq!(first, [1.0, 9.0]);
+        // A window that began before the tracker started is not covered.
+        assert!(!recent.covers(&query(50, 100)));
+        assert!(!RecentTrails::new(0).covers(&all));
+    }
+}
