@@ -7,12 +7,12 @@
 //! so until it has run for a window's length that window still comes from the database.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 
 use crate::protocol::Telemetry;
-use crate::store::{TrailPoint, TrailQuery, TrailThinner, mark_trail_breaks};
+use crate::store::{TrailPoint, TrailQuery, mark_trail_breaks};
 
 /// One position of a character.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +70,7 @@ pub struct RecentTrails {
     window: Duration,
     /// Since when every accepted point is here.
     since: DateTime<Utc>,
-    tracks: Mutex<HashMap<String, Track>>,
+    tracks: Mutex<HashMap<Arc<str>, Track>>,
 }
 
 impl RecentTrails {
@@ -83,7 +83,7 @@ impl RecentTrails {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Track>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Track>> {
         self.tracks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -109,9 +109,11 @@ impl RecentTrails {
             z: t.z,
         };
         let mut tracks = self.lock();
-        let track = match tracks.get_mut(&t.character_name) {
+        let track = match tracks.get_mut(t.character_name.as_str()) {
             Some(track) => track,
-            None => tracks.entry(t.character_name.clone()).or_default(),
+            None => tracks
+                .entry(Arc::from(t.character_name.as_str()))
+                .or_default(),
         };
         insert_ordered(&mut track.points, point, |p| p.at);
     }
@@ -124,7 +126,7 @@ impl RecentTrails {
         let mut tracks = self.lock();
         let track = match tracks.get_mut(name) {
             Some(track) => track,
-            None => tracks.entry(name.to_owned()).or_default(),
+            None => tracks.entry(Arc::from(name)).or_default(),
         };
         insert_ordered(&mut track.portals, at, |t| *t);
     }
@@ -152,45 +154,47 @@ impl RecentTrails {
     /// characters, when more match), the first point after a teleport starting a new segment.
     pub fn trails(&self, query: &TrailQuery) -> Vec<TrailPoint> {
         let tracks = self.lock();
-        let selected: Vec<(&String, &Track)> = match &query.character {
-            Some(name) => tracks.get_key_value(name).into_iter().collect(),
+        let mut selected: Vec<(&Arc<str>, &Track)> = match &query.character {
+            Some(name) => tracks.get_key_value(name.as_str()).into_iter().collect(),
             None => tracks.iter().collect(),
         };
-        let since = query.since;
-        let matching: usize = selected
-            .iter()
-            .map(|(_, t)| in_window(t, since).len())
-            .sum();
-        let mut thinner = TrailThinner::new(query.step, query.limit);
-        let point = |name: &str, p: &Point| TrailPoint {
-            character_name: name.to_owned(),
-            timestamp: p.at,
-            ew: p.ew,
-            ns: p.ns,
-            z: p.z,
-            segment_start: false,
-        };
-        if i64::try_from(matching).unwrap_or(i64::MAX) <= query.limit {
-            // Everything fits: character by character (the thinner groups by name anyway).
-            for (name, track) in &selected {
-                for p in in_window(track, since) {
-                    thinner.offer(point(name, p));
+        selected.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // Thin each character's points to the first of every step, by reference: nothing is
+        // copied for the points left out.
+        let step = query.step.filter(|s| *s > 0);
+        let mut kept: Vec<(usize, &Point)> = Vec::new();
+        for (index, (_, track)) in selected.iter().enumerate() {
+            let mut last_bucket = None;
+            for p in in_window(track, query.since) {
+                if let Some(step) = step {
+                    let bucket = p.at.timestamp().div_euclid(step);
+                    if last_bucket == Some(bucket) {
+                        continue;
+                    }
+                    last_bucket = Some(bucket);
                 }
-            }
-        } else {
-            // The limit keeps the earliest points over all characters, as the database's
-            // time-ordered scan does.
-            let mut all: Vec<(&String, &Point)> = selected
-                .iter()
-                .flat_map(|(name, track)| in_window(track, since).map(move |p| (*name, p)))
-                .collect();
-            all.sort_by_key(|(_, p)| p.at);
-            for (name, p) in all {
-                if !thinner.offer(point(name, p)) {
-                    break;
-                }
+                kept.push((index, p));
             }
         }
+        let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+        if kept.len() > limit {
+            // The earliest points over all characters, as the database's time-ordered scan
+            // keeps them; then back to trails by name.
+            kept.sort_by_key(|(_, p)| p.at);
+            kept.truncate(limit);
+            kept.sort_by_key(|(index, p)| (*index, p.at));
+        }
+        let mut points: Vec<TrailPoint> = kept
+            .iter()
+            .map(|(index, p)| TrailPoint {
+                character_name: selected[*index].0.clone(),
+                timestamp: p.at,
+                ew: p.ew,
+                ns: p.ns,
+                z: p.z,
+                segment_start: false,
+            })
+            .collect();
         let portals: Vec<(String, DateTime<Utc>)> = selected
             .iter()
             .flat_map(|(name, track)| {
@@ -198,11 +202,10 @@ impl RecentTrails {
                     .portals
                     .iter()
                     .filter(|t| **t >= query.since)
-                    .map(|t| ((*name).clone(), *t))
+                    .map(|t| (name.to_string(), *t))
             })
             .collect();
         drop(tracks);
-        let mut points = thinner.finish();
         mark_trail_breaks(&mut points, &portals);
         points
     }
@@ -252,7 +255,7 @@ mod tests {
         let points = recent.trails(&all);
         let got: Vec<(&str, f64, bool)> = points
             .iter()
-            .map(|p| (p.character_name.as_str(), p.ew, p.segment_start))
+            .map(|p| (&*p.character_name, p.ew, p.segment_start))
             .collect();
         assert_eq!(
             got,

@@ -12,6 +12,62 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
 /// Epoch values whose magnitude is above this are taken as milliseconds.
 pub const EPOCH_MS_THRESHOLD: f64 = 2e10;
 
+/// Serializes a time exactly as chrono's `Serialize` does (RFC 3339 in UTC with `Z`, and 0, 3, 6
+/// or 9 fraction digits, the fewest that show it exactly), without going through `fmt`: for
+/// answers with hundreds of thousands of timestamps (`/trails`), where chrono's formatter is most
+/// of the time spent.
+pub fn serialize_rfc3339<S: serde::Serializer>(
+    t: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use chrono::{Datelike, Timelike};
+    let (date, time) = (t.date_naive(), t.time());
+    let Ok(year) = u32::try_from(date.year()) else {
+        return serde::Serialize::serialize(t, serializer);
+    };
+    if year > 9999 || time.nanosecond() >= 1_000_000_000 {
+        // Years beyond four digits and leap seconds: chrono's own formatting.
+        return serde::Serialize::serialize(t, serializer);
+    }
+    let mut buf = [0u8; 30];
+    let mut put = |at: usize, value: u32, digits: usize| {
+        let mut v = value;
+        for i in (0..digits).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, date.month(), 2);
+    put(8, date.day(), 2);
+    put(11, time.hour(), 2);
+    put(14, time.minute(), 2);
+    put(17, time.second(), 2);
+    let nanos = time.nanosecond();
+    let digits = match nanos {
+        0 => 0,
+        n if n % 1_000_000 == 0 => 3,
+        n if n % 1_000 == 0 => 6,
+        _ => 9,
+    };
+    if digits > 0 {
+        put(20, nanos / 10u32.pow(9 - digits as u32), digits);
+    }
+    buf[4] = b'-';
+    buf[7] = b'-';
+    buf[10] = b'T';
+    buf[13] = b':';
+    buf[16] = b':';
+    let mut end = 19;
+    if digits > 0 {
+        buf[19] = b'.';
+        end = 20 + digits;
+    }
+    buf[end] = b'Z';
+    let text = std::str::from_utf8(&buf[..=end]).map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(text)
+}
+
 /// Parses a timestamp in any accepted text form (numbers arrive here as their decimal text).
 pub fn parse(raw: &str) -> Option<DateTime<Utc>> {
     let raw = raw.trim();
@@ -163,6 +219,28 @@ mod tests {
             "1e300",
         ] {
             assert_eq!(at(bad), "refused", "{bad}");
+        }
+    }
+
+    #[test]
+    fn fast_serialization_writes_what_chrono_writes() {
+        #[derive(serde::Serialize)]
+        struct Fast(#[serde(serialize_with = "serialize_rfc3339")] DateTime<Utc>);
+        for raw in [
+            "2026-11-28T04:46:18Z",
+            "2026-11-28T04:46:18.862Z",
+            "2026-11-28T04:46:18.862061Z",
+            "2026-11-28T04:46:18.862061123Z",
+            "2026-01-02T03:04:05.000001Z",
+            "0999-12-31T23:59:59.5Z",
+            "1970-01-01T00:00:00Z",
+        ] {
+            let t = DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default();
+            let fast = serde_json::to_string(&Fast(t)).unwrap_or_default();
+            let chrono = serde_json::to_string(&t).unwrap_or_default();
+            assert_eq!(fast, chrono, "{raw}");
         }
     }
 }

@@ -134,7 +134,11 @@ pub struct WorldQuery {
 /// One point of a character's trail.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct TrailPoint {
-    pub character_name: String,
+    /// Shared, not copied, by the many points of one trail.
+    #[schema(value_type = String)]
+    #[sqlx(try_from = "String")]
+    pub character_name: std::sync::Arc<str>,
+    #[serde(serialize_with = "crate::protocol::timestamp::serialize_rfc3339")]
     pub timestamp: DateTime<Utc>,
     pub ew: f64,
     pub ns: f64,

@@ -30,7 +30,7 @@ pub fn mark_trail_breaks(points: &mut [TrailPoint], portals: &[(String, DateTime
         if prev.character_name != point.character_name {
             continue;
         }
-        let Some(times) = by_character.get(point.character_name.as_str()) else {
+        let Some(times) = by_character.get(&*point.character_name) else {
             continue;
         };
         // Any teleport in (prev, point]?
@@ -51,7 +51,7 @@ pub struct TrailThinner {
     step: Option<i64>,
     limit: usize,
     kept: usize,
-    trails: std::collections::BTreeMap<String, (i64, Vec<TrailPoint>)>,
+    trails: std::collections::BTreeMap<std::sync::Arc<str>, (i64, Vec<TrailPoint>)>,
 }
 
 impl TrailThinner {
@@ -69,7 +69,7 @@ impl TrailThinner {
         let bucket = self
             .step
             .map_or(i64::MIN, |s| point.timestamp.timestamp().div_euclid(s));
-        let trail = match self.trails.get_mut(&point.character_name) {
+        let trail = match self.trails.get_mut(&*point.character_name) {
             Some(trail) => trail,
             None => self
                 .trails
@@ -97,7 +97,7 @@ mod tests {
 
     fn point(name: &str, secs: i64) -> TrailPoint {
         TrailPoint {
-            character_name: name.to_owned(),
+            character_name: name.into(),
             timestamp: DateTime::from_timestamp(secs, 0).unwrap_or_default(),
             ew: secs as f64,
             ns: 0.0,
@@ -137,7 +137,7 @@ mod tests {
         let got: Vec<(String, f64)> = t
             .finish()
             .into_iter()
-            .map(|p| (p.character_name, p.ew))
+            .map(|p| (p.character_name.to_string(), p.ew))
             .collect();
         let want = [("a", 101.0), ("a", 105.0), ("b", 100.0), ("b", 110.0)];
         assert_eq!(

@@ -66,6 +66,25 @@ pub enum Command {
     Readers(ReadersArgs),
     /// Frame times of the map in headless Chromium with many moving characters, and screenshots.
     Ui(UiBenchArgs),
+    /// `/trails` for the live window answered from memory: time to pick, thin and serialize.
+    Trails(TrailsArgs),
+}
+
+/// Settings of `dereth-bench trails`.
+#[derive(Debug, Clone, Args)]
+pub struct TrailsArgs {
+    /// Characters in memory, each with a position every 2 s.
+    #[arg(long, default_value_t = 1_000)]
+    pub characters: usize,
+    /// Seconds of positions, and the window asked for.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub seconds: u64,
+    /// Timed runs per case.
+    #[arg(long, default_value_t = 30)]
+    pub iterations: usize,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
 }
 
 /// Settings of `dereth-bench readers`.
@@ -160,6 +179,10 @@ pub struct FanoutArgs {
     /// Seconds measured (after a warm-up of 3 s).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub seconds: u64,
+    /// Browsers take the coalesced stream (`/ws/live?coalesce=1`, a batch per tick) instead of
+    /// a frame per update.
+    #[arg(long)]
+    pub coalesce: bool,
     /// Markdown file to record the figures in.
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     pub report: std::path::PathBuf,

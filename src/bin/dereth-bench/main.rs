@@ -15,6 +15,7 @@ mod readers;
 mod report;
 mod server;
 mod simulate;
+mod trails;
 mod ui;
 
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ async fn main() -> ExitCode {
         Command::Connections(args) => connections::run(args).await,
         Command::Ui(args) => ui::run(args).await,
         Command::Readers(args) => readers::run(args).await,
+        Command::Trails(args) => trails::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
