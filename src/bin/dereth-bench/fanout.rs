@@ -245,7 +245,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             "## {title}\n\n\
              Measured {} with the server and the load generator (all plugins and browsers) \
              sharing this 2-core machine; server on {}. {} characters send telemetry once a \
-             second, evenly spread; {} browsers receive every frame ({} deliveries per second). \
+             second, evenly spread; {} browsers receive every update ({} deliveries per second{}). \
              Counted over {} s after a 3 s warm-up; latency is from the plugin's send to the \
              browser's receipt.\n\n\
              | delivered | resyncs | latency p50 | p99 | max | server CPU | server RSS |\n\
@@ -261,6 +261,11 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             summary.characters,
             summary.browsers,
             summary.characters * summary.browsers,
+            if args.coalesce {
+                ", carried in one batch frame per browser per tick"
+            } else {
+                ", a websocket frame each"
+            },
             summary.seconds,
             summary.delivered_fraction * 100.0,
             summary.deliveries_expected,
