@@ -5,7 +5,7 @@
 //! is a plain mutex held only for map updates, never across an `.await`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -71,9 +71,6 @@ impl FrameKind {
 pub struct Broadcast {
     pub kind: FrameKind,
     pub text: Utf8Bytes,
-    /// The character whose latest state this frame carries (telemetry): a later frame of the
-    /// same kind about it supersedes this one, so a coalesced stream may send only the latest.
-    pub latest_of: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -328,15 +325,10 @@ impl Live {
     }
 
     fn publish(&self, kind: FrameKind, text: impl Into<Utf8Bytes>) {
-        self.publish_about(kind, None, text);
-    }
-
-    fn publish_about(&self, kind: FrameKind, latest_of: Option<&str>, text: impl Into<Utf8Bytes>) {
         // No receivers simply means no browser is watching.
         let _ = self.hub.send(Broadcast {
             kind,
             text: text.into(),
-            latest_of: latest_of.map(Arc::from),
         });
     }
 
@@ -464,11 +456,7 @@ impl Live {
                 vitals: None,
                 character_stats: None,
             }));
-            self.publish_about(
-                FrameKind::Plugin(FrameType::Telemetry),
-                Some(&t.character_name),
-                text,
-            );
+            self.publish(FrameKind::Plugin(FrameType::Telemetry), text);
         }
         KillCount { delta, baseline }
     }
