@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -138,36 +138,19 @@ impl Session {
                     break;
                 }
                 received = recv(&mut batches) => {
-                    let text = match received {
-                        Ok(batch) => batch,
-                        Err(RecvError::Lagged(missed)) => {
-                            metrics::bump(&self.state.metrics.broadcast_lagged);
-                            tracing::debug!(missed, "browser fell behind the batches; resyncing");
-                            self.state.live.snapshot_frame()
-                        }
-                        Err(RecvError::Closed) => break,
-                    };
-                    if let Err(err) = session::send_text(&mut sink, text, send_timeout).await {
-                        tracing::debug!(?err, "browser not reading; dropping it");
+                    let Some(text) = self.deliverable(received) else { break };
+                    if session::send_text(&mut sink, text, send_timeout).await.is_err() {
                         break;
                     }
                 }
                 received = recv(&mut hub) => {
-                    let text = match received {
-                        Ok(b) if self.mask & b.kind.bit() == 0 => continue,
-                        Ok(b) if self.coalesced && FrameKind::default_mask() & b.kind.bit() != 0 => {
-                            continue;
-                        }
-                        Ok(b) => b.text,
-                        Err(RecvError::Lagged(missed)) => {
-                            metrics::bump(&self.state.metrics.broadcast_lagged);
-                            tracing::debug!(missed, "browser fell behind; resyncing with a snapshot");
-                            self.state.live.snapshot_frame()
-                        }
-                        Err(RecvError::Closed) => break,
+                    let received = match received {
+                        Ok(b) if !self.wants_frame(b.kind) => continue,
+                        other => other.map(|b| b.text),
                     };
-                    if let Err(err) = session::send_text(&mut sink, text, send_timeout).await {
-                        tracing::debug!(?err, "browser not reading; dropping it");
+                    let Some(text) = self.deliverable(received) else { break };
+                    if session::send_text(&mut sink, text, send_timeout).await.is_err() {
+                        tracing::debug!("browser not reading; dropping it");
                         break;
                     }
                 }
@@ -211,6 +194,27 @@ impl Session {
             }
         }
         tracing::debug!("browser disconnected");
+    }
+
+    /// What to send for an item of the hub or the batches: the item, a fresh snapshot when the
+    /// browser fell behind, nothing when the stream ended.
+    fn deliverable(&self, received: Result<Utf8Bytes, RecvError>) -> Option<Utf8Bytes> {
+        match received {
+            Ok(text) => Some(text),
+            Err(RecvError::Lagged(missed)) => {
+                metrics::bump(&self.state.metrics.broadcast_lagged);
+                tracing::debug!(missed, "browser fell behind; resyncing with a snapshot");
+                Some(self.state.live.snapshot_frame())
+            }
+            Err(RecvError::Closed) => None,
+        }
+    }
+
+    /// Whether a frame of `kind` from the hub goes to this browser: one it subscribed to, and
+    /// not one the batches already carry.
+    fn wants_frame(&self, kind: FrameKind) -> bool {
+        self.mask & kind.bit() != 0
+            && !(self.coalesced && FrameKind::default_mask() & kind.bit() != 0)
     }
 
     /// Whether this browser needs the per-frame hub: always, unless coalesced and it asked for
