@@ -64,13 +64,25 @@ fn in_window(track: &Track, since: DateTime<Utc>) -> std::collections::vec_deque
     track.points.range(first..)
 }
 
+/// A character's track, locked on its own: ingest recording one character never waits for a
+/// `/trails` answer reading the others.
+type SharedTrack = Arc<Mutex<Track>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update is a single insert or trim, so a poisoned lock still guards consistent data.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The recent positions of every character.
 #[derive(Debug)]
 pub struct RecentTrails {
     window: Duration,
     /// Since when every accepted point is here.
     since: DateTime<Utc>,
-    tracks: Mutex<HashMap<Arc<str>, Track>>,
+    /// Held only to find or add a track, never while a track is read.
+    tracks: Mutex<HashMap<Arc<str>, SharedTrack>>,
 }
 
 impl RecentTrails {
@@ -83,18 +95,21 @@ impl RecentTrails {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Track>> {
-        self.tracks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     fn enabled(&self) -> bool {
         self.window > Duration::zero()
     }
 
     fn oldest_kept(&self) -> DateTime<Utc> {
         Utc::now() - self.window
+    }
+
+    /// The track of `name`, created when missing.
+    fn track(&self, name: &str) -> SharedTrack {
+        let mut tracks = lock(&self.tracks);
+        match tracks.get(name) {
+            Some(track) => track.clone(),
+            None => tracks.entry(Arc::from(name)).or_default().clone(),
+        }
     }
 
     /// Records an accepted telemetry frame's position.
@@ -108,14 +123,8 @@ impl RecentTrails {
             ns: t.ns,
             z: t.z,
         };
-        let mut tracks = self.lock();
-        let track = match tracks.get_mut(t.character_name.as_str()) {
-            Some(track) => track,
-            None => tracks
-                .entry(Arc::from(t.character_name.as_str()))
-                .or_default(),
-        };
-        insert_ordered(&mut track.points, point, |p| p.at);
+        let track = self.track(&t.character_name);
+        insert_ordered(&mut lock(&track).points, point, |p| p.at);
     }
 
     /// Records a stored teleport (trails break at it).
@@ -123,21 +132,23 @@ impl RecentTrails {
         if !self.enabled() || at < self.oldest_kept() {
             return;
         }
-        let mut tracks = self.lock();
-        let track = match tracks.get_mut(name) {
-            Some(track) => track,
-            None => tracks.entry(Arc::from(name)).or_default(),
-        };
-        insert_ordered(&mut track.portals, at, |t| *t);
+        let track = self.track(name);
+        insert_ordered(&mut lock(&track).portals, at, |t| *t);
     }
 
     /// Drops what fell out of the window, and characters left with nothing.
     pub fn trim(&self) {
         let oldest = self.oldest_kept();
-        self.lock().retain(|_, track| {
+        let tracks: Vec<SharedTrack> = lock(&self.tracks).values().cloned().collect();
+        let mut emptied = false;
+        for track in tracks {
+            let mut track = lock(&track);
             track.trim(oldest);
-            !track.is_empty()
-        });
+            emptied |= track.is_empty();
+        }
+        if emptied {
+            lock(&self.tracks).retain(|_, track| !lock(track).is_empty());
+        }
     }
 
     /// Whether memory holds every point `query` asks for: a window ending now that starts
@@ -153,19 +164,27 @@ impl RecentTrails {
     /// time order, thinned to one point per `step`, at most `limit` points (the earliest, over all
     /// characters, when more match), the first point after a teleport starting a new segment.
     pub fn trails(&self, query: &TrailQuery) -> Vec<TrailPoint> {
-        let tracks = self.lock();
-        let mut selected: Vec<(&Arc<str>, &Track)> = match &query.character {
-            Some(name) => tracks.get_key_value(name.as_str()).into_iter().collect(),
-            None => tracks.iter().collect(),
+        let mut selected: Vec<(Arc<str>, SharedTrack)> = {
+            let tracks = lock(&self.tracks);
+            match &query.character {
+                Some(name) => tracks
+                    .get_key_value(name.as_str())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .into_iter()
+                    .collect(),
+                None => tracks.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            }
         };
-        selected.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        // Thin each character's points to the first of every step, by reference: nothing is
-        // copied for the points left out.
+        selected.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Each track is thinned to the first point of every step while only its own lock is
+        // held; only the points kept are copied out.
         let step = query.step.filter(|s| *s > 0);
-        let mut kept: Vec<(usize, &Point)> = Vec::new();
-        for (index, (_, track)) in selected.iter().enumerate() {
+        let mut kept: Vec<(usize, Point)> = Vec::new();
+        let mut portals: Vec<(String, DateTime<Utc>)> = Vec::new();
+        for (index, (name, track)) in selected.iter().enumerate() {
+            let track = lock(track);
             let mut last_bucket = None;
-            for p in in_window(track, query.since) {
+            for p in in_window(&track, query.since) {
                 if let Some(step) = step {
                     let bucket = p.at.timestamp().div_euclid(step);
                     if last_bucket == Some(bucket) {
@@ -173,8 +192,10 @@ impl RecentTrails {
                     }
                     last_bucket = Some(bucket);
                 }
-                kept.push((index, p));
+                kept.push((index, *p));
             }
+            let first = track.portals.partition_point(|t| *t < query.since);
+            portals.extend(track.portals.range(first..).map(|t| (name.to_string(), *t)));
         }
         let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
         if kept.len() > limit {
@@ -195,17 +216,6 @@ impl RecentTrails {
                 segment_start: false,
             })
             .collect();
-        let portals: Vec<(String, DateTime<Utc>)> = selected
-            .iter()
-            .flat_map(|(name, track)| {
-                track
-                    .portals
-                    .iter()
-                    .filter(|t| **t >= query.since)
-                    .map(|t| (name.to_string(), *t))
-            })
-            .collect();
-        drop(tracks);
         mark_trail_breaks(&mut points, &portals);
         points
     }

@@ -229,6 +229,9 @@ pub async fn trails(
         step,
         limit: TRAILS_MAX_POINTS,
     };
+    // Memory answers cost CPU too (tens of milliseconds for every character): admitted like
+    // database ones, so a flood of requests cannot take the machine from ingest.
+    let _permit = state.queries.admit().await?;
     let trails = if state.recent.covers(&query) {
         // A recent window comes from memory; the database is asked only whether a character
         // that has no recent point exists at all (404 otherwise).
@@ -243,7 +246,6 @@ pub async fn trails(
         if let Some(name) = &query.character {
             require_character(&state, name).await?;
         }
-        let _permit = state.queries.admit().await?;
         let characters = characters_covered(&state, query.character.as_deref(), since).await?;
         state.queries.check_range(
             since,
