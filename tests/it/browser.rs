@@ -634,22 +634,13 @@ async fn the_roster_lists_offline_characters_and_the_leaderboard() {
         return;
     };
     // A character last seen two days ago, written straight to the store, and one live now.
-    let old = dereth_tracker::protocol::parse_plugin_frame(
-        &past("Old Timer", 1.0, 1.0, 2 * 86_400).to_string(),
+    common::store_telemetry(
+        &app.store,
+        "roster-test",
+        &past("Old Timer", 1.0, 1.0, 2 * 86_400),
+        7,
     )
-    .expect("frame");
-    let dereth_tracker::protocol::PluginFrame::Telemetry(row) = old else {
-        panic!("telemetry")
-    };
-    let event = dereth_tracker::store::Event::Telemetry {
-        row,
-        kills_delta: 7,
-        kills_baseline: 7,
-    };
-    app.store
-        .write_batch("roster-test", &[event])
-        .await
-        .expect("write");
+    .await;
     let mut plugin = app.plugin().await;
     plugin.send_json(&at("Live One", 5.0, 5.0, 3)).await;
     app.wait_for_rows(2, 0, 0).await;

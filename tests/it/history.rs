@@ -230,20 +230,7 @@ async fn recent_trails_come_from_memory_exactly_as_the_database_answers(backend:
     ghost["timestamp"] = (Utc::now() - Duration::milliseconds(500))
         .to_rfc3339()
         .into();
-    let dereth_tracker::protocol::PluginFrame::Telemetry(row) =
-        dereth_tracker::protocol::parse_plugin_frame(&ghost.to_string()).expect("frame")
-    else {
-        panic!("telemetry")
-    };
-    let event = dereth_tracker::store::Event::Telemetry {
-        row,
-        kills_delta: 0,
-        kills_baseline: 1,
-    };
-    app.store
-        .write_batch("ghost", &[event])
-        .await
-        .expect("write");
+    common::store_telemetry(&app.store, "ghost", &ghost, 0).await;
 
     let points = |body: &Value| -> Vec<(String, String, f64)> {
         body["trails"]

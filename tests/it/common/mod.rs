@@ -476,6 +476,21 @@ pub fn telemetry(name: &str, session: &str, kills: i64) -> Value {
     })
 }
 
+/// Writes a telemetry frame straight to the store, behind the tracker's back, counting `kills`.
+pub async fn store_telemetry(store: &Store, key: &str, frame: &Value, kills: i64) {
+    let dereth_tracker::protocol::PluginFrame::Telemetry(row) =
+        dereth_tracker::protocol::parse_plugin_frame(&frame.to_string()).expect("frame")
+    else {
+        panic!("not a telemetry frame: {frame}")
+    };
+    let event = dereth_tracker::store::Event::Telemetry {
+        row,
+        kills_delta: kills,
+        kills_baseline: kills,
+    };
+    store.write_batch(key, &[event]).await.expect("write");
+}
+
 pub fn spawn_frame(name: &str, mob: &str) -> Value {
     serde_json::json!({
         "type": "spawn", "character_name": name, "mob": mob,
