@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs and starts PostgreSQL and
-# installs headless Chromium with its WebDriver if needed, creates the test role, then runs fmt,
-# clippy and every test (SQLite, PostgreSQL and browser end-to-end tests).
+# installs headless Chromium with its WebDriver and nats-server if needed, creates the test role,
+# then runs fmt, clippy and every test (SQLite, PostgreSQL, two-instance cluster and browser
+# end-to-end tests).
 #
 # Environment:
 #   TEST_DATABASE_URL  use this PostgreSQL server (a role that may CREATE DATABASE) instead of
@@ -62,6 +63,12 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null
   log "installing chromium and chromium-driver (browser tests)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+if ! command -v nats-server >/dev/null 2>&1; then
+  log "installing nats-server (the cluster tests over NATS)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

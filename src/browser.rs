@@ -163,7 +163,7 @@ impl Session {
                             session::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
                             break;
                         }
-                        Incoming::Text(text) => self.handle(&text),
+                        Incoming::Text(text) => self.handle(&text).await,
                         Incoming::Binary => Err(FrameError::Binary),
                         Incoming::Control => continue,
                     };
@@ -224,7 +224,7 @@ impl Session {
     }
 
     /// Handles one frame from the browser; returns the reply to send, if any.
-    fn handle(&mut self, text: &str) -> Result<Option<String>, FrameError> {
+    async fn handle(&mut self, text: &str) -> Result<Option<String>, FrameError> {
         match parse_browser_frame(text)? {
             BrowserFrame::Subscribe { types } => {
                 self.mask = types
@@ -243,7 +243,10 @@ impl Session {
                 } else if !self.commands.take() {
                     CommandStatus::RateLimited
                 } else {
-                    self.state.live.send_command(&player_name, &command)
+                    self.state
+                        .cluster
+                        .send_command(&self.state.live, &player_name, &command)
+                        .await
                 };
                 // Debug only: a browser can send many; the metrics count what was relayed.
                 tracing::debug!(player = %player_name, ?status, "browser command");

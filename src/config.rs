@@ -162,6 +162,23 @@ pub struct Settings {
     pub retention: RetentionSettings,
     #[command(flatten, next_help_heading = "Alerts")]
     pub alerts: AlertSettings,
+    #[command(flatten, next_help_heading = "Cluster")]
+    pub cluster: ClusterSettings,
+}
+
+/// Several instances acting as one tracker.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterSettings {
+    /// The bus the instances of one tracker share: `postgres` (LISTEN/NOTIFY on DATABASE_URL,
+    /// nothing new to run) or `nats://host:4222` (several servers comma separated). Unset: a
+    /// single instance. Needs a PostgreSQL DATABASE_URL shared by every instance.
+    #[arg(long, env = "CLUSTER_BUS", hide_env_values = true)]
+    pub cluster_bus: Option<Secret>,
+
+    /// This instance's name in the cluster (logs, /debug). Default: the host name and a
+    /// random suffix.
+    #[arg(long, env = "INSTANCE_NAME")]
+    pub instance_name: Option<String>,
 }
 
 /// The HTTP server: address, connection and request limits, logging, the map UI and demo mode.
@@ -520,6 +537,7 @@ impl Settings {
             &mut self.access.shared_secret_previous,
             &mut self.access.command_token,
             &mut self.database.database_password,
+            &mut self.cluster.cluster_bus,
         ] {
             if secret.as_ref().is_some_and(Secret::is_empty) {
                 *secret = None;

@@ -168,6 +168,7 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
         tokio::select! {
             () = state.shutdown.cancelled() => {
                 session::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
+                drain(&state, conn, &commands_tx, &mut stream, &mut names).await;
                 break End::Shutdown;
             }
             read = stream.next() => {
@@ -226,6 +227,34 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
     }
     tracing::info!(reason = ?end, "plugin disconnected");
     end
+}
+
+/// Longest a closing session waits for the plugin's answer to its close frame.
+const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// After the server's close frame: accepts what the plugin sent before it read that close (it is
+/// already on its way), until the plugin's own close arrives. So a plugin that reconnects to
+/// another instance loses nothing it sent to this one.
+async fn drain(
+    state: &AppState,
+    conn: ConnId,
+    commands: &mpsc::Sender<Utf8Bytes>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    names: &mut HashSet<String>,
+) {
+    let deadline = tokio::time::Instant::now() + CLOSE_DRAIN;
+    while let Ok(read) = tokio::time::timeout_at(deadline, stream.next()).await {
+        match session::classify(read) {
+            Incoming::Text(text) => {
+                if let Err(err) = accept(state, conn, commands, &text, names).await {
+                    metrics::bump(&state.metrics.frames_rejected);
+                    tracing::debug!(error = %err, "plugin frame rejected while closing");
+                }
+            }
+            Incoming::Binary | Incoming::Control => {}
+            Incoming::Closed | Incoming::Lost | Incoming::TooBig => return,
+        }
+    }
 }
 
 /// Validates one text frame and hands it on: live state and browsers first, then the writer queue

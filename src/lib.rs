@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod browser;
+pub mod cluster;
 pub mod coalesce;
 pub mod config;
 pub mod demo;
@@ -53,22 +54,53 @@ use crate::writer::{WriterConfig, WriterReport};
 pub struct Server {
     state: AppState,
     queue: mpsc::Receiver<Event>,
+    cluster: Option<cluster::Inbox>,
+}
+
+/// Why a tracker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("joining the cluster: {0}")]
+    Cluster(#[from] cluster::BusError),
 }
 
 impl Server {
     /// Builds the state. Characters are brought into memory from `store` (totals and recent
     /// session baselines) when they first send, so start-up costs nothing per stored character.
-    pub async fn new(settings: Settings, store: Store) -> Result<Self, StoreError> {
+    pub async fn new(settings: Settings, store: Store) -> Result<Self, StartError> {
         let live = Arc::new(Live::new(
             settings.live_window(),
             settings.sessions.broadcast_capacity,
         ));
+        let (cluster, inbox) = match &settings.cluster.cluster_bus {
+            None => (cluster::Cluster::single(), None),
+            Some(bus) => {
+                let choice = cluster::BusChoice::parse(bus.expose()).map_err(cluster::BusError)?;
+                let name = cluster::instance_name(settings.cluster.instance_name.as_deref());
+                let (cluster, inbox) = cluster::Cluster::join(
+                    &choice,
+                    name,
+                    &settings.database.database_url,
+                    settings.database.database_password.as_ref(),
+                    &live,
+                )
+                .await?;
+                (cluster, Some(inbox))
+            }
+        };
         let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);
         lifecycle::warn_if_disk_too_small(&store, &settings).await;
         let (tx, rx) = mpsc::channel(settings.writer.write_queue_capacity);
         let mut state = AppState::new(settings, store, live, tx, lifecycle);
         state.alerts = alerts::start(&state.settings, state.shutdown.clone());
-        Ok(Self { state, queue: rx })
+        state.cluster = cluster;
+        Ok(Self {
+            state,
+            queue: rx,
+            cluster: inbox,
+        })
     }
 
     /// The shared state (for tests and embedding).
@@ -83,7 +115,14 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<WriterReport> {
-        let Self { state, queue } = self;
+        let Self {
+            state,
+            queue,
+            cluster: inbox,
+        } = self;
+        let leave = CancellationToken::new();
+        let clustered =
+            inbox.map(|inbox| tokio::spawn(cluster::run(state.clone(), inbox, leave.clone())));
         let writer_stop = CancellationToken::new();
         let writer = tokio::spawn(writer::run(
             state.store.clone(),
@@ -133,6 +172,11 @@ impl Server {
         state.shutdown.cancel();
         state.sessions.close();
         state.sessions.wait().await;
+        // Every session has released its characters: tell the cluster, then leave it.
+        leave.cancel();
+        if let Some(clustered) = clustered {
+            let _ = tokio::time::timeout(Duration::from_secs(5), clustered).await;
+        }
         writer_stop.cancel();
         let report = match writer.await {
             Ok(report) => report,

@@ -12,11 +12,13 @@ use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::cluster::message::{self as shared, Message};
 use crate::protocol::{
     BrowserOut, CharacterSheet, Chat, CommandStatus, FrameType, LivePlayer, OFFLINE, PluginCommand,
     Portal, Rare, RareOut, Spawn, Telemetry, Totals, Vitals, to_json,
 };
 use crate::store::CharacterState;
+use serde_json::value::RawValue;
 
 /// Session counters not touched for this long are forgotten (a plugin session never idles so long).
 const SESSION_MEMORY: Duration = Duration::from_secs(24 * 3600);
@@ -199,6 +201,26 @@ struct Route {
     commands: mpsc::Sender<Utf8Bytes>,
     /// When the owner last sent a frame about this character.
     last_heard: Instant,
+    /// When the connection claimed it (wall clock, to settle a claim race between instances).
+    claimed_at_ms: i64,
+}
+
+/// A character owned by a plugin connection of another instance of the cluster.
+#[derive(Debug)]
+struct RemoteRoute {
+    instance: std::sync::Arc<str>,
+    /// When that instance last shared a frame about the character.
+    heard: Instant,
+}
+
+/// Who speaks for a character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A plugin connection of this instance.
+    Local,
+    /// A plugin connection of this other instance.
+    Remote(std::sync::Arc<str>),
+    Nobody,
 }
 
 /// Chat lines kept for the snapshot of a newly opened map.
@@ -211,6 +233,8 @@ struct Inner {
     characters: HashMap<String, Character>,
     sessions: HashMap<(String, String), SessionCounters>,
     routes: HashMap<String, Route>,
+    /// Characters owned by other instances (cluster mode only).
+    remote: HashMap<String, RemoteRoute>,
 }
 
 /// How long after a failed restore (database unreachable) the next frame tries again.
@@ -223,8 +247,10 @@ pub struct LiveMemory {
     pub characters: usize,
     /// Per-session kill baselines in memory.
     pub sessions: usize,
-    /// Characters owned by a plugin connection.
+    /// Characters owned by a plugin connection of this instance.
     pub owned_characters: usize,
+    /// Characters owned by a plugin connection of another instance (cluster mode).
+    pub remote_characters: usize,
 }
 
 /// What a telemetry frame did to its session's kill count.
@@ -271,6 +297,11 @@ pub struct Live {
     window: Duration,
     /// Woken whenever a connection's routes are forgotten, for claims waiting on an owner.
     released: tokio::sync::Notify,
+    /// What this instance shares with the rest of its cluster (`crate::cluster`), when in one.
+    outbox: std::sync::OnceLock<mpsc::Sender<Message>>,
+    /// Set when the outbox was full and a message was dropped: the cluster then shares this
+    /// instance's whole state again.
+    outbox_overflowed: std::sync::atomic::AtomicBool,
 }
 
 impl Live {
@@ -286,7 +317,37 @@ impl Live {
             coalescer_attached: std::sync::atomic::AtomicBool::new(false),
             window,
             released: tokio::sync::Notify::new(),
+            outbox: std::sync::OnceLock::new(),
+            outbox_overflowed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Makes this instance part of a cluster: what its plugins send is also shared through
+    /// `outbox`. Returns false when it already was.
+    pub fn join_cluster(&self, outbox: mpsc::Sender<Message>) -> bool {
+        self.outbox.set(outbox).is_ok()
+    }
+
+    /// Shares a message with the cluster, if in one. Never waits: should the bus fall behind
+    /// so far that the outbox is full, the message is dropped and the whole state is shared
+    /// again once there is room (see [`Live::take_overflow`]).
+    fn share(&self, message: impl FnOnce() -> Message) {
+        if let Some(outbox) = self.outbox.get()
+            && outbox.try_send(message()).is_err()
+        {
+            self.outbox_overflowed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a message was dropped since the last call.
+    pub fn take_overflow(&self) -> bool {
+        self.outbox_overflowed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn in_cluster(&self) -> bool {
+        self.outbox.get().is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -332,9 +393,51 @@ impl Live {
         });
     }
 
-    /// Whether any browser is listening; when none is, frames are not even serialized. The
-    /// coalescer's own subscription counts only while a browser takes its batches.
-    fn watched(&self) -> bool {
+    fn publish_telemetry(&self, t: &Telemetry, totals: Totals, last_seen: DateTime<Utc>) {
+        if self.watched_here() {
+            let text = to_json(&BrowserOut::Telemetry(LivePlayer {
+                telemetry: t,
+                totals,
+                last_seen,
+                vitals: None,
+                character_stats: None,
+            }));
+            self.publish(FrameKind::Plugin(FrameType::Telemetry), text);
+        }
+    }
+
+    fn publish_rare(&self, r: &Rare, totals: Totals) {
+        if self.watched_here() {
+            let text = to_json(&BrowserOut::Rare(RareOut { rare: r, totals }));
+            self.publish(FrameKind::Plugin(FrameType::Rare), text);
+        }
+    }
+
+    fn publish_spawn(&self, s: &Spawn) {
+        if self.watched_here() {
+            self.publish(
+                FrameKind::Plugin(FrameType::Spawn),
+                to_json(&BrowserOut::Spawn(s)),
+            );
+        }
+    }
+
+    fn publish_portal(&self, portal: &Portal) {
+        if self.watched_here() {
+            self.publish(
+                FrameKind::Plugin(FrameType::Portal),
+                to_json(&BrowserOut::Portal(portal)),
+            );
+        }
+    }
+
+    /// Whether anyone is listening (a browser, or the other instances of a cluster); when none
+    /// is, frames are not even serialized. The coalescer's own subscription counts only while a
+    /// browser takes its batches.
+    /// Whether a browser of this instance is listening; when none is, frames are not even
+    /// serialized. The coalescer's own subscription counts only while a browser takes its
+    /// batches.
+    fn watched_here(&self) -> bool {
         let own = usize::from(
             self.coalescer_attached
                 .load(std::sync::atomic::Ordering::Relaxed),
@@ -448,16 +551,12 @@ impl Live {
             )
         };
         let (totals, last_seen, delta, baseline) = entry;
-        if self.watched() {
-            let text = to_json(&BrowserOut::Telemetry(LivePlayer {
-                telemetry: t,
-                totals,
-                last_seen,
-                vitals: None,
-                character_stats: None,
-            }));
-            self.publish(FrameKind::Plugin(FrameType::Telemetry), text);
-        }
+        self.publish_telemetry(t, totals, last_seen);
+        self.share(|| Message::Telemetry {
+            telemetry: t.clone(),
+            totals,
+            last_seen,
+        });
         KillCount { delta, baseline }
     }
 
@@ -496,25 +595,27 @@ impl Live {
                 session_id,
             )
         };
-        if self.watched() {
-            let text = to_json(&BrowserOut::Rare(RareOut { rare: r, totals }));
-            self.publish(FrameKind::Plugin(FrameType::Rare), text);
-        }
+        self.publish_rare(r, totals);
+        self.share(|| Message::Rare {
+            rare: r.clone(),
+            totals,
+        });
         session_id
     }
 
     /// Broadcasts a spawn.
     pub fn apply_spawn(&self, s: &Spawn) {
-        if self.watched() {
-            self.publish(
-                FrameKind::Plugin(FrameType::Spawn),
-                to_json(&BrowserOut::Spawn(s)),
-            );
-        }
+        self.publish_spawn(s);
+        self.share(|| Message::Spawn(s.clone()));
     }
 
     /// Keeps a chat line for the backlog and broadcasts it.
     pub fn apply_chat(&self, c: &Chat) {
+        self.keep_chat(c);
+        self.share(|| Message::Chat(c.clone()));
+    }
+
+    fn keep_chat(&self, c: &Chat) {
         {
             let mut inner = self.lock();
             if inner.chat.len() >= CHAT_BACKLOG {
@@ -522,7 +623,7 @@ impl Live {
             }
             inner.chat.push_back(c.clone());
         }
-        if self.watched() {
+        if self.watched_here() {
             self.publish(
                 FrameKind::Plugin(FrameType::Chat),
                 to_json(&BrowserOut::Chat(c)),
@@ -532,8 +633,13 @@ impl Live {
 
     /// Keeps a character's latest vitals and broadcasts them.
     pub fn apply_vitals(&self, v: &Vitals) {
+        self.keep_vitals(v);
+        self.share(|| Message::Vitals(v.clone()));
+    }
+
+    fn keep_vitals(&self, v: &Vitals) {
         self.character(&v.character_name, |c| c.vitals = Some(v.clone()));
-        if self.watched() {
+        if self.watched_here() {
             self.publish(
                 FrameKind::Plugin(FrameType::Vitals),
                 to_json(&BrowserOut::Vitals(v)),
@@ -545,13 +651,20 @@ impl Live {
     /// database) and broadcasts that summary.
     pub fn apply_sheet(&self, sheet: &CharacterSheet) {
         let summary = sheet.summary();
-        if self.watched() {
+        self.share(|| Message::Sheet(summary.clone()));
+        self.keep_sheet(summary);
+    }
+
+    /// Keeps a sheet summary and broadcasts it.
+    fn keep_sheet(&self, summary: CharacterSheet) {
+        if self.watched_here() {
             self.publish(
                 FrameKind::Plugin(FrameType::CharacterStats),
                 to_json(&BrowserOut::CharacterStats(&summary)),
             );
         }
-        self.character(&sheet.character_name, |c| c.sheet = Some(summary));
+        let name = summary.character_name.clone();
+        self.character(&name, |c| c.sheet = Some(summary));
     }
 
     /// Records a teleport and broadcasts it. A portal frame without a position is placed where
@@ -570,12 +683,8 @@ impl Live {
             }
             (portal, c.and_then(|c| c.session_id.clone()))
         };
-        if self.watched() {
-            self.publish(
-                FrameKind::Plugin(FrameType::Portal),
-                to_json(&BrowserOut::Portal(&portal)),
-            );
-        }
+        self.publish_portal(&portal);
+        self.share(|| Message::Portal(portal.clone()));
         portal.ew.is_some().then_some((portal, session_id))
     }
 
@@ -585,7 +694,15 @@ impl Live {
         if text.len() > MAX_RELAY_BYTES {
             return false;
         }
-        if self.watched() {
+        if self.in_cluster()
+            && let Ok(raw) = RawValue::from_string(text.as_str().to_owned())
+        {
+            self.share(|| Message::Relay {
+                kind: kind.name().to_owned(),
+                text: raw,
+            });
+        }
+        if self.watched_here() {
             self.publish(FrameKind::Plugin(kind), text);
         }
         true
@@ -605,7 +722,8 @@ impl Live {
 
     /// Lets `conn` speak for `name`: a character belongs to the first connection that names it
     /// and receives its commands; another connection may take it over only once the owner has
-    /// closed or has sent nothing about it for the live window. False when `conn` may not.
+    /// closed or has sent nothing about it for the live window. The owner may be a connection of
+    /// another instance of the cluster. False when `conn` may not.
     pub fn claim(&self, name: &str, conn: ConnId, commands: &mpsc::Sender<Utf8Bytes>) -> bool {
         let now = Instant::now();
         let mut inner = self.lock();
@@ -624,15 +742,33 @@ impl Live {
                 to = conn,
                 "character taken over by a new connection"
             );
+        } else if let Some(remote) = inner.remote.get(name) {
+            if now.duration_since(remote.heard) <= self.window {
+                return false;
+            }
+            tracing::info!(
+                character = name,
+                from = %remote.instance,
+                to = conn,
+                "character taken over from a silent instance"
+            );
+            inner.remote.remove(name);
         }
+        let claimed_at_ms = Utc::now().timestamp_millis();
         inner.routes.insert(
             name.to_owned(),
             Route {
                 conn,
                 commands: commands.clone(),
                 last_heard: now,
+                claimed_at_ms,
             },
         );
+        drop(inner);
+        self.share(|| Message::Claimed {
+            name: name.to_owned(),
+            at_ms: claimed_at_ms,
+        });
         true
     }
 
@@ -663,8 +799,30 @@ impl Live {
 
     /// Forgets every route through a closed connection.
     pub fn unroute(&self, conn: ConnId) {
-        self.lock().routes.retain(|_, r| r.conn != conn);
+        let mut names = Vec::new();
+        self.lock().routes.retain(|name, r| {
+            let keep = r.conn != conn;
+            if !keep {
+                names.push(name.clone());
+            }
+            keep
+        });
         self.released.notify_waiters();
+        if !names.is_empty() {
+            self.share(|| Message::Released { names });
+        }
+    }
+
+    /// Who speaks for `name`.
+    pub fn owner_of(&self, name: &str) -> Owner {
+        let inner = self.lock();
+        if inner.routes.contains_key(name) {
+            Owner::Local
+        } else if let Some(remote) = inner.remote.get(name) {
+            Owner::Remote(remote.instance.clone())
+        } else {
+            Owner::Nobody
+        }
     }
 
     /// Hands a command to the plugin connection that speaks for `player_name`, without waiting.
@@ -747,17 +905,25 @@ impl Live {
             }
             if let Some(after) = evict_after {
                 let Inner {
-                    characters, routes, ..
+                    characters,
+                    routes,
+                    remote,
+                    ..
                 } = &mut *inner;
                 characters.retain(|name, c| {
-                    c.online || now.duration_since(c.touched) <= after || routes.contains_key(name)
+                    c.online
+                        || now.duration_since(c.touched) <= after
+                        || routes.contains_key(name)
+                        || remote.contains_key(name)
                 });
             }
             let Inner {
                 characters,
                 sessions,
+                remote,
                 ..
             } = &mut *inner;
+            remote.retain(|_, r| now.duration_since(r.heard) < SESSION_MEMORY);
             sessions.retain(|(name, _), s| {
                 characters.contains_key(name) && now.duration_since(s.touched) < SESSION_MEMORY
             });
@@ -785,7 +951,282 @@ impl Live {
             characters: inner.characters.len(),
             sessions: inner.sessions.len(),
             owned_characters: inner.routes.len(),
+            remote_characters: inner.remote.len(),
         }
+    }
+
+    /// Records that `from` owns `name` unless a connection of this instance does; refreshes
+    /// the remote route. False when the character is owned here (what `from` says about it is
+    /// then ignored: two instances never both count it).
+    fn owned_by(inner: &mut Inner, from: &std::sync::Arc<str>, name: &str, now: Instant) -> bool {
+        if inner.routes.contains_key(name) {
+            return false;
+        }
+        match inner.remote.get_mut(name) {
+            Some(r) if r.instance == *from => r.heard = now,
+            _ => {
+                inner.remote.insert(
+                    name.to_owned(),
+                    RemoteRoute {
+                        instance: from.clone(),
+                        heard: now,
+                    },
+                );
+            }
+        }
+        true
+    }
+
+    /// The entry of a character owned elsewhere. It is not `restored`: should this instance
+    /// take the character over, its totals are merged with the database's first.
+    fn mirrored<'a>(inner: &'a mut Inner, name: &str) -> &'a mut Character {
+        inner
+            .characters
+            .entry(name.to_owned())
+            .or_insert_with(|| Character {
+                restored: false,
+                ..Character::new()
+            })
+    }
+
+    /// Applies a telemetry frame another instance accepted for a character it owns: its totals
+    /// as that instance counted them (nothing is counted here), and the session's kill baseline
+    /// moved by the same rule, so that a takeover continues exactly. False when ignored.
+    pub fn mirror_telemetry(
+        &self,
+        from: &std::sync::Arc<str>,
+        t: &Telemetry,
+        totals: Totals,
+        last_seen: DateTime<Utc>,
+    ) -> bool {
+        let now = Instant::now();
+        {
+            let mut inner = self.lock();
+            if !Self::owned_by(&mut inner, from, &t.character_name, now) {
+                return false;
+            }
+            let session = inner
+                .sessions
+                .entry((t.character_name.clone(), t.session_id.clone()))
+                .or_insert_with(SessionCounters::new);
+            let _ = kill_delta(session, t.kills, t.timestamp, now);
+            session.rares = totals.session_rares;
+            session.touched = now;
+            let c = Self::mirrored(&mut inner, &t.character_name);
+            c.total_kills = totals.total_kills;
+            c.total_rares = totals.total_rares;
+            c.latest = Some(t.clone());
+            c.touched = now;
+            c.last_seen = Some(now);
+            c.last_seen_at = last_seen;
+            c.online = true;
+            c.session_id = Some(t.session_id.clone());
+        }
+        self.publish_telemetry(t, totals, last_seen);
+        true
+    }
+
+    /// Applies a rare another instance counted. False when ignored.
+    pub fn mirror_rare(&self, from: &std::sync::Arc<str>, r: &Rare, totals: Totals) -> bool {
+        let now = Instant::now();
+        {
+            let mut inner = self.lock();
+            if !Self::owned_by(&mut inner, from, &r.character_name, now) {
+                return false;
+            }
+            let c = Self::mirrored(&mut inner, &r.character_name);
+            c.total_kills = totals.total_kills;
+            c.total_rares = totals.total_rares;
+            c.touched = now;
+            if let Some(sid) = c.session_id.clone()
+                && let Some(s) = inner.sessions.get_mut(&(r.character_name.clone(), sid))
+            {
+                s.rares = totals.session_rares;
+                s.touched = now;
+            }
+        }
+        self.publish_rare(r, totals);
+        true
+    }
+
+    /// Passes on a spawn another instance accepted.
+    pub fn mirror_spawn(&self, s: &Spawn) {
+        self.publish_spawn(s);
+    }
+
+    /// Keeps and passes on a chat line another instance accepted.
+    pub fn mirror_chat(&self, c: &Chat) {
+        self.keep_chat(c);
+    }
+
+    /// Keeps and passes on vitals another instance accepted. False when ignored.
+    pub fn mirror_vitals(&self, from: &std::sync::Arc<str>, v: &Vitals) -> bool {
+        if !Self::owned_by(&mut self.lock(), from, &v.character_name, Instant::now()) {
+            return false;
+        }
+        self.keep_vitals(v);
+        true
+    }
+
+    /// Keeps and passes on a sheet summary another instance accepted. False when ignored.
+    pub fn mirror_sheet(&self, from: &std::sync::Arc<str>, sheet: &CharacterSheet) -> bool {
+        if !Self::owned_by(
+            &mut self.lock(),
+            from,
+            &sheet.character_name,
+            Instant::now(),
+        ) {
+            return false;
+        }
+        self.keep_sheet(sheet.summary());
+        true
+    }
+
+    /// Passes on a teleport another instance accepted. False when ignored.
+    pub fn mirror_portal(&self, from: &std::sync::Arc<str>, p: &Portal) -> bool {
+        if !Self::owned_by(&mut self.lock(), from, &p.character_name, Instant::now()) {
+            return false;
+        }
+        self.publish_portal(p);
+        true
+    }
+
+    /// Passes on a relayed frame another instance accepted.
+    pub fn mirror_relay(&self, kind: FrameType, text: &str) {
+        if text.len() <= MAX_RELAY_BYTES && self.watched_here() {
+            self.publish(FrameKind::Plugin(kind), Utf8Bytes::from(text.to_owned()));
+        }
+    }
+
+    /// Applies a character as its owner describes it in a state answer. False when ignored.
+    pub fn mirror_state(&self, from: &std::sync::Arc<str>, state: &shared::CharacterState) -> bool {
+        let now = Instant::now();
+        let name = &state.telemetry.character_name;
+        {
+            let mut inner = self.lock();
+            if !Self::owned_by(&mut inner, from, name, now) {
+                return false;
+            }
+            for b in &state.sessions {
+                let s = inner
+                    .sessions
+                    .entry((name.clone(), b.session_id.clone()))
+                    .or_insert_with(SessionCounters::new);
+                s.last_kills = b.last_kills;
+                s.last_timestamp = b.last_timestamp;
+                s.last_arrival = Some(now);
+                s.rares = b.rares;
+                s.touched = now;
+            }
+            let c = Self::mirrored(&mut inner, name);
+            c.total_kills = state.totals.total_kills;
+            c.total_rares = state.totals.total_rares;
+            c.latest = Some(state.telemetry.clone());
+            c.vitals.clone_from(&state.vitals);
+            c.sheet.clone_from(&state.sheet);
+            c.touched = now;
+            c.last_seen = Some(now);
+            c.last_seen_at = state.last_seen;
+            c.online = true;
+            c.session_id = Some(state.telemetry.session_id.clone());
+        }
+        self.publish_telemetry(&state.telemetry, state.totals, state.last_seen);
+        true
+    }
+
+    /// Another instance claimed `name` at `at_ms`. Should a connection here have claimed it too
+    /// (both plugins connected at once), the later claim yields (ties go to the smaller
+    /// instance name), so exactly one instance counts the character.
+    pub fn remote_claimed(&self, me: &str, from: &std::sync::Arc<str>, name: &str, at_ms: i64) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if let Some(local) = inner.routes.get(name) {
+            let ours = (local.claimed_at_ms, me);
+            let theirs = (at_ms, &**from);
+            if ours < theirs {
+                return;
+            }
+            tracing::warn!(
+                character = name,
+                instance = %from,
+                "another instance claimed this character first; this instance's connection yields"
+            );
+            inner.routes.remove(name);
+        }
+        inner.remote.insert(
+            name.to_owned(),
+            RemoteRoute {
+                instance: from.clone(),
+                heard: now,
+            },
+        );
+    }
+
+    /// `from` no longer speaks for `names`.
+    pub fn remote_released(&self, from: &std::sync::Arc<str>, names: &[String]) {
+        {
+            let mut inner = self.lock();
+            for name in names {
+                if inner.remote.get(name).is_some_and(|r| r.instance == *from) {
+                    inner.remote.remove(name);
+                }
+            }
+        }
+        self.released.notify_waiters();
+    }
+
+    /// Forgets every character owned by `instance` (it left or died): plugins may claim them
+    /// here. Returns how many there were.
+    pub fn forget_instance(&self, instance: &str) -> usize {
+        let forgotten = {
+            let mut inner = self.lock();
+            let before = inner.remote.len();
+            inner.remote.retain(|_, r| &*r.instance != instance);
+            before - inner.remote.len()
+        };
+        self.released.notify_waiters();
+        forgotten
+    }
+
+    /// Every character a connection of this instance owns, as a newcomer to the cluster needs
+    /// it.
+    pub fn owned_state(&self) -> Vec<shared::CharacterState> {
+        let inner = self.lock();
+        inner
+            .routes
+            .keys()
+            .filter_map(|name| {
+                let c = inner.characters.get(name)?;
+                let telemetry = c.latest.clone()?;
+                let sessions: Vec<shared::SessionBaseline> = inner
+                    .sessions
+                    .iter()
+                    .filter(|((n, _), _)| n == name)
+                    .map(|((_, sid), s)| shared::SessionBaseline {
+                        session_id: sid.clone(),
+                        last_kills: s.last_kills,
+                        last_timestamp: s.last_timestamp,
+                        rares: s.rares,
+                    })
+                    .collect();
+                let session_rares = sessions
+                    .iter()
+                    .find(|s| s.session_id == telemetry.session_id)
+                    .map_or(0, |s| s.rares);
+                Some(shared::CharacterState {
+                    totals: Totals {
+                        total_kills: c.total_kills,
+                        total_rares: c.total_rares,
+                        session_rares,
+                    },
+                    last_seen: c.last_seen_at,
+                    vitals: c.vitals.clone(),
+                    sheet: c.sheet.clone(),
+                    telemetry,
+                    sessions,
+                })
+            })
+            .collect()
     }
 
     /// How many characters are live right now.

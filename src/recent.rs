@@ -79,8 +79,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct RecentTrails {
     window: Duration,
-    /// Since when every accepted point is here.
-    since: DateTime<Utc>,
+    /// Since when every accepted point is here (in a cluster: since the bus last had a gap).
+    since: Mutex<DateTime<Utc>>,
     /// Held only to find or add a track, never while a track is read.
     tracks: Mutex<HashMap<Arc<str>, SharedTrack>>,
 }
@@ -90,7 +90,7 @@ impl RecentTrails {
     pub fn new(window_secs: u64) -> Self {
         Self {
             window: Duration::seconds(i64::try_from(window_secs).unwrap_or(i64::MAX / 1000)),
-            since: Utc::now(),
+            since: Mutex::new(Utc::now()),
             tracks: Mutex::new(HashMap::new()),
         }
     }
@@ -136,6 +136,12 @@ impl RecentTrails {
         insert_ordered(&mut lock(&track).portals, at, |t| *t);
     }
 
+    /// Points may have been missed just now (the cluster bus lost packets): memory answers only
+    /// windows that start later, older ones go to the database.
+    pub fn restart_coverage(&self) {
+        *lock(&self.since) = Utc::now();
+    }
+
     /// Drops what fell out of the window, and characters left with nothing.
     pub fn trim(&self) {
         let oldest = self.oldest_kept();
@@ -156,7 +162,7 @@ impl RecentTrails {
     pub fn covers(&self, query: &TrailQuery) -> bool {
         self.enabled()
             && query.until.is_none()
-            && query.since >= self.since
+            && query.since >= *lock(&self.since)
             && query.since >= self.oldest_kept()
     }
 

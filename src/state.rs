@@ -43,6 +43,8 @@ pub struct AppState {
     pub auth_failures: Arc<crate::access::RateLimiter>,
     /// Recent positions, for `/trails` without the database.
     pub recent: Arc<crate::recent::RecentTrails>,
+    /// The other instances of this tracker, when there are any.
+    pub cluster: crate::cluster::Cluster,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -74,6 +76,7 @@ impl AppState {
                 AUTH_FAILURES_PER_MINUTE,
                 std::time::Duration::from_secs(60),
             )),
+            cluster: crate::cluster::Cluster::single(),
             next_conn: Arc::new(AtomicU64::new(1)),
         }
     }

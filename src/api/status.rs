@@ -54,6 +54,8 @@ struct DebugBody {
     alerts: std::sync::Arc<crate::alerts::AlertStats>,
     #[serde(flatten)]
     counters: MetricsSnapshot,
+    /// The other instances of this tracker (`bus: none` for a single instance).
+    cluster: crate::cluster::ClusterStatus,
 }
 
 /// Version, uptime, backend, connections, queue depth and counters.
@@ -77,6 +79,7 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
         alerts_enabled: state.alerts.enabled(),
         alerts: state.alerts.stats.clone(),
         counters: state.metrics.snapshot(),
+        cluster: state.cluster.status(),
     })
 }
 

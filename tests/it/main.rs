@@ -13,6 +13,7 @@ mod chrome;
 
 mod alerts;
 mod browser;
+mod cluster;
 mod current_plugin;
 mod event_formats;
 mod history;

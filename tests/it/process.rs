@@ -10,20 +10,20 @@ use common::{Backend, TestDb, WAIT, block_writes, telemetry};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dereth-tracker");
+pub const BIN: &str = env!("CARGO_BIN_EXE_dereth-tracker");
 
 /// A running `dereth-tracker` process, its address (read from its log) and everything it has
 /// logged so far.
-struct Launched {
-    child: Child,
-    addr: String,
+pub struct Launched {
+    pub child: Child,
+    pub addr: String,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Launched {
     /// Runs the binary with exactly `env` (and `args`), on an ephemeral port unless `env` says
     /// otherwise, and waits for its "listening on" line.
-    async fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
+    pub async fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut command = Command::new(BIN);
         command.env_clear().env("BIND_ADDR", "127.0.0.1:0");
         for (k, v) in env {
@@ -66,7 +66,7 @@ impl Launched {
         Self { child, addr, log }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }

@@ -120,6 +120,18 @@ impl TestDb {
             .expect("open store")
     }
 
+    /// Another handle on this database that does not remove it when dropped (for a second
+    /// tracker instance sharing it).
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            backend: self.backend,
+            url: self.url.clone(),
+            admin_url: None,
+            name: self.name.clone(),
+            _dir: None,
+        }
+    }
+
     /// The database name (PostgreSQL).
     pub fn name(&self) -> &str {
         &self.name
@@ -243,6 +255,15 @@ impl TestApp {
             shutdown: Some(tx),
             handle: Some(handle),
         }
+    }
+
+    /// Another tracker instance on this one's database, with test settings adjusted by `tweak`
+    /// (for the cluster tests).
+    pub async fn peer(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let db = self.db.shared();
+        let mut settings = test_settings(&db);
+        tweak(&mut settings);
+        Self::start(db, settings).await
     }
 
     /// Stops the server as SIGTERM would and returns the writer's report.

@@ -1,0 +1,624 @@
+//! Several tracker instances acting as one (`CLUSTER_BUS`).
+//!
+//! Each plugin connection belongs to one instance, which owns its characters: it counts their
+//! kills, writes their events, and shares what it accepted over the bus. Every other instance
+//! mirrors those characters (their latest snapshot, totals and session baselines as the owner
+//! counted them) and passes the frames on to its own browsers, so `/live`, the snapshot and the
+//! map are the whole cluster's on every instance. Commands from a browser reach the owner over
+//! the bus; when an instance leaves (or stops sending heartbeats) its characters are free, and
+//! the instance a plugin reconnects to continues their sessions from its mirror, counting
+//! nothing twice.
+//!
+//! Packets are numbered per sender: a receiver that misses one (or loses the bus for a while)
+//! asks for the sender's state again, as a lagging browser gets a snapshot.
+
+pub mod bus;
+pub mod message;
+pub mod nats;
+pub mod postgres;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::live::{Live, Owner};
+use crate::protocol::{CommandStatus, FrameType};
+use crate::state::AppState;
+
+pub use bus::{Bus, BusError, BusEvent};
+use message::{Heartbeat, Message, PacketIn, PacketOut, Reassembly};
+
+/// How often an instance says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// An instance not heard from for this long is gone: its characters are free.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a browser waits for another instance's answer to a command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Messages waiting for the bus before further ones are dropped (and the state shared again).
+const OUTBOX: usize = 65_536;
+/// Most messages in one packet.
+const MESSAGES_PER_PACKET: usize = 256;
+/// Characters per state message.
+const STATE_CHUNK: usize = 100;
+
+/// Which bus `CLUSTER_BUS` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusChoice {
+    Postgres,
+    Nats(String),
+}
+
+impl BusChoice {
+    /// Parses `CLUSTER_BUS`: `postgres` or `nats://...`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("postgres") || value.eq_ignore_ascii_case("postgresql") {
+            Ok(Self::Postgres)
+        } else if value.starts_with("nats://") || value.starts_with("tls://") {
+            Ok(Self::Nats(value.to_owned()))
+        } else {
+            Err("CLUSTER_BUS must be `postgres` or a nats:// URL".into())
+        }
+    }
+}
+
+/// This instance's place in a cluster; `Cluster::single()` when there is none.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    node: Option<Arc<Node>>,
+}
+
+#[derive(Debug)]
+struct Node {
+    me: Arc<str>,
+    bus: Arc<dyn Bus>,
+    outbox: mpsc::Sender<Message>,
+    peers: Mutex<HashMap<Arc<str>, Peer>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<CommandStatus>>>,
+    next_command: AtomicU64,
+    connected: AtomicBool,
+    stats: Stats,
+}
+
+#[derive(Debug)]
+struct Peer {
+    heard: Instant,
+    last_seq: u64,
+    heartbeat: Heartbeat,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    packets_sent: AtomicU64,
+    packets_received: AtomicU64,
+    send_failures: AtomicU64,
+    gaps: AtomicU64,
+    state_requests: AtomicU64,
+}
+
+/// What `/debug` shows about the cluster.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClusterStatus {
+    /// `none`, `postgres` or `nats`.
+    pub bus: &'static str,
+    pub instance: Option<String>,
+    /// Whether the bus is reachable now.
+    pub connected: bool,
+    /// The other instances heard from within the last few seconds.
+    pub peers: Vec<PeerStatus>,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub send_failures: u64,
+    /// Packets of another instance that never arrived (each answered by asking its state).
+    pub gaps: u64,
+    /// State requests answered.
+    pub state_requests: u64,
+}
+
+/// Another instance, as its heartbeats describe it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PeerStatus {
+    pub instance: String,
+    pub heard_ms_ago: u64,
+    pub plugins: u64,
+    pub browsers: u64,
+    /// Characters its plugin connections own.
+    pub owned: u64,
+}
+
+/// The receiving half handed to [`run`].
+#[derive(Debug)]
+pub struct Inbox {
+    outbox: mpsc::Receiver<Message>,
+    events: mpsc::Receiver<BusEvent>,
+    stop: CancellationToken,
+}
+
+/// A default instance name: the host's name and a random suffix (restarts are new instances).
+pub fn instance_name(configured: Option<&str>) -> String {
+    let suffix = format!("{:04x}", fastrand::u16(..));
+    match configured.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "tracker".into());
+            format!("{host}-{suffix}")
+        }
+    }
+}
+
+impl Cluster {
+    /// A single instance: nothing shared.
+    pub fn single() -> Self {
+        Self::default()
+    }
+
+    /// Connects to the bus and makes `live` share what its plugins send. `database_url` is the
+    /// tracker's (the PostgreSQL bus uses it).
+    pub async fn join(
+        choice: &BusChoice,
+        instance: String,
+        database_url: &str,
+        password: Option<&crate::secret::Secret>,
+        live: &Live,
+    ) -> Result<(Self, Inbox), BusError> {
+        let stop = CancellationToken::new();
+        let (events_tx, events) = mpsc::channel(4096);
+        let bus: Arc<dyn Bus> = match choice {
+            BusChoice::Postgres => {
+                if !database_url.starts_with("postgres") {
+                    return Err(BusError(
+                        "CLUSTER_BUS=postgres needs a PostgreSQL DATABASE_URL (SQLite is a single instance)".into(),
+                    ));
+                }
+                Arc::new(postgres::connect(database_url, password, events_tx, stop.clone()).await?)
+            }
+            BusChoice::Nats(urls) => {
+                if !database_url.starts_with("postgres") {
+                    return Err(BusError(
+                        "a cluster needs a shared PostgreSQL DATABASE_URL (SQLite is a single instance)".into(),
+                    ));
+                }
+                Arc::new(nats::connect(urls, &instance, events_tx, stop.clone()).await?)
+            }
+        };
+        let (outbox_tx, outbox) = mpsc::channel(OUTBOX);
+        live.join_cluster(outbox_tx.clone());
+        tracing::info!(instance = %instance, bus = bus.kind(), "joined the cluster bus");
+        let node = Node {
+            me: Arc::from(instance),
+            bus,
+            outbox: outbox_tx,
+            peers: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_command: AtomicU64::new(1),
+            connected: AtomicBool::new(false),
+            stats: Stats::default(),
+        };
+        Ok((
+            Self {
+                node: Some(Arc::new(node)),
+            },
+            Inbox {
+                outbox,
+                events,
+                stop,
+            },
+        ))
+    }
+
+    /// Whether this instance is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// Hands a command to the plugin connection that owns `name`, on this instance or another.
+    pub async fn send_command(&self, live: &Live, name: &str, command: &str) -> CommandStatus {
+        let (node, instance) = match (&self.node, live.owner_of(name)) {
+            (Some(node), Owner::Remote(instance)) => (node, instance),
+            _ => return live.send_command(name, command),
+        };
+        let id = node.next_command.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&node.pending).insert(id, tx);
+        let message = Message::Command {
+            to: instance.to_string(),
+            id,
+            name: name.to_owned(),
+            command: command.to_owned(),
+        };
+        let status = if node.outbox.try_send(message).is_err() {
+            CommandStatus::Busy
+        } else {
+            match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+                Ok(Ok(status)) => status,
+                _ => CommandStatus::NotConnected,
+            }
+        };
+        lock(&node.pending).remove(&id);
+        status
+    }
+
+    /// The cluster section of `/debug`.
+    pub fn status(&self) -> ClusterStatus {
+        let Some(node) = &self.node else {
+            return ClusterStatus {
+                bus: "none",
+                instance: None,
+                connected: false,
+                peers: Vec::new(),
+                packets_sent: 0,
+                packets_received: 0,
+                send_failures: 0,
+                gaps: 0,
+                state_requests: 0,
+            };
+        };
+        let mut peers: Vec<PeerStatus> = lock(&node.peers)
+            .iter()
+            .map(|(name, p)| PeerStatus {
+                instance: name.to_string(),
+                heard_ms_ago: u64::try_from(p.heard.elapsed().as_millis()).unwrap_or(u64::MAX),
+                plugins: p.heartbeat.plugins,
+                browsers: p.heartbeat.browsers,
+                owned: p.heartbeat.owned,
+            })
+            .collect();
+        peers.sort_by(|a, b| a.instance.cmp(&b.instance));
+        let s = &node.stats;
+        ClusterStatus {
+            bus: node.bus.kind(),
+            instance: Some(node.me.to_string()),
+            connected: node.connected.load(Ordering::Relaxed),
+            peers,
+            packets_sent: s.packets_sent.load(Ordering::Relaxed),
+            packets_received: s.packets_received.load(Ordering::Relaxed),
+            send_failures: s.send_failures.load(Ordering::Relaxed),
+            gaps: s.gaps.load(Ordering::Relaxed),
+            state_requests: s.state_requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every update is a single insert or removal: a poisoned lock still guards consistent maps.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs this instance's part of the cluster until `state.shutdown`, then (once `leave` is
+/// cancelled, after every session has ended and released its characters) sends what is left
+/// and says goodbye.
+pub async fn run(state: AppState, inbox: Inbox, leave: CancellationToken) {
+    let Some(node) = state.cluster.node.clone() else {
+        return;
+    };
+    let Inbox {
+        outbox,
+        events,
+        stop,
+    } = inbox;
+    let sender = tokio::spawn(send_loop(node.clone(), state.live.clone(), outbox, leave));
+    let receiver = tokio::spawn(receive_loop(node.clone(), state.clone(), events));
+    let beat = tokio::spawn(heartbeat_loop(node.clone(), state.clone()));
+    let _ = sender.await;
+    stop.cancel();
+    receiver.abort();
+    beat.abort();
+}
+
+/// Packs what `live` and this module share into packets and sends them, in order.
+async fn send_loop(
+    node: Arc<Node>,
+    live: Arc<Live>,
+    mut outbox: mpsc::Receiver<Message>,
+    leave: CancellationToken,
+) {
+    let mut seq: u64 = 0;
+    let mut leaving = false;
+    loop {
+        let first = if leaving {
+            match outbox.try_recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                m = outbox.recv() => match m { Some(m) => m, None => break },
+                () = leave.cancelled() => { leaving = true; continue; }
+            }
+        };
+        let mut messages = vec![first];
+        while messages.len() < MESSAGES_PER_PACKET {
+            match outbox.try_recv() {
+                Ok(m) => messages.push(m),
+                Err(_) => break,
+            }
+        }
+        if live.take_overflow() {
+            tracing::warn!(
+                "the cluster bus fell behind and messages were dropped; sharing the whole state again"
+            );
+            messages.extend(state_messages(&live));
+        }
+        seq += 1;
+        send_packet(&node, seq, &messages).await;
+    }
+    seq += 1;
+    send_packet(&node, seq, &[Message::Bye]).await;
+    tracing::info!(instance = %node.me, "left the cluster");
+}
+
+/// Serializes and sends one packet (chunked when the bus needs it).
+async fn send_packet(node: &Node, seq: u64, messages: &[Message]) {
+    let msgs: Vec<Box<RawValue>> = messages
+        .iter()
+        .filter_map(|m| {
+            serde_json::to_string(m)
+                .ok()
+                .and_then(|s| RawValue::from_string(s).ok())
+        })
+        .collect();
+    let packet = crate::protocol::to_json(&PacketOut {
+        from: &node.me,
+        seq,
+        msgs: &msgs,
+    });
+    for piece in message::chunks(packet, &node.me, seq, node.bus.max_message()) {
+        match node.bus.send(piece).await {
+            Ok(()) => {}
+            Err(err) => {
+                // The receivers notice the missing packet and ask for this instance's state.
+                if node.stats.send_failures.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                    tracing::warn!(%err, "cluster bus send failed");
+                }
+                return;
+            }
+        }
+    }
+    node.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This instance's owned characters as state messages.
+fn state_messages(live: &Live) -> Vec<Message> {
+    let owned = live.owned_state();
+    owned
+        .chunks(STATE_CHUNK)
+        .map(|chunk| Message::State {
+            characters: chunk.to_vec(),
+        })
+        .collect()
+}
+
+/// Queues a message of this module's own (answers, questions); dropped when the outbox is full
+/// (the peer then times out or notices a gap).
+fn say(node: &Node, message: Message) {
+    if node.outbox.try_send(message).is_err() {
+        tracing::debug!("cluster outbox full; a control message was dropped");
+    }
+}
+
+/// Says this instance is alive, and forgets instances that stopped saying so.
+async fn heartbeat_loop(node: Arc<Node>, state: AppState) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tick.tick().await;
+        let snapshot = state.metrics.snapshot();
+        let memory = state.live.memory();
+        say(
+            &node,
+            Message::Heartbeat(Heartbeat {
+                plugins: snapshot.plugins_connected,
+                browsers: snapshot.browsers_connected,
+                owned: memory.owned_characters as u64,
+            }),
+        );
+        let gone: Vec<Arc<str>> = {
+            let mut peers = lock(&node.peers);
+            let gone: Vec<Arc<str>> = peers
+                .iter()
+                .filter(|(_, p)| p.heard.elapsed() > PEER_TIMEOUT)
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in &gone {
+                peers.remove(name);
+            }
+            gone
+        };
+        for name in gone {
+            let freed = state.live.forget_instance(&name);
+            tracing::warn!(instance = %name, freed, "instance silent; its characters are free to reconnect elsewhere");
+        }
+    }
+}
+
+/// Applies what the other instances send.
+async fn receive_loop(node: Arc<Node>, state: AppState, mut events: mpsc::Receiver<BusEvent>) {
+    let mut reassembly = Reassembly::default();
+    while let Some(event) = events.recv().await {
+        let text = match event {
+            BusEvent::Connected => {
+                node.connected.store(true, Ordering::Relaxed);
+                // Anything sent while this instance was away was missed: ask for it all.
+                state.recent.restart_coverage();
+                say(&node, Message::Hello { to: None });
+                continue;
+            }
+            BusEvent::Disconnected => {
+                node.connected.store(false, Ordering::Relaxed);
+                continue;
+            }
+            BusEvent::Packet(text) => text,
+        };
+        let Some(packet) = reassembly.accept(text) else {
+            continue;
+        };
+        let packet: PacketIn = match serde_json::from_str(&packet) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::debug!(%err, "cluster bus: unreadable packet ignored");
+                continue;
+            }
+        };
+        if *packet.from == *node.me {
+            continue;
+        }
+        node.stats.packets_received.fetch_add(1, Ordering::Relaxed);
+        let from = track_peer(&node, &state, &packet);
+        for raw in &packet.msgs {
+            match serde_json::from_str::<Message>(raw.get()) {
+                Ok(message) => handle(&node, &state, &from, message),
+                Err(err) => tracing::debug!(%err, "cluster bus: unknown message ignored"),
+            }
+        }
+    }
+}
+
+/// Notes a packet from `packet.from`; asks for its state when packets went missing.
+fn track_peer(node: &Node, state: &AppState, packet: &PacketIn) -> Arc<str> {
+    let mut peers = lock(&node.peers);
+    let known = peers
+        .get_key_value(packet.from.as_str())
+        .map(|(k, _)| k.clone());
+    if let Some(name) = known
+        && let Some(peer) = peers.get_mut(&name)
+    {
+        let missed = packet.seq > peer.last_seq + 1;
+        peer.heard = Instant::now();
+        peer.last_seq = peer.last_seq.max(packet.seq);
+        drop(peers);
+        if missed {
+            node.stats.gaps.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(instance = %name, "missed packets from an instance; asking for its state");
+            state.recent.restart_coverage();
+            say(
+                node,
+                Message::Hello {
+                    to: Some(name.to_string()),
+                },
+            );
+        }
+        return name;
+    }
+    let name: Arc<str> = Arc::from(packet.from.as_str());
+    tracing::info!(instance = %name, "instance joined the cluster");
+    peers.insert(
+        name.clone(),
+        Peer {
+            heard: Instant::now(),
+            last_seq: packet.seq,
+            heartbeat: Heartbeat::default(),
+        },
+    );
+    drop(peers);
+    // What it shared before this instance heard it is unknown: ask (unless this packet is the
+    // answer or the question itself, which a newcomer's first packet usually is).
+    if packet.seq > 1 {
+        say(
+            node,
+            Message::Hello {
+                to: Some(name.to_string()),
+            },
+        );
+    }
+    name
+}
+
+fn handle(node: &Node, state: &AppState, from: &Arc<str>, message: Message) {
+    let live = &state.live;
+    match message {
+        Message::Telemetry {
+            telemetry,
+            totals,
+            last_seen,
+        } => {
+            if live.mirror_telemetry(from, &telemetry, totals, last_seen) {
+                state.recent.record(&telemetry);
+            }
+        }
+        Message::Rare { rare, totals } => {
+            live.mirror_rare(from, &rare, totals);
+        }
+        Message::Spawn(spawn) => live.mirror_spawn(&spawn),
+        Message::Chat(chat) => live.mirror_chat(&chat),
+        Message::Vitals(vitals) => {
+            live.mirror_vitals(from, &vitals);
+        }
+        Message::Sheet(sheet) => {
+            live.mirror_sheet(from, &sheet);
+        }
+        Message::Portal(portal) => {
+            if live.mirror_portal(from, &portal) && portal.ew.is_some() {
+                state
+                    .recent
+                    .teleported(&portal.character_name, portal.timestamp);
+            }
+        }
+        Message::Relay { kind, text } => {
+            if let Some(kind) = FrameType::from_name(&kind).filter(|k| k.is_relayed()) {
+                live.mirror_relay(kind, text.get());
+            }
+        }
+        Message::Claimed { name, at_ms } => live.remote_claimed(&node.me, from, &name, at_ms),
+        Message::Released { names } => live.remote_released(from, &names),
+        Message::Heartbeat(beat) => {
+            if let Some(peer) = lock(&node.peers).get_mut(&**from) {
+                peer.heartbeat = beat;
+            }
+        }
+        Message::Hello { to } => {
+            if to.as_deref().is_none_or(|to| to == &*node.me) {
+                node.stats.state_requests.fetch_add(1, Ordering::Relaxed);
+                for m in state_messages(live) {
+                    say(node, m);
+                }
+            }
+        }
+        Message::State { characters } => {
+            for c in &characters {
+                live.mirror_state(from, c);
+            }
+        }
+        Message::Command {
+            to,
+            id,
+            name,
+            command,
+        } => {
+            if to == *node.me {
+                let status = live.send_command(&name, &command);
+                say(
+                    node,
+                    Message::CommandResult {
+                        to: from.to_string(),
+                        id,
+                        status,
+                    },
+                );
+            }
+        }
+        Message::CommandResult { to, id, status } => {
+            if to == *node.me
+                && let Some(waiting) = lock(&node.pending).remove(&id)
+            {
+                let _ = waiting.send(status);
+            }
+        }
+        Message::Bye => {
+            lock(&node.peers).remove(&**from);
+            let freed = live.forget_instance(from);
+            tracing::info!(instance = %from, freed, "instance left the cluster");
+        }
+    }
+}

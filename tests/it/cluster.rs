@@ -1,0 +1,531 @@
+//! Two real tracker instances on loopback sharing one PostgreSQL database and a cluster bus
+//! (PostgreSQL LISTEN/NOTIFY, and NATS when `nats-server` is installed): telemetry and commands
+//! across instances, ownership moving when an instance leaves or dies, exact kill totals, and an
+//! instance restarted mid-ingest losing nothing.
+
+use crate::common;
+use crate::process::Launched;
+
+use std::time::Duration;
+
+use common::{Backend, Client, TestApp, TestDb, WAIT, telemetry};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Which bus the instances share.
+#[derive(Debug, Clone, Copy)]
+enum BusKind {
+    Postgres,
+    Nats,
+}
+
+/// Runs a test body once per bus: a `postgres` and a `nats` test.
+macro_rules! both_buses {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::BusKind::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nats() {
+                super::$name(super::BusKind::Nats).await
+            }
+        }
+    )*};
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A `nats-server` of this test, on a free loopback port; stopped when dropped.
+struct Nats {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Nats {
+    /// Starts one, or `None` (loudly) when `nats-server` is not installed outside CI.
+    async fn start() -> Option<Self> {
+        let port = free_port();
+        let child = tokio::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(err) => {
+                assert!(!in_ci(), "CI=true but nats-server cannot run: {err}");
+                eprintln!("SKIPPED (NATS): nats-server is not installed: {err}");
+                return None;
+            }
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Some(Self {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The `CLUSTER_BUS` value for `bus` (starting NATS when needed).
+async fn bus_value(bus: BusKind) -> Option<(String, Option<Nats>)> {
+    match bus {
+        BusKind::Postgres => Some(("postgres".into(), None)),
+        BusKind::Nats => {
+            let nats = Nats::start().await?;
+            Some((nats.url.clone(), Some(nats)))
+        }
+    }
+}
+
+/// Two clustered instances, `a` and `b`, on one fresh PostgreSQL database, once each sees the
+/// other.
+struct Pair {
+    a: TestApp,
+    b: TestApp,
+    bus: String,
+    _nats: Option<Nats>,
+}
+
+async fn pair(bus: BusKind) -> Option<Pair> {
+    let (value, nats) = bus_value(bus).await?;
+    let v = value.clone();
+    let a = TestApp::spawn_with(Backend::Postgres, move |s| {
+        s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(v.as_str()));
+        s.cluster.instance_name = Some("node-a".into());
+    })
+    .await?;
+    let v = value.clone();
+    let b = a
+        .peer(move |s| {
+            s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(v.as_str()));
+            s.cluster.instance_name = Some("node-b".into());
+        })
+        .await;
+    wait_for_peer(&a, "node-b").await;
+    wait_for_peer(&b, "node-a").await;
+    Some(Pair {
+        a,
+        b,
+        bus: value,
+        _nats: nats,
+    })
+}
+
+async fn wait_for_peer(app: &TestApp, peer: &str) {
+    app.wait_debug(&format!("peer {peer}"), |d| {
+        d["cluster"]["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["instance"] == peer))
+    })
+    .await;
+}
+
+/// The entry of `name` in an instance's `/live`, once it satisfies `pred`.
+async fn wait_live(app: &TestApp, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = app.get("/live").await;
+        if let Some(p) = body["players"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["character_name"] == name))
+            && pred(p)
+        {
+            return p.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never showed as expected on {}: {body}",
+            app.addr
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sends a frame and fails on an error reply within a short while.
+async fn send_ok(plugin: &mut Client, frame: &Value) {
+    plugin.send_json(frame).await;
+}
+
+/// Waits until the database's kill total for `name` is `want` (the writers may still be
+/// flushing).
+async fn wait_db_kills(app: &TestApp, name: &str, want: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let since = chrono::Utc::now() - chrono::Duration::hours(1);
+        let state = app
+            .store
+            .character_state(name, since)
+            .await
+            .expect("character state");
+        if state.total_kills == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the database counts {} kills for {name}, want {want}",
+            state.total_kills
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn telemetry_chat_and_spawns_cross_instances(bus: BusKind) {
+    let Some(pair) = pair(bus).await else { return };
+    let (mut browser, _) = pair.b.browser().await;
+    let mut plugin = pair.a.plugin().await;
+    send_ok(&mut plugin, &telemetry("Ann", "s1", 3)).await;
+    let frame = browser.recv_type("telemetry").await;
+    assert_eq!(frame["character_name"], "Ann");
+    assert_eq!(frame["total_kills"], 3, "the owner's totals ride along");
+    send_ok(
+        &mut plugin,
+        &json!({"type": "chat", "character_name": "Ann", "text": "[General] hello"}),
+    )
+    .await;
+    let chat = browser.recv_type("chat").await;
+    assert_eq!(chat["text"], "[General] hello");
+    send_ok(&mut plugin, &common::spawn_frame("Ann", "Drudge Skulker")).await;
+    assert_eq!(browser.recv_type("spawn").await["mob"], "Drudge Skulker");
+
+    // /live and a new browser's snapshot on the other instance are the whole cluster's.
+    wait_live(&pair.b, "Ann", |p| p["total_kills"] == 3).await;
+    let (_, snapshot) = pair.b.browser().await;
+    let players = snapshot["players"].as_array().expect("players");
+    assert!(players.iter().any(|p| p["character_name"] == "Ann"));
+    assert!(
+        snapshot["chat"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|l| l["text"] == "[General] hello"))
+    );
+    // Only the owner wrote the row.
+    pair.a.wait_for_rows(1, 1, 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = pair.a.store.row_counts().await.expect("counts");
+    assert_eq!((counts.telemetry, counts.spawns), (1, 1), "{}", pair.bus);
+    // /debug on each names the other, with its plugin count.
+    let debug = pair
+        .b
+        .wait_debug("node-a's plugin in b's /debug", |d| {
+            d["cluster"]["peers"][0]["plugins"] == 1
+        })
+        .await;
+    assert_eq!(debug["cluster"]["instance"], "node-b");
+    assert_eq!(debug["memory"]["remote_characters"], 1);
+}
+
+async fn commands_reach_the_plugin_on_the_other_instance(bus: BusKind) {
+    let Some(pair) = pair(bus).await else { return };
+    let mut plugin = pair.a.plugin().await;
+    send_ok(&mut plugin, &telemetry("Ann", "s1", 1)).await;
+    wait_live(&pair.b, "Ann", |_| true).await;
+    let (mut browser, _) = pair.b.browser().await;
+    browser
+        .send_json(&json!({"player_name": "Ann", "command": "/vt start"}))
+        .await;
+    let result = browser.recv_type("command_result").await;
+    assert_eq!(result["status"], "delivered", "{result}");
+    let command = plugin.recv_json().await;
+    assert_eq!(command["player_name"], "Ann");
+    assert_eq!(command["command"], "/vt start");
+    // A character nobody owns is still refused.
+    browser
+        .send_json(&json!({"player_name": "Nobody", "command": "/vt start"}))
+        .await;
+    let result = browser.recv_type("command_result").await;
+    assert_eq!(result["status"], "not_connected");
+}
+
+async fn a_character_moving_between_instances_counts_every_kill_once(bus: BusKind) {
+    let Some(pair) = pair(bus).await else { return };
+    let mut plugin = pair.a.plugin().await;
+    for kills in [5, 10] {
+        send_ok(&mut plugin, &telemetry("Ann", "s1", kills)).await;
+    }
+    wait_live(&pair.b, "Ann", |p| p["total_kills"] == 10).await;
+    // The plugin leaves A and carries on with the same session on B.
+    plugin.ws.close(None).await.expect("close");
+    drop(plugin);
+    let mut plugin = pair.b.plugin().await;
+    for kills in [12, 20] {
+        send_ok(&mut plugin, &telemetry("Ann", "s1", kills)).await;
+    }
+    assert!(
+        plugin.silent_for(Duration::from_millis(1500)).await,
+        "B accepts the character once A released it"
+    );
+    wait_live(&pair.b, "Ann", |p| p["total_kills"] == 20).await;
+    wait_live(&pair.a, "Ann", |p| p["total_kills"] == 20).await;
+    wait_db_kills(&pair.a, "Ann", 20).await;
+}
+
+async fn a_character_owned_elsewhere_is_refused(bus: BusKind) {
+    let Some(pair) = pair(bus).await else { return };
+    let mut owner = pair.a.plugin().await;
+    send_ok(&mut owner, &telemetry("Ann", "s1", 1)).await;
+    wait_live(&pair.b, "Ann", |_| true).await;
+    let mut other = pair.b.plugin().await;
+    other.send_json(&telemetry("Ann", "s1", 500)).await;
+    let reply = other.recv_json().await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert!(
+        reply["error"].as_str().is_some_and(|e| e.contains("Ann")),
+        "{reply}"
+    );
+    // Nothing the refused frame claimed was counted anywhere.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_live(&pair.a, "Ann", |p| p["total_kills"] == 1).await;
+    wait_live(&pair.b, "Ann", |p| p["total_kills"] == 1).await;
+}
+
+both_buses!(
+    telemetry_chat_and_spawns_cross_instances,
+    commands_reach_the_plugin_on_the_other_instance,
+    a_character_moving_between_instances_counts_every_kill_once,
+    a_character_owned_elsewhere_is_refused,
+);
+
+/// A plugin that sends telemetry as fast as it can (its kills count up once per 100 frames, well
+/// under the kill rate cap) and moves to the other instance when the one it is on closes:
+/// returns how many frames it sent to each (only frames sent before it saw the close count as
+/// sent to that instance) and its last kill count.
+async fn restless_plugin(
+    first: String,
+    second: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> ([i64; 2], i64) {
+    use futures_util::FutureExt;
+    let mut sent = [0_i64; 2];
+    let mut frames = 0_i64;
+    for (i, addr) in [first, second].into_iter().enumerate() {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://{addr}/ws/position"),
+            )
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("X-Plugin-Secret", common::SECRET.parse().expect("header"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("plugin connects");
+        loop {
+            if i == 1 && stop.is_cancelled() {
+                let _ = ws.close(None).await;
+                break;
+            }
+            let frame = telemetry("Restless", "s1", (frames + 1) / 100);
+            if ws.send(Message::text(frame.to_string())).await.is_err() {
+                break;
+            }
+            frames += 1;
+            sent[i] += 1;
+            match ws.next().now_or_never() {
+                Some(Some(Ok(Message::Close(_)) | Err(_)) | None) => break,
+                Some(Some(Ok(Message::Text(t)))) => panic!("frame refused: {t}"),
+                _ => {}
+            }
+            if frames % 2 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    (sent, frames / 100)
+}
+
+async fn an_instance_restarted_mid_ingest_loses_nothing(bus: BusKind) {
+    let Some(Pair { a, b, bus, _nats }) = pair(bus).await else {
+        return;
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let plugin = tokio::spawn(restless_plugin(
+        a.addr.to_string(),
+        b.addr.to_string(),
+        stop.clone(),
+    ));
+    wait_live(&b, "Restless", |p| p["total_kills"].as_i64() >= Some(3)).await;
+    // A stops as SIGTERM would, while frames arrive.
+    let mut a = a;
+    let report = a.shutdown().await;
+    assert_eq!(report.lost, 0);
+    wait_live(&b, "Restless", |p| p["total_kills"].as_i64() >= Some(8)).await;
+    stop.cancel();
+    let ([on_a, on_b], kills) = plugin.await.expect("plugin");
+    assert!(on_a > 0 && on_b > 0, "{on_a} on A, {on_b} on B");
+    let total = on_a + on_b;
+    b.wait_for_rows(total, 0, 0).await;
+    let counts = b.store.row_counts().await.expect("counts");
+    assert_eq!(
+        counts.telemetry, total,
+        "every frame sent stored exactly once ({bus})"
+    );
+    wait_live(&b, "Restless", |p| p["total_kills"] == kills).await;
+    wait_db_kills(&b, "Restless", kills).await;
+}
+
+both_buses!(an_instance_restarted_mid_ingest_loses_nothing);
+
+/// An instance that dies without a word (SIGKILL): the other stops waiting for it after the
+/// heartbeat timeout, and a plugin reconnecting there carries on from the mirrored totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_frees_its_characters() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let env = |name: &'static str| {
+        vec![
+            ("DATABASE_URL", db.url.clone()),
+            ("SHARED_SECRET", common::SECRET.to_owned()),
+            ("CLUSTER_BUS", "postgres".to_owned()),
+            ("INSTANCE_NAME", name.to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+    };
+    let start = |name: &'static str| {
+        let env = env(name);
+        async move {
+            let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Launched::start(&pairs, &[]).await
+        }
+    };
+    let mut a = start("node-a").await;
+    let b = start("node-b").await;
+    let http = reqwest::Client::new();
+    let debug = |addr: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://{addr}/debug"))
+                .send()
+                .await
+                .expect("GET /debug")
+                .json::<Value>()
+                .await
+                .expect("JSON")
+        }
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while debug(b.addr.clone()).await["cluster"]["peers"]
+        .as_array()
+        .is_none_or(|p| p.is_empty())
+    {
+        assert!(tokio::time::Instant::now() < deadline, "b never saw a");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connect = |addr: String| async move {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://{addr}/ws/position"),
+            )
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("X-Plugin-Secret", common::SECRET.parse().expect("header"));
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("plugin connects")
+            .0
+    };
+    let mut plugin = connect(a.addr.clone()).await;
+    for kills in [4, 9] {
+        plugin
+            .send(Message::text(telemetry("Ann", "s1", kills).to_string()))
+            .await
+            .expect("send");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let live: Value = http
+            .get(format!("http://{}/live", b.addr))
+            .send()
+            .await
+            .expect("GET /live")
+            .json()
+            .await
+            .expect("JSON");
+        if live["players"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["total_kills"] == 9))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never mirrored Ann: {live}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.child.start_kill().expect("SIGKILL a");
+    let _ = a.child.wait().await;
+    // The plugin reconnects to B and keeps trying until B takes the character.
+    let died = tokio::time::Instant::now();
+    let mut plugin = connect(b.addr.clone()).await;
+    let mut kills = 10;
+    loop {
+        plugin
+            .send(Message::text(telemetry("Ann", "s1", kills).to_string()))
+            .await
+            .expect("send");
+        match tokio::time::timeout(Duration::from_secs(3), plugin.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("error") => {
+                assert!(died.elapsed() < WAIT, "B never freed Ann: {}", b.log());
+                kills += 1;
+            }
+            _ => break,
+        }
+    }
+    let freed_after = died.elapsed();
+    assert!(
+        freed_after >= Duration::from_secs(2),
+        "freed only once the heartbeat timeout passed ({freed_after:?})"
+    );
+    // The mirror's baseline (9) continues: kills - 9 more, nothing counted twice.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let live: Value = http
+            .get(format!("http://{}/live", b.addr))
+            .send()
+            .await
+            .expect("GET /live")
+            .json()
+            .await
+            .expect("JSON");
+        let total = live["players"][0]["total_kills"].as_i64();
+        if total == Some(kills) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B counts {total:?}, want {kills}: {live}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b.log().contains("instance silent"), "{}", b.log());
+}
