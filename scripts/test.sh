@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs and starts PostgreSQL and
-# installs headless Chromium with its WebDriver and nats-server if needed, creates the test role,
+# installs headless Chromium with its WebDriver, nats-server and haproxy if needed, creates the test role,
 # then runs fmt, clippy and every test (SQLite, PostgreSQL, two-instance cluster and browser
 # end-to-end tests).
 #
@@ -65,10 +65,10 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
-if ! command -v nats-server >/dev/null 2>&1; then
-  log "installing nats-server (the cluster tests over NATS)"
+if ! command -v nats-server >/dev/null 2>&1 || ! command -v haproxy >/dev/null 2>&1; then
+  log "installing nats-server and haproxy (cluster tests: NATS bus, rolling restart behind a proxy)"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server haproxy >/dev/null
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

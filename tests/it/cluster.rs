@@ -313,19 +313,32 @@ both_buses!(
     a_character_owned_elsewhere_is_refused,
 );
 
-/// A plugin that sends telemetry as fast as it can (its kills count up once per 100 frames, well
-/// under the kill rate cap) and moves to the other instance when the one it is on closes:
-/// returns how many frames it sent to each (only frames sent before it saw the close count as
-/// sent to that instance) and its last kill count.
+/// What [`restless_plugin`] did.
+struct Restless {
+    /// Frames sent before the plugin saw a close (each must be stored exactly once).
+    frames: i64,
+    /// Its last kill count.
+    kills: i64,
+    /// Connections it made.
+    connections: usize,
+}
+
+/// A plugin for `name` that sends telemetry as fast as it can (its kills count up once per 100
+/// frames, well under the kill rate cap) and, whenever the instance it is on closes, reconnects
+/// to the next address of `addrs`, until `stop`. Only frames sent before it saw the close count
+/// as sent.
 async fn restless_plugin(
-    first: String,
-    second: String,
+    name: &'static str,
+    addrs: Vec<String>,
     stop: tokio_util::sync::CancellationToken,
-) -> ([i64; 2], i64) {
+) -> Restless {
     use futures_util::FutureExt;
-    let mut sent = [0_i64; 2];
     let mut frames = 0_i64;
-    for (i, addr) in [first, second].into_iter().enumerate() {
+    let mut connections = 0;
+    let mut attempt = 0;
+    while !stop.is_cancelled() {
+        let addr = &addrs[attempt % addrs.len()];
+        attempt += 1;
         let mut request =
             tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
                 format!("ws://{addr}/ws/position"),
@@ -334,20 +347,21 @@ async fn restless_plugin(
         request
             .headers_mut()
             .insert("X-Plugin-Secret", common::SECRET.parse().expect("header"));
-        let (mut ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("plugin connects");
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        connections += 1;
         loop {
-            if i == 1 && stop.is_cancelled() {
+            if stop.is_cancelled() {
                 let _ = ws.close(None).await;
                 break;
             }
-            let frame = telemetry("Restless", "s1", (frames + 1) / 100);
+            let frame = telemetry(name, "s1", (frames + 1) / 100);
             if ws.send(Message::text(frame.to_string())).await.is_err() {
                 break;
             }
             frames += 1;
-            sent[i] += 1;
             match ws.next().now_or_never() {
                 Some(Some(Ok(Message::Close(_)) | Err(_)) | None) => break,
                 Some(Some(Ok(Message::Text(t)))) => panic!("frame refused: {t}"),
@@ -358,7 +372,11 @@ async fn restless_plugin(
             }
         }
     }
-    (sent, frames / 100)
+    Restless {
+        frames,
+        kills: frames / 100,
+        connections,
+    }
 }
 
 async fn an_instance_restarted_mid_ingest_loses_nothing(bus: BusKind) {
@@ -367,8 +385,8 @@ async fn an_instance_restarted_mid_ingest_loses_nothing(bus: BusKind) {
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let plugin = tokio::spawn(restless_plugin(
-        a.addr.to_string(),
-        b.addr.to_string(),
+        "Restless",
+        vec![a.addr.to_string(), b.addr.to_string()],
         stop.clone(),
     ));
     wait_live(&b, "Restless", |p| p["total_kills"].as_i64() >= Some(3)).await;
@@ -378,17 +396,16 @@ async fn an_instance_restarted_mid_ingest_loses_nothing(bus: BusKind) {
     assert_eq!(report.lost, 0);
     wait_live(&b, "Restless", |p| p["total_kills"].as_i64() >= Some(8)).await;
     stop.cancel();
-    let ([on_a, on_b], kills) = plugin.await.expect("plugin");
-    assert!(on_a > 0 && on_b > 0, "{on_a} on A, {on_b} on B");
-    let total = on_a + on_b;
-    b.wait_for_rows(total, 0, 0).await;
+    let sent = plugin.await.expect("plugin");
+    assert_eq!(sent.connections, 2, "the plugin moved from A to B");
+    b.wait_for_rows(sent.frames, 0, 0).await;
     let counts = b.store.row_counts().await.expect("counts");
     assert_eq!(
-        counts.telemetry, total,
+        counts.telemetry, sent.frames,
         "every frame sent stored exactly once ({bus})"
     );
-    wait_live(&b, "Restless", |p| p["total_kills"] == kills).await;
-    wait_db_kills(&b, "Restless", kills).await;
+    wait_live(&b, "Restless", |p| p["total_kills"] == sent.kills).await;
+    wait_db_kills(&b, "Restless", sent.kills).await;
 }
 
 both_buses!(an_instance_restarted_mid_ingest_loses_nothing);
@@ -528,4 +545,202 @@ async fn a_killed_instance_frees_its_characters() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(b.log().contains("instance silent"), "{}", b.log());
+}
+
+/// HAProxy running `deploy/haproxy.cfg` (the compose cluster's proxy) in front of two
+/// instances; stopped when dropped.
+struct Haproxy {
+    child: tokio::process::Child,
+    addr: String,
+}
+
+impl Haproxy {
+    async fn start(a: std::net::SocketAddr, b: std::net::SocketAddr) -> Option<Self> {
+        let port = free_port();
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/haproxy.cfg");
+        let child = tokio::process::Command::new("haproxy")
+            .args(["-db", "-f", config])
+            .env("PROXY_BIND", format!("127.0.0.1:{port}"))
+            .env("TRACKER_A", a.to_string())
+            .env("TRACKER_B", b.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(err) => {
+                assert!(!in_ci(), "CI=true but haproxy cannot run: {err}");
+                eprintln!("SKIPPED (HAProxy): haproxy is not installed: {err}");
+                return None;
+            }
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ok = reqwest::get(format!("http://{addr}/health"))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "haproxy never served"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(Self { child, addr })
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// What a map watching through the proxy saw.
+#[derive(Debug, Default)]
+struct Watched {
+    /// Times the map had to reconnect.
+    reconnects: usize,
+    /// Moments `name` vanished: an `offline` frame, or a snapshot without it once it was known.
+    vanished: Vec<String>,
+}
+
+/// A map on `addr` that reconnects whenever its instance goes away, until `stop`.
+async fn watch_map(
+    addr: String,
+    name: &'static str,
+    stop: tokio_util::sync::CancellationToken,
+) -> Watched {
+    let mut watched = Watched::default();
+    let mut seen = false;
+    let mut first = true;
+    while !stop.is_cancelled() {
+        let Ok((mut ws, _)) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/ws/live")).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if !first {
+            watched.reconnects += 1;
+        }
+        first = false;
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return watched,
+                n = ws.next() => n,
+            };
+            let Some(Ok(Message::Text(text))) = next else {
+                match next {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    _ => break,
+                }
+            };
+            let frame: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
+            match frame["type"].as_str() {
+                Some("snapshot") => {
+                    let present = frame["players"]
+                        .as_array()
+                        .is_some_and(|ps| ps.iter().any(|p| p["character_name"] == name));
+                    if seen && !present {
+                        watched.vanished.push("missing from a snapshot".into());
+                    }
+                    seen |= present;
+                }
+                Some("telemetry") if frame["character_name"] == name => seen = true,
+                Some("offline") if frame["character_name"] == name => {
+                    watched.vanished.push("offline frame".into());
+                }
+                _ => {}
+            }
+        }
+    }
+    watched
+}
+
+/// Two instances behind HAProxy, restarted one at a time while a plugin streams through the
+/// proxy and a map watches through it: every frame sent is stored once, kills are exact, and
+/// the map never sees the character vanish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_haproxy_loses_nothing_and_no_character_vanishes() {
+    let Some(Pair { a, b, bus, _nats }) = pair(BusKind::Postgres).await else {
+        return;
+    };
+    let Some(proxy) = Haproxy::start(a.addr, b.addr).await else {
+        return;
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let map = tokio::spawn(watch_map(proxy.addr.clone(), "Rolling", stop.clone()));
+    let plugin = tokio::spawn(restless_plugin(
+        "Rolling",
+        vec![proxy.addr.clone()],
+        stop.clone(),
+    ));
+    wait_live(&b, "Rolling", |p| p["total_kills"].as_i64() >= Some(3)).await;
+
+    // Restart A: stop it, start its replacement on the same address.
+    let mut a = a;
+    let a_addr = a.addr;
+    assert_eq!(a.shutdown().await.lost, 0);
+    let joined = bus.clone();
+    let a2 = b
+        .peer(move |s| {
+            s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(joined.as_str()));
+            s.cluster.instance_name = Some("node-a2".into());
+            s.server.bind_addr = a_addr;
+        })
+        .await;
+    wait_for_peer(&b, "node-a2").await;
+    let before = wait_live(&b, "Rolling", |_| true).await["total_kills"]
+        .as_i64()
+        .unwrap_or(0);
+    wait_live(&a2, "Rolling", |p| {
+        p["total_kills"].as_i64() >= Some(before + 3)
+    })
+    .await;
+    // Let the proxy's health checks see A again before B goes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Restart B the same way.
+    let mut b = b;
+    let b_addr = b.addr;
+    assert_eq!(b.shutdown().await.lost, 0);
+    let joined = bus.clone();
+    let b2 = a2
+        .peer(move |s| {
+            s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(joined.as_str()));
+            s.cluster.instance_name = Some("node-b2".into());
+            s.server.bind_addr = b_addr;
+        })
+        .await;
+    wait_for_peer(&a2, "node-b2").await;
+    let before = wait_live(&a2, "Rolling", |_| true).await["total_kills"]
+        .as_i64()
+        .unwrap_or(0);
+    wait_live(&b2, "Rolling", |p| {
+        p["total_kills"].as_i64() >= Some(before + 3)
+    })
+    .await;
+
+    stop.cancel();
+    let sent = plugin.await.expect("plugin");
+    let watched = map.await.expect("map");
+    assert!(sent.connections >= 2, "the plugin moved at least once");
+    a2.wait_for_rows(sent.frames, 0, 0).await;
+    let counts = a2.store.row_counts().await.expect("counts");
+    assert_eq!(
+        counts.telemetry, sent.frames,
+        "every frame stored exactly once"
+    );
+    wait_live(&a2, "Rolling", |p| p["total_kills"] == sent.kills).await;
+    wait_live(&b2, "Rolling", |p| p["total_kills"] == sent.kills).await;
+    wait_db_kills(&a2, "Rolling", sent.kills).await;
+    assert!(watched.reconnects >= 1, "the map was moved at least once");
+    assert!(watched.vanished.is_empty(), "{:?}", watched.vanished);
+    drop((b2, a2, b, proxy));
+    drop(a);
 }
