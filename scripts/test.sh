@@ -90,7 +90,7 @@ if ! command -v npx >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
-npx --yes dclint@3.1.0 --max-warnings 0 docker-compose.yml
+npx --yes dclint@3.1.0 --max-warnings 0 docker-compose.yml docker-compose.cluster.yml
 
 log "dependency policy: cargo deny check bans licenses sources (deny.toml)"
 if ! cargo deny --version >/dev/null 2>&1; then

@@ -32,12 +32,69 @@ pub fn is_proxied(headers: &HeaderMap) -> bool {
     PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
 }
 
+/// A proxy address or network (`10.0.0.7`, `172.30.87.0/24`, `fd00::/8`) whose forwarding
+/// headers are believed (TRUSTED_PROXIES).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for ProxyNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, prefix)) => (ip, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or network"))?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix length must be 0-{max}"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl ProxyNet {
+    /// Whether `ip` is in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The client a request stands for: the socket peer, or, when that peer is a proxy on this
-/// machine, the address it reports: the last `X-Forwarded-For` entry (the one the proxy appended;
-/// earlier ones come from the client and can be forged), else `X-Real-IP`.
-pub fn client_ip(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if !is_loopback(peer.ip()) {
-        return peer.ip().to_canonical();
+/// machine or in `trusted` (TRUSTED_PROXIES), the address it reports: the last `X-Forwarded-For`
+/// entry (the one the proxy appended; earlier ones come from the client and can be forged), else
+/// `X-Real-IP`.
+pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[ProxyNet]) -> IpAddr {
+    let ip = peer.ip().to_canonical();
+    if !is_loopback(ip) && !trusted.iter().any(|net| net.contains(ip)) {
+        return ip;
     }
     let forwarded = headers
         .get("x-forwarded-for")
@@ -45,7 +102,7 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         .and_then(|v| v.rsplit(',').next())
         .or_else(|| headers.get("x-real-ip").and_then(|v| v.to_str().ok()))
         .and_then(|v| v.trim().parse::<IpAddr>().ok());
-    forwarded.map_or(peer.ip().to_canonical(), |ip| ip.to_canonical())
+    forwarded.map_or(ip, |ip| ip.to_canonical())
 }
 
 /// Whether a `Host` header names this machine (an IP literal of loopback, or `localhost`): what a
@@ -416,14 +473,35 @@ mod tests {
             ("x-real-ip", "192.0.2.99"),
         ]);
         assert_eq!(
-            client_ip(addr("127.0.0.1:1"), &h),
+            client_ip(addr("127.0.0.1:1"), &h, &[]),
             "203.0.113.9".parse::<IpAddr>().expect("ip")
         );
         assert_eq!(
-            client_ip(addr("192.0.2.5:1"), &h),
+            client_ip(addr("192.0.2.5:1"), &h, &[]),
             "192.0.2.5".parse::<IpAddr>().expect("ip"),
             "only a local proxy is believed"
         );
+    }
+
+    #[test]
+    fn a_trusted_proxy_network_is_believed_and_no_other() {
+        let h = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.9")]);
+        let trusted: Vec<ProxyNet> = ["172.30.87.0/24", "fd00::/8"]
+            .iter()
+            .map(|s| s.parse().expect("network"))
+            .collect();
+        let client = "203.0.113.9".parse::<IpAddr>().expect("ip");
+        assert_eq!(client_ip(addr("172.30.87.5:1"), &h, &trusted), client);
+        assert_eq!(client_ip(addr("[fd12::1]:1"), &h, &trusted), client);
+        assert_eq!(
+            client_ip(addr("172.30.88.5:1"), &h, &trusted),
+            "172.30.88.5".parse::<IpAddr>().expect("ip")
+        );
+        for bad in ["", "300.1.1.1", "10.0.0.0/33", "fd00::/129", "10.0.0.0/x"] {
+            assert!(bad.parse::<ProxyNet>().is_err(), "{bad}");
+        }
+        let everything: ProxyNet = "0.0.0.0/0".parse().expect("network");
+        assert!(everything.contains("192.0.2.1".parse().expect("ip")));
     }
 
     #[test]

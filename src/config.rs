@@ -302,6 +302,25 @@ pub struct AccessSettings {
     /// e.g. `https://guild.example.com`. Browsers from other origins are refused with 403.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Reverse proxies, besides this machine, whose X-Forwarded-For is believed for the
+    /// client's address (comma-separated addresses or networks, e.g. `172.30.87.0/24`): the
+    /// limit on failed plugin authentications then counts per client, not per proxy.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = check_proxy_net)]
+    pub trusted_proxies: Vec<String>,
+
+    /// `trusted_proxies`, parsed (by [`Settings::normalize`]).
+    #[arg(skip)]
+    pub trusted_proxy_nets: Vec<crate::access::ProxyNet>,
+}
+
+/// Checks one TRUSTED_PROXIES entry (empty: none).
+fn check_proxy_net(s: &str) -> Result<String, String> {
+    if !s.trim().is_empty() {
+        s.parse::<crate::access::ProxyNet>()?;
+    }
+    Ok(s.to_owned())
 }
 
 /// Plugin and browser websockets: limits, liveness and how long characters stay in memory.
@@ -562,12 +581,19 @@ impl Settings {
         for list in [
             &mut self.access.allowed_hosts,
             &mut self.access.allowed_origins,
+            &mut self.access.trusted_proxies,
         ] {
             list.retain(|v| !v.trim().is_empty());
             for v in list.iter_mut() {
                 *v = v.trim().to_owned();
             }
         }
+        self.access.trusted_proxy_nets = self
+            .access
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect();
         if self.database.database_url.trim().is_empty() {
             self.database.database_url = Self::DEFAULT_DATABASE_URL.into();
         }
@@ -611,6 +637,21 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_are_parsed_once_and_empty_entries_mean_none() {
+        let cli = Cli::load_from([
+            "dereth-tracker",
+            "--trusted-proxies",
+            "172.30.87.0/24,,10.0.0.7",
+        ]);
+        let nets = &cli.settings.access.trusted_proxy_nets;
+        assert_eq!(nets.len(), 2);
+        assert!(nets[0].contains("172.30.87.200".parse().expect("ip")));
+        assert!(!nets[1].contains("10.0.0.8".parse().expect("ip")));
+        let none = Cli::load_from(["dereth-tracker", "--trusted-proxies", ""]);
+        assert!(none.settings.access.trusted_proxy_nets.is_empty());
+    }
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {

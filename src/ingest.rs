@@ -84,7 +84,7 @@ pub async fn handler(
         )
         .into_response();
     };
-    let client = access::client_ip(peer, &headers);
+    let client = access::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
     if state.auth_failures.is_limited(client) {
         metrics::bump(&state.metrics.connections_refused);
         return ApiError::TooManyRequests("too many failed plugin authentications; wait a minute")

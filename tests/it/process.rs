@@ -249,12 +249,25 @@ fn interpolate(value: &str, vars: &std::collections::HashMap<String, String>) ->
 /// The tracker service's environment exactly as `docker compose up` gives it (env_file, then
 /// `environment` interpolated with the .env values), the database password included.
 fn compose_environment(dot_env: &[(String, String)]) -> Vec<(String, String)> {
-    let compose: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
-            .expect("docker-compose.yml"),
-    )
-    .expect("compose YAML");
-    let tracker = &compose["services"]["tracker"];
+    service_environment("docker-compose.yml", "tracker", dot_env)
+}
+
+/// A service's environment in a compose file of this repository, as compose gives it (YAML
+/// merge keys applied, env_file, then `environment` interpolated with the .env values).
+pub fn service_environment(
+    file: &str,
+    service: &str,
+    dot_env: &[(String, String)],
+) -> Vec<(String, String)> {
+    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let mut compose: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("compose file"))
+            .expect("compose YAML");
+    compose.apply_merge().expect("merge keys");
+    let tracker = &compose["services"][service];
+    if tracker["env_file"].is_null() {
+        return plain_environment(tracker, dot_env);
+    }
     let vars: std::collections::HashMap<String, String> = dot_env.iter().cloned().collect();
     let mut env: Vec<(String, String)> = Vec::new();
     let files = tracker["env_file"].as_sequence().expect("env_file list");
@@ -276,6 +289,143 @@ fn compose_environment(dot_env: &[(String, String)]) -> Vec<(String, String)> {
         env.push((key, interpolate(&raw, &vars)));
     }
     env
+}
+
+/// The `environment` of a service without an env_file, interpolated.
+fn plain_environment(
+    service: &serde_yaml::Value,
+    dot_env: &[(String, String)],
+) -> Vec<(String, String)> {
+    let vars: std::collections::HashMap<String, String> = dot_env.iter().cloned().collect();
+    service["environment"]
+        .as_mapping()
+        .expect("environment map")
+        .iter()
+        .map(|(k, v)| {
+            let raw = v.as_str().map_or_else(
+                || serde_yaml::to_string(v).expect("scalar").trim().to_owned(),
+                str::to_owned,
+            );
+            (
+                k.as_str().expect("key").to_owned(),
+                interpolate(&raw, &vars),
+            )
+        })
+        .collect()
+}
+
+/// `.env.example` as an operator's `.env` (its secrets have example values).
+fn example_dot_env() -> Vec<(String, String)> {
+    env_file(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"))
+            .expect(".env.example"),
+    )
+}
+
+/// docker-compose.cluster.yml as compose would run it, with the database and addresses swapped
+/// for local ones: both trackers start from their compose environment, find each other on the
+/// bus, and HAProxy with the compose proxy's environment and the mounted deploy/haproxy.cfg
+/// serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_compose_file_runs_two_instances_behind_its_proxy() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let dot_env = example_dot_env();
+    let mut trackers = Vec::new();
+    for service in ["tracker-a", "tracker-b"] {
+        let env = service_environment("docker-compose.cluster.yml", service, &dot_env);
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(get("CLUSTER_BUS").as_deref(), Some("postgres"));
+        assert_eq!(get("INSTANCE_NAME").as_deref(), Some(service));
+        let mut vars: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .filter(|(k, _)| !matches!(*k, "DATABASE_URL" | "DATABASE_PASSWORD" | "BIND_ADDR"))
+            .collect();
+        vars.push(("DATABASE_URL", &db.url));
+        trackers.push(Launched::start(&vars, &[]).await);
+    }
+    let proxy_env = service_environment("docker-compose.cluster.yml", "proxy", &dot_env);
+    let compose: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docker-compose.cluster.yml"
+        ))
+        .expect("compose file"),
+    )
+    .expect("YAML");
+    let mount = compose["services"]["proxy"]["volumes"][0]
+        .as_str()
+        .expect("the proxy's config mount");
+    let config = mount
+        .strip_prefix("./")
+        .and_then(|m| m.split(':').next())
+        .expect("a file of this repository");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut haproxy = Command::new("haproxy");
+    haproxy
+        .args(["-db", "-f"])
+        .arg(format!("{}/{config}", env!("CARGO_MANIFEST_DIR")));
+    for (k, v) in &proxy_env {
+        let v = match k.as_str() {
+            "PROXY_BIND" => format!("127.0.0.1:{port}"),
+            "TRACKER_A" => trackers[0].addr.clone(),
+            "TRACKER_B" => trackers[1].addr.clone(),
+            _ => v.clone(),
+        };
+        haproxy.env(k, v);
+    }
+    let mut haproxy = match haproxy
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(err) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI=true but haproxy cannot run: {err}"
+            );
+            eprintln!("SKIPPED (HAProxy): {err}");
+            return;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let peers = match reqwest::get(format!("http://127.0.0.1:{port}/debug")).await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        };
+        let named = peers
+            .as_ref()
+            .and_then(|d| d["cluster"]["peers"][0]["instance"].as_str());
+        if matches!(named, Some("tracker-a" | "tracker-b")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxied cluster never formed: {peers:?}\n{}\n{}",
+            trackers[0].log(),
+            trackers[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = haproxy.start_kill();
+    for t in &trackers {
+        sigterm(&t.child);
+    }
+    for mut t in trackers {
+        let exit = tokio::time::timeout(WAIT, t.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("exit status");
+        assert!(exit.success(), "{}", t.log());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
