@@ -183,6 +183,11 @@ pub struct FanoutArgs {
     /// a frame per update.
     #[arg(long)]
     pub coalesce: bool,
+    /// Two instances joined by this bus (`postgres`, or `nats` to start a nats-server on
+    /// loopback for the run, or a `nats://` URL): plugins on one, browsers on the other.
+    /// Needs a PostgreSQL `--database-url`.
+    #[arg(long)]
+    pub cluster_bus: Option<String>,
     /// Markdown file to record the figures in.
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     pub report: std::path::PathBuf,

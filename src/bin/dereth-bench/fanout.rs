@@ -67,7 +67,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", temp_db.display()));
-    let server = ServerProcess::start(&url, &[]).await?;
+    let cluster = Cluster::start(&args, &url).await?;
+    let server = &cluster.browsers;
     let stop = CancellationToken::new();
     let window = Arc::new(Window {
         start: AtomicI64::new(0),
@@ -121,7 +122,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let sent = Arc::new(AtomicU64::new(0));
     let mut plugins = Vec::new();
     for c in 0..args.characters {
-        let mut ws = connect_plugin(&server.plugin_url()).await?;
+        let mut ws = connect_plugin(&cluster.plugins().plugin_url()).await?;
         let (stop, window, sent) = (stop.clone(), window.clone(), sent.clone());
         let phase = Duration::from_secs(1).mul_f64(c as f64 / args.characters.max(1) as f64);
         plugins.push(tokio::spawn(async move {
@@ -158,7 +159,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     }
 
     tokio::time::sleep(WARM_UP).await;
-    let before = server.sample()?;
+    let before = cluster.sample()?;
     let measure_started = Instant::now();
     window
         .start
@@ -167,7 +168,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     window
         .end
         .store(chrono::Utc::now().timestamp_micros(), Ordering::Relaxed);
-    let after = server.sample()?;
+    let after = cluster.sample()?;
     let measured_secs = measure_started.elapsed().as_secs_f64();
     tokio::time::sleep(GRACE).await;
     stop.cancel();
@@ -181,7 +182,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         resyncs += r;
         all.extend(latencies);
     }
-    server.stop().await?;
+    cluster.stop().await?;
     if args.database_url.is_none() {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", temp_db.display()));
@@ -220,7 +221,36 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string(&summary)?);
     let ok = |b: bool| if b { "met" } else { "**missed**" };
-    let (section, title, target_ms, reproduce) = if args.coalesce {
+    let (section, title, target_ms, reproduce) = if let Some(bus) = &args.cluster_bus {
+        let kind = if bus == "postgres" {
+            "postgres"
+        } else {
+            "nats"
+        };
+        (
+            if kind == "postgres" {
+                "fanout-cluster-postgres"
+            } else {
+                "fanout-cluster-nats"
+            },
+            if kind == "postgres" {
+                "Cross-instance fan-out over CLUSTER_BUS=postgres (`dereth-bench fanout --cluster-bus postgres`): plugins on one instance, browsers on the other"
+            } else {
+                "Cross-instance fan-out over NATS (`dereth-bench fanout --cluster-bus nats`): plugins on one instance, browsers on the other"
+            },
+            50.0,
+            crate::report::reproduce(&format!(
+                "fanout --cluster-bus {} --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_fanout --characters {} --browsers {}",
+                if kind == "postgres" {
+                    "postgres"
+                } else {
+                    "nats"
+                },
+                args.characters,
+                args.browsers
+            )),
+        )
+    } else if args.coalesce {
         (
             "fanout-coalesced",
             "Coalesced fan-out (`dereth-bench fanout --coalesce`): one batch per 250 ms tick",
@@ -253,10 +283,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
              | {:.3}% of {} ({}) | {} | {:.1} ms | {:.1} ms ({}, target < {target_ms}) | {:.1} ms | {:.2} cores ({}, target < 1) | {:.0} MiB |\n\n\
              {reproduce}\n",
             crate::report::today(),
-            if args.database_url.is_some() {
-                "PostgreSQL"
-            } else {
-                "SQLite"
+            match (&args.cluster_bus, args.database_url.is_some()) {
+                (Some(_), _) => "PostgreSQL; two tracker processes, CPU and RSS are their sums",
+                (None, true) => "PostgreSQL",
+                (None, false) => "SQLite",
             },
             summary.characters,
             summary.browsers,
@@ -281,4 +311,102 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         ),
     )?;
     Ok(())
+}
+
+/// The tracker(s) under load: one, or two joined by a cluster bus (plugins on the first,
+/// browsers on the second), with the nats-server this run started, if any.
+struct Cluster {
+    browsers: ServerProcess,
+    plugins: Option<ServerProcess>,
+    nats: Option<tokio::process::Child>,
+}
+
+impl Cluster {
+    async fn start(args: &FanoutArgs, url: &str) -> anyhow::Result<Self> {
+        let Some(bus) = &args.cluster_bus else {
+            return Ok(Self {
+                browsers: ServerProcess::start(url, &[]).await?,
+                plugins: None,
+                nats: None,
+            });
+        };
+        anyhow::ensure!(
+            url.starts_with("postgres"),
+            "--cluster-bus needs a PostgreSQL --database-url shared by both instances"
+        );
+        let (bus, nats) = match bus.as_str() {
+            "nats" => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                let child = tokio::process::Command::new("nats-server")
+                    .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| {
+                        anyhow::anyhow!("starting nats-server (apt install nats-server): {e}")
+                    })?;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_err()
+                {
+                    anyhow::ensure!(Instant::now() < deadline, "nats-server did not start");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (format!("nats://127.0.0.1:{port}"), Some(child))
+            }
+            other => (other.to_owned(), None),
+        };
+        let plugins = ServerProcess::start(
+            url,
+            &[
+                ("CLUSTER_BUS", bus.as_str()),
+                ("INSTANCE_NAME", "bench-plugins"),
+            ],
+        )
+        .await?;
+        let browsers = ServerProcess::start(
+            url,
+            &[
+                ("CLUSTER_BUS", bus.as_str()),
+                ("INSTANCE_NAME", "bench-browsers"),
+            ],
+        )
+        .await?;
+        Ok(Self {
+            browsers,
+            plugins: Some(plugins),
+            nats,
+        })
+    }
+
+    /// The instance plugins connect to.
+    fn plugins(&self) -> &ServerProcess {
+        self.plugins.as_ref().unwrap_or(&self.browsers)
+    }
+
+    /// CPU and memory of every tracker process, summed.
+    fn sample(&self) -> anyhow::Result<crate::server::ProcSample> {
+        let mut total = self.browsers.sample()?;
+        if let Some(p) = &self.plugins {
+            let s = p.sample()?;
+            total.cpu_secs += s.cpu_secs;
+            total.rss_bytes += s.rss_bytes;
+        }
+        Ok(total)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        if let Some(p) = self.plugins {
+            p.stop().await?;
+        }
+        self.browsers.stop().await?;
+        if let Some(mut nats) = self.nats {
+            let _ = nats.kill().await;
+        }
+        Ok(())
+    }
 }
