@@ -1258,6 +1258,36 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_race_between_instances_leaves_exactly_one_owner() {
+        let here = Live::new(Duration::from_secs(30), 16);
+        let (tx, _rx) = mpsc::channel(4);
+        let (outbox, mut shared) = mpsc::channel(16);
+        assert!(here.join_cluster(outbox));
+        assert!(here.claim("Ann", 1, &tx));
+        let Ok(Message::Claimed { at_ms, .. }) = shared.try_recv() else {
+            panic!("the claim is shared");
+        };
+        let other: std::sync::Arc<str> = std::sync::Arc::from("node-b");
+        // A later claim elsewhere yields to ours...
+        here.remote_claimed("node-a", &other, "Ann", at_ms + 5);
+        assert_eq!(here.owner_of("Ann"), Owner::Local);
+        // ...an earlier one wins, and frames about Ann from node-b are then mirrored.
+        here.remote_claimed("node-a", &other, "Ann", at_ms - 5);
+        assert_eq!(here.owner_of("Ann"), Owner::Remote(other.clone()));
+        let totals = Totals {
+            total_kills: 7,
+            total_rares: 0,
+            session_rares: 0,
+        };
+        assert!(here.mirror_telemetry(&other, &telemetry("Ann", "s", 7), totals, Utc::now()));
+        assert!(!here.claim("Ann", 1, &tx), "owned elsewhere and heard from");
+        // Once node-b is gone, a plugin here may take Ann over.
+        assert_eq!(here.forget_instance("node-b"), 1);
+        assert!(here.claim("Ann", 1, &tx));
+        assert_eq!(here.live_entries()[0].totals.total_kills, 7);
+    }
+
+    #[test]
     fn kill_deltas_follow_each_session() {
         let live = Live::new(Duration::from_secs(30), 16);
         let delta = |t: &Telemetry| live.apply_telemetry(t).delta;

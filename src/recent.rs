@@ -5,6 +5,10 @@
 //!
 //! Memory answers only windows it fully covers: it holds nothing from before the tracker started,
 //! so until it has run for a window's length that window still comes from the database.
+//!
+//! Points stamped more than a minute ahead of the server's clock (the protocol accepts up to a
+//! day) are not kept: a plugin could otherwise hold a day of points in memory. Until such a point
+//! is no longer ahead, memory answers nothing (the database has it) so answers stay exact.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -83,7 +87,12 @@ pub struct RecentTrails {
     since: Mutex<DateTime<Utc>>,
     /// Held only to find or add a track, never while a track is read.
     tracks: Mutex<HashMap<Arc<str>, SharedTrack>>,
+    /// The latest timestamp of a point not kept for being too far ahead, if any.
+    skipped_ahead: Mutex<Option<DateTime<Utc>>>,
 }
+
+/// How far ahead of the server's clock a point may be stamped and still be kept.
+const MAX_AHEAD: Duration = Duration::seconds(60);
 
 impl RecentTrails {
     /// Keeps `window_secs` of positions (0: none, every trail comes from the database).
@@ -92,6 +101,7 @@ impl RecentTrails {
             window: Duration::seconds(i64::try_from(window_secs).unwrap_or(i64::MAX / 1000)),
             since: Mutex::new(Utc::now()),
             tracks: Mutex::new(HashMap::new()),
+            skipped_ahead: Mutex::new(None),
         }
     }
 
@@ -115,6 +125,13 @@ impl RecentTrails {
     /// Records an accepted telemetry frame's position.
     pub fn record(&self, t: &Telemetry) {
         if !self.enabled() || t.timestamp < self.oldest_kept() {
+            return;
+        }
+        if t.timestamp > Utc::now() + MAX_AHEAD {
+            let mut skipped = lock(&self.skipped_ahead);
+            if skipped.is_none_or(|s| s < t.timestamp) {
+                *skipped = Some(t.timestamp);
+            }
             return;
         }
         let point = Point {
@@ -164,6 +181,7 @@ impl RecentTrails {
             && query.until.is_none()
             && query.since >= *lock(&self.since)
             && query.since >= self.oldest_kept()
+            && lock(&self.skipped_ahead).is_none_or(|s| s <= Utc::now())
     }
 
     /// The trails `query` asks for, exactly as the database would answer them: per character in
@@ -289,5 +307,25 @@ mod tests {
         // A window that began before the tracker started is not covered.
         assert!(!recent.covers(&query(50, 100)));
         assert!(!RecentTrails::new(0).covers(&all));
+    }
+
+    #[test]
+    fn points_far_ahead_are_not_kept_and_send_windows_to_the_database_meanwhile() {
+        let recent = RecentTrails::new(60);
+        recent.restart_coverage();
+        let now = query(0, 100);
+        recent.record(&frame("A", -30, 1.0)); // 30 s ahead: kept
+        assert!(recent.covers(&now));
+        recent.record(&frame("A", -3_600, 2.0)); // an hour ahead: not kept
+        assert!(
+            !recent.covers(&now),
+            "the database has a point memory lacks"
+        );
+        let kept: Vec<f64> = recent
+            .trails(&query(60, 100))
+            .iter()
+            .map(|p| p.ew)
+            .collect();
+        assert_eq!(kept, [1.0]);
     }
 }

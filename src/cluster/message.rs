@@ -152,6 +152,9 @@ pub fn chunks(packet: String, from: &str, seq: u64, max: usize) -> Vec<String> {
 
 /// Most chunks one packet may have (a state answer of thousands of characters fits).
 const MAX_CHUNKS: usize = 4096;
+/// Most senders with a packet in progress; more (a bus someone floods with forged senders)
+/// drops them all, and the real senders' packets are asked for again.
+const MAX_IN_PROGRESS: usize = 64;
 
 /// Puts chunked packets back together; keeps at most one packet in progress per sender.
 #[derive(Debug, Default)]
@@ -184,6 +187,9 @@ impl Reassembly {
             return None;
         }
         if i == 0 {
+            if self.partial.len() >= MAX_IN_PROGRESS && !self.partial.contains_key(from) {
+                self.partial.clear();
+            }
             let partial = Partial {
                 seq,
                 expected: 0,
@@ -233,6 +239,15 @@ mod tests {
         assert!(parts.into_iter().all(|p| r.accept(p).is_none()));
         // A small packet afterwards still gets through.
         assert_eq!(r.accept("{}".into()).as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn packets_in_progress_are_bounded() {
+        let mut r = Reassembly::default();
+        for sender in 0..1_000 {
+            let _ = r.accept(format!("~s{sender} 1 0 2 x"));
+        }
+        assert!(r.partial.len() <= MAX_IN_PROGRESS);
     }
 
     #[test]

@@ -744,3 +744,37 @@ async fn a_rolling_restart_behind_haproxy_loses_nothing_and_no_character_vanishe
     drop((b2, a2, b, proxy));
     drop(a);
 }
+
+/// SQLite is a single instance: asking it to join a cluster fails at start with a clear message.
+#[tokio::test]
+async fn a_cluster_on_sqlite_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = tokio::process::Command::new(crate::process::BIN)
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("t.db").display()),
+        )
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("CLUSTER_BUS", "postgres")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SQLite is a single instance"), "{err}");
+    let out = tokio::process::Command::new(crate::process::BIN)
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("t.db").display()),
+        )
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("CLUSTER_BUS", "redis://x")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CLUSTER_BUS must be"), "{err}");
+}
