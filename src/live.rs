@@ -1194,8 +1194,8 @@ impl Live {
         let inner = self.lock();
         inner
             .routes
-            .keys()
-            .filter_map(|name| {
+            .iter()
+            .filter_map(|(name, route)| {
                 let c = inner.characters.get(name)?;
                 let telemetry = c.latest.clone()?;
                 let sessions: Vec<shared::SessionBaseline> = inner
@@ -1224,6 +1224,7 @@ impl Live {
                     sheet: c.sheet.clone(),
                     telemetry,
                     sessions,
+                    claimed_at_ms: route.claimed_at_ms,
                 })
             })
             .collect()

@@ -93,6 +93,10 @@ pub struct CharacterState {
     pub vitals: Option<Vitals>,
     pub sheet: Option<CharacterSheet>,
     pub sessions: Vec<SessionBaseline>,
+    /// When the owner's connection claimed it (settles a claim made on both sides while the
+    /// instances could not hear each other).
+    #[serde(default)]
+    pub claimed_at_ms: i64,
 }
 
 /// A session's kill baseline, so the instance that takes a character over counts nothing twice.

@@ -587,6 +587,9 @@ fn handle(node: &Node, state: &AppState, from: &Arc<str>, message: Message) {
         }
         Message::State { characters } => {
             for c in &characters {
+                // A character claimed here too while the instances could not hear each other:
+                // the earlier claim keeps it, so only one instance counts it from now on.
+                live.remote_claimed(&node.me, from, &c.telemetry.character_name, c.claimed_at_ms);
                 live.mirror_state(from, c);
             }
         }
