@@ -97,6 +97,15 @@ struct Character {
 }
 
 impl Character {
+    /// Its totals, with the rares of its current session.
+    fn totals(&self, session_rares: i64) -> Totals {
+        Totals {
+            total_kills: self.total_kills,
+            total_rares: self.total_rares,
+            session_rares,
+        }
+    }
+
     fn new() -> Self {
         Self {
             restored: true,
@@ -858,11 +867,7 @@ impl Live {
                     .map_or(0, |s| s.rares);
                 Some(LiveEntry {
                     telemetry,
-                    totals: Totals {
-                        total_kills: c.total_kills,
-                        total_rares: c.total_rares,
-                        session_rares,
-                    },
+                    totals: c.totals(session_rares),
                     last_seen: c.last_seen_at,
                     vitals: c.vitals.clone(),
                     sheet: c.sheet.clone(),
@@ -1214,11 +1219,7 @@ impl Live {
                     .find(|s| s.session_id == telemetry.session_id)
                     .map_or(0, |s| s.rares);
                 Some(shared::CharacterState {
-                    totals: Totals {
-                        total_kills: c.total_kills,
-                        total_rares: c.total_rares,
-                        session_rares,
-                    },
+                    totals: c.totals(session_rares),
                     last_seen: c.last_seen_at,
                     vitals: c.vitals.clone(),
                     sheet: c.sheet.clone(),

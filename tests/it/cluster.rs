@@ -50,20 +50,9 @@ impl Nats {
     /// Starts one, or `None` (loudly) when `nats-server` is not installed outside CI.
     async fn start() -> Option<Self> {
         let port = free_port();
-        let child = tokio::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(err) => {
-                assert!(!in_ci(), "CI=true but nats-server cannot run: {err}");
-                eprintln!("SKIPPED (NATS): nats-server is not installed: {err}");
-                return None;
-            }
-        };
+        let mut command = tokio::process::Command::new("nats-server");
+        command.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        let child = service(command, "nats-server")?;
         let deadline = tokio::time::Instant::now() + WAIT;
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -85,6 +74,24 @@ impl Nats {
 impl Drop for Nats {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+    }
+}
+
+/// Starts a helper service quietly; `None` (loudly) when it is not installed outside CI, a
+/// failure under CI.
+fn service(mut command: tokio::process::Command, name: &str) -> Option<tokio::process::Child> {
+    let spawned = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    match spawned {
+        Ok(child) => Some(child),
+        Err(err) => {
+            assert!(!in_ci(), "CI=true but {name} cannot run: {err}");
+            eprintln!("SKIPPED ({name}): not installed: {err}");
+            None
+        }
     }
 }
 
@@ -558,23 +565,13 @@ impl Haproxy {
     async fn start(a: std::net::SocketAddr, b: std::net::SocketAddr) -> Option<Self> {
         let port = free_port();
         let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/haproxy.cfg");
-        let child = tokio::process::Command::new("haproxy")
+        let mut command = tokio::process::Command::new("haproxy");
+        command
             .args(["-db", "-f", config])
             .env("PROXY_BIND", format!("127.0.0.1:{port}"))
             .env("TRACKER_A", a.to_string())
-            .env("TRACKER_B", b.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(err) => {
-                assert!(!in_ci(), "CI=true but haproxy cannot run: {err}");
-                eprintln!("SKIPPED (HAProxy): haproxy is not installed: {err}");
-                return None;
-            }
-        };
+            .env("TRACKER_B", b.to_string());
+        let child = service(command, "haproxy")?;
         let addr = format!("127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -662,6 +659,30 @@ async fn watch_map(
     watched
 }
 
+/// Stops `old` as SIGTERM would and starts `name` on its address, joined to `survivor`'s
+/// cluster; returns once the newcomer is in the cluster and counting "Rolling" onwards.
+async fn replace(old: &mut TestApp, survivor: &TestApp, name: &'static str, bus: &str) -> TestApp {
+    let addr = old.addr;
+    assert_eq!(old.shutdown().await.lost, 0);
+    let joined = bus.to_owned();
+    let new = survivor
+        .peer(move |s| {
+            s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(joined.as_str()));
+            s.cluster.instance_name = Some(name.into());
+            s.server.bind_addr = addr;
+        })
+        .await;
+    wait_for_peer(survivor, name).await;
+    let before = wait_live(survivor, "Rolling", |_| true).await["total_kills"]
+        .as_i64()
+        .unwrap_or(0);
+    wait_live(&new, "Rolling", |p| {
+        p["total_kills"].as_i64() >= Some(before + 3)
+    })
+    .await;
+    new
+}
+
 /// Two instances behind HAProxy, restarted one at a time while a plugin streams through the
 /// proxy and a map watches through it: every frame sent is stored once, kills are exact, and
 /// the map never sees the character vanish.
@@ -682,49 +703,13 @@ async fn a_rolling_restart_behind_haproxy_loses_nothing_and_no_character_vanishe
     ));
     wait_live(&b, "Rolling", |p| p["total_kills"].as_i64() >= Some(3)).await;
 
-    // Restart A: stop it, start its replacement on the same address.
+    // Restart A, then B: each stopped, and its replacement started on the same address.
     let mut a = a;
-    let a_addr = a.addr;
-    assert_eq!(a.shutdown().await.lost, 0);
-    let joined = bus.clone();
-    let a2 = b
-        .peer(move |s| {
-            s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(joined.as_str()));
-            s.cluster.instance_name = Some("node-a2".into());
-            s.server.bind_addr = a_addr;
-        })
-        .await;
-    wait_for_peer(&b, "node-a2").await;
-    let before = wait_live(&b, "Rolling", |_| true).await["total_kills"]
-        .as_i64()
-        .unwrap_or(0);
-    wait_live(&a2, "Rolling", |p| {
-        p["total_kills"].as_i64() >= Some(before + 3)
-    })
-    .await;
+    let a2 = replace(&mut a, &b, "node-a2", &bus).await;
     // Let the proxy's health checks see A again before B goes.
     tokio::time::sleep(Duration::from_secs(3)).await;
-
-    // Restart B the same way.
     let mut b = b;
-    let b_addr = b.addr;
-    assert_eq!(b.shutdown().await.lost, 0);
-    let joined = bus.clone();
-    let b2 = a2
-        .peer(move |s| {
-            s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(joined.as_str()));
-            s.cluster.instance_name = Some("node-b2".into());
-            s.server.bind_addr = b_addr;
-        })
-        .await;
-    wait_for_peer(&a2, "node-b2").await;
-    let before = wait_live(&a2, "Rolling", |_| true).await["total_kills"]
-        .as_i64()
-        .unwrap_or(0);
-    wait_live(&b2, "Rolling", |p| {
-        p["total_kills"].as_i64() >= Some(before + 3)
-    })
-    .await;
+    let b2 = replace(&mut b, &a2, "node-b2", &bus).await;
 
     stop.cancel();
     let sent = plugin.await.expect("plugin");
@@ -745,36 +730,26 @@ async fn a_rolling_restart_behind_haproxy_loses_nothing_and_no_character_vanishe
     drop(a);
 }
 
-/// SQLite is a single instance: asking it to join a cluster fails at start with a clear message.
+/// SQLite is a single instance: asking it to join a cluster fails at start with a clear message,
+/// as does a bus the tracker does not know.
 #[tokio::test]
 async fn a_cluster_on_sqlite_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = tokio::process::Command::new(crate::process::BIN)
-        .env_clear()
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("t.db").display()),
-        )
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("CLUSTER_BUS", "postgres")
-        .output()
-        .await
-        .expect("runs");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("SQLite is a single instance"), "{err}");
-    let out = tokio::process::Command::new(crate::process::BIN)
-        .env_clear()
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("t.db").display()),
-        )
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("CLUSTER_BUS", "redis://x")
-        .output()
-        .await
-        .expect("runs");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CLUSTER_BUS must be"), "{err}");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    for (bus, message) in [
+        ("postgres", "SQLite is a single instance"),
+        ("redis://x", "CLUSTER_BUS must be"),
+    ] {
+        let out = tokio::process::Command::new(crate::process::BIN)
+            .env_clear()
+            .env("DATABASE_URL", &url)
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("CLUSTER_BUS", bus)
+            .output()
+            .await
+            .expect("runs");
+        assert!(!out.status.success(), "{bus}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{bus}: {err}");
+    }
 }
