@@ -320,6 +320,21 @@ both_buses!(
     a_character_owned_elsewhere_is_refused,
 );
 
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw plugin websocket to the tracker at `addr`, with the test secret.
+async fn plugin_socket(addr: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{addr}/ws/position"
+        ))?;
+    request
+        .headers_mut()
+        .insert("X-Plugin-Secret", common::SECRET.parse().expect("header"));
+    Ok(tokio_tungstenite::connect_async(request).await?.0)
+}
+
 /// What [`restless_plugin`] did.
 struct Restless {
     /// Frames sent before the plugin saw a close (each must be stored exactly once).
@@ -346,15 +361,7 @@ async fn restless_plugin(
     while !stop.is_cancelled() {
         let addr = &addrs[attempt % addrs.len()];
         attempt += 1;
-        let mut request =
-            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                format!("ws://{addr}/ws/position"),
-            )
-            .expect("request");
-        request
-            .headers_mut()
-            .insert("X-Plugin-Secret", common::SECRET.parse().expect("header"));
-        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else {
+        let Ok(mut ws) = plugin_socket(addr).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -442,75 +449,30 @@ async fn a_killed_instance_frees_its_characters() {
     };
     let mut a = start("node-a").await;
     let b = start("node-b").await;
-    let http = reqwest::Client::new();
-    let debug = |addr: String| {
-        let http = http.clone();
-        async move {
-            http.get(format!("http://{addr}/debug"))
-                .send()
-                .await
-                .expect("GET /debug")
-                .json::<Value>()
-                .await
-                .expect("JSON")
-        }
-    };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while debug(b.addr.clone()).await["cluster"]["peers"]
-        .as_array()
-        .is_none_or(|p| p.is_empty())
-    {
-        assert!(tokio::time::Instant::now() < deadline, "b never saw a");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let connect = |addr: String| async move {
-        let mut request =
-            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                format!("ws://{addr}/ws/position"),
-            )
-            .expect("request");
-        request
-            .headers_mut()
-            .insert("X-Plugin-Secret", common::SECRET.parse().expect("header"));
-        tokio_tungstenite::connect_async(request)
-            .await
-            .expect("plugin connects")
-            .0
-    };
-    let mut plugin = connect(a.addr.clone()).await;
+    wait_json(&b.addr, "/debug", "b sees a", |d| {
+        d["cluster"]["peers"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    })
+    .await;
+    let mut plugin = plugin_socket(&a.addr).await.expect("plugin connects");
     for kills in [4, 9] {
         plugin
             .send(Message::text(telemetry("Ann", "s1", kills).to_string()))
             .await
             .expect("send");
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let live: Value = http
-            .get(format!("http://{}/live", b.addr))
-            .send()
-            .await
-            .expect("GET /live")
-            .json()
-            .await
-            .expect("JSON");
-        if live["players"]
+    wait_json(&b.addr, "/live", "b mirrors Ann", |live| {
+        live["players"]
             .as_array()
             .is_some_and(|p| p.iter().any(|p| p["total_kills"] == 9))
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "b never mirrored Ann: {live}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     a.child.start_kill().expect("SIGKILL a");
     let _ = a.child.wait().await;
     // The plugin reconnects to B and keeps trying until B takes the character.
     let died = tokio::time::Instant::now();
-    let mut plugin = connect(b.addr.clone()).await;
+    let mut plugin = plugin_socket(&b.addr).await.expect("plugin connects");
     let mut kills = 10;
     loop {
         plugin
@@ -531,27 +493,30 @@ async fn a_killed_instance_frees_its_characters() {
         "freed only once the heartbeat timeout passed ({freed_after:?})"
     );
     // The mirror's baseline (9) continues: kills - 9 more, nothing counted twice.
+    wait_json(&b.addr, "/live", "B counts every kill once", |live| {
+        live["players"][0]["total_kills"].as_i64() == Some(kills)
+    })
+    .await;
+    assert!(b.log().contains("instance silent"), "{}", b.log());
+}
+
+/// GETs `path` of the tracker at `addr` until its JSON satisfies `pred`.
+async fn wait_json(addr: &str, path: &str, what: &str, pred: impl Fn(&Value) -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let live: Value = http
-            .get(format!("http://{}/live", b.addr))
-            .send()
-            .await
-            .expect("GET /live")
-            .json()
-            .await
-            .expect("JSON");
-        let total = live["players"][0]["total_kills"].as_i64();
-        if total == Some(kills) {
-            break;
+        let body = match reqwest::get(format!("http://{addr}{path}")).await {
+            Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if pred(&body) {
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "B counts {total:?}, want {kills}: {live}"
+            "never: {what}; {path} = {body}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(b.log().contains("instance silent"), "{}", b.log());
 }
 
 /// HAProxy running `deploy/haproxy.cfg` (the compose cluster's proxy) in front of two
