@@ -95,6 +95,7 @@ pub async fn handler(
                 mask: FrameKind::default_mask(),
                 coalesced,
                 commands: CommandBudget::new(),
+                view: crate::coalesce::ViewFilter::default(),
             };
             tracing::Instrument::instrument(session.run(socket), span).await;
         })
@@ -111,6 +112,8 @@ struct Session {
     coalesced: bool,
     /// Commands this browser may still send before it is slowed down.
     commands: CommandBudget,
+    /// The area of the map it watches (coalesced browsers only).
+    view: crate::coalesce::ViewFilter,
 }
 
 impl Session {
@@ -138,6 +141,13 @@ impl Session {
                     break;
                 }
                 received = recv(&mut batches) => {
+                    let received = match received {
+                        Ok(batch) => match batch.for_view(&mut self.view) {
+                            Some(text) => Ok(text),
+                            None => continue,
+                        },
+                        Err(err) => Err(err),
+                    };
                     let Some(text) = self.deliverable(received) else { break };
                     if session::send_text(&mut sink, text, send_timeout).await.is_err() {
                         break;
@@ -232,6 +242,15 @@ impl Session {
                     .filter_map(|t| FrameKind::from_name(t))
                     .fold(0, |mask, kind| mask | kind.bit());
                 Ok(Some(to_json(&BrowserOut::Subscribed { types: &types })))
+            }
+            BrowserFrame::Viewport(area) => {
+                if !self.coalesced {
+                    return Err(FrameError::Invalid(
+                        "a viewport needs the coalesced stream (/ws/live?coalesce=1)".into(),
+                    ));
+                }
+                self.view.set(area);
+                Ok(None)
             }
             BrowserFrame::Command {
                 player_name,

@@ -9,7 +9,14 @@
 //!
 //! Batches carry the kinds a browser receives by default (not the large relayed ones). A
 //! coalescer that falls behind the hub sends a `snapshot` instead, as a lagging browser gets.
+//!
+//! A browser may watch one area of the map (a `viewport` frame): its batches are cut from the
+//! shared one (no serialization, the frames are already text) to the updates in its area, and
+//! every REFRESH it gets the latest telemetry of every character, so the rest of the map (and
+//! the character list) is never more than that out of date.
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,18 +24,161 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::live::{Broadcast, FrameKind, Live};
+use crate::live::{About, Broadcast, FrameKind, Live};
+use crate::protocol::{FrameType, Viewport};
 
-/// The frames of one tick, in broadcast order.
+/// How often browsers watching an area get every character's latest telemetry.
+pub const REFRESH: Duration = Duration::from_secs(10);
+
+const BATCH_HEAD: &str = r#"{"type":"batch","frames":["#;
+const BATCH_TAIL: &str = "]}";
+
+/// What the coalescer publishes: a tick's batch, a resync snapshot, or a refresh.
+#[derive(Debug)]
+pub struct Batch {
+    text: Utf8Bytes,
+    /// Each frame's place in `text` and what it is about (empty for a snapshot).
+    items: Vec<(Range<usize>, Option<About>)>,
+    kind: BatchKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchKind {
+    Tick,
+    Snapshot,
+    /// Every character's latest telemetry, for browsers watching an area only.
+    Refresh,
+}
+
+impl Batch {
+    /// A snapshot every coalesced browser takes as it is.
+    pub fn snapshot(text: Utf8Bytes) -> Self {
+        Self {
+            text,
+            items: Vec::new(),
+            kind: BatchKind::Snapshot,
+        }
+    }
+
+    fn of(frames: &[(Utf8Bytes, Option<About>)], kind: BatchKind) -> Self {
+        let len: usize = frames.iter().map(|(f, _)| f.len() + 1).sum();
+        let mut out = String::with_capacity(len + 32);
+        let mut items = Vec::with_capacity(frames.len());
+        out.push_str(BATCH_HEAD);
+        for (i, (frame, about)) in frames.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let start = out.len();
+            out.push_str(frame.as_str());
+            items.push((start..out.len(), about.clone()));
+        }
+        out.push_str(BATCH_TAIL);
+        Self {
+            text: Utf8Bytes::from(out),
+            items,
+            kind,
+        }
+    }
+
+    /// The whole text (what a browser watching the whole map gets).
+    pub fn text(&self) -> &Utf8Bytes {
+        &self.text
+    }
+
+    /// What a browser with `view` gets of this batch, if anything.
+    pub fn for_view(&self, view: &mut ViewFilter) -> Option<Utf8Bytes> {
+        match (self.kind, view.area.is_some()) {
+            (BatchKind::Snapshot, _) | (BatchKind::Tick, false) => Some(self.text.clone()),
+            (BatchKind::Refresh, watching) => watching.then(|| self.text.clone()),
+            (BatchKind::Tick, true) => {
+                let text = self.text.as_str();
+                let mut out = String::new();
+                for (range, about) in &self.items {
+                    if !view.passes(about.as_ref()) {
+                        continue;
+                    }
+                    out.push_str(if out.is_empty() { BATCH_HEAD } else { "," });
+                    out.push_str(text.get(range.clone()).unwrap_or("null"));
+                }
+                if out.is_empty() {
+                    return None;
+                }
+                out.push_str(BATCH_TAIL);
+                Some(Utf8Bytes::from(out))
+            }
+        }
+    }
+}
+
+/// What one browser lets through: everything, or the updates about its area, plus the
+/// positions of characters leaving it (so they do not linger at its edge).
+#[derive(Debug, Default)]
+pub struct ViewFilter {
+    area: Option<Viewport>,
+    /// Characters last seen inside the area.
+    inside: std::collections::HashSet<Arc<str>>,
+}
+
+impl ViewFilter {
+    /// Watches `area` from now on (`None`: the whole map).
+    pub fn set(&mut self, area: Option<Viewport>) {
+        self.area = area;
+        if area.is_none() {
+            self.inside = Default::default();
+        }
+    }
+
+    /// Whether a frame about `about` goes to this browser.
+    pub fn passes(&mut self, about: Option<&About>) -> bool {
+        let (Some(area), Some(about)) = (&self.area, about) else {
+            return true;
+        };
+        let inside = area.contains(about.ew, about.ns);
+        if !about.moves {
+            return inside;
+        }
+        if inside {
+            if !self.inside.contains(&about.character) {
+                self.inside.insert(about.character.clone());
+            }
+            true
+        } else {
+            self.inside.remove(&about.character)
+        }
+    }
+}
+
+/// The frames of one tick, in broadcast order, and every character's latest telemetry.
 #[derive(Debug, Default)]
 pub struct Pending {
-    frames: Vec<Utf8Bytes>,
+    frames: Vec<(Utf8Bytes, Option<About>)>,
+    latest: HashMap<Arc<str>, (Utf8Bytes, Option<About>)>,
+}
+
+/// The `character_name` of an `offline` frame.
+#[derive(serde::Deserialize)]
+struct OfflineName {
+    character_name: String,
 }
 
 impl Pending {
     /// Takes one broadcast (the caller filters kinds).
     pub fn push(&mut self, broadcast: Broadcast) {
-        self.frames.push(broadcast.text);
+        let Broadcast { kind, text, about } = broadcast;
+        match (kind, &about) {
+            (FrameKind::Plugin(FrameType::Telemetry), Some(a)) => {
+                self.latest
+                    .insert(a.character.clone(), (text.clone(), about.clone()));
+            }
+            (FrameKind::Offline, _) => {
+                if let Ok(gone) = serde_json::from_str::<OfflineName>(text.as_str()) {
+                    self.latest.remove(gone.character_name.as_str());
+                }
+            }
+            _ => {}
+        }
+        self.frames.push((text, about));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -39,20 +189,21 @@ impl Pending {
         self.frames.clear();
     }
 
-    /// `{"type":"batch","frames":[...]}` of the pending frames (already JSON), and empties.
-    pub fn take_batch(&mut self) -> Utf8Bytes {
-        let len: usize = self.frames.iter().map(|f| f.len() + 1).sum();
-        let mut out = String::with_capacity(len + 32);
-        out.push_str(r#"{"type":"batch","frames":["#);
-        for (i, frame) in self.frames.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(frame.as_str());
-        }
-        out.push_str("]}");
+    /// The batch of the pending frames (already JSON), and empties.
+    pub fn take_batch(&mut self) -> Batch {
+        let batch = Batch::of(&self.frames, BatchKind::Tick);
         self.clear();
-        Utf8Bytes::from(out)
+        batch
+    }
+
+    /// Every character's latest telemetry, for browsers watching an area; `None` when there is
+    /// none.
+    pub fn refresh(&self) -> Option<Batch> {
+        if self.latest.is_empty() {
+            return None;
+        }
+        let frames: Vec<(Utf8Bytes, Option<About>)> = self.latest.values().cloned().collect();
+        Some(Batch::of(&frames, BatchKind::Refresh))
     }
 }
 
@@ -63,6 +214,8 @@ pub async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
     let mut pending = Pending::default();
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refreshes = tokio::time::interval(REFRESH);
+    refreshes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let carried = FrameKind::default_mask();
     loop {
         tokio::select! {
@@ -77,13 +230,18 @@ pub async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "coalescer fell behind; sending a snapshot");
                     pending.clear();
-                    live.publish_batch(live.snapshot_frame());
+                    live.publish_batch(Arc::new(Batch::snapshot(live.snapshot_frame())));
                 }
                 Err(RecvError::Closed) => return,
             },
             _ = ticks.tick() => {
-                if !pending.is_empty() && !live.publish_batch(pending.take_batch()) {
+                if !pending.is_empty() && !live.publish_batch(Arc::new(pending.take_batch())) {
                     pending.clear();
+                }
+            }
+            _ = refreshes.tick() => {
+                if let Some(refresh) = pending.refresh() {
+                    live.publish_batch(Arc::new(refresh));
                 }
             }
         }
@@ -99,6 +257,66 @@ mod tests {
         Broadcast {
             kind: FrameKind::Plugin(kind),
             text: Utf8Bytes::from(text.to_owned()),
+            about: None,
+        }
+    }
+
+    fn at(kind: FrameType, name: &str, ew: f64, ns: f64) -> Broadcast {
+        Broadcast {
+            kind: FrameKind::Plugin(kind),
+            text: Utf8Bytes::from(format!(r#"{{"n":"{name}","ew":{ew}}}"#)),
+            about: Some(About {
+                character: Arc::from(name),
+                ew,
+                ns,
+                moves: kind == FrameType::Telemetry,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_browser_watching_an_area_gets_its_updates_characters_leaving_it_and_refreshes() {
+        let mut pending = Pending::default();
+        pending.push(at(FrameType::Telemetry, "In", 1.0, 1.0));
+        pending.push(at(FrameType::Telemetry, "Out", 50.0, 1.0));
+        pending.push(at(FrameType::Spawn, "In", 60.0, 1.0));
+        pending.push(frame(FrameType::Chat, r#"{"c":1}"#));
+        let batch = pending.take_batch();
+        let mut whole = ViewFilter::default();
+        assert_eq!(batch.for_view(&mut whole).as_ref(), Some(batch.text()));
+        let mut view = ViewFilter::default();
+        view.set(Some(Viewport {
+            ew_min: -10.0,
+            ew_max: 10.0,
+            ns_min: -10.0,
+            ns_max: 10.0,
+        }));
+        let cut = batch.for_view(&mut view).expect("something in the area");
+        assert_eq!(
+            cut.as_str(),
+            r#"{"type":"batch","frames":[{"n":"In","ew":1},{"c":1}]}"#
+        );
+        // "In" leaves: its first position outside still goes, later ones do not.
+        pending.push(at(FrameType::Telemetry, "In", 30.0, 1.0));
+        let left = pending.take_batch();
+        assert!(view.for_view_text(&left).contains(r#""ew":30"#));
+        pending.push(at(FrameType::Telemetry, "In", 31.0, 1.0));
+        assert_eq!(pending.take_batch().for_view(&mut view), None);
+        // The refresh brings everyone's latest to area watchers only.
+        let refresh = pending.refresh().expect("a refresh");
+        assert!(refresh.for_view(&mut whole).is_none());
+        let text = refresh.for_view(&mut view).expect("refresh");
+        assert!(text.as_str().contains(r#""ew":31"#) && text.as_str().contains(r#""ew":50"#));
+        let parsed: serde_json::Value = serde_json::from_str(text.as_str()).expect("json");
+        assert_eq!(parsed["frames"].as_array().map(Vec::len), Some(2));
+    }
+
+    impl ViewFilter {
+        fn for_view_text(&mut self, batch: &Batch) -> String {
+            batch
+                .for_view(self)
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default()
         }
     }
 
@@ -109,6 +327,7 @@ mod tests {
         pending.push(frame(FrameType::Spawn, r#"{"s":1}"#));
         pending.push(frame(FrameType::Telemetry, r#"{"a":2}"#));
         let batch = pending.take_batch();
+        let batch = batch.text();
         assert_eq!(
             batch.as_str(),
             r#"{"type":"batch","frames":[{"a":1},{"s":1},{"a":2}]}"#

@@ -73,6 +73,30 @@ impl FrameKind {
 pub struct Broadcast {
     pub kind: FrameKind,
     pub text: Utf8Bytes,
+    /// Where on the map the frame is about, for browsers watching one area (`None`: everyone).
+    pub about: Option<About>,
+}
+
+/// The place a broadcast is about.
+#[derive(Debug, Clone)]
+pub struct About {
+    pub character: std::sync::Arc<str>,
+    pub ew: f64,
+    pub ns: f64,
+    /// A character's own position (telemetry, teleport): a browser keeps getting it until the
+    /// character has left its area. Otherwise a point event (a spawn) seen only inside the area.
+    pub moves: bool,
+}
+
+impl About {
+    fn moving(character: &str, ew: f64, ns: f64) -> Option<Self> {
+        Some(Self {
+            character: std::sync::Arc::from(character),
+            ew,
+            ns,
+            moves: true,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -300,7 +324,7 @@ pub struct Live {
     inner: Mutex<Inner>,
     hub: broadcast::Sender<Broadcast>,
     /// The coalesced stream (`crate::coalesce`): one `batch` frame per tick.
-    batches: broadcast::Sender<Utf8Bytes>,
+    batches: broadcast::Sender<std::sync::Arc<crate::coalesce::Batch>>,
     /// The coalescer holds a hub receiver of its own (which alone is no reason to serialize).
     coalescer_attached: std::sync::atomic::AtomicBool,
     window: Duration,
@@ -380,13 +404,13 @@ impl Live {
     }
 
     /// A receiver of the coalesced stream's batches.
-    pub fn subscribe_batches(&self) -> broadcast::Receiver<Utf8Bytes> {
+    pub fn subscribe_batches(&self) -> broadcast::Receiver<std::sync::Arc<crate::coalesce::Batch>> {
         self.batches.subscribe()
     }
 
     /// Sends one batch to every coalesced browser; false when none is listening.
-    pub fn publish_batch(&self, text: Utf8Bytes) -> bool {
-        self.batches.send(text).is_ok()
+    pub fn publish_batch(&self, batch: std::sync::Arc<crate::coalesce::Batch>) -> bool {
+        self.batches.send(batch).is_ok()
     }
 
     /// Whether any browser takes the coalesced stream.
@@ -395,10 +419,15 @@ impl Live {
     }
 
     fn publish(&self, kind: FrameKind, text: impl Into<Utf8Bytes>) {
+        self.publish_about(kind, text, None);
+    }
+
+    fn publish_about(&self, kind: FrameKind, text: impl Into<Utf8Bytes>, about: Option<About>) {
         // No receivers simply means no browser is watching.
         let _ = self.hub.send(Broadcast {
             kind,
             text: text.into(),
+            about,
         });
     }
 
@@ -411,7 +440,8 @@ impl Live {
                 vitals: None,
                 character_stats: None,
             }));
-            self.publish(FrameKind::Plugin(FrameType::Telemetry), text);
+            let about = About::moving(&t.character_name, t.ew, t.ns);
+            self.publish_about(FrameKind::Plugin(FrameType::Telemetry), text, about);
         }
     }
 
@@ -424,18 +454,30 @@ impl Live {
 
     fn publish_spawn(&self, s: &Spawn) {
         if self.watched_here() {
-            self.publish(
+            let about = About {
+                character: std::sync::Arc::from(s.character_name.as_str()),
+                ew: s.ew,
+                ns: s.ns,
+                moves: false,
+            };
+            self.publish_about(
                 FrameKind::Plugin(FrameType::Spawn),
                 to_json(&BrowserOut::Spawn(s)),
+                Some(about),
             );
         }
     }
 
     fn publish_portal(&self, portal: &Portal) {
         if self.watched_here() {
-            self.publish(
+            let about = match (portal.ew, portal.ns) {
+                (Some(ew), Some(ns)) => About::moving(&portal.character_name, ew, ns),
+                _ => None,
+            };
+            self.publish_about(
                 FrameKind::Plugin(FrameType::Portal),
                 to_json(&BrowserOut::Portal(portal)),
+                about,
             );
         }
     }

@@ -821,6 +821,8 @@ pub fn subscribable() -> impl Iterator<Item = &'static str> {
 pub enum BrowserFrame {
     /// Only receive these frame kinds from now on (the snapshot is always sent).
     Subscribe { types: Vec<String> },
+    /// Only receive updates about this area of the map (`None`: the whole map again).
+    Viewport(Option<Viewport>),
     /// Relay a command to the named character's plugin.
     Command {
         player_name: String,
@@ -832,6 +834,72 @@ pub enum BrowserFrame {
 #[derive(Deserialize)]
 struct SubscribeIn {
     types: Vec<String>,
+}
+
+/// An area of the map in map coordinates, edges included.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Viewport {
+    pub ew_min: f64,
+    pub ew_max: f64,
+    pub ns_min: f64,
+    pub ns_max: f64,
+}
+
+impl Viewport {
+    /// Whether a position is in the area.
+    pub fn contains(&self, ew: f64, ns: f64) -> bool {
+        (self.ew_min..=self.ew_max).contains(&ew) && (self.ns_min..=self.ns_max).contains(&ns)
+    }
+}
+
+#[derive(Deserialize)]
+struct ViewportIn {
+    #[serde(default, deserialize_with = "flex::opt_f64")]
+    ew_min: Option<f64>,
+    #[serde(default, deserialize_with = "flex::opt_f64")]
+    ew_max: Option<f64>,
+    #[serde(default, deserialize_with = "flex::opt_f64")]
+    ns_min: Option<f64>,
+    #[serde(default, deserialize_with = "flex::opt_f64")]
+    ns_max: Option<f64>,
+}
+
+impl ViewportIn {
+    fn check(self) -> Result<Option<Viewport>, FrameError> {
+        let (ew_min, ew_max, ns_min, ns_max) =
+            match (self.ew_min, self.ew_max, self.ns_min, self.ns_max) {
+                (None, None, None, None) => return Ok(None),
+                (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
+                _ => {
+                    return Err(FrameError::field(
+                        "ew_min",
+                        "give all of ew_min, ew_max, ns_min and ns_max, or none (the whole map)",
+                    ));
+                }
+            };
+        for (field, v) in [
+            ("ew_min", ew_min),
+            ("ew_max", ew_max),
+            ("ns_min", ns_min),
+            ("ns_max", ns_max),
+        ] {
+            if !v.is_finite() {
+                return Err(FrameError::field(field, "must be a finite number"));
+            }
+        }
+        if ew_min > ew_max {
+            return Err(FrameError::field("ew_min", "must not be above ew_max"));
+        }
+        if ns_min > ns_max {
+            return Err(FrameError::field("ns_min", "must not be above ns_max"));
+        }
+        Ok(Some(Viewport {
+            ew_min,
+            ew_max,
+            ns_min,
+            ns_max,
+        }))
+    }
 }
 
 #[derive(Deserialize)]
@@ -871,6 +939,7 @@ pub fn parse_browser_frame(text: &str) -> Result<BrowserFrame, FrameError> {
             }
             Ok(BrowserFrame::Subscribe { types })
         }
+        "viewport" => Ok(BrowserFrame::Viewport(typed::<ViewportIn>(text)?.check()?)),
         "command" => {
             let CommandIn {
                 player_name,
@@ -1148,6 +1217,29 @@ mod tests {
         let err = parse_browser_frame(r#"{"type":"subscribe","types":["gossip"]}"#)
             .expect_err("unknown type");
         assert!(err.to_string().contains("gossip"));
+    }
+
+    #[test]
+    fn viewports_need_four_finite_ordered_bounds_or_none() {
+        let whole = parse_browser_frame(r#"{"type":"viewport"}"#).expect("whole map");
+        assert_eq!(whole, BrowserFrame::Viewport(None));
+        let area = parse_browser_frame(
+            r#"{"type":"viewport","ew_min":"-1.5","ew_max":2,"ns_min":-3,"ns_max":4}"#,
+        )
+        .expect("an area");
+        assert!(
+            matches!(area, BrowserFrame::Viewport(Some(v)) if v.contains(-1.5, 4.0) && !v.contains(2.1, 0.0))
+        );
+        for bad in [
+            r#"{"type":"viewport","ew_min":1}"#,
+            r#"{"type":"viewport","ew_min":2,"ew_max":1,"ns_min":0,"ns_max":1}"#,
+            r#"{"type":"viewport","ew_min":0,"ew_max":1,"ns_min":2,"ns_max":1}"#,
+            r#"{"type":"viewport","ew_min":"NaN","ew_max":1,"ns_min":0,"ns_max":1}"#,
+            r#"{"type":"viewport","ew_min":"-inf","ew_max":1,"ns_min":0,"ns_max":1}"#,
+            r#"{"type":"viewport","ew_min":[],"ew_max":1,"ns_min":0,"ns_max":1}"#,
+        ] {
+            assert!(parse_browser_frame(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn every_direction_documents_the_frames_the_code_knows() {
     assert_eq!(relayed, known);
     let mut browser_in = frames(&c, "browser_to_server");
     browser_in.sort();
-    assert_eq!(browser_in, ["command", "subscribe"]);
+    assert_eq!(browser_in, ["command", "subscribe", "viewport"]);
     let mut browser_out = frames(&c, "server_to_browser");
     browser_out.sort();
     assert_eq!(
@@ -128,6 +128,9 @@ fn browser_examples_parse_as_their_type() {
     let sub = parse_browser_frame(&example(&c, "browser_to_server", "subscribe").to_string())
         .expect("subscribe example");
     assert!(matches!(sub, BrowserFrame::Subscribe { ref types } if types.len() == 3));
+    let view = parse_browser_frame(&example(&c, "browser_to_server", "viewport").to_string())
+        .expect("viewport example");
+    assert!(matches!(view, BrowserFrame::Viewport(Some(v)) if v.contains(-20.5, 30.25)));
     let cmd = parse_browser_frame(&example(&c, "browser_to_server", "command").to_string())
         .expect("command example");
     assert_eq!(
@@ -214,7 +217,7 @@ async fn server_to_browser_examples_match_the_serializer() {
     // The coalesced stream carries the same frames, as they are, in a `batch`.
     let mut pending = dereth_tracker::coalesce::Pending::default();
     pending.push(spawn);
-    let batch = json(pending.take_batch().as_str());
+    let batch = json(pending.take_batch().text().as_str());
     assert_eq!(&batch, example(&c, "server_to_browser", "batch"));
 
     let PluginFrame::Rare(r) = parse("rare") else {

@@ -1010,3 +1010,132 @@ async fn a_transient_failure_while_isolating_a_rejected_batch_loses_nothing() {
         "the spawn was retried after the failure ({attempts} inserts)"
     );
 }
+
+/// A coalesced browser watching an area gets the updates about it (and a character's first
+/// position after leaving it), never those elsewhere; bad viewports are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_watching_an_area_gets_only_its_updates() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |s| s.sessions.coalesce_ms = 100).await
+    else {
+        return;
+    };
+    let (mut browser, _) = app.browser_at("/ws/live?coalesce=1").await;
+    browser
+        .send_json(
+            &json!({"type": "viewport", "ew_min": 5, "ew_max": -5, "ns_min": 0, "ns_max": 1}),
+        )
+        .await;
+    assert_eq!(browser.recv_type("error").await["type"], "error");
+    let (mut per_frame, _) = app.browser().await;
+    per_frame
+        .send_json(
+            &json!({"type": "viewport", "ew_min": -1, "ew_max": 1, "ns_min": -1, "ns_max": 1}),
+        )
+        .await;
+    let refused = per_frame.recv_type("error").await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("coalesce")),
+        "{refused}"
+    );
+    browser
+        .send_json(
+            &json!({"type": "viewport", "ew_min": -10, "ew_max": 10, "ns_min": -10, "ns_max": 10}),
+        )
+        .await;
+
+    let at = |name: &str, kills: i64, ew: f64, ns: f64| {
+        let mut frame = telemetry(name, "s", kills);
+        frame["ew"] = json!(ew);
+        frame["ns"] = json!(ns);
+        frame
+    };
+    let spawn_at = |mob: &str, ew: f64, ns: f64| {
+        let mut frame = spawn_frame("Inside", mob);
+        frame["ew"] = json!(ew);
+        frame["ns"] = json!(ns);
+        frame
+    };
+    let chat = |text: &str| json!({"type": "chat", "character_name": "Inside", "text": text});
+    let mut plugin = app.plugin().await;
+    async fn send_and_gather(
+        plugin: &mut common::Client,
+        browser: &mut common::Client,
+        frames: Vec<Value>,
+        until: &str,
+    ) -> Vec<Value> {
+        for f in &frames {
+            plugin.send_json(f).await;
+        }
+        let mut got = Vec::new();
+        while !got.iter().any(|f: &Value| f["text"] == until) {
+            let batch = browser.recv_json().await;
+            assert_eq!(batch["type"], "batch", "{batch}");
+            got.extend(batch["frames"].as_array().cloned().unwrap_or_default());
+        }
+        got
+    }
+    let got = send_and_gather(
+        &mut plugin,
+        &mut browser,
+        vec![
+            at("Inside", 1, 1.0, 1.0),
+            at("Outside", 1, 50.0, 50.0),
+            spawn_at("Near", 2.0, 2.0),
+            spawn_at("Far", 80.0, 80.0),
+            chat("first"),
+        ],
+        "first",
+    )
+    .await;
+    let names: Vec<String> = got
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["type"].as_str().unwrap_or(""),
+                f["character_name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        got.iter()
+            .any(|f| f["type"] == "telemetry" && f["character_name"] == "Inside"),
+        "{names:?}"
+    );
+    assert!(got.iter().any(|f| f["mob"] == "Near"), "{names:?}");
+    assert!(
+        !got.iter().any(|f| f["character_name"] == "Outside"),
+        "{names:?}"
+    );
+    assert!(!got.iter().any(|f| f["mob"] == "Far"), "{names:?}");
+    // Inside leaves: its first position outside arrives, the next does not.
+    let got = send_and_gather(
+        &mut plugin,
+        &mut browser,
+        vec![
+            at("Inside", 2, 30.0, 1.0),
+            at("Inside", 3, 31.0, 1.0),
+            chat("second"),
+        ],
+        "second",
+    )
+    .await;
+    let kills: Vec<i64> = got
+        .iter()
+        .filter(|f| f["type"] == "telemetry")
+        .filter_map(|f| f["kills"].as_i64())
+        .collect();
+    assert_eq!(kills, [2]);
+    // The whole map again: everything arrives.
+    browser.send_json(&json!({"type": "viewport"})).await;
+    let got = send_and_gather(
+        &mut plugin,
+        &mut browser,
+        vec![at("Outside", 2, 50.0, 50.0), chat("third")],
+        "third",
+    )
+    .await;
+    assert!(got.iter().any(|f| f["character_name"] == "Outside"));
+}
