@@ -341,12 +341,34 @@ setInterval(() => {
   if (`?${next}` !== location.search) history.replaceState(null, "", `${location.pathname}?${next}`);
 }, 500);
 
+// Zoomed in far enough that most of Dereth is off screen, the map asks the server for updates
+// about the area in view only (with half a screen of margin each side, in whole map units so a
+// small pan changes nothing); the server still sends every character's latest position every
+// 10 s, which keeps the list and the rest of the map current.
+const WATCH_ZOOM = 6;
+function watchedArea() {
+  if (replay.active || map.scale / map.fitScale < WATCH_ZOOM) return null;
+  const a = map.unproject(0, 0);
+  const b = map.unproject(map.width, map.height);
+  const w = (b.ew - a.ew) / 2;
+  const h = (a.ns - b.ns) / 2;
+  return {
+    ew_min: Math.floor(a.ew - w), ew_max: Math.ceil(b.ew + w),
+    ns_min: Math.floor(b.ns - h), ns_max: Math.ceil(a.ns + h),
+  };
+}
+setInterval(() => {
+  // Trails drawn while an area was out of view have gaps: load them again.
+  if (connection.watch(watchedArea()) && map.showTrails && !replay.active) loadTrails();
+}, 500);
+
 getJson("data/towns.json").then((d) => map.setTowns(d.towns || [])).catch(() => {});
 getJson("data/map.json").then((d) => map.setBackgroundImage(d.background)).catch(() => {});
 applyUrlState();
 connection.connect();
 
 window.__dereth = {
+  watching: () => connection.watching,
   project: (ew, ns) => map.project(ew, ns),
   players: () => [...shownPlayers().values()].map((p) => ({
     name: p.name, color: p.color, x: p.x, y: p.y, state: players.state(p), alpha: p.alpha ?? 1,

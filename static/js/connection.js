@@ -13,6 +13,8 @@ export class LiveConnection {
     this.backoff = MIN_BACKOFF;
     this.socket = null;
     this.token = takeToken();
+    // The `viewport` frame in force (text), sent again after every reconnection.
+    this.watching = null;
   }
 
   url() {
@@ -34,6 +36,7 @@ export class LiveConnection {
     this.socket = socket;
     socket.onopen = () => {
       this.backoff = MIN_BACKOFF;
+      if (this.watching) socket.send(this.watching);
       this.onStatus("open");
     };
     socket.onmessage = (event) => {
@@ -63,6 +66,19 @@ export class LiveConnection {
     this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF);
     this.onStatus("retrying", Math.round(wait / 1000));
     setTimeout(() => this.connect(), wait);
+  }
+
+  /**
+   * Asks for updates about one area of the map only (`null`: all of it); kept across
+   * reconnections. True when that changed what is watched.
+   */
+  watch(area) {
+    const text = JSON.stringify(area ? { type: "viewport", ...area } : { type: "viewport" });
+    const current = this.watching ?? JSON.stringify({ type: "viewport" });
+    if (text === current) return false;
+    this.watching = text;
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(text);
+    return true;
   }
 
   /** Sends a frame; false when not connected. */

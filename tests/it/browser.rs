@@ -893,3 +893,95 @@ async fn names_meet_four_and_a_half_to_one_contrast_in_both_themes() {
         }
     }
 }
+
+/// Zoomed far in, the map asks for its area only: a character elsewhere is not streamed (it
+/// arrives with the server's refresh instead); zoomed out again, everything streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zoomed_in_map_streams_only_its_area_and_the_rest_with_the_refresh() {
+    let Some(chrome) = chrome().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    chrome
+        .client
+        .goto(&app.url("/?cx=0&cy=0&z=10"))
+        .await
+        .expect("open the map");
+    let watching = chrome
+        .wait_for(
+            "const w = window.__dereth.watching(); \
+             return document.getElementById('status').dataset.state === 'open' && w && w.includes('ew_min') ? JSON.parse(w) : false",
+            WAIT,
+        )
+        .await
+        .expect("the zoomed-in map watches its area");
+    let (ew_min, ew_max) = (
+        watching["ew_min"].as_f64().unwrap_or(f64::NAN),
+        watching["ew_max"].as_f64().unwrap_or(f64::NAN),
+    );
+    assert!(
+        ew_min <= -1.0 && ew_max >= 1.0 && ew_max - ew_min < 100.0,
+        "{watching}"
+    );
+
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Far Away", 80.0, 80.0, 1)).await;
+    plugin.send_json(&at("Right Here", 1.0, 1.0, 1)).await;
+    chrome
+        .wait_for(
+            "return window.__dereth.players().some(p => p.name === 'Right Here')",
+            WAIT,
+        )
+        .await
+        .expect("the character in view streams");
+    let far_now = chrome
+        .js("return window.__dereth.players().some(p => p.name === 'Far Away')")
+        .await
+        .expect("players");
+    assert_eq!(
+        far_now,
+        json!(false),
+        "sent first, yet not streamed: out of view"
+    );
+    chrome
+        .wait_for(
+            "return window.__dereth.players().some(p => p.name === 'Far Away')",
+            WAIT,
+        )
+        .await
+        .expect("the refresh brings the character out of view");
+
+    // The whole map again: the far character's next move streams.
+    chrome
+        .js("document.getElementById('zoom-reset').click(); return true")
+        .await
+        .expect("zoom out");
+    chrome
+        .wait_for(
+            "const w = window.__dereth.watching(); return w !== null && !w.includes('ew_min')",
+            WAIT,
+        )
+        .await
+        .expect("the zoomed-out map watches everything");
+    plugin.send_json(&at("Far Away", 81.0, 81.0, 2)).await;
+    plugin.send_json(&at("Right Here", 1.5, 1.0, 2)).await;
+    chrome
+        .wait_for(
+            "return window.__dereth.players().some(p => p.name === 'Right Here' && p.x === 1.5)",
+            WAIT,
+        )
+        .await
+        .expect("the character in view streams");
+    let far = chrome
+        .js("return window.__dereth.players().find(p => p.name === 'Far Away').x")
+        .await
+        .expect("players");
+    assert_eq!(
+        far,
+        json!(81),
+        "sent first, so streamed with or before the other"
+    );
+    chrome.close().await;
+}
