@@ -922,8 +922,8 @@ async fn a_zoomed_in_map_streams_only_its_area_and_the_rest_with_the_refresh() {
         watching["ew_max"].as_f64().unwrap_or(f64::NAN),
     );
     assert!(
-        ew_min <= -1.0 && ew_max >= 1.0 && ew_max - ew_min < 100.0,
-        "{watching}"
+        ew_min <= -1.0 && ew_max >= 1.0 && ew_max - ew_min < 150.0,
+        "an area around the centre, not the whole map: {watching}"
     );
 
     let mut plugin = app.plugin().await;
