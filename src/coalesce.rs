@@ -31,6 +31,7 @@ use crate::protocol::{FrameType, Viewport};
 pub const REFRESH: Duration = Duration::from_secs(10);
 
 const BATCH_HEAD: &str = r#"{"type":"batch","frames":["#;
+const REFRESH_HEAD: &str = r#"{"type":"batch","refresh":true,"frames":["#;
 const BATCH_TAIL: &str = "]}";
 
 /// What the coalescer publishes: a tick's batch, a resync snapshot, or a refresh.
@@ -64,7 +65,11 @@ impl Batch {
         let len: usize = frames.iter().map(|(f, _)| f.len() + 1).sum();
         let mut out = String::with_capacity(len + 32);
         let mut items = Vec::with_capacity(frames.len());
-        out.push_str(BATCH_HEAD);
+        out.push_str(if kind == BatchKind::Refresh {
+            REFRESH_HEAD
+        } else {
+            BATCH_HEAD
+        });
         for (i, (frame, about)) in frames.iter().enumerate() {
             if i > 0 {
                 out.push(',');
@@ -306,6 +311,7 @@ mod tests {
         let refresh = pending.refresh().expect("a refresh");
         assert!(refresh.for_view(&mut whole).is_none());
         let text = refresh.for_view(&mut view).expect("refresh");
+        assert!(text.as_str().starts_with(REFRESH_HEAD));
         assert!(text.as_str().contains(r#""ew":31"#) && text.as_str().contains(r#""ew":50"#));
         let parsed: serde_json::Value = serde_json::from_str(text.as_str()).expect("json");
         assert_eq!(parsed["frames"].as_array().map(Vec::len), Some(2));

@@ -183,6 +183,10 @@ pub struct FanoutArgs {
     /// a frame per update.
     #[arg(long)]
     pub coalesce: bool,
+    /// With --coalesce: each browser watches a 50 x 50 area of the map (a `viewport` frame)
+    /// around a random point, so it receives only part of the updates (plus the 10 s refresh).
+    #[arg(long, requires = "coalesce")]
+    pub viewport: bool,
     /// Two instances joined by this bus (`postgres`, or `nats` to start a nats-server on
     /// loopback for the run, or a `nats://` URL): plugins on one, browsers on the other.
     /// Needs a PostgreSQL `--database-url`.
