@@ -12,8 +12,9 @@
 //!
 //! A browser may watch one area of the map (a `viewport` frame): its batches are cut from the
 //! shared one (no serialization, the frames are already text) to the updates in its area, and
-//! every REFRESH it gets the latest telemetry of every character, so the rest of the map (and
-//! the character list) is never more than that out of date.
+//! within every REFRESH it gets the latest telemetry of every character (a slice each tick, so
+//! there is no burst), so the rest of the map (and the character list) is never more than that
+//! out of date.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -201,15 +202,26 @@ impl Pending {
         batch
     }
 
-    /// Every character's latest telemetry, for browsers watching an area; `None` when there is
-    /// none.
-    pub fn refresh(&self) -> Option<Batch> {
-        if self.latest.is_empty() {
-            return None;
-        }
-        let frames: Vec<(Utf8Bytes, Option<About>)> = self.latest.values().cloned().collect();
-        Some(Batch::of(&frames, BatchKind::Refresh))
+    /// The latest telemetry of one slice of the characters (slice `n` of `of`, by a hash of the
+    /// name), for browsers watching an area: one slice per tick, so every character is
+    /// refreshed once per `of` ticks without a burst. `None` when the slice is empty.
+    pub fn refresh(&self, n: u64, of: u64) -> Option<Batch> {
+        let frames: Vec<(Utf8Bytes, Option<About>)> = self
+            .latest
+            .iter()
+            .filter(|(name, _)| slice_of(name, of) == n % of.max(1))
+            .map(|(_, frame)| frame.clone())
+            .collect();
+        (!frames.is_empty()).then(|| Batch::of(&frames, BatchKind::Refresh))
     }
+}
+
+/// Which of `of` slices a character's refresh falls in (FNV-1a of its name: stable and cheap).
+fn slice_of(name: &str, of: u64) -> u64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % of.max(1)
 }
 
 /// Collects broadcasts and publishes a batch every `tick` while any browser takes batches, until
@@ -219,8 +231,11 @@ pub async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
     let mut pending = Pending::default();
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut refreshes = tokio::time::interval(REFRESH);
-    refreshes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Every character's latest telemetry once per REFRESH, a slice per tick.
+    let slices = u64::try_from(REFRESH.as_millis() / tick.as_millis().max(1))
+        .unwrap_or(1)
+        .max(1);
+    let mut tick_no: u64 = 0;
     let carried = FrameKind::default_mask();
     loop {
         tokio::select! {
@@ -243,9 +258,10 @@ pub async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
                 if !pending.is_empty() && !live.publish_batch(Arc::new(pending.take_batch())) {
                     pending.clear();
                 }
-            }
-            _ = refreshes.tick() => {
-                if let Some(refresh) = pending.refresh() {
+                tick_no = tick_no.wrapping_add(1);
+                if live.batches_watched()
+                    && let Some(refresh) = pending.refresh(tick_no, slices)
+                {
                     live.publish_batch(Arc::new(refresh));
                 }
             }
@@ -307,14 +323,36 @@ mod tests {
         assert!(view.for_view_text(&left).contains(r#""ew":30"#));
         pending.push(at(FrameType::Telemetry, "In", 31.0, 1.0));
         assert_eq!(pending.take_batch().for_view(&mut view), None);
-        // The refresh brings everyone's latest to area watchers only.
-        let refresh = pending.refresh().expect("a refresh");
+        // The refresh brings everyone's latest to area watchers only (one slice here).
+        let refresh = pending.refresh(0, 1).expect("a refresh");
         assert!(refresh.for_view(&mut whole).is_none());
         let text = refresh.for_view(&mut view).expect("refresh");
         assert!(text.as_str().starts_with(REFRESH_HEAD));
         assert!(text.as_str().contains(r#""ew":31"#) && text.as_str().contains(r#""ew":50"#));
         let parsed: serde_json::Value = serde_json::from_str(text.as_str()).expect("json");
         assert_eq!(parsed["frames"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn refresh_slices_cover_every_character_once() {
+        let mut pending = Pending::default();
+        for i in 0..100 {
+            pending.push(at(
+                FrameType::Telemetry,
+                &format!("C{i}"),
+                f64::from(i),
+                0.0,
+            ));
+        }
+        let mut seen = 0;
+        for n in 0..40 {
+            if let Some(batch) = pending.refresh(n, 40) {
+                let parsed: serde_json::Value =
+                    serde_json::from_str(batch.text().as_str()).expect("json");
+                seen += parsed["frames"].as_array().map_or(0, Vec::len);
+            }
+        }
+        assert_eq!(seen, 100);
     }
 
     impl ViewFilter {
