@@ -422,12 +422,17 @@ async fn an_instance_restarted_mid_ingest_loses_nothing(bus: BusKind) {
     wait_db_kills(&b, "Restless", sent.kills).await;
 }
 
-both_buses!(an_instance_restarted_mid_ingest_loses_nothing);
+both_buses!(
+    an_instance_restarted_mid_ingest_loses_nothing,
+    a_killed_instance_frees_its_characters
+);
 
 /// An instance that dies without a word (SIGKILL): the other stops waiting for it after the
 /// heartbeat timeout, and a plugin reconnecting there carries on from the mirrored totals.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_instance_frees_its_characters() {
+async fn a_killed_instance_frees_its_characters(bus: BusKind) {
+    let Some((bus, _nats)) = bus_value(bus).await else {
+        return;
+    };
     let Some(db) = TestDb::create(Backend::Postgres).await else {
         return;
     };
@@ -435,7 +440,7 @@ async fn a_killed_instance_frees_its_characters() {
         vec![
             ("DATABASE_URL", db.url.clone()),
             ("SHARED_SECRET", common::SECRET.to_owned()),
-            ("CLUSTER_BUS", "postgres".to_owned()),
+            ("CLUSTER_BUS", bus.clone()),
             ("INSTANCE_NAME", name.to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
