@@ -8,7 +8,7 @@ use crate::process::Launched;
 
 use std::time::Duration;
 
-use common::{Backend, Client, TestApp, TestDb, WAIT, telemetry};
+use common::{Backend, TestApp, TestDb, WAIT, telemetry};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -177,11 +177,6 @@ async fn wait_live(app: &TestApp, name: &str, pred: impl Fn(&Value) -> bool) -> 
     }
 }
 
-/// Sends a frame and fails on an error reply within a short while.
-async fn send_ok(plugin: &mut Client, frame: &Value) {
-    plugin.send_json(frame).await;
-}
-
 /// Waits until the database's kill total for `name` is `want` (the writers may still be
 /// flushing).
 async fn wait_db_kills(app: &TestApp, name: &str, want: i64) {
@@ -209,18 +204,18 @@ async fn telemetry_chat_and_spawns_cross_instances(bus: BusKind) {
     let Some(pair) = pair(bus).await else { return };
     let (mut browser, _) = pair.b.browser().await;
     let mut plugin = pair.a.plugin().await;
-    send_ok(&mut plugin, &telemetry("Ann", "s1", 3)).await;
+    plugin.send_json(&telemetry("Ann", "s1", 3)).await;
     let frame = browser.recv_type("telemetry").await;
     assert_eq!(frame["character_name"], "Ann");
     assert_eq!(frame["total_kills"], 3, "the owner's totals ride along");
-    send_ok(
-        &mut plugin,
-        &json!({"type": "chat", "character_name": "Ann", "text": "[General] hello"}),
-    )
-    .await;
+    plugin
+        .send_json(&json!({"type": "chat", "character_name": "Ann", "text": "[General] hello"}))
+        .await;
     let chat = browser.recv_type("chat").await;
     assert_eq!(chat["text"], "[General] hello");
-    send_ok(&mut plugin, &common::spawn_frame("Ann", "Drudge Skulker")).await;
+    plugin
+        .send_json(&common::spawn_frame("Ann", "Drudge Skulker"))
+        .await;
     assert_eq!(browser.recv_type("spawn").await["mob"], "Drudge Skulker");
 
     // /live and a new browser's snapshot on the other instance are the whole cluster's.
@@ -252,7 +247,7 @@ async fn telemetry_chat_and_spawns_cross_instances(bus: BusKind) {
 async fn commands_reach_the_plugin_on_the_other_instance(bus: BusKind) {
     let Some(pair) = pair(bus).await else { return };
     let mut plugin = pair.a.plugin().await;
-    send_ok(&mut plugin, &telemetry("Ann", "s1", 1)).await;
+    plugin.send_json(&telemetry("Ann", "s1", 1)).await;
     wait_live(&pair.b, "Ann", |_| true).await;
     let (mut browser, _) = pair.b.browser().await;
     browser
@@ -275,7 +270,7 @@ async fn a_character_moving_between_instances_counts_every_kill_once(bus: BusKin
     let Some(pair) = pair(bus).await else { return };
     let mut plugin = pair.a.plugin().await;
     for kills in [5, 10] {
-        send_ok(&mut plugin, &telemetry("Ann", "s1", kills)).await;
+        plugin.send_json(&telemetry("Ann", "s1", kills)).await;
     }
     wait_live(&pair.b, "Ann", |p| p["total_kills"] == 10).await;
     // The plugin leaves A and carries on with the same session on B.
@@ -283,7 +278,7 @@ async fn a_character_moving_between_instances_counts_every_kill_once(bus: BusKin
     drop(plugin);
     let mut plugin = pair.b.plugin().await;
     for kills in [12, 20] {
-        send_ok(&mut plugin, &telemetry("Ann", "s1", kills)).await;
+        plugin.send_json(&telemetry("Ann", "s1", kills)).await;
     }
     assert!(
         plugin.silent_for(Duration::from_millis(1500)).await,
@@ -297,7 +292,7 @@ async fn a_character_moving_between_instances_counts_every_kill_once(bus: BusKin
 async fn a_character_owned_elsewhere_is_refused(bus: BusKind) {
     let Some(pair) = pair(bus).await else { return };
     let mut owner = pair.a.plugin().await;
-    send_ok(&mut owner, &telemetry("Ann", "s1", 1)).await;
+    owner.send_json(&telemetry("Ann", "s1", 1)).await;
     wait_live(&pair.b, "Ann", |_| true).await;
     let mut other = pair.b.plugin().await;
     other.send_json(&telemetry("Ann", "s1", 500)).await;
@@ -412,14 +407,20 @@ async fn an_instance_restarted_mid_ingest_loses_nothing(bus: BusKind) {
     stop.cancel();
     let sent = plugin.await.expect("plugin");
     assert_eq!(sent.connections, 2, "the plugin moved from A to B");
-    b.wait_for_rows(sent.frames, 0, 0).await;
-    let counts = b.store.row_counts().await.expect("counts");
+    all_stored_once(&b, "Restless", &sent, &bus).await;
+}
+
+/// Every frame `sent` is stored exactly once and the kill total is exact, in `app`'s memory
+/// and in the database.
+async fn all_stored_once(app: &TestApp, name: &str, sent: &Restless, bus: &str) {
+    app.wait_for_rows(sent.frames, 0, 0).await;
+    let counts = app.store.row_counts().await.expect("counts");
     assert_eq!(
         counts.telemetry, sent.frames,
         "every frame sent stored exactly once ({bus})"
     );
-    wait_live(&b, "Restless", |p| p["total_kills"] == sent.kills).await;
-    wait_db_kills(&b, "Restless", sent.kills).await;
+    wait_live(app, name, |p| p["total_kills"] == sent.kills).await;
+    wait_db_kills(app, name, sent.kills).await;
 }
 
 both_buses!(
@@ -685,15 +686,8 @@ async fn a_rolling_restart_behind_haproxy_loses_nothing_and_no_character_vanishe
     let sent = plugin.await.expect("plugin");
     let watched = map.await.expect("map");
     assert!(sent.connections >= 2, "the plugin moved at least once");
-    a2.wait_for_rows(sent.frames, 0, 0).await;
-    let counts = a2.store.row_counts().await.expect("counts");
-    assert_eq!(
-        counts.telemetry, sent.frames,
-        "every frame stored exactly once"
-    );
-    wait_live(&a2, "Rolling", |p| p["total_kills"] == sent.kills).await;
+    all_stored_once(&a2, "Rolling", &sent, &bus).await;
     wait_live(&b2, "Rolling", |p| p["total_kills"] == sent.kills).await;
-    wait_db_kills(&a2, "Rolling", sent.kills).await;
     assert!(watched.reconnects >= 1, "the map was moved at least once");
     assert!(watched.vanished.is_empty(), "{:?}", watched.vanished);
     drop((b2, a2, b, proxy));
