@@ -83,6 +83,8 @@ struct Node {
     pending: Mutex<HashMap<u64, oneshot::Sender<CommandStatus>>>,
     next_command: AtomicU64,
     connected: AtomicBool,
+    /// When this instance last asked every other one for its state (on reaching the bus).
+    asked_everyone: Mutex<Option<Instant>>,
     stats: Stats,
 }
 
@@ -203,6 +205,7 @@ impl Cluster {
             pending: Mutex::new(HashMap::new()),
             next_command: AtomicU64::new(1),
             connected: AtomicBool::new(false),
+            asked_everyone: Mutex::new(None),
             stats: Stats::default(),
         };
         Ok((
@@ -452,6 +455,7 @@ async fn receive_loop(node: Arc<Node>, state: AppState, mut events: mpsc::Receiv
                 node.connected.store(true, Ordering::Relaxed);
                 // Anything sent while this instance was away was missed: ask for it all.
                 state.recent.restart_coverage();
+                *lock(&node.asked_everyone) = Some(Instant::now());
                 say(&node, Message::Hello { to: None });
                 continue;
             }
@@ -522,9 +526,10 @@ fn track_peer(node: &Node, state: &AppState, packet: &PacketIn) -> Arc<str> {
         },
     );
     drop(peers);
-    // What it shared before this instance heard it is unknown: ask (unless this packet is the
-    // answer or the question itself, which a newcomer's first packet usually is).
-    if packet.seq > 1 {
+    // What it shared before this instance heard it is unknown: ask, unless this packet is a
+    // newcomer's first (its own question) or everyone was just asked (its answer is coming).
+    let asked = lock(&node.asked_everyone).is_some_and(|at| at.elapsed() < PEER_TIMEOUT);
+    if packet.seq > 1 && !asked {
         say(
             node,
             Message::Hello {
