@@ -171,6 +171,13 @@ struct OfflineName {
 impl Pending {
     /// Takes one broadcast (the caller filters kinds).
     pub fn push(&mut self, broadcast: Broadcast) {
+        self.note(broadcast, true);
+    }
+
+    /// Keeps track of every character's latest telemetry (and forgets characters that went
+    /// offline) whether or not anyone takes batches now; queues the frame for the next batch only
+    /// when `queue`.
+    pub fn note(&mut self, broadcast: Broadcast, queue: bool) {
         let Broadcast { kind, text, about } = broadcast;
         match (kind, &about) {
             (FrameKind::Plugin(FrameType::Telemetry), Some(a)) => {
@@ -184,11 +191,18 @@ impl Pending {
             }
             _ => {}
         }
-        self.frames.push((text, about));
+        if queue {
+            self.frames.push((text, about));
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    /// Forgets every character's latest telemetry (it is noted again as frames arrive).
+    pub fn forget_latest(&mut self) {
+        self.latest.clear();
     }
 
     pub fn clear(&mut self) {
@@ -242,13 +256,13 @@ pub async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             received = hub.recv() => match received {
                 Ok(b) if carried & b.kind.bit() == 0 => {}
-                Ok(b) => {
-                    if live.batches_watched() {
-                        pending.push(b);
-                    }
-                }
+                // Offline frames are noted even while nobody watches, so a later refresh never
+                // brings back a character that left.
+                Ok(b) => pending.note(b, live.batches_watched()),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "coalescer fell behind; sending a snapshot");
+                    // Missed frames may include offline ones: start the refresh list afresh.
+                    pending.forget_latest();
                     pending.clear();
                     live.publish_batch(Arc::new(Batch::snapshot(live.snapshot_frame())));
                 }
@@ -331,6 +345,24 @@ mod tests {
         assert!(text.as_str().contains(r#""ew":31"#) && text.as_str().contains(r#""ew":50"#));
         let parsed: serde_json::Value = serde_json::from_str(text.as_str()).expect("json");
         assert_eq!(parsed["frames"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_character_that_went_offline_unwatched_is_not_refreshed() {
+        let mut pending = Pending::default();
+        pending.push(at(FrameType::Telemetry, "Gone", 1.0, 1.0));
+        pending.push(at(FrameType::Telemetry, "Here", 2.0, 1.0));
+        let _ = pending.take_batch();
+        let offline = Broadcast {
+            kind: FrameKind::Offline,
+            text: Utf8Bytes::from_static(r#"{"type":"offline","character_name":"Gone"}"#),
+            about: None,
+        };
+        pending.note(offline, false);
+        assert!(pending.is_empty(), "not queued while nobody watches");
+        let refresh = pending.refresh(0, 1).expect("a refresh");
+        assert!(!refresh.text().as_str().contains("Gone"));
+        assert!(refresh.text().as_str().contains("Here"));
     }
 
     #[test]
