@@ -312,13 +312,13 @@ pub struct AccessSettings {
 
     /// `trusted_proxies`, parsed (by [`Settings::normalize`]).
     #[arg(skip)]
-    pub trusted_proxy_nets: Vec<crate::access::ProxyNet>,
+    pub trusted_proxy_nets: Vec<crate::net::ProxyNet>,
 }
 
 /// Checks one TRUSTED_PROXIES entry (empty: none).
 fn check_proxy_net(s: &str) -> Result<String, String> {
     if !s.trim().is_empty() {
-        s.parse::<crate::access::ProxyNet>()?;
+        s.parse::<crate::net::ProxyNet>()?;
     }
     Ok(s.to_owned())
 }
@@ -610,6 +610,21 @@ impl Settings {
             sqlite_busy_timeout: Duration::from_millis(self.database.sqlite_busy_timeout_ms),
             read_statement_timeout: Duration::from_secs(self.database.read_statement_timeout_secs),
             password: self.database.database_password.clone(),
+        }
+    }
+
+    /// What the query budget allows (MAX_HEAVY_QUERIES, MAX_QUERY_ROWS, ...), and what it needs
+    /// to know of retention and thinning to estimate a query's rows.
+    pub fn query_limits(&self) -> crate::limits::QueryLimits {
+        let retention = self.retention.retention_telemetry_days;
+        let thin_after = self.retention.thin_telemetry_after_hours;
+        crate::limits::QueryLimits {
+            max_heavy_queries: self.queries.max_heavy_queries as usize,
+            wait: Duration::from_secs(self.queries.heavy_query_wait_secs),
+            max_rows: self.queries.max_query_rows,
+            retention: (retention > 0).then(|| chrono::Duration::days(i64::from(retention))),
+            thin_after: (thin_after > 0).then(|| chrono::Duration::hours(i64::from(thin_after))),
+            thin_step_secs: u64::from(self.retention.thin_telemetry_step_secs),
         }
     }
 

@@ -1,37 +1,31 @@
 //! Dereth Tracker: a real-time telemetry server and live map for Asheron's Call characters.
 //!
-//! Data flows one way: socket -> [`protocol`] (parse, validate) -> [`live`] (update, broadcast)
-//! -> [`writer`] (batch) -> [`store`]. [`Server`] wires the pieces together; `main` only parses
-//! configuration and calls [`Server::run`].
+//! One frame's path: the plugin's socket (`web` lets it in, `sessions::plugin` reads it) ->
+//! [`protocol`] (parse, validate) -> `live::Live::apply` (count, keep, publish to browsers, share
+//! with the other instances of a cluster) -> back in the session, the event goes into the bounded
+//! queue of the `writer` task, which writes batches to the [`store`]. docs/ARCHITECTURE.md draws
+//! the layers. [`Server`] wires the pieces together; `main` only parses configuration and calls
+//! [`Server::run`].
 
-pub mod access;
-pub mod alerts;
-pub mod api;
-pub mod assets;
-pub mod browser;
-pub mod cluster;
-pub mod coalesce;
+// The layers, top to bottom: a module only uses those below it.
+pub(crate) mod web;
+pub(crate) mod sessions;
+pub(crate) mod state;
+pub(crate) mod live;
+pub(crate) mod cluster;
+pub(crate) mod writer;
+pub(crate) mod ops;
 pub mod config;
-pub mod demo;
-pub mod error;
-pub mod extract;
-pub mod http_server;
-pub mod ingest;
-pub mod lifecycle;
-pub mod live;
-pub mod metrics;
-pub mod process;
-pub mod protocol;
-pub mod recent;
-pub mod routes;
-pub mod secret;
-pub mod session;
-pub mod simulate;
-pub mod state;
 pub mod store;
-pub mod writer;
-
-pub use routes::router;
+pub mod protocol;
+pub(crate) mod limits;
+pub(crate) mod net;
+pub mod secret;
+pub mod process;
+// Beside the layers: the in-process simulator (demo mode and `dereth-bench`).
+pub mod demo;
+pub mod simulate;
+pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,9 +39,14 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::config::Settings;
 use crate::live::Live;
+use crate::live::recent::RecentTrails;
+use crate::ops::metrics::Metrics;
+use crate::ops::lifecycle;
 use crate::state::AppState;
 use crate::store::{Event, Store, StoreError};
-use crate::writer::{WriterConfig, WriterReport};
+use crate::web::{http_server, router};
+pub use crate::writer::WriterReport;
+use crate::writer::WriterConfig;
 
 /// A tracker ready to serve: state assembled and live totals restored from the store.
 #[derive(Debug)]
@@ -70,10 +69,7 @@ impl Server {
     /// Builds the state. Characters are brought into memory from `store` (totals and recent
     /// session baselines) when they first send, so start-up costs nothing per stored character.
     pub async fn new(settings: Settings, store: Store) -> Result<Self, StartError> {
-        let live = Arc::new(Live::new(
-            settings.live_window(),
-            settings.sessions.broadcast_capacity,
-        ));
+        log_access_policy(&settings);
         let (cluster, inbox) = match &settings.cluster.cluster_bus {
             None => (cluster::Cluster::single(), None),
             Some(bus) => {
@@ -84,18 +80,23 @@ impl Server {
                     name,
                     &settings.database.database_url,
                     settings.database.database_password.as_ref(),
-                    &live,
                 )
                 .await?;
                 (cluster, Some(inbox))
             }
         };
+        let recent = Arc::new(RecentTrails::new(settings.queries.trail_memory_secs));
+        let live = Arc::new(Live::new(
+            settings.live_window(),
+            settings.sessions.broadcast_capacity,
+            recent,
+            cluster.clone(),
+        ));
         let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);
         lifecycle::warn_if_disk_too_small(&store, &settings).await;
         let (tx, rx) = mpsc::channel(settings.writer.write_queue_capacity);
-        let mut state = AppState::new(settings, store, live, tx, lifecycle);
-        state.alerts = alerts::start(&state.settings, state.shutdown.clone());
-        state.cluster = cluster;
+        let metrics = Arc::new(Metrics::default());
+        let state = AppState::new(settings, store, live, tx, lifecycle, cluster, metrics);
         Ok(Self {
             state,
             queue: rx,
@@ -103,9 +104,9 @@ impl Server {
         })
     }
 
-    /// The shared state (for tests and embedding).
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// The settings it runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.state.settings
     }
 
     /// Serves on `listener` until `shutdown` completes; then stops accepting, ends every session,
@@ -121,8 +122,15 @@ impl Server {
             cluster: inbox,
         } = self;
         let leave = CancellationToken::new();
-        let clustered =
-            inbox.map(|inbox| tokio::spawn(cluster::run(state.clone(), inbox, leave.clone())));
+        let clustered = inbox.map(|inbox| {
+            let member = live::Instance::new(state.live.clone(), state.metrics.clone());
+            tokio::spawn(cluster::run(
+                state.cluster.clone(),
+                inbox,
+                Arc::new(member),
+                leave.clone(),
+            ))
+        });
         let writer_stop = CancellationToken::new();
         let writer = tokio::spawn(writer::run(
             state.store.clone(),
@@ -135,7 +143,7 @@ impl Server {
             writer_stop.clone(),
         ));
         let reaper = tokio::spawn(reap_offline(state.clone()));
-        let coalescer = tokio::spawn(coalesce::run(
+        let coalescer = tokio::spawn(sessions::coalesce::run(
             state.live.clone(),
             state.settings.sessions.coalesce(),
             state.shutdown.clone(),
@@ -193,6 +201,36 @@ impl Server {
     }
 }
 
+/// Says at startup who may connect and command, and warns about settings that leave the
+/// tracker open or useless.
+fn log_access_policy(settings: &Settings) {
+    if settings.access.shared_secret.is_none() {
+        tracing::warn!(
+            "no shared secret configured: every plugin connection will be refused. Set one with \
+             SHARED_SECRET=<secret> (or --shared-secret <secret>) and configure the same secret \
+             in the plugin"
+        );
+    }
+    let loopback = net::is_loopback(settings.server.bind_addr.ip());
+    match (&settings.access.command_token, loopback) {
+        (None, true) => tracing::info!(
+            "no command token configured: only browsers on this machine (loopback, not through \
+             a proxy) may send commands to plugins; set COMMAND_TOKEN to allow others"
+        ),
+        (None, false) => tracing::warn!(
+            "no command token configured and the tracker listens beyond loopback: commands to \
+             plugins are disabled; set COMMAND_TOKEN to enable them"
+        ),
+        (Some(_), _) => {}
+    }
+    if !loopback && settings.access.allowed_hosts.is_empty() {
+        tracing::warn!(
+            "ALLOWED_HOSTS is not set: every host name is served; set it to the public name(s) \
+             of this tracker to refuse DNS-rebinding requests"
+        );
+    }
+}
+
 /// Announces characters that went silent, once a second, and lets those offline for
 /// EVICT_OFFLINE_SECS leave memory while the writer has nothing queued.
 async fn reap_offline(state: AppState) {
@@ -204,7 +242,7 @@ async fn reap_offline(state: AppState) {
             _ = tick.tick() => {
                 let idle = state.queue_depth() == 0;
                 let gone = state.live.reap(idle.then_some(evict_after));
-                state.recent.trim();
+                state.live.recent().trim();
                 if gone > 0 {
                     tracing::debug!(gone, "characters went offline");
                 }

@@ -50,31 +50,6 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     if settings.server.demo {
         dereth_tracker::demo::prepare(&mut settings);
     }
-    if settings.access.shared_secret.is_none() {
-        tracing::warn!(
-            "no shared secret configured: every plugin connection will be refused. Set one with \
-             SHARED_SECRET=<secret> (or --shared-secret <secret>) and configure the same secret \
-             in the plugin"
-        );
-    }
-    let loopback = dereth_tracker::access::is_loopback(settings.server.bind_addr.ip());
-    match (&settings.access.command_token, loopback) {
-        (None, true) => tracing::info!(
-            "no command token configured: only browsers on this machine (loopback, not through \
-             a proxy) may send commands to plugins; set COMMAND_TOKEN to allow others"
-        ),
-        (None, false) => tracing::warn!(
-            "no command token configured and the tracker listens beyond loopback: commands to \
-             plugins are disabled; set COMMAND_TOKEN to enable them"
-        ),
-        (Some(_), _) => {}
-    }
-    if !loopback && settings.access.allowed_hosts.is_empty() {
-        tracing::warn!(
-            "ALLOWED_HOSTS is not set: every host name is served; set it to the public name(s) \
-             of this tracker to refuse DNS-rebinding requests"
-        );
-    }
     let options = settings.store_options();
     let url = redact_url(&settings.database.database_url);
     let wait = std::time::Duration::from_secs(settings.database.db_startup_wait_secs);
@@ -93,8 +68,8 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     tracing::info!("listening on http://{addr}");
     let demo_stop = CancellationToken::new();
     let demo =
-        server.state().settings.server.demo.then(|| {
-            dereth_tracker::demo::start(addr, &server.state().settings, demo_stop.clone())
+        server.settings().server.demo.then(|| {
+            dereth_tracker::demo::start(addr, server.settings(), demo_stop.clone())
         });
     let stop_demo = demo_stop.clone();
     let report = server

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use subtle::ConstantTimeEq;
+
 /// A secret string whose `Debug` output never shows its value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -17,6 +19,17 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `presented` is this secret, compared without leaking through timing how many
+    /// leading bytes matched.
+    pub fn matches(&self, presented: &str) -> bool {
+        matches(presented, &self.0)
+    }
+}
+
+/// Compares a presented secret with an expected one in constant time (for their lengths).
+pub fn matches(presented: &str, expected: &str) -> bool {
+    presented.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 impl fmt::Debug for Secret {
@@ -47,5 +60,20 @@ impl std::str::FromStr for Secret {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Self(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        let secret = Secret::new("abc");
+        assert!(secret.matches("abc"));
+        assert!(!secret.matches("abd"));
+        assert!(!secret.matches("ab"));
+        assert!(!secret.matches(""));
+        assert_eq!(format!("{secret:?}"), "Secret([redacted])");
     }
 }

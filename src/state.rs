@@ -1,18 +1,21 @@
-//! The application state shared by every handler and session: cheap to clone, all handles.
+//! The application state shared by every handler and session: cheap to clone, all handles. It is
+//! assembled once, in [`crate::Server::new`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alerts::Alerts;
+use crate::cluster::Cluster;
 use crate::config::Settings;
-use crate::lifecycle::Lifecycle;
+use crate::limits::{QueryBudget, RateLimiter};
 use crate::live::{ConnId, Live};
-use crate::metrics::Metrics;
+use crate::ops::alerts::{self, Alerts};
+use crate::ops::lifecycle::Lifecycle;
+use crate::ops::metrics::Metrics;
 use crate::store::{Event, Store};
 
 /// Failed plugin authentications one client may have in a minute before it gets 429.
@@ -38,45 +41,44 @@ pub struct AppState {
     /// Webhook alerts (disabled without a webhook).
     pub alerts: Alerts,
     /// Admission of expensive queries.
-    pub queries: Arc<crate::api::QueryBudget>,
+    pub queries: Arc<QueryBudget>,
     /// Failed plugin authentications per client, to slow down secret guessing.
-    pub auth_failures: Arc<crate::access::RateLimiter>,
-    /// Recent positions, for `/trails` without the database.
-    pub recent: Arc<crate::recent::RecentTrails>,
-    /// The other instances of this tracker, when there are any.
-    pub cluster: crate::cluster::Cluster,
+    pub auth_failures: Arc<RateLimiter>,
+    /// The other instances of this tracker, when there are any (for `/debug`).
+    pub cluster: Cluster,
     next_conn: Arc<AtomicU64>,
 }
 
 impl AppState {
-    /// Assembles the state; `queue` is the sending half of the writer's queue.
+    /// Assembles the state; `queue` is the sending half of the writer's queue. Alerts start
+    /// here (they stop with [`AppState::shutdown`]).
     pub fn new(
         settings: Settings,
         store: Store,
         live: Arc<Live>,
         queue: mpsc::Sender<Event>,
         lifecycle: Arc<Lifecycle>,
+        cluster: Cluster,
+        metrics: Arc<Metrics>,
     ) -> Self {
+        let shutdown = CancellationToken::new();
         Self {
-            queries: Arc::new(crate::api::QueryBudget::new(&settings)),
-            recent: Arc::new(crate::recent::RecentTrails::new(
-                settings.queries.trail_memory_secs,
-            )),
+            queries: Arc::new(QueryBudget::new(settings.query_limits())),
+            alerts: alerts::start(&settings, shutdown.clone()),
             settings: Arc::new(settings),
             store,
             live,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             queue,
-            shutdown: CancellationToken::new(),
+            shutdown,
             sessions: TaskTracker::new(),
             started: Instant::now(),
             lifecycle,
-            alerts: Alerts::disabled(),
-            auth_failures: Arc::new(crate::access::RateLimiter::new(
+            auth_failures: Arc::new(RateLimiter::new(
                 AUTH_FAILURES_PER_MINUTE,
-                std::time::Duration::from_secs(60),
+                Duration::from_secs(60),
             )),
-            cluster: crate::cluster::Cluster::single(),
+            cluster,
             next_conn: Arc::new(AtomicU64::new(1)),
         }
     }

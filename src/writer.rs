@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{self, Metrics};
+use crate::ops::metrics::{self, Metrics};
 use crate::store::{Event, Store, StoreError};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);

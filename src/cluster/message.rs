@@ -1,43 +1,24 @@
-//! What instances tell each other over the bus, and how it is packed into bus packets.
-//!
-//! A packet is one JSON object: the sender, its packet number (so a receiver notices a packet it
-//! missed and asks for the sender's state again) and a few messages. A packet larger than the
-//! bus carries (PostgreSQL's NOTIFY takes under 8,000 bytes) travels in numbered chunks.
+//! What instances tell each other over the bus. Frames travel as the owner validated them (the
+//! wire form a plugin sends, `type` included) with what the owner counted, so a receiver applies
+//! them through the same rules as its own plugins' frames; nothing here is per frame type.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::protocol::{
-    CharacterSheet, Chat, CommandStatus, Portal, Rare, Spawn, Telemetry, Totals, Vitals,
-};
+use crate::protocol::{CharacterSheet, CommandStatus, Telemetry, Totals, Vitals};
 
 /// One thing an instance tells the others.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "t", content = "c", rename_all = "snake_case")]
 pub enum Message {
-    /// A telemetry frame of a character this instance owns, with the totals it counted.
-    Telemetry {
-        telemetry: Telemetry,
-        totals: Totals,
-        last_seen: DateTime<Utc>,
-    },
-    /// A rare find, with the finder's totals after it.
-    Rare {
-        rare: Rare,
-        totals: Totals,
-    },
-    Spawn(Spawn),
-    Chat(Chat),
-    Vitals(Vitals),
-    /// A character sheet summary (no attributes or skills).
-    Sheet(CharacterSheet),
-    /// A teleport, placed where the character was.
-    Portal(Portal),
-    /// A relayed plugin frame (inventory, radar...), as the plugin sent it.
-    Relay {
-        kind: String,
-        text: Box<RawValue>,
+    /// A frame a plugin of the sender sent about a character the sender owns, in its wire form
+    /// as validated there (a portal placed, a sheet without attributes and skills), with what
+    /// the sender counted.
+    Frame {
+        frame: Box<RawValue>,
+        #[serde(default, skip_serializing_if = "Counted::is_empty")]
+        counted: Counted,
     },
     /// A plugin connection of this instance now speaks for the character.
     Claimed {
@@ -76,6 +57,23 @@ pub enum Message {
     Bye,
 }
 
+/// What the owner of a character counted when it accepted a frame: the totals after it (telemetry
+/// and rares) and when the character was last seen (telemetry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<Totals>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+impl Counted {
+    /// Nothing was counted (a frame that changes no totals).
+    pub fn is_empty(&self) -> bool {
+        self.totals.is_none() && self.last_seen.is_none()
+    }
+}
+
 /// What a heartbeat tells the other instances about the sender.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
@@ -108,194 +106,38 @@ pub struct SessionBaseline {
     pub rares: i64,
 }
 
-/// A packet as sent.
-#[derive(Debug, Serialize)]
-pub struct PacketOut<'a> {
-    pub from: &'a str,
-    pub seq: u64,
-    pub msgs: &'a [Box<RawValue>],
-}
-
-/// A packet as received.
-#[derive(Debug, Deserialize)]
-pub struct PacketIn {
-    pub from: String,
-    pub seq: u64,
-    /// Each message is parsed on its own, so one this version does not know costs only itself.
-    pub msgs: Vec<Box<RawValue>>,
-}
-
-/// Marks a chunk of a packet too large for one bus message.
-const CHUNK_MARK: char = '~';
-
-/// Splits `packet` into bus messages of at most `max` bytes (at character boundaries). A
-/// packet that fits goes as it is; otherwise each piece is `~<sender> <packet> <i> <n> ` and
-/// the text.
-pub fn chunks(packet: String, from: &str, seq: u64, max: usize) -> Vec<String> {
-    if packet.len() <= max {
-        return vec![packet];
-    }
-    let room = max.saturating_sub(from.len() + 64).max(256);
-    let mut pieces = Vec::new();
-    let mut rest = packet.as_str();
-    while !rest.is_empty() {
-        let mut end = room.min(rest.len());
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        pieces.push(&rest[..end]);
-        rest = &rest[end..];
-    }
-    let n = pieces.len();
-    pieces
-        .into_iter()
-        .enumerate()
-        .map(|(i, piece)| format!("{CHUNK_MARK}{from} {seq} {i} {n} {piece}"))
-        .collect()
-}
-
-/// Most chunks one packet may have (a state answer of thousands of characters fits).
-const MAX_CHUNKS: usize = 4096;
-/// Most senders with a packet in progress; more (a bus someone floods with forged senders)
-/// drops them all, and the real senders' packets are asked for again.
-const MAX_IN_PROGRESS: usize = 64;
-
-/// Puts chunked packets back together; keeps at most one packet in progress per sender.
-#[derive(Debug, Default)]
-pub struct Reassembly {
-    partial: std::collections::HashMap<String, Partial>,
-}
-
-#[derive(Debug)]
-struct Partial {
-    seq: u64,
-    expected: usize,
-    text: String,
-}
-
-impl Reassembly {
-    /// Takes one bus message; returns a whole packet when one is complete. A chunk out of order
-    /// (one was lost) drops the packet in progress: the receiver then notices the gap in packet
-    /// numbers and asks for the sender's state.
-    pub fn accept(&mut self, message: String) -> Option<String> {
-        let Some(chunk) = message.strip_prefix(CHUNK_MARK) else {
-            return Some(message);
-        };
-        let mut fields = chunk.splitn(5, ' ');
-        let from = fields.next()?;
-        let seq: u64 = fields.next()?.parse().ok()?;
-        let i: usize = fields.next()?.parse().ok()?;
-        let n: usize = fields.next()?.parse().ok()?;
-        let piece = fields.next().unwrap_or("");
-        if n == 0 || n > MAX_CHUNKS || i >= n {
-            return None;
-        }
-        if i == 0 {
-            if self.partial.len() >= MAX_IN_PROGRESS && !self.partial.contains_key(from) {
-                self.partial.clear();
-            }
-            let partial = Partial {
-                seq,
-                expected: 0,
-                text: String::new(),
-            };
-            self.partial.insert(from.to_owned(), partial);
-        }
-        let partial = self.partial.get_mut(from)?;
-        if partial.seq != seq || partial.expected != i {
-            self.partial.remove(from);
-            return None;
-        }
-        partial.text.push_str(piece);
-        partial.expected += 1;
-        if partial.expected < n {
-            return None;
-        }
-        self.partial.remove(from).map(|p| p.text)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_large_packet_is_chunked_and_put_back_together() {
-        let packet = format!("{{\"x\":\"{}\"}}", "é".repeat(20_000));
-        let parts = chunks(packet.clone(), "node-a", 7, 7_800);
-        assert!(parts.len() > 5);
-        assert!(parts.iter().all(|p| p.len() <= 7_800));
-        let mut r = Reassembly::default();
-        let mut whole = None;
-        for p in parts {
-            assert!(whole.is_none());
-            whole = r.accept(p);
-        }
-        assert_eq!(whole.as_deref(), Some(packet.as_str()));
-    }
-
-    #[test]
-    fn a_missing_chunk_drops_the_packet() {
-        let packet = "y".repeat(30_000);
-        let mut parts = chunks(packet, "node-a", 1, 7_800);
-        parts.remove(1);
-        let mut r = Reassembly::default();
-        assert!(parts.into_iter().all(|p| r.accept(p).is_none()));
-        // A small packet afterwards still gets through.
-        assert_eq!(r.accept("{}".into()).as_deref(), Some("{}"));
-    }
-
-    #[test]
-    fn packets_in_progress_are_bounded() {
-        let mut r = Reassembly::default();
-        for sender in 0..1_000 {
-            let _ = r.accept(format!("~s{sender} 1 0 2 x"));
-        }
-        assert!(r.partial.len() <= MAX_IN_PROGRESS);
-    }
-
-    #[test]
-    fn forged_chunk_headers_are_ignored() {
-        let mut r = Reassembly::default();
-        for bad in [
-            "~a",
-            "~a x 0 1 z",
-            "~a 1 5 2 z",
-            "~a 1 0 99999999 z",
-            "~a 1 0 0 z",
-        ] {
-            assert_eq!(r.accept(bad.into()), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn messages_survive_the_bus_round_trip() {
-        let text = r#"{"type":"telemetry","character_name":"Bob","char_tag":"","session_id":"s1","timestamp":"2026-11-28T10:00:00Z","ew":1.5,"ns":-2.25,"z":0,"kills":5,"kills_per_hour":"1","onlinetime":"00.00:01:00","deaths":0,"rares_found":0,"prismatic_taper_count":0,"vt_state":"Combat"}"#;
-        let Ok(crate::protocol::PluginFrame::Telemetry(telemetry)) =
-            crate::protocol::parse_plugin_frame(text)
-        else {
-            panic!("telemetry parses");
+    fn a_frame_message_survives_the_bus_round_trip() {
+        let frame = r#"{"type":"rare","character_name":"Bob","name":"Pearl","ew":1.5,"ns":-2.25}"#;
+        let totals = Totals {
+            total_kills: 9,
+            total_rares: 1,
+            session_rares: 1,
         };
-        let msg = Message::Telemetry {
-            telemetry: telemetry.clone(),
-            totals: Totals {
-                total_kills: 9,
-                total_rares: 1,
-                session_rares: 1,
+        let msg = Message::Frame {
+            frame: RawValue::from_string(frame.to_owned()).expect("json"),
+            counted: Counted {
+                totals: Some(totals),
+                last_seen: None,
             },
-            last_seen: Utc::now(),
         };
         let json = serde_json::to_string(&msg).expect("serializes");
         let back: Message = serde_json::from_str(&json).expect("parses back");
-        let Message::Telemetry {
-            telemetry: t,
-            totals,
-            ..
-        } = back
-        else {
-            panic!("telemetry")
+        let Message::Frame { frame: f, counted } = back else {
+            panic!("frame")
         };
-        assert_eq!(t, telemetry);
-        assert_eq!(totals.total_kills, 9);
+        assert_eq!(f.get(), frame);
+        assert_eq!(counted.totals, Some(totals));
+        // A frame that counted nothing carries no `counted` at all.
+        let bare = Message::Frame {
+            frame: RawValue::from_string("{}".into()).expect("json"),
+            counted: Counted::default(),
+        };
+        let text = serde_json::to_string(&bare).expect("serializes");
+        assert!(!text.contains("counted"), "{text}");
     }
 }

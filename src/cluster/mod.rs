@@ -11,10 +11,15 @@
 //!
 //! Packets are numbered per sender: a receiver that misses one (or loses the bus for a while)
 //! asks for the sender's state again, as a lagging browser gets a snapshot.
+//!
+//! This module is the transport and the membership (who is there, packet order, commands in
+//! flight); what the messages mean to the live state is the instance's [`Member`]
+//! (`crate::live`), so nothing here is per frame type.
 
 pub mod bus;
 pub mod message;
 pub mod nats;
+mod packet;
 pub mod postgres;
 
 use std::collections::HashMap;
@@ -27,12 +32,28 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::live::{Live, Owner};
-use crate::protocol::{CommandStatus, FrameType};
-use crate::state::AppState;
+use crate::protocol::CommandStatus;
 
 pub use bus::{Bus, BusError, BusEvent};
-use message::{Heartbeat, Message, PacketIn, PacketOut, Reassembly};
+use message::{CharacterState, Heartbeat, Message};
+use packet::{PacketIn, PacketOut, Reassembly};
+
+/// What the cluster needs from the instance it runs in (implemented by the live state).
+pub trait Member: Send + Sync + 'static {
+    /// Applies what another instance shared: a frame, a claim, a release or its state.
+    fn receive(&self, from: &Arc<str>, message: Message);
+    /// Every character a plugin connection of this instance owns, for a peer that asks.
+    fn owned_state(&self) -> Vec<CharacterState>;
+    /// `instance` left or died: its characters are free. Returns how many there were.
+    fn forget_instance(&self, instance: &str) -> usize;
+    /// A command from a browser of another instance, for a character owned here.
+    fn deliver_command(&self, name: &str, command: &str) -> CommandStatus;
+    /// Messages were missed (a gap, or the bus came back): what is kept in memory of the
+    /// others' characters no longer covers everything that happened.
+    fn lost_coverage(&self);
+    /// What this instance's heartbeat says about it.
+    fn heartbeat(&self) -> Heartbeat;
+}
 
 /// How often an instance says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -85,6 +106,9 @@ struct Node {
     connected: AtomicBool,
     /// When this instance last asked every other one for its state (on reaching the bus).
     asked_everyone: Mutex<Option<Instant>>,
+    /// Set when the outbox was full and a message was dropped: the whole owned state is then
+    /// shared again.
+    overflowed: AtomicBool,
     stats: Stats,
 }
 
@@ -165,14 +189,12 @@ impl Cluster {
         Self::default()
     }
 
-    /// Connects to the bus and makes `live` share what its plugins send. `database_url` is the
-    /// tracker's (the PostgreSQL bus uses it).
+    /// Connects to the bus. `database_url` is the tracker's (the PostgreSQL bus uses it).
     pub async fn join(
         choice: &BusChoice,
         instance: String,
         database_url: &str,
         password: Option<&crate::secret::Secret>,
-        live: &Live,
     ) -> Result<(Self, Inbox), BusError> {
         let stop = CancellationToken::new();
         let (events_tx, events) = mpsc::channel(4096);
@@ -195,7 +217,6 @@ impl Cluster {
             }
         };
         let (outbox_tx, outbox) = mpsc::channel(OUTBOX);
-        live.join_cluster(outbox_tx.clone());
         tracing::info!(instance = %instance, bus = bus.kind(), "joined the cluster bus");
         let node = Node {
             me: Arc::from(instance),
@@ -206,6 +227,7 @@ impl Cluster {
             next_command: AtomicU64::new(1),
             connected: AtomicBool::new(false),
             asked_everyone: Mutex::new(None),
+            overflowed: AtomicBool::new(false),
             stats: Stats::default(),
         };
         Ok((
@@ -225,17 +247,33 @@ impl Cluster {
         self.node.is_some()
     }
 
-    /// Hands a command to the plugin connection that owns `name`, on this instance or another.
-    pub async fn send_command(&self, live: &Live, name: &str, command: &str) -> CommandStatus {
-        let (node, instance) = match (&self.node, live.owner_of(name)) {
-            (Some(node), Owner::Remote(instance)) => (node, instance),
-            _ => return live.send_command(name, command),
+    /// This instance's name, when in a cluster.
+    pub fn me(&self) -> Option<&str> {
+        self.node.as_ref().map(|node| &*node.me)
+    }
+
+    /// Shares a message with the other instances, if in a cluster. Never waits: should the bus
+    /// fall behind so far that the outbox is full, the message is dropped and the whole owned
+    /// state is shared again once there is room.
+    pub fn share(&self, message: impl FnOnce() -> Message) {
+        if let Some(node) = &self.node
+            && node.outbox.try_send(message()).is_err()
+        {
+            node.overflowed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks `instance` to hand a command to the plugin connection that owns `name` there, and
+    /// waits for its answer (`not_connected` after [`COMMAND_TIMEOUT`]).
+    pub async fn send_command(&self, instance: &str, name: &str, command: &str) -> CommandStatus {
+        let Some(node) = &self.node else {
+            return CommandStatus::NotConnected;
         };
         let id = node.next_command.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&node.pending).insert(id, tx);
         let message = Message::Command {
-            to: instance.to_string(),
+            to: instance.to_owned(),
             id,
             name: name.to_owned(),
             command: command.to_owned(),
@@ -293,6 +331,46 @@ impl Cluster {
     }
 }
 
+#[cfg(test)]
+impl Cluster {
+    /// A member of a cluster whose bus goes nowhere: what it shares arrives on the receiver.
+    pub(crate) fn in_memory(me: &str) -> (Self, mpsc::Receiver<Message>) {
+        #[derive(Debug)]
+        struct Nowhere;
+
+        #[async_trait::async_trait]
+        impl Bus for Nowhere {
+            fn kind(&self) -> &'static str {
+                "memory"
+            }
+            fn max_message(&self) -> usize {
+                usize::MAX
+            }
+            async fn send(&self, _message: String) -> Result<(), BusError> {
+                Ok(())
+            }
+        }
+
+        let (outbox, shared) = mpsc::channel(1024);
+        let node = Node {
+            me: Arc::from(me),
+            bus: Arc::new(Nowhere),
+            outbox,
+            peers: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_command: AtomicU64::new(1),
+            connected: AtomicBool::new(true),
+            asked_everyone: Mutex::new(None),
+            overflowed: AtomicBool::new(false),
+            stats: Stats::default(),
+        };
+        let cluster = Self {
+            node: Some(Arc::new(node)),
+        };
+        (cluster, shared)
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every update is a single insert or removal: a poisoned lock still guards consistent maps.
     mutex
@@ -300,11 +378,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs this instance's part of the cluster until `state.shutdown`, then (once `leave` is
-/// cancelled, after every session has ended and released its characters) sends what is left
-/// and says goodbye.
-pub async fn run(state: AppState, inbox: Inbox, leave: CancellationToken) {
-    let Some(node) = state.cluster.node.clone() else {
+/// Runs this instance's part of the cluster until `leave` is cancelled (after every session has
+/// ended and released its characters), then sends what is left and says goodbye.
+pub async fn run(
+    cluster: Cluster,
+    inbox: Inbox,
+    member: Arc<dyn Member>,
+    leave: CancellationToken,
+) {
+    let Some(node) = cluster.node else {
         return;
     };
     let Inbox {
@@ -312,19 +394,19 @@ pub async fn run(state: AppState, inbox: Inbox, leave: CancellationToken) {
         events,
         stop,
     } = inbox;
-    let sender = tokio::spawn(send_loop(node.clone(), state.live.clone(), outbox, leave));
-    let receiver = tokio::spawn(receive_loop(node.clone(), state.clone(), events));
-    let beat = tokio::spawn(heartbeat_loop(node.clone(), state.clone()));
+    let sender = tokio::spawn(send_loop(node.clone(), member.clone(), outbox, leave));
+    let receiver = tokio::spawn(receive_loop(node.clone(), member.clone(), events));
+    let beat = tokio::spawn(heartbeat_loop(node.clone(), member));
     let _ = sender.await;
     stop.cancel();
     receiver.abort();
     beat.abort();
 }
 
-/// Packs what `live` and this module share into packets and sends them, in order.
+/// Packs what the instance and this module share into packets and sends them, in order.
 async fn send_loop(
     node: Arc<Node>,
-    live: Arc<Live>,
+    member: Arc<dyn Member>,
     mut outbox: mpsc::Receiver<Message>,
     leave: CancellationToken,
 ) {
@@ -349,11 +431,11 @@ async fn send_loop(
                 Err(_) => break,
             }
         }
-        if live.take_overflow() {
+        if node.overflowed.swap(false, Ordering::Relaxed) {
             tracing::warn!(
                 "the cluster bus fell behind and messages were dropped; sharing the whole state again"
             );
-            messages.extend(state_messages(&live));
+            messages.extend(state_messages(member.as_ref()));
         }
         seq += 1;
         send_packet(&node, seq, &messages).await;
@@ -378,7 +460,7 @@ async fn send_packet(node: &Node, seq: u64, messages: &[Message]) {
         seq,
         msgs: &msgs,
     });
-    for piece in message::chunks(packet, &node.me, seq, node.bus.max_message()) {
+    for piece in packet::chunks(packet, &node.me, seq, node.bus.max_message()) {
         match node.bus.send(piece).await {
             Ok(()) => {}
             Err(err) => {
@@ -394,8 +476,8 @@ async fn send_packet(node: &Node, seq: u64, messages: &[Message]) {
 }
 
 /// This instance's owned characters as state messages.
-fn state_messages(live: &Live) -> Vec<Message> {
-    let owned = live.owned_state();
+fn state_messages(member: &dyn Member) -> Vec<Message> {
+    let owned = member.owned_state();
     owned
         .chunks(STATE_CHUNK)
         .map(|chunk| Message::State {
@@ -413,20 +495,11 @@ fn say(node: &Node, message: Message) {
 }
 
 /// Says this instance is alive, and forgets instances that stopped saying so.
-async fn heartbeat_loop(node: Arc<Node>, state: AppState) {
+async fn heartbeat_loop(node: Arc<Node>, member: Arc<dyn Member>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tick.tick().await;
-        let snapshot = state.metrics.snapshot();
-        let memory = state.live.memory();
-        say(
-            &node,
-            Message::Heartbeat(Heartbeat {
-                plugins: snapshot.plugins_connected,
-                browsers: snapshot.browsers_connected,
-                owned: memory.owned_characters as u64,
-            }),
-        );
+        say(&node, Message::Heartbeat(member.heartbeat()));
         let gone: Vec<Arc<str>> = {
             let mut peers = lock(&node.peers);
             let gone: Vec<Arc<str>> = peers
@@ -440,21 +513,25 @@ async fn heartbeat_loop(node: Arc<Node>, state: AppState) {
             gone
         };
         for name in gone {
-            let freed = state.live.forget_instance(&name);
+            let freed = member.forget_instance(&name);
             tracing::warn!(instance = %name, freed, "instance silent; its characters are free to reconnect elsewhere");
         }
     }
 }
 
 /// Applies what the other instances send.
-async fn receive_loop(node: Arc<Node>, state: AppState, mut events: mpsc::Receiver<BusEvent>) {
+async fn receive_loop(
+    node: Arc<Node>,
+    member: Arc<dyn Member>,
+    mut events: mpsc::Receiver<BusEvent>,
+) {
     let mut reassembly = Reassembly::default();
     while let Some(event) = events.recv().await {
         let text = match event {
             BusEvent::Connected => {
                 node.connected.store(true, Ordering::Relaxed);
                 // Anything sent while this instance was away was missed: ask for it all.
-                state.recent.restart_coverage();
+                member.lost_coverage();
                 *lock(&node.asked_everyone) = Some(Instant::now());
                 say(&node, Message::Hello { to: None });
                 continue;
@@ -479,10 +556,10 @@ async fn receive_loop(node: Arc<Node>, state: AppState, mut events: mpsc::Receiv
             continue;
         }
         node.stats.packets_received.fetch_add(1, Ordering::Relaxed);
-        let from = track_peer(&node, &state, &packet);
+        let from = track_peer(&node, member.as_ref(), &packet);
         for raw in &packet.msgs {
             match serde_json::from_str::<Message>(raw.get()) {
-                Ok(message) => handle(&node, &state, &from, message),
+                Ok(message) => handle(&node, member.as_ref(), &from, message),
                 Err(err) => tracing::debug!(%err, "cluster bus: unknown message ignored"),
             }
         }
@@ -490,7 +567,7 @@ async fn receive_loop(node: Arc<Node>, state: AppState, mut events: mpsc::Receiv
 }
 
 /// Notes a packet from `packet.from`; asks for its state when packets went missing.
-fn track_peer(node: &Node, state: &AppState, packet: &PacketIn) -> Arc<str> {
+fn track_peer(node: &Node, member: &dyn Member, packet: &PacketIn) -> Arc<str> {
     let mut peers = lock(&node.peers);
     let known = peers
         .get_key_value(packet.from.as_str())
@@ -505,7 +582,7 @@ fn track_peer(node: &Node, state: &AppState, packet: &PacketIn) -> Arc<str> {
         if missed {
             node.stats.gaps.fetch_add(1, Ordering::Relaxed);
             tracing::info!(instance = %name, "missed packets from an instance; asking for its state");
-            state.recent.restart_coverage();
+            member.lost_coverage();
             say(
                 node,
                 Message::Hello {
@@ -540,43 +617,9 @@ fn track_peer(node: &Node, state: &AppState, packet: &PacketIn) -> Arc<str> {
     name
 }
 
-fn handle(node: &Node, state: &AppState, from: &Arc<str>, message: Message) {
-    let live = &state.live;
+/// Handles the membership messages; the rest are the instance's.
+fn handle(node: &Node, member: &dyn Member, from: &Arc<str>, message: Message) {
     match message {
-        Message::Telemetry {
-            telemetry,
-            totals,
-            last_seen,
-        } => {
-            if live.mirror_telemetry(from, &telemetry, totals, last_seen) {
-                state.recent.record(&telemetry);
-            }
-        }
-        Message::Rare { rare, totals } => {
-            live.mirror_rare(from, &rare, totals);
-        }
-        Message::Spawn(spawn) => live.mirror_spawn(&spawn),
-        Message::Chat(chat) => live.mirror_chat(&chat),
-        Message::Vitals(vitals) => {
-            live.mirror_vitals(from, &vitals);
-        }
-        Message::Sheet(sheet) => {
-            live.mirror_sheet(from, &sheet);
-        }
-        Message::Portal(portal) => {
-            if live.mirror_portal(from, &portal) && portal.ew.is_some() {
-                state
-                    .recent
-                    .teleported(&portal.character_name, portal.timestamp);
-            }
-        }
-        Message::Relay { kind, text } => {
-            if let Some(kind) = FrameType::from_name(&kind).filter(|k| k.is_relayed()) {
-                live.mirror_relay(kind, text.get());
-            }
-        }
-        Message::Claimed { name, at_ms } => live.remote_claimed(&node.me, from, &name, at_ms),
-        Message::Released { names } => live.remote_released(from, &names),
         Message::Heartbeat(beat) => {
             if let Some(peer) = lock(&node.peers).get_mut(&**from) {
                 peer.heartbeat = beat;
@@ -585,17 +628,9 @@ fn handle(node: &Node, state: &AppState, from: &Arc<str>, message: Message) {
         Message::Hello { to } => {
             if to.as_deref().is_none_or(|to| to == &*node.me) {
                 node.stats.state_requests.fetch_add(1, Ordering::Relaxed);
-                for m in state_messages(live) {
+                for m in state_messages(member) {
                     say(node, m);
                 }
-            }
-        }
-        Message::State { characters } => {
-            for c in &characters {
-                // A character claimed here too while the instances could not hear each other:
-                // the earlier claim keeps it, so only one instance counts it from now on.
-                live.remote_claimed(&node.me, from, &c.telemetry.character_name, c.claimed_at_ms);
-                live.mirror_state(from, c);
             }
         }
         Message::Command {
@@ -605,7 +640,7 @@ fn handle(node: &Node, state: &AppState, from: &Arc<str>, message: Message) {
             command,
         } => {
             if to == *node.me {
-                let status = live.send_command(&name, &command);
+                let status = member.deliver_command(&name, &command);
                 say(
                     node,
                     Message::CommandResult {
@@ -625,8 +660,9 @@ fn handle(node: &Node, state: &AppState, from: &Arc<str>, message: Message) {
         }
         Message::Bye => {
             lock(&node.peers).remove(&**from);
-            let freed = live.forget_instance(from);
+            let freed = member.forget_instance(from);
             tracing::info!(instance = %from, freed, "instance left the cluster");
         }
+        other => member.receive(from, other),
     }
 }

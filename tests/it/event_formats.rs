@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dereth_tracker::live::Live;
+use dereth_tracker::testing::{Live, apply_plugin_frame};
 use dereth_tracker::protocol::{
     BrowserFrame, BrowserOut, CommandStatus, FrameType, PluginCommand, PluginErrorOut, PluginFrame,
     parse_browser_frame, parse_plugin_frame, to_json,
@@ -122,6 +122,31 @@ fn plugin_examples_parse_as_their_type() {
     }
 }
 
+/// Instances of a cluster pass accepted frames on in their wire form: it must read back as the
+/// very same frame (defaults such as a missing timestamp filled in once, by the owner).
+#[test]
+fn plugin_frames_read_back_from_their_wire_form() {
+    let c = contract();
+    for name in frames(&c, "plugin_to_server") {
+        let mut ex = example(&c, "plugin_to_server", &name).clone();
+        let frame = parse_plugin_frame(&ex.to_string()).expect("example parses");
+        let wire = frame
+            .to_wire()
+            .unwrap_or_else(|| panic!("`{name}` has a wire form"));
+        let back = parse_plugin_frame(&wire)
+            .unwrap_or_else(|e| panic!("`{name}` wire form {wire} is rejected: {e}"));
+        assert_eq!(back, frame, "{name}: {wire}");
+        // Without a timestamp the owner's clock fills it in, and the wire form keeps it.
+        if let Some(obj) = ex.as_object_mut()
+            && obj.remove("timestamp").is_some()
+        {
+            let stamped = parse_plugin_frame(&ex.to_string()).expect("parses");
+            let again = parse_plugin_frame(&stamped.to_wire().expect("wire")).expect("parses");
+            assert_eq!(again, stamped, "{name} without a timestamp");
+        }
+    }
+}
+
 #[test]
 fn browser_examples_parse_as_their_type() {
     let c = contract();
@@ -165,7 +190,7 @@ fn server_to_plugin_examples_match_the_serializer() {
 #[tokio::test]
 async fn server_to_browser_examples_match_the_serializer() {
     let c = contract();
-    let live = Live::new(Duration::from_secs(3600), 64);
+    let live = Live::standalone(Duration::from_secs(3600), 64);
     let mut hub = live.subscribe();
     let parse = |name: &str| {
         parse_plugin_frame(&example(&c, "plugin_to_server", name).to_string()).expect("example")
@@ -174,7 +199,7 @@ async fn server_to_browser_examples_match_the_serializer() {
     let PluginFrame::Telemetry(t) = parse("telemetry") else {
         panic!("telemetry example")
     };
-    live.apply_telemetry(&t);
+    apply_plugin_frame(&live, PluginFrame::Telemetry(t.clone()));
     let sent = json(hub.try_recv().expect("telemetry broadcast").text.as_str());
     assert_eq!(
         without_last_seen(sent),
@@ -184,14 +209,14 @@ async fn server_to_browser_examples_match_the_serializer() {
     let PluginFrame::Vitals(v) = parse("vitals") else {
         panic!("vitals example")
     };
-    live.apply_vitals(&v);
+    apply_plugin_frame(&live, PluginFrame::Vitals(v.clone()));
     let sent = json(hub.try_recv().expect("vitals broadcast").text.as_str());
     assert_eq!(&sent, example(&c, "server_to_browser", "vitals"));
 
     let PluginFrame::CharacterStats(sheet) = parse("character_stats") else {
         panic!("character_stats example")
     };
-    live.apply_sheet(&sheet);
+    apply_plugin_frame(&live, PluginFrame::CharacterStats(sheet.clone()));
     let sent = json(hub.try_recv().expect("sheet broadcast").text.as_str());
     assert_eq!(&sent, example(&c, "server_to_browser", "character_stats"));
 
@@ -203,19 +228,19 @@ async fn server_to_browser_examples_match_the_serializer() {
     let PluginFrame::Portal(p) = parse("portal") else {
         panic!("portal example")
     };
-    live.apply_portal(&p);
+    apply_plugin_frame(&live, PluginFrame::Portal(p.clone()));
     let sent = json(hub.try_recv().expect("portal broadcast").text.as_str());
     assert_eq!(&sent, example(&c, "server_to_browser", "portal"));
 
     let PluginFrame::Spawn(s) = parse("spawn") else {
         panic!("spawn example")
     };
-    live.apply_spawn(&s);
+    apply_plugin_frame(&live, PluginFrame::Spawn(s.clone()));
     let spawn = hub.try_recv().expect("spawn broadcast");
     let sent = json(spawn.text.as_str());
     assert_eq!(&sent, example(&c, "server_to_browser", "spawn"));
     // The coalesced stream carries the same frames, as they are, in a `batch`.
-    let mut pending = dereth_tracker::coalesce::Pending::default();
+    let mut pending = dereth_tracker::testing::Pending::default();
     pending.push(spawn);
     let batch = json(pending.take_batch().text().as_str());
     assert_eq!(&batch, example(&c, "server_to_browser", "batch"));
@@ -223,20 +248,20 @@ async fn server_to_browser_examples_match_the_serializer() {
     let PluginFrame::Rare(r) = parse("rare") else {
         panic!("rare example")
     };
-    live.apply_rare(&r);
+    apply_plugin_frame(&live, PluginFrame::Rare(r.clone()));
     let sent = json(hub.try_recv().expect("rare broadcast").text.as_str());
     assert_eq!(&sent, example(&c, "server_to_browser", "rare"));
 
     let PluginFrame::Chat(ch) = parse("chat") else {
         panic!("chat example")
     };
-    live.apply_chat(&ch);
+    apply_plugin_frame(&live, PluginFrame::Chat(ch.clone()));
     let sent = json(hub.try_recv().expect("chat broadcast").text.as_str());
     assert_eq!(&sent, example(&c, "server_to_browser", "chat"));
 
-    let short = Live::new(Duration::ZERO, 8);
+    let short = Live::standalone(Duration::ZERO, 8);
     let mut short_hub = short.subscribe();
-    short.apply_telemetry(&t);
+    apply_plugin_frame(&short, PluginFrame::Telemetry(t.clone()));
     tokio::time::sleep(Duration::from_millis(5)).await;
     short.reap(None);
     let _telemetry = short_hub.try_recv().expect("telemetry");

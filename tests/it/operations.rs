@@ -6,8 +6,8 @@ use crate::common;
 use std::time::Duration;
 
 use common::{Backend, TestApp, TestDb, WAIT, block_writes, telemetry};
-use dereth_tracker::lifecycle::Lifecycle;
-use dereth_tracker::metrics::Metrics;
+use dereth_tracker::testing::Lifecycle;
+use dereth_tracker::testing::Metrics;
 use dereth_tracker::store::{Store, StoreOptions};
 use serde_json::json;
 

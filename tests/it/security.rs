@@ -390,7 +390,7 @@ async fn one_connection_cannot_speak_for_ever_more_characters() {
         .await
         .expect("sqlite");
     let mut plugin = app.plugin().await;
-    let limit = dereth_tracker::ingest::MAX_CHARACTERS_PER_CONNECTION;
+    let limit = dereth_tracker::testing::MAX_CHARACTERS_PER_CONNECTION;
     for i in 0..limit {
         plugin
             .send_json(&telemetry(&format!("Alt {i}"), "s", 1))

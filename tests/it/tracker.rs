@@ -129,23 +129,23 @@ async fn chat_is_broadcast_and_subscriptions_filter(backend: Backend) {
     assert_eq!(everything.recv_json().await["type"], "telemetry");
     assert_eq!(everything.recv_json().await["type"], "chat");
     // A map opened later gets the recent chat lines in its snapshot, at most the backlog.
-    for i in 0..dereth_tracker::live::CHAT_BACKLOG {
+    for i in 0..dereth_tracker::testing::CHAT_BACKLOG {
         plugin
             .send_json(
                 &json!({"type": "chat", "character_name": "Gamma", "text": format!("line {i}")}),
             )
             .await;
     }
-    for _ in 0..dereth_tracker::live::CHAT_BACKLOG {
+    for _ in 0..dereth_tracker::testing::CHAT_BACKLOG {
         assert_eq!(everything.recv_json().await["type"], "chat");
     }
     let (_, snapshot) = app.browser().await;
     let backlog = snapshot["chat"].as_array().expect("chat backlog");
-    assert_eq!(backlog.len(), dereth_tracker::live::CHAT_BACKLOG);
+    assert_eq!(backlog.len(), dereth_tracker::testing::CHAT_BACKLOG);
     assert_eq!(backlog[0]["text"], "line 0", "the oldest kept line first");
     assert_eq!(
         backlog[backlog.len() - 1]["text"],
-        format!("line {}", dereth_tracker::live::CHAT_BACKLOG - 1)
+        format!("line {}", dereth_tracker::testing::CHAT_BACKLOG - 1)
     );
 }
 
@@ -982,14 +982,14 @@ async fn a_transient_failure_while_isolating_a_rejected_batch_loses_nothing() {
     .await
     .expect("queue");
     drop(tx);
-    let metrics = std::sync::Arc::new(dereth_tracker::metrics::Metrics::default());
+    let metrics = std::sync::Arc::new(dereth_tracker::testing::Metrics::default());
     let report = tokio::time::timeout(
         common::WAIT,
-        dereth_tracker::writer::run(
+        dereth_tracker::testing::run_writer(
             store.clone(),
             rx,
             metrics,
-            dereth_tracker::writer::WriterConfig {
+            dereth_tracker::testing::WriterConfig {
                 batch_size: 10,
                 flush_window: Duration::from_secs(10),
             },

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use dereth_tracker::protocol::{PluginFrame, parse_plugin_frame};
-use dereth_tracker::recent::RecentTrails;
+use dereth_tracker::testing::RecentTrails;
 use dereth_tracker::store::{TrailPoint, TrailQuery};
 use serde::Serialize;
 

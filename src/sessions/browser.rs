@@ -1,107 +1,27 @@
-//! The `/ws/live` session: a snapshot on connect, then every broadcast the browser subscribed to;
-//! commands from the browser are authorized and relayed to plugins.
+//! A browser's `/ws/live` session, once the web edge has let it in: a snapshot on connect, then
+//! every broadcast the browser subscribed to; commands from the browser are authorized and
+//! relayed to plugins.
 //!
 //! A browser that falls behind is resynced with a fresh snapshot; one that stops reading is
 //! dropped after the send timeout. Neither can slow ingest or other browsers.
 
-use std::net::SocketAddr;
-
-use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{Utf8Bytes, WebSocket, close_code};
 use futures_util::StreamExt;
-use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::access::{self, CommandBudget, Requester};
-use crate::error::ApiError;
-use crate::extract::Query;
-use crate::live::FrameKind;
-use crate::metrics::{self, ConnectionSlot, Peer};
+use crate::limits::{CommandBudget, ErrorBudget};
+use crate::live::{FrameKind, ViewFilter};
+use crate::net::{self, Requester};
+use crate::ops::metrics;
 use crate::protocol::{
     BrowserFrame, BrowserOut, CommandStatus, FrameError, parse_browser_frame, to_json,
 };
-use crate::session::{self, ErrorBudget, Incoming, Keepalive};
+use crate::sessions::socket::{self, Incoming, Keepalive};
 use crate::state::AppState;
 
-/// Query parameters of `/ws/live`.
-#[derive(Debug, Deserialize)]
-pub struct LiveQuery {
-    /// Command token, for browsers that may send commands.
-    token: Option<String>,
-    /// `1` (or `true`): the coalesced stream, one `batch` frame per tick (see `crate::coalesce`).
-    coalesce: Option<String>,
-}
-
-/// The browser websocket: a `snapshot`, then live frames; accepts `subscribe` and command frames
-/// (EVENT_FORMATS.json).
-#[utoipa::path(get, path = "/ws/live", tag = "live", operation_id = "browser_socket",
-    params(
-        ("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)"),
-        ("coalesce" = Option<bool>, Query, description = "`1` or `true`: receive one `batch` frame per tick (COALESCE_MS) carrying every update since the previous one, instead of a frame per update"),
-    ),
-    responses(
-        (status = 101, description = "Switching to the websocket protocol"),
-        (status = 403, description = "Opened by a page of another origin", body = crate::error::ErrorBody),
-        (status = 503, description = "Too many browser connections", body = crate::error::ErrorBody),
-    ))]
-pub async fn handler(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(query): Query<LiveQuery>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    if !access::origin_allowed(&state.settings, &headers) {
-        metrics::bump(&state.metrics.connections_refused);
-        tracing::debug!(%peer, "browser refused: foreign Origin");
-        return ApiError::Forbidden(
-            "pages of this origin may not open the live map socket; the tracker serves its own \
-             map, or add the origin to ALLOWED_ORIGINS"
-                .into(),
-        )
-        .into_response();
-    }
-    let coalesced = match query.coalesce.as_deref() {
-        None | Some("0" | "false") => false,
-        Some("1" | "true") => true,
-        Some(_) => {
-            return ApiError::BadRequest("`coalesce` must be 1, true, 0 or false".into())
-                .into_response();
-        }
-    };
-    let requester = Requester::of(peer, &headers);
-    let Some(slot) = ConnectionSlot::acquire(
-        &state.metrics,
-        Peer::Browser,
-        state.settings.sessions.max_browsers,
-    ) else {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::Unavailable("too many browser connections").into_response();
-    };
-    let tracker = state.sessions.token();
-    session::with_limits(upgrade, state.settings.sessions.max_message_bytes)
-        .on_failed_upgrade(|err| tracing::debug!(%err, "browser websocket upgrade failed"))
-        .on_upgrade(move |socket| async move {
-            let _tracked = tracker;
-            let _slot = slot;
-            let span = tracing::info_span!("browser", %peer);
-            let session = Session {
-                state,
-                requester,
-                connect_token: query.token,
-                mask: FrameKind::default_mask(),
-                coalesced,
-                commands: CommandBudget::new(),
-                view: crate::coalesce::ViewFilter::default(),
-            };
-            tracing::Instrument::instrument(session.run(socket), span).await;
-        })
-}
-
-struct Session {
+/// One browser's session.
+pub struct Session {
     state: AppState,
     requester: Requester,
     connect_token: Option<String>,
@@ -113,19 +33,39 @@ struct Session {
     /// Commands this browser may still send before it is slowed down.
     commands: CommandBudget,
     /// The area of the map it watches (coalesced browsers only).
-    view: crate::coalesce::ViewFilter,
+    view: ViewFilter,
 }
 
 impl Session {
-    async fn run(mut self, socket: WebSocket) {
+    /// A session for a browser described by `requester`; `connect_token` is a command token it
+    /// gave when connecting (legacy); `coalesced`: it takes the coalesced stream.
+    pub fn new(
+        state: AppState,
+        requester: Requester,
+        connect_token: Option<String>,
+        coalesced: bool,
+    ) -> Self {
+        Self {
+            state,
+            requester,
+            connect_token,
+            mask: FrameKind::default_mask(),
+            coalesced,
+            commands: CommandBudget::new(),
+            view: ViewFilter::default(),
+        }
+    }
+
+    /// Serves the browser until it goes or the server stops.
+    pub async fn run(mut self, socket: WebSocket) {
         tracing::debug!("browser connected");
         let (mut sink, mut stream) = socket.split();
         let settings = self.state.settings.clone();
         let send_timeout = settings.send_timeout();
         // Subscribe before taking the snapshot so nothing falls between the two.
-        let mut batches = self.coalesced.then(|| self.state.live.subscribe_batches());
+        let mut batches = self.coalesced.then(|| self.state.live.hub().subscribe_batches());
         let mut hub = self.wants_frames().then(|| self.state.live.subscribe());
-        if session::send_text(&mut sink, self.state.live.snapshot_frame(), send_timeout)
+        if socket::send_text(&mut sink, self.state.live.snapshot_frame(), send_timeout)
             .await
             .is_err()
         {
@@ -137,7 +77,7 @@ impl Session {
         loop {
             tokio::select! {
                 () = self.state.shutdown.cancelled() => {
-                    session::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
+                    socket::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
                     break;
                 }
                 received = recv(&mut batches) => {
@@ -149,7 +89,7 @@ impl Session {
                         Err(err) => Err(err),
                     };
                     let Some(text) = self.deliverable(received) else { break };
-                    if session::send_text(&mut sink, text, send_timeout).await.is_err() {
+                    if socket::send_text(&mut sink, text, send_timeout).await.is_err() {
                         break;
                     }
                 }
@@ -159,18 +99,18 @@ impl Session {
                         other => other.map(|b| b.text),
                     };
                     let Some(text) = self.deliverable(received) else { break };
-                    if session::send_text(&mut sink, text, send_timeout).await.is_err() {
+                    if socket::send_text(&mut sink, text, send_timeout).await.is_err() {
                         tracing::debug!("browser not reading; dropping it");
                         break;
                     }
                 }
                 read = stream.next() => {
                     keepalive.heard();
-                    let outcome = match session::classify(read) {
+                    let outcome = match socket::classify(read) {
                         Incoming::Closed | Incoming::Lost => break,
                         Incoming::TooBig => {
                             metrics::bump(&self.state.metrics.frames_rejected);
-                            session::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
+                            socket::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
                             break;
                         }
                         Incoming::Text(text) => self.handle(&text).await,
@@ -186,13 +126,13 @@ impl Session {
                         Err(err) => {
                             metrics::bump(&self.state.metrics.frames_rejected);
                             if budget.spend() {
-                                session::close(&mut sink, close_code::POLICY, "too many invalid frames", send_timeout).await;
+                                socket::close(&mut sink, close_code::POLICY, "too many invalid frames", send_timeout).await;
                                 break;
                             }
                             to_json(&BrowserOut::Error { error: err.to_string() })
                         }
                     };
-                    if session::send_text(&mut sink, reply, send_timeout).await.is_err() {
+                    if socket::send_text(&mut sink, reply, send_timeout).await.is_err() {
                         break;
                     }
                 }
@@ -262,10 +202,7 @@ impl Session {
                 } else if !self.commands.take() {
                     CommandStatus::RateLimited
                 } else {
-                    self.state
-                        .cluster
-                        .send_command(&self.state.live, &player_name, &command)
-                        .await
+                    self.state.live.send_command(&player_name, &command).await
                 };
                 // Debug only: a browser can send many; the metrics count what was relayed.
                 tracing::debug!(player = %player_name, ?status, "browser command");
@@ -279,10 +216,10 @@ impl Session {
         }
     }
 
-    /// The command rule of [`access::may_command`], with the token from the frame or the
+    /// The command rule of [`net::may_command`], with the token from the frame or the
     /// connection.
     fn may_command(&self, frame_token: Option<&str>) -> bool {
-        access::may_command(
+        net::may_command(
             self.state.settings.access.command_token.as_ref(),
             frame_token.or(self.connect_token.as_deref()),
             self.requester,

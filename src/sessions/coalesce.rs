@@ -17,7 +17,6 @@
 //! out of date.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,135 +24,12 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::live::{About, Broadcast, FrameKind, Live};
-use crate::protocol::{FrameType, Viewport};
+use crate::live::batch::BatchKind;
+use crate::live::{About, Batch, Broadcast, FrameKind, Live};
+use crate::protocol::FrameType;
 
 /// How often browsers watching an area get every character's latest telemetry.
 pub const REFRESH: Duration = Duration::from_secs(10);
-
-const BATCH_HEAD: &str = r#"{"type":"batch","frames":["#;
-const REFRESH_HEAD: &str = r#"{"type":"batch","refresh":true,"frames":["#;
-const BATCH_TAIL: &str = "]}";
-
-/// What the coalescer publishes: a tick's batch, a resync snapshot, or a refresh.
-#[derive(Debug)]
-pub struct Batch {
-    text: Utf8Bytes,
-    /// Each frame's place in `text` and what it is about (empty for a snapshot).
-    items: Vec<(Range<usize>, Option<About>)>,
-    kind: BatchKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BatchKind {
-    Tick,
-    Snapshot,
-    /// Every character's latest telemetry, for browsers watching an area only.
-    Refresh,
-}
-
-impl Batch {
-    /// A snapshot every coalesced browser takes as it is.
-    pub fn snapshot(text: Utf8Bytes) -> Self {
-        Self {
-            text,
-            items: Vec::new(),
-            kind: BatchKind::Snapshot,
-        }
-    }
-
-    fn of(frames: &[(Utf8Bytes, Option<About>)], kind: BatchKind) -> Self {
-        let len: usize = frames.iter().map(|(f, _)| f.len() + 1).sum();
-        let mut out = String::with_capacity(len + 32);
-        let mut items = Vec::with_capacity(frames.len());
-        out.push_str(if kind == BatchKind::Refresh {
-            REFRESH_HEAD
-        } else {
-            BATCH_HEAD
-        });
-        for (i, (frame, about)) in frames.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let start = out.len();
-            out.push_str(frame.as_str());
-            items.push((start..out.len(), about.clone()));
-        }
-        out.push_str(BATCH_TAIL);
-        Self {
-            text: Utf8Bytes::from(out),
-            items,
-            kind,
-        }
-    }
-
-    /// The whole text (what a browser watching the whole map gets).
-    pub fn text(&self) -> &Utf8Bytes {
-        &self.text
-    }
-
-    /// What a browser with `view` gets of this batch, if anything.
-    pub fn for_view(&self, view: &mut ViewFilter) -> Option<Utf8Bytes> {
-        match (self.kind, view.area.is_some()) {
-            (BatchKind::Snapshot, _) | (BatchKind::Tick, false) => Some(self.text.clone()),
-            (BatchKind::Refresh, watching) => watching.then(|| self.text.clone()),
-            (BatchKind::Tick, true) => {
-                let text = self.text.as_str();
-                let mut out = String::new();
-                for (range, about) in &self.items {
-                    if !view.passes(about.as_ref()) {
-                        continue;
-                    }
-                    out.push_str(if out.is_empty() { BATCH_HEAD } else { "," });
-                    out.push_str(text.get(range.clone()).unwrap_or("null"));
-                }
-                if out.is_empty() {
-                    return None;
-                }
-                out.push_str(BATCH_TAIL);
-                Some(Utf8Bytes::from(out))
-            }
-        }
-    }
-}
-
-/// What one browser lets through: everything, or the updates about its area, plus the
-/// positions of characters leaving it (so they do not linger at its edge).
-#[derive(Debug, Default)]
-pub struct ViewFilter {
-    area: Option<Viewport>,
-    /// Characters last seen inside the area.
-    inside: std::collections::HashSet<Arc<str>>,
-}
-
-impl ViewFilter {
-    /// Watches `area` from now on (`None`: the whole map).
-    pub fn set(&mut self, area: Option<Viewport>) {
-        self.area = area;
-        if area.is_none() {
-            self.inside = Default::default();
-        }
-    }
-
-    /// Whether a frame about `about` goes to this browser.
-    pub fn passes(&mut self, about: Option<&About>) -> bool {
-        let (Some(area), Some(about)) = (&self.area, about) else {
-            return true;
-        };
-        let inside = area.contains(about.ew, about.ns);
-        if !about.moves {
-            return inside;
-        }
-        if inside {
-            if !self.inside.contains(&about.character) {
-                self.inside.insert(about.character.clone());
-            }
-            true
-        } else {
-            self.inside.remove(&about.character)
-        }
-    }
-}
 
 /// The frames of one tick, in broadcast order, and every character's latest telemetry.
 #[derive(Debug, Default)]
@@ -241,7 +117,8 @@ fn slice_of(name: &str, of: u64) -> u64 {
 /// Collects broadcasts and publishes a batch every `tick` while any browser takes batches, until
 /// `shutdown`.
 pub async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
-    let mut hub = live.subscribe_coalescer();
+    let hub_of = live.hub();
+    let mut hub = hub_of.subscribe_coalescer();
     let mut pending = Pending::default();
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -258,25 +135,25 @@ pub async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
                 Ok(b) if carried & b.kind.bit() == 0 => {}
                 // Offline frames are noted even while nobody watches, so a later refresh never
                 // brings back a character that left.
-                Ok(b) => pending.note(b, live.batches_watched()),
+                Ok(b) => pending.note(b, hub_of.batches_watched()),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "coalescer fell behind; sending a snapshot");
                     // Missed frames may include offline ones: start the refresh list afresh.
                     pending.forget_latest();
                     pending.clear();
-                    live.publish_batch(Arc::new(Batch::snapshot(live.snapshot_frame())));
+                    hub_of.publish_batch(Arc::new(Batch::snapshot(live.snapshot_frame())));
                 }
                 Err(RecvError::Closed) => return,
             },
             _ = ticks.tick() => {
-                if !pending.is_empty() && !live.publish_batch(Arc::new(pending.take_batch())) {
+                if !pending.is_empty() && !hub_of.publish_batch(Arc::new(pending.take_batch())) {
                     pending.clear();
                 }
                 tick_no = tick_no.wrapping_add(1);
-                if live.batches_watched()
+                if hub_of.batches_watched()
                     && let Some(refresh) = pending.refresh(tick_no, slices)
                 {
-                    live.publish_batch(Arc::new(refresh));
+                    hub_of.publish_batch(Arc::new(refresh));
                 }
             }
         }
@@ -286,7 +163,9 @@ pub async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::FrameType;
+    use crate::live::ViewFilter;
+    use crate::live::batch::REFRESH_HEAD;
+    use crate::protocol::{FrameType, Viewport};
 
     fn frame(kind: FrameType, text: &str) -> Broadcast {
         Broadcast {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crate::store::{Retained, Store};
 
 /// Who removes old telemetry (shown as `lifecycle.mode` in `/debug`).

@@ -1,8 +1,7 @@
 //! HTTP endpoints other than the websockets: live state, operations (debug, health, metrics),
-//! stored telemetry and events, statistics. `crate::routes` registers them with their OpenAPI
+//! stored telemetry and events, statistics. `crate::web::routes` registers them with their OpenAPI
 //! descriptions.
 
-mod budget;
 mod csv;
 pub(crate) mod events;
 pub(crate) mod history;
@@ -12,10 +11,9 @@ pub(crate) mod prometheus;
 pub(crate) mod stats;
 pub(crate) mod status;
 
-pub use budget::{HeavyPermit, QueryBudget};
-pub use prometheus::track_http;
 
-use crate::error::{ApiError, ErrorBody};
+
+use crate::web::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::store::CharacterSummary;
 

@@ -65,14 +65,14 @@ fn render<T: CsvRow>(rows: &[T], with_header: bool) -> Bytes {
 /// most rows it carries and when it must be done.
 #[derive(Debug)]
 pub struct Export {
-    pub permit: super::HeavyPermit,
+    pub permit: crate::limits::HeavyPermit,
     pub max_rows: i64,
     pub deadline: tokio::time::Instant,
 }
 
 impl Export {
     /// Takes a turn among expensive queries and starts the export's clock.
-    pub async fn start(state: &crate::state::AppState) -> Result<Self, crate::error::ApiError> {
+    pub async fn start(state: &crate::state::AppState) -> Result<Self, crate::web::error::ApiError> {
         let permit = state.queries.admit().await?;
         let settings = &state.settings;
         Ok(Self {
@@ -102,7 +102,7 @@ where
         done: bool,
         left: i64,
         deadline: tokio::time::Instant,
-        _permit: super::HeavyPermit,
+        _permit: crate::limits::HeavyPermit,
     }
     let state = State {
         fetch,

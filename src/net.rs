@@ -1,23 +1,14 @@
-//! Who may reach the tracker and do what: the `Host` allow-list (DNS rebinding), the websocket
-//! `Origin` policy (cross-site websocket hijacking), the command rule for browsers (a token, or a
-//! direct loopback peer on a loopback-bound server), and per-client rate limits.
-//!
-//! Everything here decides from request facts passed in explicitly, so each rule is unit-tested.
+//! Network facts and the rules decided from them alone: loopback and proxy detection, which
+//! client a request stands for behind trusted proxies (TRUSTED_PROXIES), the `Host` allow-list
+//! (DNS rebinding), the websocket `Origin` policy (cross-site websocket hijacking) and the
+//! command rule for browsers. Every rule takes its inputs explicitly, so each is unit-tested; the
+//! web edge applies them to requests.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
-use crate::config::{Secret, Settings};
-use crate::error::ApiError;
-use crate::session;
-use crate::state::AppState;
+use crate::secret::Secret;
 
 /// Headers a reverse proxy adds; their presence means the socket peer is not the client.
 const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
@@ -133,7 +124,7 @@ fn host_name(host: &str) -> String {
 /// The `Host` rule. An IP literal or `localhost` cannot be rebound by a foreign DNS name, so it
 /// is always served; a name must be in ALLOWED_HOSTS, except on a server bound to a public
 /// address with no list configured (which cannot know its names: it logs a warning at start).
-pub fn host_allowed(settings: &Settings, host: Option<&str>) -> bool {
+pub fn host_allowed(allowed_hosts: &[String], bind: SocketAddr, host: Option<&str>) -> bool {
     let Some(host) = host else {
         return true; // HTTP/1.0 clients; browsers always send Host
     };
@@ -141,30 +132,12 @@ pub fn host_allowed(settings: &Settings, host: Option<&str>) -> bool {
     if name.parse::<IpAddr>().is_ok() || name == "localhost" || name.ends_with(".localhost") {
         return true;
     }
-    if settings.access.allowed_hosts.is_empty() {
-        return !is_loopback(settings.server.bind_addr.ip());
+    if allowed_hosts.is_empty() {
+        return !is_loopback(bind.ip());
     }
-    settings
-        .access
-        .allowed_hosts
+    allowed_hosts
         .iter()
         .any(|allowed| host_name(allowed) == name)
-}
-
-/// Refuses requests whose `Host` is not served here (DNS rebinding).
-pub async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok());
-    if host_allowed(&state.settings, host) {
-        return next.run(req).await;
-    }
-    ApiError::Forbidden(
-        "this host name is not served here; add it to ALLOWED_HOSTS (comma-separated) to serve it"
-            .into(),
-    )
-    .into_response()
 }
 
 /// `scheme://host[:port]` without a default port, lower-cased, for comparisons.
@@ -187,7 +160,7 @@ fn normalize_origin(origin: &str) -> Option<(String, String)> {
 /// browsers and pass; a browser page passes when it is served by this tracker (same host and
 /// port as the request's `Host`) or listed in ALLOWED_ORIGINS. `null` (sandboxed frames, files)
 /// never passes.
-pub fn origin_allowed(settings: &Settings, headers: &HeaderMap) -> bool {
+pub fn origin_allowed(allowed_origins: &[String], headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -197,9 +170,7 @@ pub fn origin_allowed(settings: &Settings, headers: &HeaderMap) -> bool {
     let Some((scheme, authority)) = normalize_origin(origin) else {
         return false; // "null" and anything that is not an origin
     };
-    if settings
-        .access
-        .allowed_origins
+    if allowed_origins
         .iter()
         .filter_map(|o| normalize_origin(o))
         .any(|(s, a)| s == scheme && a == authority)
@@ -249,114 +220,13 @@ pub fn may_command(
     bind: SocketAddr,
 ) -> bool {
     match configured {
-        Some(expected) => presented.is_some_and(|t| session::secret_matches(t, expected.expose())),
+        Some(expected) => presented.is_some_and(|t| expected.matches(t)),
         None => {
             is_loopback(bind.ip())
                 && is_loopback(requester.peer.ip())
                 && !requester.proxied
                 && requester.local_host
         }
-    }
-}
-
-/// Counts events per key in fixed one-minute windows, with a bounded number of keys; used for
-/// failed plugin authentications per client.
-#[derive(Debug)]
-pub struct RateLimiter {
-    limit: u32,
-    window: Duration,
-    counts: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-/// Most keys a limiter remembers; beyond, expired windows are dropped first, then everything.
-const MAX_KEYS: usize = 10_000;
-
-impl RateLimiter {
-    /// At most `limit` events per key per `window`.
-    pub fn new(limit: u32, window: Duration) -> Self {
-        Self {
-            limit,
-            window,
-            counts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether `key` is over its limit in the current window.
-    pub fn is_limited(&self, key: IpAddr) -> bool {
-        let counts = self.lock();
-        counts
-            .get(&key)
-            .is_some_and(|(start, n)| start.elapsed() < self.window && *n >= self.limit)
-    }
-
-    /// Records one event for `key`; returns its count in the current window.
-    pub fn record(&self, key: IpAddr) -> u32 {
-        let mut counts = self.lock();
-        if counts.len() >= MAX_KEYS {
-            let window = self.window;
-            counts.retain(|_, (start, _)| start.elapsed() < window);
-            if counts.len() >= MAX_KEYS {
-                counts.clear();
-            }
-        }
-        let entry = counts.entry(key).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= self.window {
-            *entry = (Instant::now(), 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-        entry.1
-    }
-
-    /// Forgets `key` (after a success).
-    pub fn clear(&self, key: IpAddr) {
-        self.lock().remove(&key);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// A token bucket for one connection's command frames.
-#[derive(Debug)]
-pub struct CommandBudget {
-    tokens: f64,
-    last: Instant,
-}
-
-impl CommandBudget {
-    /// Commands a browser may send in a burst.
-    pub const BURST: f64 = 10.0;
-    /// Commands a browser may send per second, sustained.
-    pub const PER_SEC: f64 = 1.0;
-
-    pub fn new() -> Self {
-        Self {
-            tokens: Self::BURST,
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes one command's token; false when the browser is sending too fast.
-    pub fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * Self::PER_SEC;
-        self.tokens = (self.tokens + refill).min(Self::BURST);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-impl Default for CommandBudget {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -376,12 +246,8 @@ mod tests {
         h
     }
 
-    fn settings(bind: &str, hosts: &[&str], origins: &[&str]) -> Settings {
-        let mut s = Settings::defaults();
-        s.server.bind_addr = addr(bind);
-        s.access.allowed_hosts = hosts.iter().map(|h| h.to_string()).collect();
-        s.access.allowed_origins = origins.iter().map(|o| o.to_string()).collect();
-        s
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -433,24 +299,23 @@ mod tests {
 
     #[test]
     fn hosts_names_need_the_list_and_ip_literals_always_pass() {
-        let lo = settings("127.0.0.1:8765", &[], &[]);
-        assert!(host_allowed(&lo, Some("127.0.0.1:8765")));
-        assert!(host_allowed(&lo, Some("[::1]:8765")));
-        assert!(host_allowed(&lo, Some("localhost:8765")));
-        assert!(!host_allowed(&lo, Some("evil.example:8765")), "rebinding");
-        let listed = settings("127.0.0.1:8765", &["tracker.example.com"], &[]);
-        assert!(host_allowed(&listed, Some("Tracker.Example.com")));
-        assert!(host_allowed(&listed, Some("tracker.example.com:443")));
-        assert!(!host_allowed(&listed, Some("evil.example")));
-        let public = settings("0.0.0.0:8765", &[], &[]);
-        assert!(host_allowed(&public, Some("anything.example")));
+        let lo = addr("127.0.0.1:8765");
+        assert!(host_allowed(&[], lo, Some("127.0.0.1:8765")));
+        assert!(host_allowed(&[], lo, Some("[::1]:8765")));
+        assert!(host_allowed(&[], lo, Some("localhost:8765")));
+        assert!(!host_allowed(&[], lo, Some("evil.example:8765")), "rebinding");
+        let listed = strings(&["tracker.example.com"]);
+        assert!(host_allowed(&listed, lo, Some("Tracker.Example.com")));
+        assert!(host_allowed(&listed, lo, Some("tracker.example.com:443")));
+        assert!(!host_allowed(&listed, lo, Some("evil.example")));
+        assert!(host_allowed(&[], addr("0.0.0.0:8765"), Some("anything.example")));
     }
 
     #[test]
     fn origins_same_host_or_listed_and_never_null() {
-        let s = settings("127.0.0.1:8765", &[], &["https://map.example.com"]);
+        let listed = strings(&["https://map.example.com"]);
         let check = |origin: &str, host: &str| {
-            origin_allowed(&s, &headers(&[("origin", origin), ("host", host)]))
+            origin_allowed(&listed, &headers(&[("origin", origin), ("host", host)]))
         };
         assert!(check("http://127.0.0.1:8765", "127.0.0.1:8765"));
         assert!(check("https://tracker.example.com", "tracker.example.com"));
@@ -462,7 +327,7 @@ mod tests {
         assert!(!check("https://evil.example", "127.0.0.1:8765"));
         assert!(!check("null", "127.0.0.1:8765"));
         assert!(!check("http://127.0.0.1:9999", "127.0.0.1:8765"));
-        assert!(origin_allowed(&s, &headers(&[("host", "x")])), "no Origin");
+        assert!(origin_allowed(&listed, &headers(&[("host", "x")])), "no Origin");
     }
 
     #[test]
@@ -502,22 +367,5 @@ mod tests {
         }
         let everything: ProxyNet = "0.0.0.0/0".parse().expect("network");
         assert!(everything.contains("192.0.2.1".parse().expect("ip")));
-    }
-
-    #[test]
-    fn limiters_count_per_key_and_buckets_refill() {
-        let limiter = RateLimiter::new(3, Duration::from_secs(60));
-        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
-        for _ in 0..3 {
-            assert!(!limiter.is_limited(ip));
-            limiter.record(ip);
-        }
-        assert!(limiter.is_limited(ip));
-        assert!(!limiter.is_limited("192.0.2.2".parse().expect("ip")));
-        limiter.clear(ip);
-        assert!(!limiter.is_limited(ip));
-        let mut budget = CommandBudget::new();
-        let taken = (0..20).filter(|_| budget.take()).count();
-        assert_eq!(taken, CommandBudget::BURST as usize);
     }
 }

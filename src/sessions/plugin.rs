@@ -1,33 +1,23 @@
-//! The `/ws/position` session: authenticates a plugin, parses its frames, updates live state,
-//! and queues events for the writer.
+//! A plugin's `/ws/position` session, once the web edge has authenticated it: parses its
+//! frames, applies them to the live state and queues what is stored for the writer.
 //!
 //! A bad frame gets an `error` frame back and costs the connection part of its error budget; it
 //! never affects other connections or anything already accepted.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 
-use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{Utf8Bytes, WebSocket, close_code};
 use futures_util::StreamExt;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::access;
-use crate::alerts::Signal;
-use crate::error::ApiError;
-use crate::extract::Query;
-use crate::live::ConnId;
-use crate::metrics::{self, ConnectionSlot, Peer};
+use crate::limits::ErrorBudget;
+use crate::live::{Applied, ConnId, Origin};
+use crate::ops::alerts::Signal;
+use crate::ops::metrics;
 use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame, to_json};
-use crate::session::{self, ErrorBudget, Incoming, Keepalive, Silence};
+use crate::sessions::socket::{self, Incoming, Keepalive, Silence};
 use crate::state::AppState;
 use crate::store::Event;
-
-/// Header carrying the plugin's shared secret.
-pub const SECRET_HEADER: &str = "x-plugin-secret";
 
 /// Distinct characters one plugin connection may speak for.
 pub const MAX_CHARACTERS_PER_CONNECTION: usize = 64;
@@ -42,106 +32,9 @@ const RESTORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Commands a plugin may have waiting before further ones are answered "busy".
 const COMMAND_BUFFER: usize = 32;
 
-/// Query parameters of `/ws/position`.
-#[derive(Debug, Deserialize)]
-pub struct PositionQuery {
-    /// Legacy way of passing the shared secret.
-    secret: Option<String>,
-}
-
-/// The plugin websocket. The shared secret goes in the `X-Plugin-Secret` header (or the legacy
-/// `secret` query parameter); frames are described in EVENT_FORMATS.json.
-#[utoipa::path(get, path = "/ws/position", tag = "live", operation_id = "plugin_socket",
-    params(
-        ("X-Plugin-Secret" = Option<String>, Header, description = "The shared secret"),
-        ("secret" = Option<String>, Query, description = "Legacy way to pass the shared secret"),
-    ),
-    responses(
-        (status = 101, description = "Switching to the websocket protocol"),
-        (status = 401, description = "Missing or wrong secret, or no secret configured", body = crate::error::ErrorBody),
-        (status = 403, description = "Opened by a page of another origin", body = crate::error::ErrorBody),
-        (status = 429, description = "Too many failed authentications from this client", body = crate::error::ErrorBody),
-        (status = 503, description = "Too many plugin connections", body = crate::error::ErrorBody),
-    ))]
-pub async fn handler(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(query): Query<PositionQuery>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    if !access::origin_allowed(&state.settings, &headers) {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::Forbidden(
-            "plugin connections from pages of other origins are refused".into(),
-        )
-        .into_response();
-    }
-    let Some(expected) = state.settings.access.shared_secret.as_ref() else {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::Unauthorized(
-            "plugin connections are disabled: the server has no SHARED_SECRET configured",
-        )
-        .into_response();
-    };
-    let client = access::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
-    if state.auth_failures.is_limited(client) {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::TooManyRequests("too many failed plugin authentications; wait a minute")
-            .into_response();
-    }
-    let presented = headers
-        .get(SECRET_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .or(query.secret.as_deref());
-    let current = presented.is_some_and(|p| session::secret_matches(p, expected.expose()));
-    let previous = !current
-        && presented.is_some_and(|p| {
-            state
-                .settings
-                .access
-                .shared_secret_previous
-                .as_ref()
-                .is_some_and(|old| session::secret_matches(p, old.expose()))
-        });
-    if previous {
-        tracing::warn!(%peer, "plugin connected with the previous shared secret; update it");
-    } else if !current {
-        metrics::bump(&state.metrics.connections_refused);
-        // One log line per client per minute, however fast it guesses.
-        if state.auth_failures.record(client) == 1 {
-            tracing::info!(%client, "plugin refused: missing or wrong secret");
-        }
-        return ApiError::Unauthorized("missing or wrong plugin secret").into_response();
-    }
-    state.auth_failures.clear(client);
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let Some(slot) = ConnectionSlot::acquire(
-        &state.metrics,
-        Peer::Plugin,
-        state.settings.sessions.max_plugins,
-    ) else {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::Unavailable("too many plugin connections").into_response();
-    };
-    let tracker = state.sessions.token();
-    session::with_limits(upgrade, state.settings.sessions.max_plugin_message_bytes)
-        .on_failed_upgrade(|err| tracing::debug!(%err, "plugin websocket upgrade failed"))
-        .on_upgrade(move |socket| async move {
-            let _tracked = tracker;
-            let _slot = slot;
-            let conn = state.next_conn_id();
-            let span = tracing::info_span!("plugin", %peer, conn);
-            let _ = tracing::Instrument::instrument(run(socket, state, conn), span).await;
-        })
-}
-
 /// Why a plugin session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub enum End {
     /// The plugin said goodbye with a close frame.
     PeerClosed,
     /// The connection dropped without a close frame (crash, network loss).
@@ -153,7 +46,8 @@ enum End {
     SendFailed,
 }
 
-async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
+/// Serves one authenticated plugin connection until it ends.
+pub async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
     tracing::info!("plugin connected");
     let (mut sink, mut stream) = socket.split();
     let (commands_tx, mut commands_rx) = mpsc::channel::<Utf8Bytes>(COMMAND_BUFFER);
@@ -167,19 +61,19 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
     let end = loop {
         tokio::select! {
             () = state.shutdown.cancelled() => {
-                session::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
+                socket::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
                 drain(&state, conn, &commands_tx, &mut stream, &mut names).await;
                 break End::Shutdown;
             }
             read = stream.next() => {
                 keepalive.heard();
-                let outcome = match session::classify(read) {
+                let outcome = match socket::classify(read) {
                     Incoming::Closed => break End::PeerClosed,
                     Incoming::Lost => break End::Lost,
                     Incoming::TooBig => {
                         metrics::bump(&state.metrics.frames_rejected);
                         tracing::warn!("plugin frame over the size limit; closing");
-                        session::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
+                        socket::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
                         break End::TooBig;
                     }
                     Incoming::Text(text) => accept(&state, conn, &commands_tx, &text, &mut names).await,
@@ -193,18 +87,18 @@ async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
                 }
                 tracing::debug!(error = %err, "plugin frame rejected");
                 let reply = to_json(&PluginErrorOut { kind: "error", error: &err.to_string() });
-                if session::send_text(&mut sink, reply, send_timeout).await.is_err() {
+                if socket::send_text(&mut sink, reply, send_timeout).await.is_err() {
                     break End::SendFailed;
                 }
                 if !claimed && budget.spend() {
                     tracing::warn!("too many bad frames from this plugin; closing");
                     let code = if err == FrameError::Binary { close_code::UNSUPPORTED } else { close_code::POLICY };
-                    session::close(&mut sink, code, "too many invalid frames", send_timeout).await;
+                    socket::close(&mut sink, code, "too many invalid frames", send_timeout).await;
                     break End::Abuse;
                 }
             }
             Some(command) = commands_rx.recv() => {
-                if session::send_text(&mut sink, command, send_timeout).await.is_err() {
+                if socket::send_text(&mut sink, command, send_timeout).await.is_err() {
                     break End::SendFailed;
                 }
                 metrics::bump(&state.metrics.commands_relayed);
@@ -244,7 +138,7 @@ async fn drain(
 ) {
     let deadline = tokio::time::Instant::now() + CLOSE_DRAIN;
     while let Ok(read) = tokio::time::timeout_at(deadline, stream.next()).await {
-        match session::classify(read) {
+        match socket::classify(read) {
             Incoming::Text(text) => {
                 if let Err(err) = accept(state, conn, commands, &text, names).await {
                     metrics::bump(&state.metrics.frames_rejected);
@@ -300,76 +194,35 @@ async fn accept(
     {
         restore(state, name).await;
     }
-    let event = match frame {
-        PluginFrame::Telemetry(row) => {
-            state
-                .metrics
-                .last_telemetry_ms
-                .store(metrics::now_ms(), std::sync::atomic::Ordering::Relaxed);
-            let kills = state.live.apply_telemetry(&row);
-            state.recent.record(&row);
-            if state.alerts.enabled() {
-                state.alerts.signal(Signal::Telemetry {
-                    name: row.character_name.clone(),
-                    session_id: row.session_id.clone(),
-                    ew: row.ew,
-                    ns: row.ns,
-                    kills: row.kills,
-                    deaths: row.deaths,
-                });
-            }
-            Event::Telemetry {
-                row,
-                kills_delta: kills.delta,
-                kills_baseline: kills.baseline,
-            }
+    if let PluginFrame::Telemetry(t) = &frame {
+        state
+            .metrics
+            .last_telemetry_ms
+            .store(metrics::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        if state.alerts.enabled() {
+            state.alerts.signal(Signal::Telemetry {
+                name: t.character_name.clone(),
+                session_id: t.session_id.clone(),
+                ew: t.ew,
+                ns: t.ns,
+                kills: t.kills,
+                deaths: t.deaths,
+            });
         }
-        PluginFrame::Spawn(spawn) => {
-            state.live.apply_spawn(&spawn);
-            Event::Spawn(spawn)
-        }
-        PluginFrame::Rare(rare) => {
-            let session_id = state.live.apply_rare(&rare);
-            if state.alerts.enabled() {
-                state.alerts.signal(Signal::Rare {
-                    name: rare.character_name.clone(),
-                    item: rare.name.clone(),
-                    ew: rare.ew,
-                    ns: rare.ns,
-                });
-            }
-            Event::Rare { rare, session_id }
-        }
-        PluginFrame::Chat(chat) => {
-            state.live.apply_chat(&chat);
-            return Ok(());
-        }
-        PluginFrame::Vitals(vitals) => {
-            state.live.apply_vitals(&vitals);
-            return Ok(());
-        }
-        PluginFrame::CharacterStats(sheet) => {
-            state.live.apply_sheet(&sheet);
-            Event::Sheet(sheet)
-        }
-        PluginFrame::Portal(portal) => match state.live.apply_portal(&portal) {
-            Some((portal, session_id)) => {
-                state
-                    .recent
-                    .teleported(&portal.character_name, portal.timestamp);
-                Event::Portal { portal, session_id }
-            }
-            None => return Ok(()),
-        },
-        PluginFrame::Relayed { kind, .. } => {
-            if !state.live.relay(kind, text.clone()) {
-                metrics::bump(&state.metrics.frames_not_relayed);
-            }
-            return Ok(());
-        }
-        PluginFrame::Register(_) | PluginFrame::Unhandled { .. } => return Ok(()),
-    };
-    enqueue(state, event).await;
+    }
+    if let (PluginFrame::Rare(r), true) = (&frame, state.alerts.enabled()) {
+        state.alerts.signal(Signal::Rare {
+            name: r.character_name.clone(),
+            item: r.name.clone(),
+            ew: r.ew,
+            ns: r.ns,
+        });
+    }
+    match state.live.apply(frame, text, Origin::Plugin) {
+        Applied::Taken(Some(event)) => enqueue(state, event).await,
+        Applied::Taken(None) | Applied::NotTheirs => {}
+        Applied::TooLarge => metrics::bump(&state.metrics.frames_not_relayed),
+    }
     Ok(())
 }
 
@@ -448,7 +301,7 @@ async fn enqueue(state: &AppState, event: Event) {
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::lifecycle::Lifecycle;
+    use crate::ops::lifecycle::Lifecycle;
     use crate::live::Live;
     use crate::store::{Store, StoreOptions};
 
@@ -461,8 +314,10 @@ mod tests {
             .expect("store");
         let lifecycle = std::sync::Arc::new(Lifecycle::apply(&store, &settings).await);
         let (tx, rx) = mpsc::channel(4);
-        let live = std::sync::Arc::new(Live::new(settings.live_window(), 16));
-        let state = AppState::new(settings, store, live, tx, lifecycle);
+        let live = std::sync::Arc::new(Live::standalone(settings.live_window(), 16));
+        let metrics = std::sync::Arc::new(crate::ops::metrics::Metrics::default());
+        let cluster = crate::cluster::Cluster::single();
+        let state = AppState::new(settings, store, live, tx, lifecycle, cluster, metrics);
         drop(rx);
         let text = r#"{"type":"spawn","character_name":"A","mob":"Drudge","ew":1,"ns":1}"#;
         let frame = crate::protocol::parse_plugin_frame(text).expect("frame");

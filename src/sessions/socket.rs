@@ -1,13 +1,12 @@
 //! Pieces shared by the plugin and browser websocket sessions: bounded sends, what arrived
-//! (with the size limit and closes handled alike), keepalive pings and the silence timeout,
-//! error budgets, close frames and secret comparison.
+//! (with the size limit and closes handled alike), keepalive pings and the silence timeout, and
+//! close frames.
 
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
-use subtle::ConstantTimeEq;
 
 /// Per-connection socket buffers. The library defaults (128 KiB each) would cost gigabytes at
 /// ten thousand mostly idle connections; frames here are small.
@@ -67,37 +66,6 @@ pub async fn close(sink: &mut Sink, code: u16, reason: &'static str, timeout: Du
         reason: Utf8Bytes::from_static(reason),
     };
     let _ = send(sink, Message::Close(Some(frame)), timeout).await;
-}
-
-/// Counts bad frames over a sliding minute; a connection that exceeds the budget is closed.
-#[derive(Debug)]
-pub struct ErrorBudget {
-    limit: u32,
-    window_start: Instant,
-    count: u32,
-}
-
-impl ErrorBudget {
-    const WINDOW: Duration = Duration::from_secs(60);
-
-    /// A budget of `limit` errors per minute.
-    pub fn new(limit: u32) -> Self {
-        Self {
-            limit,
-            window_start: Instant::now(),
-            count: 0,
-        }
-    }
-
-    /// Records one error; true when the budget is exhausted.
-    pub fn spend(&mut self) -> bool {
-        if self.window_start.elapsed() > Self::WINDOW {
-            self.window_start = Instant::now();
-            self.count = 0;
-        }
-        self.count += 1;
-        self.count > self.limit
-    }
 }
 
 /// What a read from a peer's socket brought, once the cases every session treats alike are
@@ -178,10 +146,10 @@ impl Keepalive {
     pub async fn check(
         &mut self,
         sink: &mut Sink,
-        metrics: &crate::metrics::Metrics,
+        metrics: &crate::ops::metrics::Metrics,
     ) -> Result<(), Silence> {
         if self.last_heard.elapsed() > self.peer_timeout {
-            crate::metrics::bump(&metrics.peers_timed_out);
+            crate::ops::metrics::bump(&metrics.peers_timed_out);
             close(
                 sink,
                 axum::extract::ws::close_code::AWAY,
@@ -197,12 +165,6 @@ impl Keepalive {
     }
 }
 
-/// Compares a presented secret with the configured one without leaking, through timing, how many
-/// leading bytes matched.
-pub fn secret_matches(presented: &str, expected: &str) -> bool {
-    presented.as_bytes().ct_eq(expected.as_bytes()).into()
-}
-
 /// Whether a websocket error is the size limit being exceeded.
 pub fn is_too_big(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
@@ -213,25 +175,4 @@ pub fn is_too_big(err: &axum::Error) -> bool {
         source = e.source();
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(secret_matches("abc", "abc"));
-        assert!(!secret_matches("abd", "abc"));
-        assert!(!secret_matches("ab", "abc"));
-        assert!(!secret_matches("", "abc"));
-    }
-
-    #[test]
-    fn error_budget_trips_after_the_limit() {
-        let mut budget = ErrorBudget::new(2);
-        assert!(!budget.spend());
-        assert!(!budget.spend());
-        assert!(budget.spend());
-    }
 }

@@ -9,7 +9,7 @@ use rust_embed::RustEmbed;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-use crate::error::ApiError;
+use crate::web::error::ApiError;
 use crate::state::AppState;
 
 #[derive(RustEmbed)]

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::error::ApiError;
+use crate::web::error::ApiError;
 
 use crate::protocol::MAX_NAME_CHARS;
 

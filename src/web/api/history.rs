@@ -11,8 +11,8 @@ use super::csv::{self, CsvRow};
 use super::paging::{self, PageParams};
 use super::params::{self, Format};
 use super::{ApiError, characters_covered, require_character};
-use crate::error::{QueryRefusals, UnknownCharacter};
-use crate::extract::Query;
+use crate::web::error::{QueryRefusals, UnknownCharacter};
+use crate::web::extract::Query;
 use crate::state::AppState;
 use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint, TrailQuery, WorldQuery};
 
@@ -232,10 +232,10 @@ pub async fn trails(
     // Memory answers cost CPU too (tens of milliseconds for every character): admitted like
     // database ones, so a flood of requests cannot take the machine from ingest.
     let _permit = state.queries.admit().await?;
-    let trails = if state.recent.covers(&query) {
+    let trails = if state.live.recent().covers(&query) {
         // A recent window comes from memory; the database is asked only whether a character
         // that has no recent point exists at all (404 otherwise).
-        let trails = state.recent.trails(&query);
+        let trails = state.live.recent().trails(&query);
         if let Some(name) = &query.character
             && trails.is_empty()
         {

@@ -9,8 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::params;
 use super::{ApiError, ErrorBody, characters_covered, require_character};
-use crate::error::{QueryRefusals, UnknownCharacter};
-use crate::extract::{Path, Query};
+use crate::web::error::{QueryRefusals, UnknownCharacter};
+use crate::web::extract::{Path, Query};
 use crate::protocol::CharacterSheet;
 use crate::state::AppState;
 use crate::store::{

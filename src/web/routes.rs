@@ -18,9 +18,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes as api_routes;
 
-use crate::api::{events, history, prometheus, stats, status};
+use crate::web::api::{events, history, prometheus, stats, status};
 use crate::state::AppState;
-use crate::{access, assets};
+use crate::web::{access, assets, sockets};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,7 +30,7 @@ use crate::{access, assets};
                        Times are UTC RFC 3339; errors are `{\"error\": \"...\"}`. The websocket \
                        frames are documented in EVENT_FORMATS.json."
     ),
-    components(schemas(crate::api::params::Format)),
+    components(schemas(crate::web::api::params::Format)),
     tags(
         (name = "live", description = "Websockets and live state"),
         (name = "telemetry", description = "Stored telemetry"),
@@ -65,8 +65,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         // The fastest gzip level: large answers (trails, CSV) compress 3-4x faster than at the
         // default level for a few percent more bytes.
         .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
-        .routes(api_routes!(crate::ingest::handler))
-        .routes(api_routes!(crate::browser::handler))
+        .routes(api_routes!(sockets::plugin_socket))
+        .routes(api_routes!(sockets::browser_socket))
 }
 
 /// The OpenAPI document as JSON, built once.
@@ -143,8 +143,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// A known path asked with a method it does not serve, answered with the JSON error body (the
 /// `Allow` header lists the methods it does serve).
-async fn method_not_allowed() -> crate::error::ApiError {
-    crate::error::ApiError::MethodNotAllowed(
+async fn method_not_allowed() -> crate::web::error::ApiError {
+    crate::web::error::ApiError::MethodNotAllowed(
         "this endpoint does not answer that method; see `Allow`",
     )
 }

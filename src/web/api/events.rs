@@ -10,8 +10,8 @@ use super::csv::{self, CsvRow};
 use super::paging::{self, PageParams};
 use super::params;
 use super::{ApiError, characters_covered, require_character};
-use crate::error::{QueryRefusals, UnknownCharacter};
-use crate::extract::Query;
+use crate::web::error::{QueryRefusals, UnknownCharacter};
+use crate::web::extract::Query;
 use crate::state::AppState;
 use crate::store::{EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery};
 

@@ -1,5 +1,5 @@
 //! `GET /metrics`: every metric in the Prometheus text exposition format (rendered by
-//! `crate::metrics`), and the middleware that times HTTP requests per route.
+//! `crate::ops::metrics`), and the middleware that times HTTP requests per route.
 
 use std::time::Instant;
 

@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::error::ApiError;
+use crate::web::error::ApiError;
 
 /// `axum::extract::Query`, but a query string that does not parse (a repeated or malformed
 /// parameter) is answered with the JSON error body like every other rejection.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::live::LiveEntry;
-use crate::metrics::MetricsSnapshot;
+use crate::ops::metrics::MetricsSnapshot;
 use crate::protocol::LivePlayer;
 use crate::state::AppState;
 use crate::store::Backend;
@@ -49,9 +49,9 @@ struct DebugBody {
     live_window_secs: u64,
     plugin_auth_configured: bool,
     command_token_configured: bool,
-    lifecycle: crate::lifecycle::Lifecycle,
+    lifecycle: crate::ops::lifecycle::Lifecycle,
     alerts_enabled: bool,
-    alerts: std::sync::Arc<crate::alerts::AlertStats>,
+    alerts: std::sync::Arc<crate::ops::alerts::AlertStats>,
     #[serde(flatten)]
     counters: MetricsSnapshot,
     /// The other instances of this tracker (`bus: none` for a single instance).
@@ -117,7 +117,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 /// connected but telemetry stopped, or the writer queue has been full for a while.
 fn degraded(state: &AppState) -> Option<String> {
     use std::sync::atomic::Ordering;
-    let now = crate::metrics::now_ms();
+    let now = crate::ops::metrics::now_ms();
     let settings = &state.settings;
     // A full queue also stops telemetry; report the cause, not the symptom.
     let full_since = state.metrics.queue_full_since_ms.load(Ordering::Relaxed);

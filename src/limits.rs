@@ -1,0 +1,400 @@
+//! Rate limiters and budgets, each bounding what one client, connection or kind of work may take:
+//! failed authentications per client ([`RateLimiter`]), commands per browser
+//! ([`CommandBudget`]), bad frames per connection ([`ErrorBudget`]) and the admission of
+//! expensive queries ([`QueryBudget`]: how many run at once and how many rows one may read).
+//!
+//! They take plain numbers, not settings, so the layers above build them once and test them
+//! alone.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Counts events per key in fixed one-minute windows, with a bounded number of keys; used for
+/// failed plugin authentications per client.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: u32,
+    window: Duration,
+    counts: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// Most keys a limiter remembers; beyond, expired windows are dropped first, then everything.
+const MAX_KEYS: usize = 10_000;
+
+impl RateLimiter {
+    /// At most `limit` events per key per `window`.
+    pub fn new(limit: u32, window: Duration) -> Self {
+        Self {
+            limit,
+            window,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` is over its limit in the current window.
+    pub fn is_limited(&self, key: IpAddr) -> bool {
+        let counts = self.lock();
+        counts
+            .get(&key)
+            .is_some_and(|(start, n)| start.elapsed() < self.window && *n >= self.limit)
+    }
+
+    /// Records one event for `key`; returns its count in the current window.
+    pub fn record(&self, key: IpAddr) -> u32 {
+        let mut counts = self.lock();
+        if counts.len() >= MAX_KEYS {
+            let window = self.window;
+            counts.retain(|_, (start, _)| start.elapsed() < window);
+            if counts.len() >= MAX_KEYS {
+                counts.clear();
+            }
+        }
+        let entry = counts.entry(key).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= self.window {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1
+    }
+
+    /// Forgets `key` (after a success).
+    pub fn clear(&self, key: IpAddr) {
+        self.lock().remove(&key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A token bucket for one connection's command frames.
+#[derive(Debug)]
+pub struct CommandBudget {
+    tokens: f64,
+    last: Instant,
+}
+
+impl CommandBudget {
+    /// Commands a browser may send in a burst.
+    pub const BURST: f64 = 10.0;
+    /// Commands a browser may send per second, sustained.
+    pub const PER_SEC: f64 = 1.0;
+
+    pub fn new() -> Self {
+        Self {
+            tokens: Self::BURST,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one command's token; false when the browser is sending too fast.
+    pub fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * Self::PER_SEC;
+        self.tokens = (self.tokens + refill).min(Self::BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for CommandBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts bad frames over a sliding minute; a connection that exceeds the budget is closed.
+#[derive(Debug)]
+pub struct ErrorBudget {
+    limit: u32,
+    window_start: Instant,
+    count: u32,
+}
+
+impl ErrorBudget {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// A budget of `limit` errors per minute.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            window_start: Instant::now(),
+            count: 0,
+        }
+    }
+
+    /// Records one error; true when the budget is exhausted.
+    pub fn spend(&mut self) -> bool {
+        if self.window_start.elapsed() > Self::WINDOW {
+            self.window_start = Instant::now();
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count > self.limit
+    }
+}
+
+/// Telemetry arrives every 2 s per character: the rows a window holds per character.
+const TELEMETRY_SECS_PER_ROW: u64 = 2;
+
+/// What the query budget allows, and what it needs to know of the stored data to estimate a
+/// query's rows.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// Expensive queries that may run at once.
+    pub max_heavy_queries: usize,
+    /// How long one waits for its turn.
+    pub wait: Duration,
+    /// Most telemetry rows one query may have to read.
+    pub max_rows: u64,
+    /// Raw telemetry older than this is gone (retention), if it expires.
+    pub retention: Option<chrono::Duration>,
+    /// Telemetry older than this is thinned to one row per `thin_step_secs`.
+    pub thin_after: Option<chrono::Duration>,
+    pub thin_step_secs: u64,
+}
+
+/// Why the query budget refused a query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// It would read too many rows: the sentence says what to narrow.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Too many expensive queries are running; retry in a moment.
+    #[error("{0}")]
+    Busy(&'static str),
+}
+
+/// The shared admission state of expensive queries.
+#[derive(Debug)]
+pub struct QueryBudget {
+    permits: Arc<Semaphore>,
+    /// How many expensive queries may run at once.
+    limit: usize,
+    wait: Duration,
+    max_rows: u64,
+    /// Raw telemetry older than this is gone (retention), if it expires.
+    retention: Option<chrono::Duration>,
+    /// Telemetry older than this is thinned to one row per `thin_step_secs`.
+    thin_after: Option<chrono::Duration>,
+    thin_step_secs: u64,
+}
+
+/// Held while an expensive query (or a CSV export's whole stream) runs.
+#[derive(Debug)]
+pub struct HeavyPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl QueryBudget {
+    pub fn new(limits: QueryLimits) -> Self {
+        let limit = limits.max_heavy_queries.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            wait: limits.wait,
+            max_rows: limits.max_rows,
+            retention: limits.retention,
+            thin_after: limits.thin_after,
+            thin_step_secs: limits.thin_step_secs.max(1),
+        }
+    }
+
+    /// Telemetry rows per character stored over [from, to): none before the retention horizon,
+    /// one per 2 s while raw, one per thinning step once thinned.
+    pub fn rows_per_character(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+        let now = Utc::now();
+        let from = match self.retention {
+            Some(keep) => from.max(now - keep),
+            None => from,
+        };
+        if from >= to {
+            return 0;
+        }
+        let secs = |a: DateTime<Utc>, b: DateTime<Utc>| {
+            u64::try_from((b - a).num_seconds().max(0)).unwrap_or(0)
+        };
+        match self.thin_after {
+            Some(after) => {
+                let horizon = (now - after).clamp(from, to);
+                secs(from, horizon) / self.thin_step_secs
+                    + secs(horizon, to) / TELEMETRY_SECS_PER_ROW
+            }
+            None => secs(from, to) / TELEMETRY_SECS_PER_ROW,
+        }
+    }
+
+    /// Refuses a query over [from, to) for `characters` characters that would read more rows
+    /// than allowed. `narrow` names the parameters that shrink it.
+    pub fn check_range(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        characters: i64,
+        narrow: &str,
+    ) -> Result<(), Refused> {
+        let characters = u64::try_from(characters.max(1)).unwrap_or(1);
+        let estimate = self.rows_per_character(from, to).saturating_mul(characters);
+        if estimate <= self.max_rows {
+            return Ok(());
+        }
+        Err(Refused::TooLarge(format!(
+            "this query would read about {estimate} telemetry rows ({characters} character(s) \
+             from {} to {}), more than the {} allowed (MAX_QUERY_ROWS): {narrow}",
+            from.to_rfc3339(),
+            to.to_rfc3339(),
+            self.max_rows
+        )))
+    }
+
+    /// Waits (up to the configured wait) for a turn to run an expensive query.
+    pub async fn admit(&self) -> Result<HeavyPermit, Refused> {
+        let busy = || {
+            Refused::Busy(
+                "too many expensive queries are running (MAX_HEAVY_QUERIES); retry in a moment",
+            )
+        };
+        let acquire = self.permits.clone().acquire_owned();
+        match tokio::time::timeout(self.wait, acquire).await {
+            Ok(Ok(permit)) => Ok(HeavyPermit { _permit: permit }),
+            Ok(Err(_)) | Err(_) => Err(busy()),
+        }
+    }
+
+    /// Expensive queries running right now.
+    pub fn running(&self) -> usize {
+        self.limit.saturating_sub(self.permits.available_permits())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+
+    fn limits(max_rows: u64, permits: usize) -> QueryLimits {
+        QueryLimits {
+            max_heavy_queries: permits,
+            wait: Duration::ZERO,
+            max_rows,
+            retention: None,
+            thin_after: None,
+            thin_step_secs: 30,
+        }
+    }
+
+    fn budget(max_rows: u64, permits: usize) -> QueryBudget {
+        QueryBudget::new(limits(max_rows, permits))
+    }
+
+    #[test]
+    fn the_row_cap_names_what_to_narrow() {
+        let b = budget(1_000_000, 4);
+        let now = Utc::now();
+        assert!(
+            b.check_range(
+                now - chrono::Duration::seconds(600),
+                now,
+                1_000,
+                "pass `character`"
+            )
+            .is_ok()
+        );
+        let err = b
+            .check_range(
+                now - chrono::Duration::days(7),
+                now,
+                20,
+                "pass `character` or fewer `seconds`",
+            )
+            .expect_err("a week of 20 characters is too much");
+        let text = err.to_string();
+        assert!(
+            text.contains("pass `character` or fewer `seconds`"),
+            "{text}"
+        );
+        assert!(text.contains("20 character(s)"), "{text}");
+        assert!(
+            b.check_range(now, now - chrono::Duration::days(1), 1, "x")
+                .is_ok()
+        );
+        assert!(
+            b.check_range(now - chrono::Duration::days(1), now, i64::MAX, "x")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn retention_and_thinning_shrink_the_estimate() {
+        let now = Utc::now();
+        let raw = budget(1_000, 1);
+        let day = raw.rows_per_character(now - chrono::Duration::days(1), now);
+        assert!((43_199..=43_200).contains(&day), "{day}");
+        let kept = QueryBudget::new(QueryLimits {
+            retention: Some(chrono::Duration::days(1)),
+            ..limits(1_000, 1)
+        });
+        let year = kept.rows_per_character(now - chrono::Duration::days(365), now);
+        assert!(
+            year <= 43_200,
+            "nothing older than the retention counts: {year}"
+        );
+        let thinned = QueryBudget::new(QueryLimits {
+            thin_after: Some(chrono::Duration::hours(1)),
+            thin_step_secs: 60,
+            ..limits(1_000, 1)
+        });
+        let day = thinned.rows_per_character(now - chrono::Duration::days(1), now);
+        // 23 h at one row a minute plus 1 h at one row per 2 s.
+        assert!((3_179..=3_181).contains(&day), "{day}");
+    }
+
+    #[tokio::test]
+    async fn expensive_queries_beyond_the_limit_are_turned_away() {
+        let b = budget(1_000, 2);
+        let first = b.admit().await.expect("first");
+        let _second = b.admit().await.expect("second");
+        assert_eq!(b.running(), 2);
+        let third = b.admit().await.expect_err("no permit left");
+        assert!(matches!(third, Refused::Busy(_)), "{third:?}");
+        drop(first);
+        assert!(b.admit().await.is_ok());
+    }
+
+    #[test]
+    fn limiters_count_per_key_and_buckets_refill() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(60));
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        for _ in 0..3 {
+            assert!(!limiter.is_limited(ip));
+            limiter.record(ip);
+        }
+        assert!(limiter.is_limited(ip));
+        assert!(!limiter.is_limited("192.0.2.2".parse().expect("ip")));
+        limiter.clear(ip);
+        assert!(!limiter.is_limited(ip));
+        let mut budget = CommandBudget::new();
+        let taken = (0..20).filter(|_| budget.take()).count();
+        assert_eq!(taken, CommandBudget::BURST as usize);
+    }
+
+    #[test]
+    fn error_budget_trips_after_the_limit() {
+        let mut budget = ErrorBudget::new(2);
+        assert!(!budget.spend());
+        assert!(!budget.spend());
+        assert!(budget.spend());
+    }
+}

@@ -1,0 +1,589 @@
+//! Per-character counting and totals: each character's latest snapshot, its kill and rare totals,
+//! the kill baseline of each of its sessions (the rule that keeps totals exact whatever a plugin
+//! sends), and the chat backlog a new map starts with.
+//!
+//! [`Roster`] is plain data behind the live state's lock; it never publishes or waits.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::cluster::message::{CharacterState as SharedState, SessionBaseline};
+use crate::protocol::{
+    CharacterSheet, Chat, LivePlayer, Portal, Rare, Telemetry, Totals, Vitals,
+};
+use crate::store::CharacterState;
+
+/// Session counters not touched for this long are forgotten (a plugin session never idles so long).
+const SESSION_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// How long after a failed restore (database unreachable) the next frame tries again.
+const RESTORE_RETRY: Duration = Duration::from_secs(5);
+
+/// Chat lines kept for the snapshot of a newly opened map.
+pub const CHAT_BACKLOG: usize = 100;
+
+/// Kills a frame may add beyond the rate below: covers the first frame after a pause.
+pub const KILL_BURST: i64 = 100;
+/// Kills per second of server time a session may gain, far above what any character manages;
+/// a frame claiming more adds only this much.
+pub const MAX_KILLS_PER_SEC: i64 = 20;
+/// A lower `kills` count is a plugin reset only when it falls this close to zero.
+pub const RESET_BELOW: i64 = 10;
+/// Most kills a frame may add when no previous arrival of its session is known (the first
+/// frame of a session, or the first after a server restart): a session of many hours may be
+/// first seen mid-way, but not with more than this.
+pub const MAX_UNMEASURED_KILLS: i64 = 1_000_000;
+
+#[derive(Debug)]
+struct Character {
+    /// Its persisted totals and session baselines were loaded (or it is new): until then, a
+    /// session seen for the first time counts no kills, as its baseline may be in the database.
+    restored: bool,
+    /// When loading them last failed.
+    restore_failed: Option<Instant>,
+    /// When any frame last named it (eviction clock).
+    touched: Instant,
+    latest: Option<Telemetry>,
+    last_seen: Option<Instant>,
+    last_seen_at: DateTime<Utc>,
+    online: bool,
+    total_kills: i64,
+    total_rares: i64,
+    session_id: Option<String>,
+    vitals: Option<Vitals>,
+    /// The latest character sheet, without attributes and skills.
+    sheet: Option<CharacterSheet>,
+}
+
+impl Character {
+    fn new() -> Self {
+        Self {
+            restored: true,
+            restore_failed: None,
+            touched: Instant::now(),
+            latest: None,
+            last_seen: None,
+            last_seen_at: DateTime::<Utc>::UNIX_EPOCH,
+            online: false,
+            total_kills: 0,
+            total_rares: 0,
+            session_id: None,
+            vitals: None,
+            sheet: None,
+        }
+    }
+
+    /// A character known here only through another instance (or not yet loaded): should this
+    /// instance come to own it, its totals are merged with the database's first.
+    fn unrestored() -> Self {
+        Self {
+            restored: false,
+            ..Self::new()
+        }
+    }
+
+    /// Its totals, with the rares of its current session.
+    fn totals(&self, session_rares: i64) -> Totals {
+        Totals {
+            total_kills: self.total_kills,
+            total_rares: self.total_rares,
+            session_rares,
+        }
+    }
+
+    fn is_live(&self, now: Instant, window: Duration) -> bool {
+        self.online && self.last_seen.is_some_and(|seen| now - seen <= window)
+    }
+
+    /// Marks it heard from now, with `t` as its latest snapshot.
+    fn seen(&mut self, t: &Telemetry, now: Instant, at: DateTime<Utc>) {
+        self.latest = Some(t.clone());
+        self.touched = now;
+        self.last_seen = Some(now);
+        self.last_seen_at = at;
+        self.online = true;
+        if self.session_id.as_deref() != Some(t.session_id.as_str()) {
+            self.session_id = Some(t.session_id.clone());
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SessionCounters {
+    /// Most kills the first measured frame may add (see [`MAX_UNMEASURED_KILLS`]).
+    unmeasured_cap: i64,
+    /// The session's `kills` baseline: the count kill deltas are measured from.
+    last_kills: Option<i64>,
+    /// The plugin's timestamp of the frame that set the baseline: older frames are late.
+    last_timestamp: Option<DateTime<Utc>>,
+    /// When that frame arrived (server clock, which a plugin cannot forge).
+    last_arrival: Option<Instant>,
+    rares: i64,
+    touched: Instant,
+}
+
+impl SessionCounters {
+    fn new() -> Self {
+        Self {
+            unmeasured_cap: MAX_UNMEASURED_KILLS,
+            last_kills: None,
+            last_timestamp: None,
+            last_arrival: None,
+            rares: 0,
+            touched: Instant::now(),
+        }
+    }
+}
+
+/// How many kills a telemetry frame adds to its character's total, updating the session's
+/// baseline; the rule that keeps totals exact and bounded whatever a plugin sends:
+/// - the first frame of a session (or after a restart) counts its kills, at most
+///   [`MAX_UNMEASURED_KILLS`];
+/// - a frame older than the one that set the baseline (late or replayed) adds nothing and
+///   leaves the baseline alone;
+/// - a higher count adds the difference, at most [`KILL_BURST`] + [`MAX_KILLS_PER_SEC`] per
+///   second of server time since the previous frame (so forged counts cannot inflate totals);
+/// - a lower count is a reset of the plugin's counter only when it is near zero (then the new
+///   count is the baseline); otherwise the frame is out of line and adds nothing.
+fn kill_delta(
+    session: &mut SessionCounters,
+    kills: i64,
+    timestamp: DateTime<Utc>,
+    now: Instant,
+) -> i64 {
+    if session.last_timestamp.is_some_and(|last| timestamp < last) {
+        return 0;
+    }
+    let cap = |session: &SessionCounters| match session.last_arrival {
+        None => session.unmeasured_cap,
+        Some(at) => {
+            let secs =
+                i64::try_from(now.saturating_duration_since(at).as_secs()).unwrap_or(i64::MAX);
+            KILL_BURST.saturating_add(MAX_KILLS_PER_SEC.saturating_mul(secs))
+        }
+    };
+    let delta = match session.last_kills {
+        None => kills.clamp(0, cap(session)),
+        Some(prev) if kills >= prev => (kills - prev).min(cap(session)),
+        Some(_) if kills <= RESET_BELOW => 0,
+        Some(_) => return 0,
+    };
+    session.last_kills = Some(kills);
+    session.last_timestamp = Some(timestamp);
+    session.last_arrival = Some(now);
+    delta
+}
+
+/// What a telemetry frame did to its session's kill count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KillCount {
+    /// Kills to add to the character's total.
+    pub delta: i64,
+    /// The session's `kills` baseline after the frame.
+    pub baseline: i64,
+}
+
+/// A live character copied out of the state, for serialization outside the lock.
+#[derive(Debug, Clone)]
+pub struct LiveEntry {
+    pub telemetry: Telemetry,
+    pub totals: Totals,
+    pub last_seen: DateTime<Utc>,
+    pub vitals: Option<Vitals>,
+    pub sheet: Option<CharacterSheet>,
+}
+
+impl LiveEntry {
+    /// The wire view of this entry.
+    pub fn as_player(&self) -> LivePlayer<'_> {
+        LivePlayer {
+            telemetry: &self.telemetry,
+            totals: self.totals,
+            last_seen: self.last_seen,
+            vitals: self.vitals.as_ref(),
+            character_stats: self.sheet.as_ref(),
+        }
+    }
+}
+
+/// Every character in memory, its sessions, and the chat backlog.
+#[derive(Debug, Default)]
+pub struct Roster {
+    /// The latest chat lines, oldest first, at most [`CHAT_BACKLOG`].
+    chat: VecDeque<Chat>,
+    characters: HashMap<String, Character>,
+    sessions: HashMap<(String, String), SessionCounters>,
+}
+
+impl Roster {
+    fn character(&mut self, name: &str) -> &mut Character {
+        self.characters
+            .entry(name.to_owned())
+            .or_insert_with(Character::new)
+    }
+
+    fn mirrored(&mut self, name: &str) -> &mut Character {
+        self.characters
+            .entry(name.to_owned())
+            .or_insert_with(Character::unrestored)
+    }
+
+    /// Whether `name` must be brought back from the database before its frames are applied:
+    /// it is not in memory (new, evicted, or the server restarted), or loading it failed a
+    /// while ago and is worth another try.
+    pub fn needs_restore(&self, name: &str) -> bool {
+        match self.characters.get(name) {
+            None => true,
+            Some(c) => {
+                !c.restored
+                    && c.restore_failed
+                        .is_none_or(|at| at.elapsed() >= RESTORE_RETRY)
+            }
+        }
+    }
+
+    /// Brings a character back with its persisted totals and recent session baselines (`None`:
+    /// the database could not be asked; its new sessions then count no kills until a later
+    /// attempt succeeds, so nothing is counted twice).
+    pub fn restore(&mut self, name: &str, state: Option<&CharacterState>) {
+        let now = Instant::now();
+        let c = self
+            .characters
+            .entry(name.to_owned())
+            .or_insert_with(Character::unrestored);
+        if c.restored {
+            return;
+        }
+        let Some(state) = state else {
+            c.restore_failed = Some(now);
+            return;
+        };
+        c.restored = true;
+        c.restore_failed = None;
+        // Frames applied while the database could not be asked are either already in these
+        // totals or still queued: the larger is the closer.
+        c.total_kills = c.total_kills.max(state.total_kills);
+        c.total_rares = c.total_rares.max(state.total_rares);
+        for s in &state.sessions {
+            self.sessions
+                .entry((name.to_owned(), s.session_id.clone()))
+                .or_insert_with(|| SessionCounters {
+                    unmeasured_cap: MAX_UNMEASURED_KILLS,
+                    last_kills: Some(s.last_kills),
+                    last_timestamp: None,
+                    // Unknown: the first frame after a restart may catch up without the rate
+                    // cap being measured from the restart.
+                    last_arrival: None,
+                    rares: s.session_rares,
+                    touched: now,
+                });
+        }
+    }
+
+    /// Counts a telemetry frame of a character owned here: its kills (see [`kill_delta`]), its
+    /// snapshot. Returns the totals after it, when it was seen, and the session's count.
+    pub fn count_telemetry(&mut self, t: &Telemetry) -> (Totals, DateTime<Utc>, KillCount) {
+        let now = Instant::now();
+        let trusted = self
+            .characters
+            .get(&t.character_name)
+            .is_none_or(|c| c.restored);
+        let key = (t.character_name.clone(), t.session_id.clone());
+        let session = self
+            .sessions
+            .entry(key)
+            .or_insert_with(|| SessionCounters {
+                unmeasured_cap: if trusted { MAX_UNMEASURED_KILLS } else { 0 },
+                ..SessionCounters::new()
+            });
+        let delta = kill_delta(session, t.kills, t.timestamp, now);
+        let baseline = session.last_kills.unwrap_or(t.kills);
+        session.touched = now;
+        let session_rares = session.rares;
+        let c = self.character(&t.character_name);
+        c.total_kills = c.total_kills.saturating_add(delta);
+        c.seen(t, now, Utc::now());
+        (
+            c.totals(session_rares),
+            c.last_seen_at,
+            KillCount { delta, baseline },
+        )
+    }
+
+    /// Applies a telemetry frame another instance counted for a character it owns: its totals
+    /// as counted there, and the session's kill baseline moved by the same rule, so that a
+    /// takeover continues exactly.
+    pub fn mirror_telemetry(&mut self, t: &Telemetry, totals: Totals, last_seen: DateTime<Utc>) {
+        let now = Instant::now();
+        let session = self
+            .sessions
+            .entry((t.character_name.clone(), t.session_id.clone()))
+            .or_insert_with(SessionCounters::new);
+        let _ = kill_delta(session, t.kills, t.timestamp, now);
+        session.rares = totals.session_rares;
+        session.touched = now;
+        let c = self.mirrored(&t.character_name);
+        c.total_kills = totals.total_kills;
+        c.total_rares = totals.total_rares;
+        c.seen(t, now, last_seen);
+    }
+
+    /// Counts a rare find; returns the totals after it and the session it is counted in (the
+    /// character's current session, when one is known).
+    pub fn count_rare(&mut self, r: &Rare) -> (Totals, Option<String>) {
+        let now = Instant::now();
+        let c = self.character(&r.character_name);
+        c.total_rares = c.total_rares.saturating_add(1);
+        c.touched = now;
+        let (total_kills, total_rares) = (c.total_kills, c.total_rares);
+        let session_id = c.session_id.clone();
+        let session_rares = match &session_id {
+            Some(sid) => {
+                let s = self
+                    .sessions
+                    .entry((r.character_name.clone(), sid.clone()))
+                    .or_insert_with(SessionCounters::new);
+                s.rares += 1;
+                s.touched = now;
+                s.rares
+            }
+            None => 0,
+        };
+        let totals = Totals {
+            total_kills,
+            total_rares,
+            session_rares,
+        };
+        (totals, session_id)
+    }
+
+    /// Applies a rare another instance counted.
+    pub fn mirror_rare(&mut self, r: &Rare, totals: Totals) {
+        let now = Instant::now();
+        let c = self.mirrored(&r.character_name);
+        c.total_kills = totals.total_kills;
+        c.total_rares = totals.total_rares;
+        c.touched = now;
+        if let Some(sid) = c.session_id.clone()
+            && let Some(s) = self.sessions.get_mut(&(r.character_name.clone(), sid))
+        {
+            s.rares = totals.session_rares;
+            s.touched = now;
+        }
+    }
+
+    /// Keeps a chat line for the backlog.
+    pub fn keep_chat(&mut self, c: &Chat) {
+        if self.chat.len() >= CHAT_BACKLOG {
+            self.chat.pop_front();
+        }
+        self.chat.push_back(c.clone());
+    }
+
+    /// Keeps a character's latest vitals.
+    pub fn keep_vitals(&mut self, v: &Vitals) {
+        let c = self.character(&v.character_name);
+        c.touched = Instant::now();
+        c.vitals = Some(v.clone());
+    }
+
+    /// Keeps a character's latest sheet summary.
+    pub fn keep_sheet(&mut self, summary: &CharacterSheet) {
+        let c = self.character(&summary.character_name);
+        c.touched = Instant::now();
+        c.sheet = Some(summary.clone());
+    }
+
+    /// A portal frame placed where the character is: one without a position takes the latest
+    /// telemetry's. Returns it with the character's current session.
+    pub fn place_portal(&self, p: &Portal) -> (Portal, Option<String>) {
+        let c = self.characters.get(&p.character_name);
+        let latest = c.and_then(|c| c.latest.as_ref());
+        let mut portal = p.clone();
+        if portal.ew.is_none() {
+            portal.ew = latest.map(|t| t.ew);
+            portal.ns = latest.map(|t| t.ns);
+            portal.z = latest.map(|t| t.z);
+        }
+        (portal, c.and_then(|c| c.session_id.clone()))
+    }
+
+    /// The chat backlog, oldest first.
+    pub fn chat(&self) -> Vec<Chat> {
+        self.chat.iter().cloned().collect()
+    }
+
+    /// Every character heard from within `window`, unsorted.
+    pub fn live_entries(&self, window: Duration) -> Vec<LiveEntry> {
+        let now = Instant::now();
+        self.characters
+            .iter()
+            .filter(|(_, c)| c.is_live(now, window))
+            .filter_map(|(name, c)| {
+                let telemetry = c.latest.clone()?;
+                let session_rares = self
+                    .sessions
+                    .get(&(name.clone(), telemetry.session_id.clone()))
+                    .map_or(0, |s| s.rares);
+                Some(LiveEntry {
+                    telemetry,
+                    totals: c.totals(session_rares),
+                    last_seen: c.last_seen_at,
+                    vitals: c.vitals.clone(),
+                    sheet: c.sheet.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// How many characters were heard from within `window`.
+    pub fn live_count(&self, window: Duration) -> usize {
+        let now = Instant::now();
+        self.characters
+            .values()
+            .filter(|c| c.is_live(now, window))
+            .count()
+    }
+
+    /// Marks characters silent for longer than `window` as offline and returns them with when
+    /// they were last seen. With `evict_after`, characters offline and unnamed by any frame for
+    /// that long, and not `owned`, leave memory with their sessions.
+    pub fn reap(
+        &mut self,
+        window: Duration,
+        evict_after: Option<Duration>,
+        owned: impl Fn(&str) -> bool,
+    ) -> Vec<(String, DateTime<Utc>)> {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for (name, c) in self.characters.iter_mut() {
+            let stale = c.last_seen.is_none_or(|seen| now - seen > window);
+            if c.online && stale {
+                c.online = false;
+                gone.push((name.clone(), c.last_seen_at));
+            }
+        }
+        if let Some(after) = evict_after {
+            self.characters.retain(|name, c| {
+                c.online || now.duration_since(c.touched) <= after || owned(name)
+            });
+        }
+        let characters = &self.characters;
+        self.sessions.retain(|(name, _), s| {
+            characters.contains_key(name) && now.duration_since(s.touched) < SESSION_MEMORY
+        });
+        if self.characters.capacity() > 4 * self.characters.len() + 64 {
+            self.characters.shrink_to_fit();
+        }
+        if self.sessions.capacity() > 4 * self.sessions.len() + 64 {
+            self.sessions.shrink_to_fit();
+        }
+        gone
+    }
+
+    /// (characters, sessions) in memory.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.characters.len(), self.sessions.len())
+    }
+
+    /// A character as another instance needs it to mirror (and perhaps later take over) it.
+    pub fn shared_state(&self, name: &str, claimed_at_ms: i64) -> Option<SharedState> {
+        let c = self.characters.get(name)?;
+        let telemetry = c.latest.clone()?;
+        let sessions: Vec<SessionBaseline> = self
+            .sessions
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|((_, sid), s)| SessionBaseline {
+                session_id: sid.clone(),
+                last_kills: s.last_kills,
+                last_timestamp: s.last_timestamp,
+                rares: s.rares,
+            })
+            .collect();
+        let session_rares = sessions
+            .iter()
+            .find(|s| s.session_id == telemetry.session_id)
+            .map_or(0, |s| s.rares);
+        Some(SharedState {
+            totals: c.totals(session_rares),
+            last_seen: c.last_seen_at,
+            vitals: c.vitals.clone(),
+            sheet: c.sheet.clone(),
+            telemetry,
+            sessions,
+            claimed_at_ms,
+        })
+    }
+
+    /// Applies a character as its owner describes it in a state answer.
+    pub fn mirror_state(&mut self, state: &SharedState) {
+        let now = Instant::now();
+        let name = &state.telemetry.character_name;
+        for b in &state.sessions {
+            let s = self
+                .sessions
+                .entry((name.clone(), b.session_id.clone()))
+                .or_insert_with(SessionCounters::new);
+            s.last_kills = b.last_kills;
+            s.last_timestamp = b.last_timestamp;
+            s.last_arrival = Some(now);
+            s.rares = b.rares;
+            s.touched = now;
+        }
+        let c = self.mirrored(name);
+        c.total_kills = state.totals.total_kills;
+        c.total_rares = state.totals.total_rares;
+        c.vitals.clone_from(&state.vitals);
+        c.sheet.clone_from(&state.sheet);
+        c.seen(&state.telemetry, now, state.last_seen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn late_frames_add_nothing_and_keep_the_baseline() {
+        let mut s = SessionCounters::new();
+        let now = Instant::now();
+        assert_eq!(kill_delta(&mut s, 5, at(10), now), 5);
+        assert_eq!(kill_delta(&mut s, 10, at(20), now), 5);
+        assert_eq!(kill_delta(&mut s, 7, at(15), now), 0, "late");
+        assert_eq!(s.last_kills, Some(10));
+        assert_eq!(kill_delta(&mut s, 12, at(30), now), 2);
+        // A lower count that is not near zero is out of line, even when newer.
+        assert_eq!(kill_delta(&mut s, 11, at(40), now), 0);
+        assert_eq!(kill_delta(&mut s, 13, at(50), now), 1);
+    }
+
+    #[test]
+    fn forged_counts_add_at_most_the_rate_cap() {
+        let mut s = SessionCounters::new();
+        let start = Instant::now();
+        let mut total: i64 = 0;
+        for i in 0..10_000 {
+            let kills = if i % 2 == 0 { 1_000_000_000_000 } else { 0 };
+            total = total.saturating_add(kill_delta(&mut s, kills, at(i), start));
+        }
+        // No server time passed: after the first frame each increase is capped at the burst.
+        assert!(
+            total <= MAX_UNMEASURED_KILLS + 5_000 * KILL_BURST,
+            "{total}"
+        );
+        let later = start + Duration::from_secs(10);
+        let mut s = SessionCounters::new();
+        kill_delta(&mut s, 0, at(0), start);
+        assert_eq!(
+            kill_delta(&mut s, 1_000, at(10), later),
+            KILL_BURST + 10 * MAX_KILLS_PER_SEC
+        );
+    }
+}

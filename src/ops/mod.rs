@@ -1,0 +1,6 @@
+//! Running the tracker over time: metrics (for `/debug` and `/metrics`), webhook alerts about
+//! characters, and the data lifecycle (retention, thinning, TimescaleDB policies).
+
+pub(crate) mod alerts;
+pub(crate) mod lifecycle;
+pub(crate) mod metrics;

@@ -1,0 +1,186 @@
+//! The two websockets at the edge: who may open them (origin, secret, connection caps) before
+//! the upgrade, then the sessions take over (`crate::sessions`).
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::net::{self, Requester};
+use crate::ops::metrics::{self, ConnectionSlot, Peer};
+use crate::sessions::browser::Session;
+use crate::sessions::{plugin, socket};
+use crate::state::AppState;
+use crate::web::error::ApiError;
+use crate::web::extract::Query;
+
+/// Header carrying the plugin's shared secret.
+pub const SECRET_HEADER: &str = "x-plugin-secret";
+
+/// Query parameters of `/ws/position`.
+#[derive(Debug, Deserialize)]
+pub struct PositionQuery {
+    /// Legacy way of passing the shared secret.
+    secret: Option<String>,
+}
+
+/// The plugin websocket. The shared secret goes in the `X-Plugin-Secret` header (or the legacy
+/// `secret` query parameter); frames are described in EVENT_FORMATS.json.
+#[utoipa::path(get, path = "/ws/position", tag = "live", operation_id = "plugin_socket",
+    params(
+        ("X-Plugin-Secret" = Option<String>, Header, description = "The shared secret"),
+        ("secret" = Option<String>, Query, description = "Legacy way to pass the shared secret"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the websocket protocol"),
+        (status = 401, description = "Missing or wrong secret, or no secret configured", body = crate::web::error::ErrorBody),
+        (status = 403, description = "Opened by a page of another origin", body = crate::web::error::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client", body = crate::web::error::ErrorBody),
+        (status = 503, description = "Too many plugin connections", body = crate::web::error::ErrorBody),
+    ))]
+pub async fn plugin_socket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<PositionQuery>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if !net::origin_allowed(&state.settings.access.allowed_origins, &headers) {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::Forbidden(
+            "plugin connections from pages of other origins are refused".into(),
+        )
+        .into_response();
+    }
+    let Some(expected) = state.settings.access.shared_secret.as_ref() else {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::Unauthorized(
+            "plugin connections are disabled: the server has no SHARED_SECRET configured",
+        )
+        .into_response();
+    };
+    let client = net::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
+    if state.auth_failures.is_limited(client) {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::TooManyRequests("too many failed plugin authentications; wait a minute")
+            .into_response();
+    }
+    let presented = headers
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or(query.secret.as_deref());
+    let current = presented.is_some_and(|p| expected.matches(p));
+    let previous = !current
+        && presented.is_some_and(|p| {
+            state
+                .settings
+                .access
+                .shared_secret_previous
+                .as_ref()
+                .is_some_and(|old| old.matches(p))
+        });
+    if previous {
+        tracing::warn!(%peer, "plugin connected with the previous shared secret; update it");
+    } else if !current {
+        metrics::bump(&state.metrics.connections_refused);
+        // One log line per client per minute, however fast it guesses.
+        if state.auth_failures.record(client) == 1 {
+            tracing::info!(%client, "plugin refused: missing or wrong secret");
+        }
+        return ApiError::Unauthorized("missing or wrong plugin secret").into_response();
+    }
+    state.auth_failures.clear(client);
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(slot) = ConnectionSlot::acquire(
+        &state.metrics,
+        Peer::Plugin,
+        state.settings.sessions.max_plugins,
+    ) else {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::Unavailable("too many plugin connections").into_response();
+    };
+    let tracker = state.sessions.token();
+    socket::with_limits(upgrade, state.settings.sessions.max_plugin_message_bytes)
+        .on_failed_upgrade(|err| tracing::debug!(%err, "plugin websocket upgrade failed"))
+        .on_upgrade(move |socket| async move {
+            let _tracked = tracker;
+            let _slot = slot;
+            let conn = state.next_conn_id();
+            let span = tracing::info_span!("plugin", %peer, conn);
+            let _ = tracing::Instrument::instrument(plugin::run(socket, state, conn), span).await;
+        })
+}
+
+/// Query parameters of `/ws/live`.
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    /// Command token, for browsers that may send commands.
+    token: Option<String>,
+    /// `1` (or `true`): the coalesced stream, one `batch` frame per tick (see `crate::sessions::coalesce`).
+    coalesce: Option<String>,
+}
+
+/// The browser websocket: a `snapshot`, then live frames; accepts `subscribe` and command frames
+/// (EVENT_FORMATS.json).
+#[utoipa::path(get, path = "/ws/live", tag = "live", operation_id = "browser_socket",
+    params(
+        ("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)"),
+        ("coalesce" = Option<bool>, Query, description = "`1` or `true`: receive one `batch` frame per tick (COALESCE_MS) carrying every update since the previous one, instead of a frame per update"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the websocket protocol"),
+        (status = 403, description = "Opened by a page of another origin", body = crate::web::error::ErrorBody),
+        (status = 503, description = "Too many browser connections", body = crate::web::error::ErrorBody),
+    ))]
+pub async fn browser_socket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<LiveQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !net::origin_allowed(&state.settings.access.allowed_origins, &headers) {
+        metrics::bump(&state.metrics.connections_refused);
+        tracing::debug!(%peer, "browser refused: foreign Origin");
+        return ApiError::Forbidden(
+            "pages of this origin may not open the live map socket; the tracker serves its own \
+             map, or add the origin to ALLOWED_ORIGINS"
+                .into(),
+        )
+        .into_response();
+    }
+    let coalesced = match query.coalesce.as_deref() {
+        None | Some("0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(_) => {
+            return ApiError::BadRequest("`coalesce` must be 1, true, 0 or false".into())
+                .into_response();
+        }
+    };
+    let requester = Requester::of(peer, &headers);
+    let Some(slot) = ConnectionSlot::acquire(
+        &state.metrics,
+        Peer::Browser,
+        state.settings.sessions.max_browsers,
+    ) else {
+        metrics::bump(&state.metrics.connections_refused);
+        return ApiError::Unavailable("too many browser connections").into_response();
+    };
+    let tracker = state.sessions.token();
+    socket::with_limits(upgrade, state.settings.sessions.max_message_bytes)
+        .on_failed_upgrade(|err| tracing::debug!(%err, "browser websocket upgrade failed"))
+        .on_upgrade(move |socket| async move {
+            let _tracked = tracker;
+            let _slot = slot;
+            let span = tracing::info_span!("browser", %peer);
+            let session = Session::new(state, requester, query.token, coalesced);
+            tracing::Instrument::instrument(session.run(socket), span).await;
+        })
+}
+
