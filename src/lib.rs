@@ -8,20 +8,20 @@
 //! [`Server::run`].
 
 // The layers, top to bottom: a module only uses those below it.
-pub(crate) mod web;
+pub(crate) mod cluster;
+pub mod config;
+pub(crate) mod limits;
+pub(crate) mod live;
+pub(crate) mod net;
+pub(crate) mod ops;
+pub mod process;
+pub mod protocol;
+pub mod secret;
 pub(crate) mod sessions;
 pub(crate) mod state;
-pub(crate) mod live;
-pub(crate) mod cluster;
-pub(crate) mod writer;
-pub(crate) mod ops;
-pub mod config;
 pub mod store;
-pub mod protocol;
-pub(crate) mod limits;
-pub(crate) mod net;
-pub mod secret;
-pub mod process;
+pub(crate) mod web;
+pub(crate) mod writer;
 // Beside the layers: the in-process simulator (demo mode and `dereth-bench`).
 pub mod demo;
 pub mod simulate;
@@ -40,13 +40,13 @@ use tower_http::normalize_path::NormalizePathLayer;
 use crate::config::Settings;
 use crate::live::Live;
 use crate::live::recent::RecentTrails;
-use crate::ops::metrics::Metrics;
 use crate::ops::lifecycle;
+use crate::ops::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::{Event, Store, StoreError};
 use crate::web::{http_server, router};
-pub use crate::writer::WriterReport;
 use crate::writer::WriterConfig;
+pub use crate::writer::WriterReport;
 
 /// A tracker ready to serve: state assembled and live totals restored from the store.
 #[derive(Debug)]

@@ -283,7 +283,6 @@ impl QueryBudget {
 mod tests {
     use super::*;
 
-
     fn limits(max_rows: u64, permits: usize) -> QueryLimits {
         QueryLimits {
             max_heavy_queries: permits,

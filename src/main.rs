@@ -67,10 +67,11 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         .context("loading totals from the database")?;
     tracing::info!("listening on http://{addr}");
     let demo_stop = CancellationToken::new();
-    let demo =
-        server.settings().server.demo.then(|| {
-            dereth_tracker::demo::start(addr, server.settings(), demo_stop.clone())
-        });
+    let demo = server
+        .settings()
+        .server
+        .demo
+        .then(|| dereth_tracker::demo::start(addr, server.settings(), demo_stop.clone()));
     let stop_demo = demo_stop.clone();
     let report = server
         .run(listener, async move {

@@ -303,12 +303,19 @@ mod tests {
         assert!(host_allowed(&[], lo, Some("127.0.0.1:8765")));
         assert!(host_allowed(&[], lo, Some("[::1]:8765")));
         assert!(host_allowed(&[], lo, Some("localhost:8765")));
-        assert!(!host_allowed(&[], lo, Some("evil.example:8765")), "rebinding");
+        assert!(
+            !host_allowed(&[], lo, Some("evil.example:8765")),
+            "rebinding"
+        );
         let listed = strings(&["tracker.example.com"]);
         assert!(host_allowed(&listed, lo, Some("Tracker.Example.com")));
         assert!(host_allowed(&listed, lo, Some("tracker.example.com:443")));
         assert!(!host_allowed(&listed, lo, Some("evil.example")));
-        assert!(host_allowed(&[], addr("0.0.0.0:8765"), Some("anything.example")));
+        assert!(host_allowed(
+            &[],
+            addr("0.0.0.0:8765"),
+            Some("anything.example")
+        ));
     }
 
     #[test]
@@ -327,7 +334,10 @@ mod tests {
         assert!(!check("https://evil.example", "127.0.0.1:8765"));
         assert!(!check("null", "127.0.0.1:8765"));
         assert!(!check("http://127.0.0.1:9999", "127.0.0.1:8765"));
-        assert!(origin_allowed(&listed, &headers(&[("host", "x")])), "no Origin");
+        assert!(
+            origin_allowed(&listed, &headers(&[("host", "x")])),
+            "no Origin"
+        );
     }
 
     #[test]

@@ -21,25 +21,16 @@ pub enum Message {
         counted: Counted,
     },
     /// A plugin connection of this instance now speaks for the character.
-    Claimed {
-        name: String,
-        at_ms: i64,
-    },
+    Claimed { name: String, at_ms: i64 },
     /// No connection of this instance speaks for these characters any more.
-    Released {
-        names: Vec<String>,
-    },
+    Released { names: Vec<String> },
     /// This instance is alive; sent every second.
     Heartbeat(Heartbeat),
     /// Send me your state (sent on joining the bus, after losing it, and on a missed packet);
     /// `to` limits the question to one instance.
-    Hello {
-        to: Option<String>,
-    },
+    Hello { to: Option<String> },
     /// Characters this instance owns, as they are now (the answer to `Hello`).
-    State {
-        characters: Vec<CharacterState>,
-    },
+    State { characters: Vec<CharacterState> },
     /// A browser on the sender asks the owner of `name` to pass a command on.
     Command {
         to: String,

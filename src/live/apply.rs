@@ -29,6 +29,9 @@ pub enum Origin<'a> {
 }
 
 /// What applying a frame did.
+// Short-lived, returned by value straight into the writer's queue: boxing the event would add
+// an allocation per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Applied {
     /// Applied; the event to store, for frames of this instance's plugins that are stored.
@@ -60,9 +63,7 @@ impl Live {
                     Some(c) => {
                         let totals = c.totals.unwrap_or_default();
                         let last_seen = c.last_seen.unwrap_or(row.timestamp);
-                        self.lock()
-                            .roster
-                            .mirror_telemetry(&row, totals, last_seen);
+                        self.lock().roster.mirror_telemetry(&row, totals, last_seen);
                         (totals, last_seen, KillCount::default())
                     }
                 };

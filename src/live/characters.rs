@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::cluster::message::{CharacterState as SharedState, SessionBaseline};
-use crate::protocol::{
-    CharacterSheet, Chat, LivePlayer, Portal, Rare, Telemetry, Totals, Vitals,
-};
+use crate::protocol::{CharacterSheet, Chat, LivePlayer, Portal, Rare, Telemetry, Totals, Vitals};
 use crate::store::CharacterState;
 
 /// Session counters not touched for this long are forgotten (a plugin session never idles so long).
@@ -291,13 +289,10 @@ impl Roster {
             .get(&t.character_name)
             .is_none_or(|c| c.restored);
         let key = (t.character_name.clone(), t.session_id.clone());
-        let session = self
-            .sessions
-            .entry(key)
-            .or_insert_with(|| SessionCounters {
-                unmeasured_cap: if trusted { MAX_UNMEASURED_KILLS } else { 0 },
-                ..SessionCounters::new()
-            });
+        let session = self.sessions.entry(key).or_insert_with(|| SessionCounters {
+            unmeasured_cap: if trusted { MAX_UNMEASURED_KILLS } else { 0 },
+            ..SessionCounters::new()
+        });
         let delta = kill_delta(session, t.kills, t.timestamp, now);
         let baseline = session.last_kills.unwrap_or(t.kills);
         session.touched = now;

@@ -196,10 +196,7 @@ impl Live {
     /// Lets `conn` speak for `name`; the owner may be a connection of another instance of the
     /// cluster. False when `conn` may not.
     pub fn claim(&self, name: &str, conn: ConnId, commands: &mpsc::Sender<Utf8Bytes>) -> bool {
-        let claim = self
-            .lock()
-            .claims
-            .claim(name, conn, commands, self.window);
+        let claim = self.lock().claims.claim(name, conn, commands, self.window);
         match claim {
             Claim::Kept => true,
             Claim::Took { at_ms } => {
@@ -352,7 +349,10 @@ mod tests {
         // The owner closes: another connection takes over at once.
         live.unroute(1);
         assert!(live.claim("A", 2, &tx2));
-        assert_eq!(live.deliver_command("A", "/vt go"), CommandStatus::Delivered);
+        assert_eq!(
+            live.deliver_command("A", "/vt go"),
+            CommandStatus::Delivered
+        );
         assert!(rx2.try_recv().is_ok());
         // An owner silent past the live window can be taken over too.
         let (tx3, _rx3) = mpsc::channel(4);

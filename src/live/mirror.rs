@@ -104,10 +104,7 @@ impl Live {
     pub fn mirror_state(&self, from: &Arc<str>, state: &CharacterState) -> bool {
         {
             let mut guard = self.lock();
-            if !guard
-                .claims
-                .owned_by(from, &state.telemetry.character_name)
-            {
+            if !guard.claims.owned_by(from, &state.telemetry.character_name) {
                 return false;
             }
             guard.roster.mirror_state(state);

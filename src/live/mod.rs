@@ -33,10 +33,10 @@ use crate::store::CharacterState;
 
 pub use apply::{Applied, Origin};
 pub use batch::{Batch, ViewFilter};
-pub use characters::{CHAT_BACKLOG, KillCount, LiveEntry};
 use characters::Roster;
-pub use claims::ConnId;
+pub use characters::{CHAT_BACKLOG, KillCount, LiveEntry};
 use claims::Claims;
+pub use claims::ConnId;
 pub use hub::{About, Broadcast, FrameKind, Hub};
 pub use mirror::Instance;
 use recent::RecentTrails;

@@ -67,7 +67,11 @@ fn a_claim_race_between_instances_leaves_exactly_one_owner() {
         from: &other,
         counted: &counted,
     };
-    let applied = here.apply(PluginFrame::Telemetry(telemetry("Ann", "s", 7)), &empty, peer);
+    let applied = here.apply(
+        PluginFrame::Telemetry(telemetry("Ann", "s", 7)),
+        &empty,
+        peer,
+    );
     assert!(matches!(applied, Applied::Taken(None)), "{applied:?}");
     assert!(!here.claim("Ann", 1, &tx), "owned elsewhere and heard from");
     // Once node-b is gone, a plugin here may take Ann over.
@@ -75,7 +79,11 @@ fn a_claim_race_between_instances_leaves_exactly_one_owner() {
     assert!(here.claim("Ann", 1, &tx));
     assert_eq!(here.live_entries()[0].totals.total_kills, 7);
     // From now on frames about Ann from node-b are not node-b's to send.
-    let again = here.apply(PluginFrame::Telemetry(telemetry("Ann", "s", 9)), &empty, peer);
+    let again = here.apply(
+        PluginFrame::Telemetry(telemetry("Ann", "s", 9)),
+        &empty,
+        peer,
+    );
     assert!(matches!(again, Applied::NotTheirs), "{again:?}");
 }
 

@@ -168,7 +168,6 @@ pub fn parse_browser_frame(text: &str) -> Result<BrowserFrame, FrameError> {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Server -> browser
 // ---------------------------------------------------------------------------------------------
@@ -290,7 +289,6 @@ pub struct PluginErrorOut<'a> {
     pub kind: &'static str,
     pub error: &'a str,
 }
-
 
 #[cfg(test)]
 mod tests {

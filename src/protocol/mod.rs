@@ -237,8 +237,6 @@ fn clip(s: &str, max_chars: usize) -> String {
     out
 }
 
-/// Lenient deserializers: the real plugin sends several numeric fields as JSON strings.
-
 /// Serializes a server frame; these types always serialize, so a failure is a bug worth a log line
 /// rather than a panic.
 pub fn to_json<T: Serialize>(value: &T) -> String {

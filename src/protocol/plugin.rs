@@ -435,7 +435,6 @@ fn validate_plugin_frame(frame: &PluginFrame) -> Result<(), FrameError> {
     Ok(())
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Server -> plugin
 // ---------------------------------------------------------------------------------------------
@@ -446,7 +445,6 @@ pub struct PluginCommand {
     pub player_name: String,
     pub command: String,
 }
-
 
 #[cfg(test)]
 mod tests {

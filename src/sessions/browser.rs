@@ -63,7 +63,9 @@ impl Session {
         let settings = self.state.settings.clone();
         let send_timeout = settings.send_timeout();
         // Subscribe before taking the snapshot so nothing falls between the two.
-        let mut batches = self.coalesced.then(|| self.state.live.hub().subscribe_batches());
+        let mut batches = self
+            .coalesced
+            .then(|| self.state.live.hub().subscribe_batches());
         let mut hub = self.wants_frames().then(|| self.state.live.subscribe());
         if socket::send_text(&mut sink, self.state.live.snapshot_frame(), send_timeout)
             .await

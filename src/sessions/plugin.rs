@@ -301,8 +301,8 @@ async fn enqueue(state: &AppState, event: Event) {
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::ops::lifecycle::Lifecycle;
     use crate::live::Live;
+    use crate::ops::lifecycle::Lifecycle;
     use crate::store::{Store, StoreOptions};
 
     #[tokio::test]

@@ -3,8 +3,10 @@
 //! own best SQL; [`super::Store`] composes them into what the rest of the tracker asks for.
 //!
 //! The contract has two halves, as each backend has two pools: [`StoreWrite`] (the writer's
-//! batches, counters and maintenance) and [`StoreRead`] (the query API, with a statement
-//! timeout). A backend implements both; [`Database`] is the pair.
+//! batches and maintenance) and [`StoreRead`] (every read, with a statement timeout). A backend
+//! implements both; [`Database`] is the pair. The reads are written once for both backends
+//! (`super::reads`); each backend writes its own way (COPY and UNNEST arrays on PostgreSQL, one
+//! transaction of single-row inserts on SQLite).
 
 use std::fmt::Debug;
 
@@ -42,22 +44,6 @@ pub trait StoreWrite: Send + Sync + Debug {
 
     /// Closes the pools, waiting for connections in use to be returned.
     async fn close(&self);
-
-    /// Running totals of every character ever seen.
-    async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError>;
-
-    /// Sessions updated since `since`, of one character or of all.
-    async fn recent_sessions(
-        &self,
-        since: DateTime<Utc>,
-        character: Option<&str>,
-    ) -> Result<Vec<SessionStats>, StoreError>;
-
-    /// One character's total kills and rares (0 when never counted).
-    async fn character_totals(&self, name: &str) -> Result<(i64, i64), StoreError>;
-
-    /// Row counts of the event tables.
-    async fn row_counts(&self) -> Result<RowCounts, StoreError>;
 
     /// Deletes the rows of `table` older than `before`, in batches; returns how many.
     async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError>;
@@ -150,6 +136,22 @@ pub trait StoreRead: Send + Sync + Debug {
 
     /// A character's level, experience and luminance over a range, oldest first.
     async fn progress(&self, query: &ProgressQuery) -> Result<Vec<ProgressPoint>, StoreError>;
+
+    /// Running totals of every character ever seen.
+    async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError>;
+
+    /// Sessions updated since `since`, of one character or of all.
+    async fn recent_sessions(
+        &self,
+        since: DateTime<Utc>,
+        character: Option<&str>,
+    ) -> Result<Vec<SessionStats>, StoreError>;
+
+    /// One character's total kills and rares (0 when never counted).
+    async fn character_totals(&self, name: &str) -> Result<(i64, i64), StoreError>;
+
+    /// Row counts of the event tables.
+    async fn row_counts(&self) -> Result<RowCounts, StoreError>;
 }
 
 /// A complete backend: both halves of the contract.

@@ -2,16 +2,20 @@
 //! implements the storage contract ([`Database`]: PostgreSQL/TimescaleDB in `postgres/`, SQLite in
 //! `sqlite/`), and the domain rows that travel through it ([`model`]).
 //!
-//! The contract is coarse and domain-shaped (`write_batch`, `character_stats`, ...) so each backend
-//! uses its own best SQL; no SQL string is shared between dialects. What can be composed from the
-//! contract (a character's state on return, heatmaps from hourly cells, trails broken at
-//! teleports, step-aligned thinning) is written once here.
+//! The contract is coarse and domain-shaped (`write_batch`, `character_stats`, ...). Reads are
+//! one SQL text for both backends (`reads`, with the few dialect differences in `sql`); writes
+//! and maintenance are each backend's own (COPY and TimescaleDB policies on PostgreSQL, pragmas
+//! and single-writer transactions on SQLite). What can be composed from the contract (a
+//! character's state on return, heatmaps from hourly cells, trails broken at teleports,
+//! step-aligned thinning) is written once here.
 
 mod counters;
 mod database;
 mod error;
 pub mod model;
 mod postgres;
+mod reads;
+mod sql;
 mod sqlite;
 mod trails;
 

@@ -17,7 +17,11 @@ pub async fn check_host(State(state): State<AppState>, req: Request, next: Next)
         .get(header::HOST)
         .and_then(|v| v.to_str().ok());
     let settings = &state.settings;
-    if host_allowed(&settings.access.allowed_hosts, settings.server.bind_addr, host) {
+    if host_allowed(
+        &settings.access.allowed_hosts,
+        settings.server.bind_addr,
+        host,
+    ) {
         return next.run(req).await;
     }
     ApiError::Forbidden(

@@ -9,8 +9,8 @@ use rust_embed::RustEmbed;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-use crate::web::error::ApiError;
 use crate::state::AppState;
+use crate::web::error::ApiError;
 
 #[derive(RustEmbed)]
 #[folder = "static/"]

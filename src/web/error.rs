@@ -83,7 +83,10 @@ impl From<crate::limits::Refused> for ApiError {
 /// The refusals every query endpoint documents: a bad parameter, or a query the tracker will not
 /// run now (too busy, or too slow for its budget).
 #[derive(utoipa::IntoResponses)]
-#[expect(dead_code, reason = "an OpenAPI description: read by the derive, never built")]
+#[expect(
+    dead_code,
+    reason = "an OpenAPI description: read by the derive, never built"
+)]
 pub enum QueryRefusals {
     /// A parameter is invalid
     #[response(status = 400)]
@@ -96,7 +99,10 @@ pub enum QueryRefusals {
 /// The refusal of an endpoint about one character that was never seen.
 #[derive(utoipa::IntoResponses)]
 #[response(status = 404, description = "Unknown character")]
-#[expect(dead_code, reason = "an OpenAPI description: read by the derive, never built")]
+#[expect(
+    dead_code,
+    reason = "an OpenAPI description: read by the derive, never built"
+)]
 pub struct UnknownCharacter(pub ErrorBody);
 
 impl IntoResponse for ApiError {

@@ -18,8 +18,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes as api_routes;
 
-use crate::web::api::{events, history, prometheus, stats, status};
 use crate::state::AppState;
+use crate::web::api::{events, history, prometheus, stats, status};
 use crate::web::{access, assets, sockets};
 
 #[derive(OpenApi)]

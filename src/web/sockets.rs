@@ -183,4 +183,3 @@ pub async fn browser_socket(
             tracing::Instrument::instrument(session.run(socket), span).await;
         })
 }
-

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use dereth_tracker::testing::{Live, apply_plugin_frame};
 use dereth_tracker::protocol::{
     BrowserFrame, BrowserOut, CommandStatus, FrameType, PluginCommand, PluginErrorOut, PluginFrame,
     parse_browser_frame, parse_plugin_frame, to_json,
 };
+use dereth_tracker::testing::{Live, apply_plugin_frame};
 use serde_json::Value;
 
 fn contract() -> Value {

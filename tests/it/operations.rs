@@ -6,9 +6,9 @@ use crate::common;
 use std::time::Duration;
 
 use common::{Backend, TestApp, TestDb, WAIT, block_writes, telemetry};
+use dereth_tracker::store::{Store, StoreOptions};
 use dereth_tracker::testing::Lifecycle;
 use dereth_tracker::testing::Metrics;
-use dereth_tracker::store::{Store, StoreOptions};
 use serde_json::json;
 
 fn days_ago(days: i64) -> String {

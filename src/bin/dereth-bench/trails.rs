@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use dereth_tracker::protocol::{PluginFrame, parse_plugin_frame};
-use dereth_tracker::testing::RecentTrails;
 use dereth_tracker::store::{TrailPoint, TrailQuery};
+use dereth_tracker::testing::RecentTrails;
 use serde::Serialize;
 
 use crate::cli::TrailsArgs;

@@ -2,12 +2,10 @@
 //! it implies, and maintenance (pruning, thinning).
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 use super::{SqliteStore, now_text, ts};
 use crate::store::{
-    Backend, CharacterStats, CounterUpdates, Event, PRUNE_BATCH, Retained, RowCounts, SessionStats,
-    StoreError, StoreWrite, hour_of,
+    Backend, CounterUpdates, Event, PRUNE_BATCH, Retained, StoreError, StoreWrite, hour_of,
 };
 
 #[async_trait::async_trait]
@@ -162,67 +160,6 @@ impl StoreWrite for SqliteStore {
                 Err(err)
             }
         }
-    }
-
-    async fn character_stats(&self) -> Result<Vec<CharacterStats>, StoreError> {
-        Ok(sqlx::query_as::<_, CharacterStats>(
-            "SELECT n.character_name, coalesce(c.total_kills, 0) AS total_kills, \
-                    coalesce(r.total_rares, 0) AS total_rares \
-             FROM (SELECT character_name FROM char_stats \
-                   UNION SELECT character_name FROM rare_stats) n \
-             LEFT JOIN char_stats c ON c.character_name = n.character_name \
-             LEFT JOIN rare_stats r ON r.character_name = n.character_name \
-             ORDER BY 1",
-        )
-        .fetch_all(&self.reads)
-        .await?)
-    }
-
-    /// Sessions updated since `since`, of one character or of all.
-    async fn recent_sessions(
-        &self,
-        since: DateTime<Utc>,
-        character: Option<&str>,
-    ) -> Result<Vec<SessionStats>, StoreError> {
-        Ok(sqlx::query_as::<_, SessionStats>(
-            "SELECT k.character_name, k.session_id, k.last_kills, \
-                    coalesce(s.session_rares, 0) AS session_rares \
-             FROM session_kills k \
-             LEFT JOIN rare_stats_sessions s \
-                ON s.character_name = k.character_name AND s.session_id = k.session_id \
-             WHERE k.updated_at >= ?1 AND (?2 IS NULL OR k.character_name = ?2) \
-             ORDER BY 1, 2",
-        )
-        .bind(ts(&since))
-        .bind(character)
-        .fetch_all(&self.reads)
-        .await?)
-    }
-
-    /// One character's total kills and rares (0 when never counted).
-    async fn character_totals(&self, name: &str) -> Result<(i64, i64), StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT coalesce((SELECT total_kills FROM char_stats WHERE character_name = ?1), 0), \
-                    coalesce((SELECT total_rares FROM rare_stats WHERE character_name = ?1), 0)",
-        )
-        .bind(name)
-        .fetch_one(&self.reads)
-        .await?)
-    }
-
-    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM telemetry_events) AS telemetry, \
-                    (SELECT count(*) FROM spawn_events) AS spawns, \
-                    (SELECT count(*) FROM rare_events) AS rares",
-        )
-        .fetch_one(&self.reads)
-        .await?;
-        Ok(RowCounts {
-            telemetry: row.try_get("telemetry")?,
-            spawns: row.try_get("spawns")?,
-            rares: row.try_get("rares")?,
-        })
     }
 }
 

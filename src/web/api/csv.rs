@@ -72,7 +72,9 @@ pub struct Export {
 
 impl Export {
     /// Takes a turn among expensive queries and starts the export's clock.
-    pub async fn start(state: &crate::state::AppState) -> Result<Self, crate::web::error::ApiError> {
+    pub async fn start(
+        state: &crate::state::AppState,
+    ) -> Result<Self, crate::web::error::ApiError> {
         let permit = state.queries.admit().await?;
         let settings = &state.settings;
         Ok(Self {

@@ -10,10 +10,10 @@ use super::csv::{self, CsvRow};
 use super::paging::{self, PageParams};
 use super::params;
 use super::{ApiError, characters_covered, require_character};
-use crate::web::error::{QueryRefusals, UnknownCharacter};
-use crate::web::extract::Query;
 use crate::state::AppState;
 use crate::store::{EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery};
+use crate::web::error::{QueryRefusals, UnknownCharacter};
+use crate::web::extract::Query;
 
 /// Heatmap bins, in map units (the map spans about 204 units; a landblock is 0.8).
 pub const BIN_DEFAULT: f64 = 2.0;

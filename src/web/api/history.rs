@@ -11,10 +11,10 @@ use super::csv::{self, CsvRow};
 use super::paging::{self, PageParams};
 use super::params::{self, Format};
 use super::{ApiError, characters_covered, require_character};
-use crate::web::error::{QueryRefusals, UnknownCharacter};
-use crate::web::extract::Query;
 use crate::state::AppState;
 use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint, TrailQuery, WorldQuery};
+use crate::web::error::{QueryRefusals, UnknownCharacter};
+use crate::web::extract::Query;
 
 /// Default and hard cap of the `/trails` window, in seconds.
 pub const TRAILS_DEFAULT_SECS: i64 = 600;

@@ -11,11 +11,9 @@ pub(crate) mod prometheus;
 pub(crate) mod stats;
 pub(crate) mod status;
 
-
-
-use crate::web::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::store::CharacterSummary;
+use crate::web::error::{ApiError, ErrorBody};
 
 /// The character's summary, or a 404 naming it.
 async fn require_character(state: &AppState, name: &str) -> Result<CharacterSummary, ApiError> {

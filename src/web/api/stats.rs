@@ -9,14 +9,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::params;
 use super::{ApiError, ErrorBody, characters_covered, require_character};
-use crate::web::error::{QueryRefusals, UnknownCharacter};
-use crate::web::extract::{Path, Query};
 use crate::protocol::CharacterSheet;
 use crate::state::AppState;
 use crate::store::{
     ActivityQuery, CharacterSummary, LeaderMetric, LeaderQuery, LeaderRow, ProgressPoint,
     ProgressQuery, SeriesPoint, SessionRares,
 };
+use crate::web::error::{QueryRefusals, UnknownCharacter};
+use crate::web::extract::{Path, Query};
 
 /// Most characters `/characters` lists.
 const MAX_CHARACTERS: i64 = 100_000;

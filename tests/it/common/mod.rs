@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dereth_tracker::Server;
+use dereth_tracker::WriterReport;
 use dereth_tracker::config::{Secret, Settings};
 use dereth_tracker::store::{Store, StoreOptions};
-use dereth_tracker::WriterReport;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
