@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Counts events per key in fixed one-minute windows, with a bounded number of keys; used for
 /// failed plugin authentications per client.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     limit: u32,
     window: Duration,
     counts: Mutex<HashMap<IpAddr, (Instant, u32)>>,
@@ -28,7 +28,7 @@ const MAX_KEYS: usize = 10_000;
 
 impl RateLimiter {
     /// At most `limit` events per key per `window`.
-    pub fn new(limit: u32, window: Duration) -> Self {
+    pub(crate) fn new(limit: u32, window: Duration) -> Self {
         Self {
             limit,
             window,
@@ -37,7 +37,7 @@ impl RateLimiter {
     }
 
     /// Whether `key` is over its limit in the current window.
-    pub fn is_limited(&self, key: IpAddr) -> bool {
+    pub(crate) fn is_limited(&self, key: IpAddr) -> bool {
         let counts = self.lock();
         counts
             .get(&key)
@@ -45,7 +45,7 @@ impl RateLimiter {
     }
 
     /// Records one event for `key`; returns its count in the current window.
-    pub fn record(&self, key: IpAddr) -> u32 {
+    pub(crate) fn record(&self, key: IpAddr) -> u32 {
         let mut counts = self.lock();
         if counts.len() >= MAX_KEYS {
             let window = self.window;
@@ -63,7 +63,7 @@ impl RateLimiter {
     }
 
     /// Forgets `key` (after a success).
-    pub fn clear(&self, key: IpAddr) {
+    pub(crate) fn clear(&self, key: IpAddr) {
         self.lock().remove(&key);
     }
 
@@ -76,18 +76,18 @@ impl RateLimiter {
 
 /// A token bucket for one connection's command frames.
 #[derive(Debug)]
-pub struct CommandBudget {
+pub(crate) struct CommandBudget {
     tokens: f64,
     last: Instant,
 }
 
 impl CommandBudget {
     /// Commands a browser may send in a burst.
-    pub const BURST: f64 = 10.0;
+    pub(crate) const BURST: f64 = 10.0;
     /// Commands a browser may send per second, sustained.
-    pub const PER_SEC: f64 = 1.0;
+    pub(crate) const PER_SEC: f64 = 1.0;
 
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             tokens: Self::BURST,
             last: Instant::now(),
@@ -95,7 +95,7 @@ impl CommandBudget {
     }
 
     /// Takes one command's token; false when the browser is sending too fast.
-    pub fn take(&mut self) -> bool {
+    pub(crate) fn take(&mut self) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * Self::PER_SEC;
         self.tokens = (self.tokens + refill).min(Self::BURST);
@@ -117,7 +117,7 @@ impl Default for CommandBudget {
 
 /// Counts bad frames over a sliding minute; a connection that exceeds the budget is closed.
 #[derive(Debug)]
-pub struct ErrorBudget {
+pub(crate) struct ErrorBudget {
     limit: u32,
     window_start: Instant,
     count: u32,
@@ -127,7 +127,7 @@ impl ErrorBudget {
     const WINDOW: Duration = Duration::from_secs(60);
 
     /// A budget of `limit` errors per minute.
-    pub fn new(limit: u32) -> Self {
+    pub(crate) fn new(limit: u32) -> Self {
         Self {
             limit,
             window_start: Instant::now(),
@@ -136,7 +136,7 @@ impl ErrorBudget {
     }
 
     /// Records one error; true when the budget is exhausted.
-    pub fn spend(&mut self) -> bool {
+    pub(crate) fn spend(&mut self) -> bool {
         if self.window_start.elapsed() > Self::WINDOW {
             self.window_start = Instant::now();
             self.count = 0;
@@ -168,7 +168,7 @@ pub struct QueryLimits {
 
 /// Why the query budget refused a query.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// It would read too many rows: the sentence says what to narrow.
     #[error("{0}")]
     TooLarge(String),
@@ -179,7 +179,7 @@ pub enum Refused {
 
 /// The shared admission state of expensive queries.
 #[derive(Debug)]
-pub struct QueryBudget {
+pub(crate) struct QueryBudget {
     permits: Arc<Semaphore>,
     /// How many expensive queries may run at once.
     limit: usize,
@@ -194,12 +194,12 @@ pub struct QueryBudget {
 
 /// Held while an expensive query (or a CSV export's whole stream) runs.
 #[derive(Debug)]
-pub struct HeavyPermit {
+pub(crate) struct HeavyPermit {
     _permit: OwnedSemaphorePermit,
 }
 
 impl QueryBudget {
-    pub fn new(limits: QueryLimits) -> Self {
+    pub(crate) fn new(limits: QueryLimits) -> Self {
         let limit = limits.max_heavy_queries.max(1);
         Self {
             permits: Arc::new(Semaphore::new(limit)),
@@ -214,7 +214,7 @@ impl QueryBudget {
 
     /// Telemetry rows per character stored over [from, to): none before the retention horizon,
     /// one per 2 s while raw, one per thinning step once thinned.
-    pub fn rows_per_character(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+    pub(crate) fn rows_per_character(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
         let now = Utc::now();
         let from = match self.retention {
             Some(keep) => from.max(now - keep),
@@ -238,7 +238,7 @@ impl QueryBudget {
 
     /// Refuses a query over [from, to) for `characters` characters that would read more rows
     /// than allowed. `narrow` names the parameters that shrink it.
-    pub fn check_range(
+    pub(crate) fn check_range(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -260,7 +260,7 @@ impl QueryBudget {
     }
 
     /// Waits (up to the configured wait) for a turn to run an expensive query.
-    pub async fn admit(&self) -> Result<HeavyPermit, Refused> {
+    pub(crate) async fn admit(&self) -> Result<HeavyPermit, Refused> {
         let busy = || {
             Refused::Busy(
                 "too many expensive queries are running (MAX_HEAVY_QUERIES); retry in a moment",
@@ -274,7 +274,7 @@ impl QueryBudget {
     }
 
     /// Expensive queries running right now.
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.limit.saturating_sub(self.permits.available_permits())
     }
 }

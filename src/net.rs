@@ -14,12 +14,12 @@ use crate::secret::Secret;
 const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
 
 /// Whether an address is this machine, IPv4-mapped IPv6 (`::ffff:127.0.0.1`) included.
-pub fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
 /// Whether the request came through a proxy (which would make every client look local).
-pub fn is_proxied(headers: &HeaderMap) -> bool {
+pub(crate) fn is_proxied(headers: &HeaderMap) -> bool {
     PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
 }
 
@@ -82,7 +82,7 @@ impl ProxyNet {
 /// machine or in `trusted` (TRUSTED_PROXIES), the address it reports: the last `X-Forwarded-For`
 /// entry (the one the proxy appended; earlier ones come from the client and can be forged), else
 /// `X-Real-IP`.
-pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[ProxyNet]) -> IpAddr {
+pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[ProxyNet]) -> IpAddr {
     let ip = peer.ip().to_canonical();
     if !is_loopback(ip) && !trusted.iter().any(|net| net.contains(ip)) {
         return ip;
@@ -98,7 +98,7 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[ProxyNet]) ->
 
 /// Whether a `Host` header names this machine (an IP literal of loopback, or `localhost`): what a
 /// browser on this machine sends; a request through a proxy under a public name does not.
-pub fn is_local_host(host: Option<&str>) -> bool {
+pub(crate) fn is_local_host(host: Option<&str>) -> bool {
     let Some(host) = host else {
         return false;
     };
@@ -124,7 +124,7 @@ fn host_name(host: &str) -> String {
 /// The `Host` rule. An IP literal or `localhost` cannot be rebound by a foreign DNS name, so it
 /// is always served; a name must be in ALLOWED_HOSTS, except on a server bound to a public
 /// address with no list configured (which cannot know its names: it logs a warning at start).
-pub fn host_allowed(allowed_hosts: &[String], bind: SocketAddr, host: Option<&str>) -> bool {
+pub(crate) fn host_allowed(allowed_hosts: &[String], bind: SocketAddr, host: Option<&str>) -> bool {
     let Some(host) = host else {
         return true; // HTTP/1.0 clients; browsers always send Host
     };
@@ -160,7 +160,7 @@ fn normalize_origin(origin: &str) -> Option<(String, String)> {
 /// browsers and pass; a browser page passes when it is served by this tracker (same host and
 /// port as the request's `Host`) or listed in ALLOWED_ORIGINS. `null` (sandboxed frames, files)
 /// never passes.
-pub fn origin_allowed(allowed_origins: &[String], headers: &HeaderMap) -> bool {
+pub(crate) fn origin_allowed(allowed_origins: &[String], headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -188,7 +188,7 @@ pub fn origin_allowed(allowed_origins: &[String], headers: &HeaderMap) -> bool {
 
 /// What the command rule looks at.
 #[derive(Debug, Clone, Copy)]
-pub struct Requester {
+pub(crate) struct Requester {
     /// The socket peer.
     pub peer: SocketAddr,
     /// The request carried proxy headers.
@@ -199,7 +199,7 @@ pub struct Requester {
 
 impl Requester {
     /// The facts of one request.
-    pub fn of(peer: SocketAddr, headers: &HeaderMap) -> Self {
+    pub(crate) fn of(peer: SocketAddr, headers: &HeaderMap) -> Self {
         Self {
             peer,
             proxied: is_proxied(headers),
@@ -213,7 +213,7 @@ impl Requester {
 /// loopback (a server reachable from the network needs the token), the peer must be loopback,
 /// the request must not carry proxy headers, and its `Host` must name this machine (a proxy
 /// that adds no forwarding headers still passes the public name it was reached under).
-pub fn may_command(
+pub(crate) fn may_command(
     configured: Option<&Secret>,
     presented: Option<&str>,
     requester: Requester,

@@ -19,11 +19,11 @@ use crate::ops::metrics::Metrics;
 use crate::store::{Event, Store};
 
 /// Failed plugin authentications one client may have in a minute before it gets 429.
-pub const AUTH_FAILURES_PER_MINUTE: u32 = 10;
+pub(crate) const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Handles to everything a request or session needs.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub live: Arc<Live>,
@@ -52,7 +52,7 @@ pub struct AppState {
 impl AppState {
     /// Assembles the state; `queue` is the sending half of the writer's queue. Alerts start
     /// here (they stop with [`AppState::shutdown`]).
-    pub fn new(
+    pub(crate) fn new(
         settings: Settings,
         store: Store,
         live: Arc<Live>,
@@ -84,12 +84,12 @@ impl AppState {
     }
 
     /// A fresh id for a plugin connection.
-    pub fn next_conn_id(&self) -> ConnId {
+    pub(crate) fn next_conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Events waiting in the writer's queue.
-    pub fn queue_depth(&self) -> usize {
+    pub(crate) fn queue_depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }
 }

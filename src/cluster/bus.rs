@@ -3,7 +3,7 @@
 
 /// What a bus reports to its instance.
 #[derive(Debug)]
-pub enum BusEvent {
+pub(crate) enum BusEvent {
     /// A packet (or a chunk of one) from some instance, possibly this one.
     Packet(String),
     /// The bus is reachable (again): anything sent while it was not was missed.
@@ -19,7 +19,7 @@ pub struct BusError(pub String);
 
 /// A transport between instances.
 #[async_trait::async_trait]
-pub trait Bus: Send + Sync + std::fmt::Debug {
+pub(crate) trait Bus: Send + Sync + std::fmt::Debug {
     /// `postgres` or `nats`.
     fn kind(&self) -> &'static str;
     /// Largest message the bus carries; larger packets are chunked.

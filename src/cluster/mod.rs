@@ -16,11 +16,11 @@
 //! flight); what the messages mean to the live state is the instance's [`Member`]
 //! (`crate::live`), so nothing here is per frame type.
 
-pub mod bus;
-pub mod message;
-pub mod nats;
+pub(crate) mod bus;
+pub(crate) mod message;
+pub(crate) mod nats;
 mod packet;
-pub mod postgres;
+pub(crate) mod postgres;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,12 +34,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::CommandStatus;
 
-pub use bus::{Bus, BusError, BusEvent};
+pub(crate) use bus::{Bus, BusError, BusEvent};
 use message::{CharacterState, Heartbeat, Message};
 use packet::{PacketIn, PacketOut, Reassembly};
 
 /// What the cluster needs from the instance it runs in (implemented by the live state).
-pub trait Member: Send + Sync + 'static {
+pub(crate) trait Member: Send + Sync + 'static {
     /// Applies what another instance shared: a frame, a claim, a release or its state.
     fn receive(&self, from: &Arc<str>, message: Message);
     /// Every character a plugin connection of this instance owns, for a peer that asks.
@@ -56,11 +56,11 @@ pub trait Member: Send + Sync + 'static {
 }
 
 /// How often an instance says it is alive.
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// An instance not heard from for this long is gone: its characters are free.
-pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a browser waits for another instance's answer to a command.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Messages waiting for the bus before further ones are dropped (and the state shared again).
 const OUTBOX: usize = 65_536;
 /// Most messages in one packet.
@@ -167,7 +167,7 @@ pub struct Inbox {
 }
 
 /// A default instance name: the host's name and a random suffix (restarts are new instances).
-pub fn instance_name(configured: Option<&str>) -> String {
+pub(crate) fn instance_name(configured: Option<&str>) -> String {
     let suffix = format!("{:04x}", fastrand::u16(..));
     match configured.map(str::trim).filter(|n| !n.is_empty()) {
         Some(name) => name.to_owned(),
@@ -380,7 +380,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs this instance's part of the cluster until `leave` is cancelled (after every session has
 /// ended and released its characters), then sends what is left and says goodbye.
-pub async fn run(
+pub(crate) async fn run(
     cluster: Cluster,
     inbox: Inbox,
     member: Arc<dyn Member>,

@@ -8,21 +8,21 @@ use tokio_util::sync::CancellationToken;
 use super::bus::{Bus, BusError, BusEvent};
 
 /// The subject every instance publishes on and subscribes to.
-pub const SUBJECT: &str = "dereth.cluster";
+pub(crate) const SUBJECT: &str = "dereth.cluster";
 
 /// Largest message sent, well under the server's default 1 MiB limit.
 const MAX_MESSAGE: usize = 256 * 1024;
 
 /// A NATS client.
 #[derive(Debug)]
-pub struct NatsBus {
+pub(crate) struct NatsBus {
     client: async_nats::Client,
     max_message: usize,
 }
 
 /// Connects (retrying in the background while no server is reachable) and subscribes; what
 /// arrives goes to `events`.
-pub async fn connect(
+pub(crate) async fn connect(
     urls: &str,
     instance: &str,
     events: mpsc::Sender<BusEvent>,

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 /// A packet as sent.
 #[derive(Debug, Serialize)]
-pub struct PacketOut<'a> {
+pub(super) struct PacketOut<'a> {
     pub from: &'a str,
     pub seq: u64,
     pub msgs: &'a [Box<RawValue>],
@@ -15,7 +15,7 @@ pub struct PacketOut<'a> {
 
 /// A packet as received.
 #[derive(Debug, Deserialize)]
-pub struct PacketIn {
+pub(super) struct PacketIn {
     pub from: String,
     pub seq: u64,
     /// Each message is parsed on its own, so one this version does not know costs only itself.
@@ -28,7 +28,7 @@ const CHUNK_MARK: char = '~';
 /// Splits `packet` into bus messages of at most `max` bytes (at character boundaries). A
 /// packet that fits goes as it is; otherwise each piece is `~<sender> <packet> <i> <n> ` and
 /// the text.
-pub fn chunks(packet: String, from: &str, seq: u64, max: usize) -> Vec<String> {
+pub(super) fn chunks(packet: String, from: &str, seq: u64, max: usize) -> Vec<String> {
     if packet.len() <= max {
         return vec![packet];
     }
@@ -59,7 +59,7 @@ const MAX_IN_PROGRESS: usize = 64;
 
 /// Puts chunked packets back together; keeps at most one packet in progress per sender.
 #[derive(Debug, Default)]
-pub struct Reassembly {
+pub(super) struct Reassembly {
     partial: std::collections::HashMap<String, Partial>,
 }
 
@@ -74,7 +74,7 @@ impl Reassembly {
     /// Takes one bus message; returns a whole packet when one is complete. A chunk out of order
     /// (one was lost) drops the packet in progress: the receiver then notices the gap in packet
     /// numbers and asks for the sender's state.
-    pub fn accept(&mut self, message: String) -> Option<String> {
+    pub(super) fn accept(&mut self, message: String) -> Option<String> {
         let Some(chunk) = message.strip_prefix(CHUNK_MARK) else {
             return Some(message);
         };

@@ -15,19 +15,19 @@ use super::bus::{Bus, BusError, BusEvent};
 use crate::secret::Secret;
 
 /// The channel every instance of one database listens on.
-pub const CHANNEL: &str = "dereth_cluster";
+pub(crate) const CHANNEL: &str = "dereth_cluster";
 
 /// Largest NOTIFY payload sent (PostgreSQL refuses 8,000 bytes and more).
-pub const MAX_PAYLOAD: usize = 7_800;
+pub(crate) const MAX_PAYLOAD: usize = 7_800;
 
 /// Sends with NOTIFY over a small pool of its own.
 #[derive(Debug)]
-pub struct PgBus {
+pub(crate) struct PgBus {
     pool: PgPool,
 }
 
 /// Connects to the database at `url` and starts listening; what arrives goes to `events`.
-pub async fn connect(
+pub(crate) async fn connect(
     url: &str,
     password: Option<&Secret>,
     events: mpsc::Sender<BusEvent>,

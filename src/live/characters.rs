@@ -23,16 +23,16 @@ const RESTORE_RETRY: Duration = Duration::from_secs(5);
 pub const CHAT_BACKLOG: usize = 100;
 
 /// Kills a frame may add beyond the rate below: covers the first frame after a pause.
-pub const KILL_BURST: i64 = 100;
+pub(super) const KILL_BURST: i64 = 100;
 /// Kills per second of server time a session may gain, far above what any character manages;
 /// a frame claiming more adds only this much.
-pub const MAX_KILLS_PER_SEC: i64 = 20;
+pub(super) const MAX_KILLS_PER_SEC: i64 = 20;
 /// A lower `kills` count is a plugin reset only when it falls this close to zero.
-pub const RESET_BELOW: i64 = 10;
+pub(super) const RESET_BELOW: i64 = 10;
 /// Most kills a frame may add when no previous arrival of its session is known (the first
 /// frame of a session, or the first after a server restart): a session of many hours may be
 /// first seen mid-way, but not with more than this.
-pub const MAX_UNMEASURED_KILLS: i64 = 1_000_000;
+pub(super) const MAX_UNMEASURED_KILLS: i64 = 1_000_000;
 
 #[derive(Debug)]
 struct Character {
@@ -176,7 +176,7 @@ fn kill_delta(
 
 /// What a telemetry frame did to its session's kill count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KillCount {
+pub(crate) struct KillCount {
     /// Kills to add to the character's total.
     pub delta: i64,
     /// The session's `kills` baseline after the frame.
@@ -208,7 +208,7 @@ impl LiveEntry {
 
 /// Every character in memory, its sessions, and the chat backlog.
 #[derive(Debug, Default)]
-pub struct Roster {
+pub(super) struct Roster {
     /// The latest chat lines, oldest first, at most [`CHAT_BACKLOG`].
     chat: VecDeque<Chat>,
     characters: HashMap<String, Character>,
@@ -231,7 +231,7 @@ impl Roster {
     /// Whether `name` must be brought back from the database before its frames are applied:
     /// it is not in memory (new, evicted, or the server restarted), or loading it failed a
     /// while ago and is worth another try.
-    pub fn needs_restore(&self, name: &str) -> bool {
+    pub(super) fn needs_restore(&self, name: &str) -> bool {
         match self.characters.get(name) {
             None => true,
             Some(c) => {
@@ -245,7 +245,7 @@ impl Roster {
     /// Brings a character back with its persisted totals and recent session baselines (`None`:
     /// the database could not be asked; its new sessions then count no kills until a later
     /// attempt succeeds, so nothing is counted twice).
-    pub fn restore(&mut self, name: &str, state: Option<&CharacterState>) {
+    pub(super) fn restore(&mut self, name: &str, state: Option<&CharacterState>) {
         let now = Instant::now();
         let c = self
             .characters
@@ -282,7 +282,7 @@ impl Roster {
 
     /// Counts a telemetry frame of a character owned here: its kills (see [`kill_delta`]), its
     /// snapshot. Returns the totals after it, when it was seen, and the session's count.
-    pub fn count_telemetry(&mut self, t: &Telemetry) -> (Totals, DateTime<Utc>, KillCount) {
+    pub(super) fn count_telemetry(&mut self, t: &Telemetry) -> (Totals, DateTime<Utc>, KillCount) {
         let now = Instant::now();
         let trusted = self
             .characters
@@ -310,7 +310,12 @@ impl Roster {
     /// Applies a telemetry frame another instance counted for a character it owns: its totals
     /// as counted there, and the session's kill baseline moved by the same rule, so that a
     /// takeover continues exactly.
-    pub fn mirror_telemetry(&mut self, t: &Telemetry, totals: Totals, last_seen: DateTime<Utc>) {
+    pub(super) fn mirror_telemetry(
+        &mut self,
+        t: &Telemetry,
+        totals: Totals,
+        last_seen: DateTime<Utc>,
+    ) {
         let now = Instant::now();
         let session = self
             .sessions
@@ -327,7 +332,7 @@ impl Roster {
 
     /// Counts a rare find; returns the totals after it and the session it is counted in (the
     /// character's current session, when one is known).
-    pub fn count_rare(&mut self, r: &Rare) -> (Totals, Option<String>) {
+    pub(super) fn count_rare(&mut self, r: &Rare) -> (Totals, Option<String>) {
         let now = Instant::now();
         let c = self.character(&r.character_name);
         c.total_rares = c.total_rares.saturating_add(1);
@@ -355,7 +360,7 @@ impl Roster {
     }
 
     /// Applies a rare another instance counted.
-    pub fn mirror_rare(&mut self, r: &Rare, totals: Totals) {
+    pub(super) fn mirror_rare(&mut self, r: &Rare, totals: Totals) {
         let now = Instant::now();
         let c = self.mirrored(&r.character_name);
         c.total_kills = totals.total_kills;
@@ -370,7 +375,7 @@ impl Roster {
     }
 
     /// Keeps a chat line for the backlog.
-    pub fn keep_chat(&mut self, c: &Chat) {
+    pub(super) fn keep_chat(&mut self, c: &Chat) {
         if self.chat.len() >= CHAT_BACKLOG {
             self.chat.pop_front();
         }
@@ -378,14 +383,14 @@ impl Roster {
     }
 
     /// Keeps a character's latest vitals.
-    pub fn keep_vitals(&mut self, v: &Vitals) {
+    pub(super) fn keep_vitals(&mut self, v: &Vitals) {
         let c = self.character(&v.character_name);
         c.touched = Instant::now();
         c.vitals = Some(v.clone());
     }
 
     /// Keeps a character's latest sheet summary.
-    pub fn keep_sheet(&mut self, summary: &CharacterSheet) {
+    pub(super) fn keep_sheet(&mut self, summary: &CharacterSheet) {
         let c = self.character(&summary.character_name);
         c.touched = Instant::now();
         c.sheet = Some(summary.clone());
@@ -393,7 +398,7 @@ impl Roster {
 
     /// A portal frame placed where the character is: one without a position takes the latest
     /// telemetry's. Returns it with the character's current session.
-    pub fn place_portal(&self, p: &Portal) -> (Portal, Option<String>) {
+    pub(super) fn place_portal(&self, p: &Portal) -> (Portal, Option<String>) {
         let c = self.characters.get(&p.character_name);
         let latest = c.and_then(|c| c.latest.as_ref());
         let mut portal = p.clone();
@@ -406,12 +411,12 @@ impl Roster {
     }
 
     /// The chat backlog, oldest first.
-    pub fn chat(&self) -> Vec<Chat> {
+    pub(super) fn chat(&self) -> Vec<Chat> {
         self.chat.iter().cloned().collect()
     }
 
     /// Every character heard from within `window`, unsorted.
-    pub fn live_entries(&self, window: Duration) -> Vec<LiveEntry> {
+    pub(super) fn live_entries(&self, window: Duration) -> Vec<LiveEntry> {
         let now = Instant::now();
         self.characters
             .iter()
@@ -434,7 +439,7 @@ impl Roster {
     }
 
     /// How many characters were heard from within `window`.
-    pub fn live_count(&self, window: Duration) -> usize {
+    pub(super) fn live_count(&self, window: Duration) -> usize {
         let now = Instant::now();
         self.characters
             .values()
@@ -445,7 +450,7 @@ impl Roster {
     /// Marks characters silent for longer than `window` as offline and returns them with when
     /// they were last seen. With `evict_after`, characters offline and unnamed by any frame for
     /// that long, and not `owned`, leave memory with their sessions.
-    pub fn reap(
+    pub(super) fn reap(
         &mut self,
         window: Duration,
         evict_after: Option<Duration>,
@@ -479,12 +484,12 @@ impl Roster {
     }
 
     /// (characters, sessions) in memory.
-    pub fn sizes(&self) -> (usize, usize) {
+    pub(super) fn sizes(&self) -> (usize, usize) {
         (self.characters.len(), self.sessions.len())
     }
 
     /// A character as another instance needs it to mirror (and perhaps later take over) it.
-    pub fn shared_state(&self, name: &str, claimed_at_ms: i64) -> Option<SharedState> {
+    pub(super) fn shared_state(&self, name: &str, claimed_at_ms: i64) -> Option<SharedState> {
         let c = self.characters.get(name)?;
         let telemetry = c.latest.clone()?;
         let sessions: Vec<SessionBaseline> = self
@@ -514,7 +519,7 @@ impl Roster {
     }
 
     /// Applies a character as its owner describes it in a state answer.
-    pub fn mirror_state(&mut self, state: &SharedState) {
+    pub(super) fn mirror_state(&mut self, state: &SharedState) {
         let now = Instant::now();
         let name = &state.telemetry.character_name;
         for b in &state.sessions {

@@ -20,7 +20,7 @@ use crate::protocol::{CommandStatus, PluginCommand, to_json};
 const REMOTE_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 /// Identifies one plugin websocket connection.
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// The plugin connection that owns a character: the one that receives its commands and the
 /// only one whose frames about it are accepted.
@@ -65,7 +65,7 @@ enum Claim {
 
 /// Every character's owner.
 #[derive(Debug, Default)]
-pub struct Claims {
+pub(super) struct Claims {
     routes: HashMap<String, Route>,
     /// Characters owned by other instances (cluster mode only).
     remote: HashMap<String, RemoteRoute>,
@@ -121,14 +121,14 @@ impl Claims {
     }
 
     /// Whether some connection, here or elsewhere, owns `name` (so it stays in memory).
-    pub fn is_owned(&self, name: &str) -> bool {
+    pub(super) fn is_owned(&self, name: &str) -> bool {
         self.routes.contains_key(name) || self.remote.contains_key(name)
     }
 
     /// Records that `from` owns `name` unless a connection of this instance does; refreshes the
     /// remote route. False when the character is owned here (what `from` says about it is then
     /// ignored: two instances never both count it).
-    pub fn owned_by(&mut self, from: &Arc<str>, name: &str) -> bool {
+    pub(super) fn owned_by(&mut self, from: &Arc<str>, name: &str) -> bool {
         if self.routes.contains_key(name) {
             return false;
         }
@@ -151,7 +151,7 @@ impl Claims {
     /// Another instance claimed `name` at `at_ms`. Should a connection here have claimed it too
     /// (both plugins connected at once), the later claim yields (ties go to the smaller
     /// instance name), so exactly one instance counts the character.
-    pub fn remote_claimed(&mut self, me: &str, from: &Arc<str>, name: &str, at_ms: i64) {
+    pub(super) fn remote_claimed(&mut self, me: &str, from: &Arc<str>, name: &str, at_ms: i64) {
         if let Some(local) = self.routes.get(name) {
             let ours = (local.claimed_at_ms, me);
             let theirs = (at_ms, &**from);
@@ -175,19 +175,19 @@ impl Claims {
     }
 
     /// Forgets remote owners not heard of for a long time.
-    pub fn forget_stale(&mut self) {
+    pub(super) fn forget_stale(&mut self) {
         let now = Instant::now();
         self.remote
             .retain(|_, r| now.duration_since(r.heard) < REMOTE_MEMORY);
     }
 
     /// Every character a connection of this instance owns, with when it was claimed.
-    pub fn owned_here(&self) -> impl Iterator<Item = (&String, i64)> {
+    pub(super) fn owned_here(&self) -> impl Iterator<Item = (&String, i64)> {
         self.routes.iter().map(|(name, r)| (name, r.claimed_at_ms))
     }
 
     /// (owned here, owned elsewhere).
-    pub fn sizes(&self) -> (usize, usize) {
+    pub(super) fn sizes(&self) -> (usize, usize) {
         (self.routes.len(), self.remote.len())
     }
 }

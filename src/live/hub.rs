@@ -17,7 +17,7 @@ use crate::protocol::{
 
 /// Largest relayed frame (see [`FrameType::is_relayed`]) passed on to browsers; larger ones are
 /// counted and dropped, so one plugin's inventory cannot flood every browser.
-pub const MAX_RELAY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_RELAY_BYTES: usize = 64 * 1024;
 
 /// The kinds of frames broadcast to browsers, which a browser may filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

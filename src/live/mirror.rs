@@ -14,13 +14,13 @@ use crate::protocol::{CommandStatus, PluginFrame, parse_plugin_frame};
 
 /// This instance as the cluster sees it.
 #[derive(Debug, Clone)]
-pub struct Instance {
+pub(crate) struct Instance {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
 }
 
 impl Instance {
-    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(live: Arc<Live>, metrics: Arc<Metrics>) -> Self {
         Self { live, metrics }
     }
 }

@@ -14,12 +14,12 @@
 //! nothing is serialized or published while it is held.
 
 mod apply;
-pub mod batch;
+pub(crate) mod batch;
 mod characters;
 mod claims;
-pub mod hub;
+pub(crate) mod hub;
 mod mirror;
-pub mod recent;
+pub(crate) mod recent;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -32,13 +32,14 @@ use crate::protocol::{BrowserOut, to_json};
 use crate::store::CharacterState;
 
 pub use apply::{Applied, Origin};
-pub use batch::{Batch, ViewFilter};
+pub(crate) use batch::{Batch, ViewFilter};
+pub use characters::CHAT_BACKLOG;
 use characters::Roster;
-pub use characters::{CHAT_BACKLOG, KillCount, LiveEntry};
+pub(crate) use characters::{KillCount, LiveEntry};
 use claims::Claims;
-pub use claims::ConnId;
-pub use hub::{About, Broadcast, FrameKind, Hub};
-pub use mirror::Instance;
+pub(crate) use claims::ConnId;
+pub(crate) use hub::{About, Broadcast, FrameKind, Hub};
+pub(crate) use mirror::Instance;
 use recent::RecentTrails;
 
 /// Sizes of the live state.

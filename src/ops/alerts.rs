@@ -29,7 +29,7 @@ const MAX_PENDING: usize = 256;
 
 /// What ingest tells the alert task.
 #[derive(Debug, Clone)]
-pub enum Signal {
+pub(crate) enum Signal {
     Telemetry {
         name: String,
         session_id: String,
@@ -51,7 +51,7 @@ pub enum Signal {
 /// The kinds of alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     Idle,
     Death,
     Rare,
@@ -60,7 +60,7 @@ pub enum Kind {
 
 /// One alert to deliver.
 #[derive(Debug, Clone, Serialize)]
-pub struct Alert {
+pub(crate) struct Alert {
     pub kind: Kind,
     pub character: String,
     pub message: String,
@@ -69,7 +69,7 @@ pub struct Alert {
 
 /// Delivery counters, shown in `/debug`.
 #[derive(Debug, Default, Serialize)]
-pub struct AlertStats {
+pub(crate) struct AlertStats {
     pub fired: AtomicU64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
@@ -78,14 +78,14 @@ pub struct AlertStats {
 
 /// The sending side ingest holds; cheap to clone. Disabled when no webhook is configured.
 #[derive(Debug, Clone)]
-pub struct Alerts {
+pub(crate) struct Alerts {
     tx: Option<mpsc::Sender<Signal>>,
     pub stats: Arc<AlertStats>,
 }
 
 impl Alerts {
     /// No webhook: every signal is ignored.
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self {
             tx: None,
             stats: Arc::default(),
@@ -93,7 +93,7 @@ impl Alerts {
     }
 
     /// Hands a signal over without waiting.
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         if let Some(tx) = &self.tx
             && tx.try_send(signal).is_err()
         {
@@ -101,14 +101,14 @@ impl Alerts {
         }
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.tx.is_some()
     }
 }
 
 /// Alert rules, from the settings.
 #[derive(Debug, Clone)]
-pub struct Rules {
+pub(crate) struct Rules {
     pub webhooks: Vec<String>,
     pub format: AlertFormat,
     pub idle: Duration,
@@ -118,7 +118,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn from_settings(s: &Settings) -> Option<Self> {
+    pub(crate) fn from_settings(s: &Settings) -> Option<Self> {
         let webhooks: Vec<String> = s
             .alerts
             .alert_webhook_url
@@ -162,7 +162,7 @@ impl Rules {
 }
 
 /// Starts the alert task when a webhook is configured.
-pub fn start(settings: &Settings, stop: CancellationToken) -> Alerts {
+pub(crate) fn start(settings: &Settings, stop: CancellationToken) -> Alerts {
     let Some(rules) = Rules::from_settings(settings) else {
         return Alerts::disabled();
     };
@@ -354,7 +354,7 @@ fn alert(kind: Kind, character: &str, message: String) -> Alert {
 }
 
 /// The request body for the configured format.
-pub fn body(format: AlertFormat, alert: &Alert) -> serde_json::Value {
+pub(crate) fn body(format: AlertFormat, alert: &Alert) -> serde_json::Value {
     match format {
         // Character names come from plugins: `@everyone` in one must not ping a whole server.
         AlertFormat::Discord => json!({

@@ -201,19 +201,19 @@ impl Lifecycle {
 
 /// Storage growth as measured here (docs/OPERATIONS.md): SQLite bytes per stored telemetry row and
 /// per spawn row, indexes included, and what one character online all day sends.
-pub mod growth {
+pub(crate) mod growth {
     use crate::config::Settings;
 
-    pub const TELEMETRY_ROW_BYTES: u64 = 330;
-    pub const SPAWN_ROW_BYTES: u64 = 250;
+    pub(crate) const TELEMETRY_ROW_BYTES: u64 = 330;
+    pub(crate) const SPAWN_ROW_BYTES: u64 = 250;
     /// One telemetry frame every 2 s.
-    pub const TELEMETRY_ROWS_PER_DAY: u64 = 43_200;
+    pub(crate) const TELEMETRY_ROWS_PER_DAY: u64 = 43_200;
     /// Spawns a hunting character reports in a day (about one every 13 s).
-    pub const SPAWN_ROWS_PER_DAY: u64 = 6_800;
+    pub(crate) const SPAWN_ROWS_PER_DAY: u64 = 6_800;
 
     /// Bytes one character online around the clock occupies once the retention windows are full,
     /// with the configured thinning (0 retention days: counted as a year).
-    pub fn bytes_per_character(settings: &Settings) -> u64 {
+    pub(crate) fn bytes_per_character(settings: &Settings) -> u64 {
         let days = |d: u32| u64::from(if d == 0 { 365 } else { d });
         let telemetry_days = days(settings.retention.retention_telemetry_days);
         let thinned_per_day = if settings.retention.thin_telemetry_after_hours == 0 {
@@ -232,7 +232,7 @@ pub mod growth {
 
 /// Warns at startup when the SQLite file, with the characters seen in the last day online all
 /// day, would outgrow the free space of its disk within the retention windows.
-pub async fn warn_if_disk_too_small(store: &Store, settings: &Settings) {
+pub(crate) async fn warn_if_disk_too_small(store: &Store, settings: &Settings) {
     let Some(path) = settings
         .database
         .database_url

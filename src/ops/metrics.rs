@@ -19,12 +19,12 @@ use crate::protocol::FrameType;
 
 /// Distinct unhandled frame types counted by name; further ones are counted as `other`, so a
 /// plugin cannot create unbounded series.
-pub const MAX_UNHANDLED_TYPES: usize = 32;
+pub(crate) const MAX_UNHANDLED_TYPES: usize = 32;
 /// The label unhandled frame types beyond [`MAX_UNHANDLED_TYPES`] (or with odd names) share.
-pub const OTHER_TYPE: &str = "other";
+pub(crate) const OTHER_TYPE: &str = "other";
 
 /// Upper bounds (seconds) of latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 14] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -115,17 +115,17 @@ pub struct MetricsSnapshot {
 }
 
 /// Milliseconds since the epoch, now.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
 /// Adds one to a counter.
-pub fn bump(c: &Counter) {
+pub(crate) fn bump(c: &Counter) {
     c.inc();
 }
 
 /// Adds `n` to a counter.
-pub fn add(c: &Counter, n: u64) {
+pub(crate) fn add(c: &Counter, n: u64) {
     c.inc_by(n);
 }
 
@@ -398,7 +398,7 @@ impl Metrics {
 
 /// Which gauge a [`ConnectionSlot`] occupies.
 #[derive(Debug, Clone, Copy)]
-pub enum Peer {
+pub(crate) enum Peer {
     Plugin,
     Browser,
 }
@@ -406,14 +406,14 @@ pub enum Peer {
 /// One occupied connection slot; frees itself when dropped, so a panicking or cancelled session
 /// can never leak a slot.
 #[derive(Debug)]
-pub struct ConnectionSlot {
+pub(crate) struct ConnectionSlot {
     metrics: Arc<Metrics>,
     peer: Peer,
 }
 
 impl ConnectionSlot {
     /// Takes a slot unless `limit` connections of that kind are already open.
-    pub fn acquire(metrics: &Arc<Metrics>, peer: Peer, limit: usize) -> Option<Self> {
+    pub(crate) fn acquire(metrics: &Arc<Metrics>, peer: Peer, limit: usize) -> Option<Self> {
         let gauge = Self::gauge_of(metrics, peer);
         let limit = u64::try_from(limit).unwrap_or(u64::MAX);
         gauge

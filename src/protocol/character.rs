@@ -15,7 +15,7 @@ use super::{
 };
 
 /// Experience totals above this are rejected (the game's maximum is about 1.9e11).
-pub const MAX_XP: i64 = 1_000_000_000_000_000;
+pub(super) const MAX_XP: i64 = 1_000_000_000_000_000;
 
 /// Health, stamina and mana (and vitae), sent every few seconds by current plugins. After
 /// parsing, each `*_percentage` is filled from `*_current / *_max` when the plugin sent only those.

@@ -75,28 +75,28 @@ fn to_i64<E: de::Error>(n: Num) -> Result<i64, E> {
     }
 }
 
-pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+pub(super) fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     num(d)?
         .map(to_f64)
         .ok_or_else(|| de::Error::custom("expected a number, got nothing"))
 }
 
-pub fn f64_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+pub(super) fn f64_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(num(d)?.map(to_f64).unwrap_or(0.0))
 }
 
-pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+pub(super) fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     Ok(num(d)?.map(to_f64))
 }
 
-pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(super) fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     match num(d)? {
         Some(n) => to_i64(n),
         None => Err(de::Error::custom("expected a whole number, got nothing")),
     }
 }
 
-pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+pub(super) fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     num(d)?.map(to_i64).transpose()
 }
 
@@ -132,18 +132,18 @@ impl<'de> Visitor<'de> for TextVisitor {
 }
 
 /// A string; numbers are accepted and kept in their decimal form.
-pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(super) fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     d.deserialize_any(TextVisitor)?
         .ok_or_else(|| de::Error::custom("expected a string, got null"))
 }
 
-pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     d.deserialize_any(TextVisitor)
 }
 
 /// Any form [`super::timestamp::parse`] accepts (RFC 3339, ISO 8601 variants, Unix epoch
 /// seconds or milliseconds as numbers or numeric strings); null or "" means now.
-pub fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+pub(super) fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
     let Some(raw) = d.deserialize_any(TextVisitor)? else {
         return Ok(Utc::now());
     };

@@ -21,7 +21,7 @@ use crate::sessions::socket::{self, Incoming, Keepalive};
 use crate::state::AppState;
 
 /// One browser's session.
-pub struct Session {
+pub(crate) struct Session {
     state: AppState,
     requester: Requester,
     connect_token: Option<String>,
@@ -39,7 +39,7 @@ pub struct Session {
 impl Session {
     /// A session for a browser described by `requester`; `connect_token` is a command token it
     /// gave when connecting (legacy); `coalesced`: it takes the coalesced stream.
-    pub fn new(
+    pub(crate) fn new(
         state: AppState,
         requester: Requester,
         connect_token: Option<String>,
@@ -57,7 +57,7 @@ impl Session {
     }
 
     /// Serves the browser until it goes or the server stops.
-    pub async fn run(mut self, socket: WebSocket) {
+    pub(crate) async fn run(mut self, socket: WebSocket) {
         tracing::debug!("browser connected");
         let (mut sink, mut stream) = socket.split();
         let settings = self.state.settings.clone();

@@ -29,7 +29,7 @@ use crate::live::{About, Batch, Broadcast, FrameKind, Live};
 use crate::protocol::FrameType;
 
 /// How often browsers watching an area get every character's latest telemetry.
-pub const REFRESH: Duration = Duration::from_secs(10);
+pub(crate) const REFRESH: Duration = Duration::from_secs(10);
 
 /// The frames of one tick, in broadcast order, and every character's latest telemetry.
 #[derive(Debug, Default)]
@@ -116,7 +116,7 @@ fn slice_of(name: &str, of: u64) -> u64 {
 
 /// Collects broadcasts and publishes a batch every `tick` while any browser takes batches, until
 /// `shutdown`.
-pub async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
+pub(crate) async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationToken) {
     let hub_of = live.hub();
     let mut hub = hub_of.subscribe_coalescer();
     let mut pending = Pending::default();

@@ -34,7 +34,7 @@ const COMMAND_BUFFER: usize = 32;
 
 /// Why a plugin session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// The plugin said goodbye with a close frame.
     PeerClosed,
     /// The connection dropped without a close frame (crash, network loss).
@@ -47,7 +47,7 @@ pub enum End {
 }
 
 /// Serves one authenticated plugin connection until it ends.
-pub async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
+pub(crate) async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
     tracing::info!("plugin connected");
     let (mut sink, mut stream) = socket.split();
     let (commands_tx, mut commands_rx) = mpsc::channel::<Utf8Bytes>(COMMAND_BUFFER);

@@ -10,17 +10,17 @@ use futures_util::stream::SplitSink;
 
 /// Per-connection socket buffers. The library defaults (128 KiB each) would cost gigabytes at
 /// ten thousand mostly idle connections; frames here are small.
-pub const READ_BUFFER_BYTES: usize = 8 * 1024;
-pub const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+pub(crate) const READ_BUFFER_BYTES: usize = 8 * 1024;
+pub(crate) const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// Most bytes queued for a peer whose socket is not accepting writes.
-pub const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// The sending half of a websocket.
-pub type Sink = SplitSink<WebSocket, Message>;
+pub(crate) type Sink = SplitSink<WebSocket, Message>;
 
 /// Why a send to a peer failed; either way the session ends.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The peer did not take the frame within the send timeout (it is not reading).
     TimedOut,
     /// The connection is gone.
@@ -28,7 +28,7 @@ pub enum SendError {
 }
 
 /// Applies the configured size limits and the small per-connection buffers to an upgrade.
-pub fn with_limits(
+pub(crate) fn with_limits(
     upgrade: axum::extract::ws::WebSocketUpgrade,
     max_message_bytes: usize,
 ) -> axum::extract::ws::WebSocketUpgrade {
@@ -42,7 +42,11 @@ pub fn with_limits(
 
 /// Sends one message, giving up after `timeout` so a peer that stopped reading cannot stall the
 /// session forever.
-pub async fn send(sink: &mut Sink, msg: Message, timeout: Duration) -> Result<(), SendError> {
+pub(crate) async fn send(
+    sink: &mut Sink,
+    msg: Message,
+    timeout: Duration,
+) -> Result<(), SendError> {
     match tokio::time::timeout(timeout, sink.send(msg)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(SendError::Closed),
@@ -51,7 +55,7 @@ pub async fn send(sink: &mut Sink, msg: Message, timeout: Duration) -> Result<()
 }
 
 /// Sends a text frame.
-pub async fn send_text(
+pub(crate) async fn send_text(
     sink: &mut Sink,
     text: impl Into<Utf8Bytes>,
     timeout: Duration,
@@ -60,7 +64,7 @@ pub async fn send_text(
 }
 
 /// Sends a close frame with a code and reason, ignoring failures (the peer may be gone already).
-pub async fn close(sink: &mut Sink, code: u16, reason: &'static str, timeout: Duration) {
+pub(crate) async fn close(sink: &mut Sink, code: u16, reason: &'static str, timeout: Duration) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
@@ -71,7 +75,7 @@ pub async fn close(sink: &mut Sink, code: u16, reason: &'static str, timeout: Du
 /// What a read from a peer's socket brought, once the cases every session treats alike are
 /// sorted out.
 #[derive(Debug)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     Text(Utf8Bytes),
     Binary,
     /// Ping or pong (answered by the library).
@@ -85,7 +89,7 @@ pub enum Incoming {
 }
 
 /// Sorts out one read from a peer's socket.
-pub fn classify(read: Option<Result<Message, axum::Error>>) -> Incoming {
+pub(crate) fn classify(read: Option<Result<Message, axum::Error>>) -> Incoming {
     match read {
         Some(Ok(Message::Text(text))) => Incoming::Text(text),
         Some(Ok(Message::Binary(_))) => Incoming::Binary,
@@ -102,7 +106,7 @@ pub fn classify(read: Option<Result<Message, axum::Error>>) -> Incoming {
 
 /// Why the keepalive ended a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Silence {
+pub(crate) enum Silence {
     /// Nothing heard from the peer for longer than the peer timeout; it was sent a close.
     TimedOut,
     /// The ping could not be sent.
@@ -111,7 +115,7 @@ pub enum Silence {
 
 /// Pings a peer at an interval and ends the session when it has been silent for too long.
 #[derive(Debug)]
-pub struct Keepalive {
+pub(crate) struct Keepalive {
     ping: tokio::time::Interval,
     last_heard: Instant,
     peer_timeout: Duration,
@@ -120,7 +124,7 @@ pub struct Keepalive {
 
 impl Keepalive {
     /// The first ping goes out one interval from now.
-    pub fn new(settings: &crate::config::Settings) -> Self {
+    pub(crate) fn new(settings: &crate::config::Settings) -> Self {
         let mut ping = tokio::time::interval(settings.ping_interval());
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.reset();
@@ -133,17 +137,17 @@ impl Keepalive {
     }
 
     /// Anything from the peer counts as a sign of life.
-    pub fn heard(&mut self) {
+    pub(crate) fn heard(&mut self) {
         self.last_heard = Instant::now();
     }
 
     /// Waits for the next ping time (for `select!`).
-    pub async fn tick(&mut self) {
+    pub(crate) async fn tick(&mut self) {
         self.ping.tick().await;
     }
 
     /// At a ping time: closes a peer silent for too long, pings the others.
-    pub async fn check(
+    pub(crate) async fn check(
         &mut self,
         sink: &mut Sink,
         metrics: &crate::ops::metrics::Metrics,
@@ -166,7 +170,7 @@ impl Keepalive {
 }
 
 /// Whether a websocket error is the size limit being exceeded.
-pub fn is_too_big(err: &axum::Error) -> bool {
+pub(crate) fn is_too_big(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {

@@ -13,7 +13,7 @@ pub(crate) const MAX_TRAIL_BREAKS: i64 = 100_000;
 
 /// Marks the first point after each teleport in trails grouped by character in time order.
 /// `portals` holds (character, time) pairs in any order.
-pub fn mark_trail_breaks(points: &mut [TrailPoint], portals: &[(String, DateTime<Utc>)]) {
+pub(crate) fn mark_trail_breaks(points: &mut [TrailPoint], portals: &[(String, DateTime<Utc>)]) {
     if portals.is_empty() {
         return;
     }
@@ -47,7 +47,7 @@ pub fn mark_trail_breaks(points: &mut [TrailPoint], portals: &[(String, DateTime
 /// Builds trails from points arriving in time order: groups them by character and, with a step,
 /// keeps only the first point of each character's `step`-second bucket.
 #[derive(Debug)]
-pub struct TrailThinner {
+pub(crate) struct TrailThinner {
     step: Option<i64>,
     limit: usize,
     kept: usize,
@@ -55,7 +55,7 @@ pub struct TrailThinner {
 }
 
 impl TrailThinner {
-    pub fn new(step: Option<i64>, limit: i64) -> Self {
+    pub(crate) fn new(step: Option<i64>, limit: i64) -> Self {
         Self {
             step: step.filter(|s| *s > 0),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
@@ -65,7 +65,7 @@ impl TrailThinner {
     }
 
     /// Takes one point; false once the limit of kept points is reached.
-    pub fn offer(&mut self, point: TrailPoint) -> bool {
+    pub(crate) fn offer(&mut self, point: TrailPoint) -> bool {
         let bucket = self
             .step
             .map_or(i64::MIN, |s| point.timestamp.timestamp().div_euclid(s));
@@ -86,7 +86,7 @@ impl TrailThinner {
     }
 
     /// The trails, by character name, each in time order.
-    pub fn finish(self) -> Vec<TrailPoint> {
+    pub(crate) fn finish(self) -> Vec<TrailPoint> {
         self.trails.into_values().flat_map(|(_, v)| v).collect()
     }
 }

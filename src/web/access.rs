@@ -11,7 +11,11 @@ use crate::state::AppState;
 use crate::web::error::ApiError;
 
 /// Refuses requests whose `Host` is not served here (DNS rebinding).
-pub async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn check_host(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let host = req
         .headers()
         .get(header::HOST)

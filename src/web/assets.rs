@@ -17,7 +17,7 @@ use crate::web::error::ApiError;
 struct Embedded;
 
 /// Serves a UI file for any path no API route matched; unknown paths get the API's JSON 404.
-pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
+pub(crate) async fn handler(State(state): State<AppState>, req: Request) -> Response {
     if let Some(dir) = &state.settings.server.static_dir {
         return serve_dir(dir, req).await;
     }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 /// An error answered to an HTTP client. Internal causes are logged, never sent.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -32,14 +32,14 @@ pub enum ApiError {
 
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// What went wrong, for people.
     pub error: String,
 }
 
 impl ApiError {
     /// The status code this error is answered with.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -87,7 +87,7 @@ impl From<crate::limits::Refused> for ApiError {
     dead_code,
     reason = "an OpenAPI description: read by the derive, never built"
 )]
-pub enum QueryRefusals {
+pub(crate) enum QueryRefusals {
     /// A parameter is invalid
     #[response(status = 400)]
     BadRequest(ErrorBody),
@@ -103,7 +103,7 @@ pub enum QueryRefusals {
     dead_code,
     reason = "an OpenAPI description: read by the derive, never built"
 )]
-pub struct UnknownCharacter(pub ErrorBody);
+pub(crate) struct UnknownCharacter(pub ErrorBody);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -9,7 +9,7 @@ use crate::web::error::ApiError;
 /// `axum::extract::Query`, but a query string that does not parse (a repeated or malformed
 /// parameter) is answered with the JSON error body like every other rejection.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Query<T>
 where
@@ -32,7 +32,7 @@ where
 /// `axum::extract::Path`, but a path segment that does not decode (invalid UTF-8, say) is
 /// answered with the JSON error body.
 #[derive(Debug, Clone)]
-pub struct Path<T>(pub T);
+pub(crate) struct Path<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Path<T>
 where

@@ -23,7 +23,7 @@ use tower::ServiceExt;
 
 /// Bounds on what HTTP clients may hold.
 #[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
+pub(crate) struct HttpLimits {
     /// A connection must send a request's complete headers within this time after it opens or
     /// after its previous response (then it is closed).
     pub header_read_timeout: Duration,
@@ -35,7 +35,7 @@ pub struct HttpLimits {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains as [`HttpLimits`] says.
-pub async fn serve<S>(
+pub(crate) async fn serve<S>(
     listener: TcpListener,
     app: S,
     limits: HttpLimits,

@@ -11,4 +11,4 @@ pub(crate) mod http_server;
 pub(crate) mod routes;
 pub(crate) mod sockets;
 
-pub use routes::router;
+pub(crate) use routes::router;

@@ -43,7 +43,7 @@ struct ApiDoc;
 
 /// Every route with its documentation. Query endpoints are gzip-compressed when the client
 /// accepts it; the websocket upgrades are left alone.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(api_routes!(status::live))
         .routes(api_routes!(history::history))
@@ -70,7 +70,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI document as JSON, built once.
-pub fn openapi_document() -> &'static str {
+pub(crate) fn openapi_document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
         let (_, doc) = routes().split_for_parts();
@@ -84,7 +84,7 @@ pub fn openapi_document() -> &'static str {
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
-pub async fn openapi_json() -> Response {
+pub(crate) async fn openapi_json() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         openapi_document(),
@@ -96,7 +96,7 @@ pub async fn openapi_json() -> Response {
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every route the tracker serves, with request limits, timing, security headers and tracing.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
     let (routes, _) = routes().split_for_parts();
     let header = |name: &'static str, value: &'static str| {
@@ -137,7 +137,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The map's content security policy: its own scripts, styles, images (and `data:` for the
 /// favicon) and its own websocket; no framing.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 

@@ -18,11 +18,11 @@ use crate::web::error::ApiError;
 use crate::web::extract::Query;
 
 /// Header carrying the plugin's shared secret.
-pub const SECRET_HEADER: &str = "x-plugin-secret";
+pub(crate) const SECRET_HEADER: &str = "x-plugin-secret";
 
 /// Query parameters of `/ws/position`.
 #[derive(Debug, Deserialize)]
-pub struct PositionQuery {
+pub(crate) struct PositionQuery {
     /// Legacy way of passing the shared secret.
     secret: Option<String>,
 }
@@ -41,7 +41,7 @@ pub struct PositionQuery {
         (status = 429, description = "Too many failed authentications from this client", body = crate::web::error::ErrorBody),
         (status = 503, description = "Too many plugin connections", body = crate::web::error::ErrorBody),
     ))]
-pub async fn plugin_socket(
+pub(crate) async fn plugin_socket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -119,7 +119,7 @@ pub async fn plugin_socket(
 
 /// Query parameters of `/ws/live`.
 #[derive(Debug, Deserialize)]
-pub struct LiveQuery {
+pub(crate) struct LiveQuery {
     /// Command token, for browsers that may send commands.
     token: Option<String>,
     /// `1` (or `true`): the coalesced stream, one `batch` frame per tick (see `crate::sessions::coalesce`).
@@ -138,7 +138,7 @@ pub struct LiveQuery {
         (status = 403, description = "Opened by a page of another origin", body = crate::web::error::ErrorBody),
         (status = 503, description = "Too many browser connections", body = crate::web::error::ErrorBody),
     ))]
-pub async fn browser_socket(
+pub(crate) async fn browser_socket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

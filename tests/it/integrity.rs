@@ -277,7 +277,7 @@ mod lost_ack {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
-    pub struct Proxy {
+    pub(super) struct Proxy {
         pub port: u16,
         pub armed: Arc<AtomicBool>,
         pub swallowed: Arc<AtomicU32>,
@@ -287,7 +287,7 @@ mod lost_ack {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
 
-    pub async fn start(upstream: u16) -> Proxy {
+    pub(super) async fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let armed = Arc::new(AtomicBool::new(false));

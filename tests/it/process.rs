@@ -10,11 +10,11 @@ use common::{Backend, TestDb, WAIT, block_writes, telemetry};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_dereth-tracker");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_dereth-tracker");
 
 /// A running `dereth-tracker` process, its address (read from its log) and everything it has
 /// logged so far.
-pub struct Launched {
+pub(crate) struct Launched {
     pub child: Child,
     pub addr: String,
     log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -23,7 +23,7 @@ pub struct Launched {
 impl Launched {
     /// Runs the binary with exactly `env` (and `args`), on an ephemeral port unless `env` says
     /// otherwise, and waits for its "listening on" line.
-    pub async fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
+    pub(crate) async fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut command = Command::new(BIN);
         command.env_clear().env("BIND_ADDR", "127.0.0.1:0");
         for (k, v) in env {
@@ -66,7 +66,7 @@ impl Launched {
         Self { child, addr, log }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
@@ -254,7 +254,7 @@ fn compose_environment(dot_env: &[(String, String)]) -> Vec<(String, String)> {
 
 /// A service's environment in a compose file of this repository, as compose gives it (YAML
 /// merge keys applied, env_file, then `environment` interpolated with the .env values).
-pub fn service_environment(
+pub(crate) fn service_environment(
     file: &str,
     service: &str,
     dot_env: &[(String, String)],

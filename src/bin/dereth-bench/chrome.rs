@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 /// Where chromedriver and chromium are looked for.
-pub fn chromedriver_path() -> Option<PathBuf> {
+pub(crate) fn chromedriver_path() -> Option<PathBuf> {
     ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
         .iter()
         .map(PathBuf::from)
@@ -28,8 +28,8 @@ fn chromium_path() -> Option<PathBuf> {
 }
 
 /// A chromedriver process and one browser session through it. Dropping it ends both.
-pub struct Chrome {
-    pub client: Client,
+pub(crate) struct Chrome {
+    pub(crate) client: Client,
     driver: Child,
     profile: PathBuf,
 }
@@ -37,7 +37,7 @@ pub struct Chrome {
 impl Chrome {
     /// Starts chromedriver on a free loopback port and a headless Chromium window of the given
     /// size.
-    pub async fn start(width: u32, height: u32) -> anyhow::Result<Self> {
+    pub(crate) async fn start(width: u32, height: u32) -> anyhow::Result<Self> {
         let driver_path = chromedriver_path().context("chromedriver is not installed")?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let driver = Command::new(driver_path)
@@ -97,12 +97,12 @@ impl Chrome {
     }
 
     /// Runs a script in the page and returns its result.
-    pub async fn js(&self, script: &str) -> anyhow::Result<serde_json::Value> {
+    pub(crate) async fn js(&self, script: &str) -> anyhow::Result<serde_json::Value> {
         Ok(self.client.execute(script, vec![]).await?)
     }
 
     /// Polls `script` until it returns something truthy (bounded by `timeout`).
-    pub async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         script: &str,
         timeout: Duration,
@@ -125,7 +125,7 @@ impl Chrome {
     }
 
     /// Saves a PNG screenshot of the window.
-    pub async fn screenshot(&self, path: &std::path::Path) -> anyhow::Result<()> {
+    pub(crate) async fn screenshot(&self, path: &std::path::Path) -> anyhow::Result<()> {
         let png = self.client.screenshot().await?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -135,7 +135,7 @@ impl Chrome {
     }
 
     /// Ends the browser session, chromedriver and every Chromium process.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.client.clone().close().await;
         // `Drop` ends the processes and removes the profile.
     }

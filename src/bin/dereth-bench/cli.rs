@@ -5,7 +5,7 @@ use dereth_tracker::config::Secret;
 
 /// Settings of `dereth-bench simulate`.
 #[derive(Debug, Clone, Args)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// The tracker's plugin endpoint.
     #[arg(
         long,
@@ -40,14 +40,14 @@ pub struct SimulateArgs {
 /// talk to loopback and stop by themselves.
 #[derive(Debug, Parser)]
 #[command(name = "dereth-bench", version, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// The tool to run.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Simulate plugins: N characters streaming to a tracker over the real wire format.
     Simulate(SimulateArgs),
     /// Fill PostgreSQL with synthetic history and time the query endpoints.
@@ -72,7 +72,7 @@ pub enum Command {
 
 /// Settings of `dereth-bench trails`.
 #[derive(Debug, Clone, Args)]
-pub struct TrailsArgs {
+pub(crate) struct TrailsArgs {
     /// Characters in memory, each with a position every 2 s.
     #[arg(long, default_value_t = 1_000)]
     pub characters: usize,
@@ -89,7 +89,7 @@ pub struct TrailsArgs {
 
 /// Settings of `dereth-bench readers`.
 #[derive(Debug, Clone, Args)]
-pub struct ReadersArgs {
+pub(crate) struct ReadersArgs {
     /// PostgreSQL database to fill (emptied first).
     #[arg(long, env = "BENCH_DATABASE_URL")]
     pub database_url: String,
@@ -115,7 +115,7 @@ pub struct ReadersArgs {
 
 /// Settings of `dereth-bench ui`.
 #[derive(Debug, Clone, Args)]
-pub struct UiBenchArgs {
+pub(crate) struct UiBenchArgs {
     /// Simulated characters on the map.
     #[arg(long, default_value_t = 1_000)]
     pub characters: usize,
@@ -132,7 +132,7 @@ pub struct UiBenchArgs {
 
 /// Settings of `dereth-bench ingest`.
 #[derive(Debug, Clone, Args)]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     /// PostgreSQL database to use. Its event tables are emptied.
     #[arg(long, env = "BENCH_DATABASE_URL")]
     pub database_url: String,
@@ -152,7 +152,7 @@ pub struct IngestArgs {
 
 /// Settings of `dereth-bench ceiling`.
 #[derive(Debug, Clone, Args)]
-pub struct CeilingArgs {
+pub(crate) struct CeilingArgs {
     /// PostgreSQL database to use. Its event tables are emptied.
     #[arg(long, env = "BENCH_DATABASE_URL")]
     pub database_url: String,
@@ -166,7 +166,7 @@ pub struct CeilingArgs {
 
 /// Settings of `dereth-bench fanout`.
 #[derive(Debug, Clone, Args)]
-pub struct FanoutArgs {
+pub(crate) struct FanoutArgs {
     /// Database for the server (default: a temporary SQLite file).
     #[arg(long, env = "BENCH_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -199,7 +199,7 @@ pub struct FanoutArgs {
 
 /// Settings of `dereth-bench connections`.
 #[derive(Debug, Clone, Args)]
-pub struct ConnectionsArgs {
+pub(crate) struct ConnectionsArgs {
     /// Database for the server (default: a temporary SQLite file).
     #[arg(long, env = "BENCH_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -216,7 +216,7 @@ pub struct ConnectionsArgs {
 
 /// Settings of the query benchmark.
 #[derive(Debug, Clone, Args)]
-pub struct QueryBenchArgs {
+pub(crate) struct QueryBenchArgs {
     /// PostgreSQL database to fill. Its event tables are emptied first.
     #[arg(long, env = "BENCH_DATABASE_URL")]
     pub database_url: String,

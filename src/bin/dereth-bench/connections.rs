@@ -29,7 +29,7 @@ struct Connections {
     bytes_per_connection: f64,
 }
 
-pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     let temp_db = std::env::temp_dir().join(format!("dereth-conns-{}.db", std::process::id()));
     let url = args
         .database_url

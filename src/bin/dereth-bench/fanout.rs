@@ -61,7 +61,7 @@ fn sent_at(text: &str) -> impl Iterator<Item = i64> + '_ {
     })
 }
 
-pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let temp_db = std::env::temp_dir().join(format!("dereth-fanout-{}.db", std::process::id()));
     let url = args
         .database_url

@@ -108,7 +108,7 @@ async fn measure_ceiling(pool: &PgPool, rows: i64) -> anyhow::Result<Ceiling> {
 }
 
 /// `dereth-bench ceiling`.
-pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
+pub(crate) async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     let pool = prepare(&args.database_url).await?;
     let c = measure_ceiling(&pool, args.rows).await?;
     println!("{}", serde_json::to_string(&c)?);
@@ -136,7 +136,7 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
 }
 
 /// `dereth-bench ingest`: the ceiling first, then the tracker.
-pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+pub(crate) async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let pool = prepare(&args.database_url).await?;
     let ceiling = measure_ceiling(&pool, args.ceiling_rows).await?;
     eprintln!("COPY ceiling: {:.0} rows/s", ceiling.rows_per_sec);

@@ -42,7 +42,7 @@ struct Summary {
 }
 
 /// Runs the benchmark and records its figures.
-pub async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.database_url.starts_with("postgres"),
         "the query benchmark needs a PostgreSQL DATABASE_URL"

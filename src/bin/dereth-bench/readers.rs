@@ -234,7 +234,7 @@ async fn phase(
 }
 
 /// `dereth-bench readers`.
-pub async fn run(args: ReadersArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ReadersArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.database_url.starts_with("postgres"),
         "this benchmark needs a PostgreSQL database URL"

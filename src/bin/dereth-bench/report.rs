@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The `q`-quantile (0..=1) of `samples` (sorted in place), nearest-rank.
-pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+pub(crate) fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     if samples.is_empty() {
         return Duration::ZERO;
     }
@@ -15,17 +15,17 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
 }
 
 /// Milliseconds with two decimals, for reports.
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
 }
 
 /// The date a figure was measured, as reports print it.
-pub fn today() -> String {
+pub(crate) fn today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
 }
 
 /// The line of a report section saying how to measure its figures again: `tool` and its flags.
-pub fn reproduce(tool: &str) -> String {
+pub(crate) fn reproduce(tool: &str) -> String {
     format!(
         "Reproduce: `cargo build --release --features bench && ./target/release/dereth-bench {tool}`"
     )
@@ -33,7 +33,7 @@ pub fn reproduce(tool: &str) -> String {
 
 /// Replaces the section of `report` between `<!-- NAME:start -->` and `<!-- NAME:end -->` with
 /// `body` (appending the section when it is not there yet).
-pub fn record(report: &Path, name: &str, body: &str) -> std::io::Result<()> {
+pub(crate) fn record(report: &Path, name: &str, body: &str) -> std::io::Result<()> {
     let start = format!("<!-- {name}:start -->");
     let end = format!("<!-- {name}:end -->");
     let existing = std::fs::read_to_string(report).unwrap_or_else(|_| {

@@ -11,10 +11,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The shared secret the benchmark server and its plugins use.
-pub const SECRET: &str = "bench-secret";
+pub(crate) const SECRET: &str = "bench-secret";
 
 /// A running tracker process.
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     pub child: Child,
     pub addr: SocketAddr,
     pub pid: u32,
@@ -22,7 +22,7 @@ pub struct ServerProcess {
 
 /// CPU time and resident memory of a process at one moment.
 #[derive(Debug, Clone, Copy)]
-pub struct ProcSample {
+pub(crate) struct ProcSample {
     /// User plus system CPU seconds so far.
     pub cpu_secs: f64,
     /// Resident set size in bytes.
@@ -31,7 +31,7 @@ pub struct ProcSample {
 
 impl ServerProcess {
     /// Starts `dereth-tracker serve` on a loopback port with `env`.
-    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub(crate) async fn start(database_url: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let exe = tracker_executable()?;
         let mut cmd = Command::new(&exe);
         cmd.arg("serve")
@@ -79,12 +79,12 @@ impl ServerProcess {
     }
 
     /// CPU time and RSS of the server now.
-    pub fn sample(&self) -> anyhow::Result<ProcSample> {
+    pub(crate) fn sample(&self) -> anyhow::Result<ProcSample> {
         proc_sample(self.pid)
     }
 
     /// Stops the server with SIGTERM and waits for it (it flushes its queue first).
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status();
@@ -92,11 +92,11 @@ impl ServerProcess {
         Ok(())
     }
 
-    pub fn plugin_url(&self) -> String {
+    pub(crate) fn plugin_url(&self) -> String {
         format!("ws://{}/ws/position", self.addr)
     }
 
-    pub fn browser_url(&self) -> String {
+    pub(crate) fn browser_url(&self) -> String {
         format!("ws://{}/ws/live", self.addr)
     }
 }
@@ -120,7 +120,7 @@ fn tracker_executable() -> anyhow::Result<PathBuf> {
 
 /// Reads `/proc/<pid>/stat` (CPU ticks, which Linux reports at 100 per second) and
 /// `/proc/<pid>/status` (VmRSS).
-pub fn proc_sample(pid: u32) -> anyhow::Result<ProcSample> {
+pub(crate) fn proc_sample(pid: u32) -> anyhow::Result<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
@@ -146,7 +146,7 @@ pub fn proc_sample(pid: u32) -> anyhow::Result<ProcSample> {
 }
 
 /// Opens a plugin websocket with the benchmark secret.
-pub async fn connect_plugin(
+pub(crate) async fn connect_plugin(
     url: &str,
 ) -> anyhow::Result<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,

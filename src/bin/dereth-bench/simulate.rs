@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::SimulateArgs;
 
-pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let stats = Arc::new(SimStats::default());
     let config = SimConfig {

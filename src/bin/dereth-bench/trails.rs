@@ -32,7 +32,7 @@ struct Case {
     p99_ms: f64,
 }
 
-pub async fn run(args: TrailsArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: TrailsArgs) -> anyhow::Result<()> {
     let recent = RecentTrails::new(args.seconds + 60);
     let now = chrono::Utc::now();
     let per_character = i64::try_from(args.seconds / 2)?;

@@ -152,7 +152,7 @@ async fn replay_frames(
     Ok(stats)
 }
 
-pub async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     // Frame times with many moving characters.
     // History for the replay: 60x for the measured seconds, after a lead for full trails.
     let history_minutes = REPLAY_LEAD.num_minutes() + 2 * args.seconds as i64 + 5;

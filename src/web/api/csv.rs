@@ -10,10 +10,10 @@ use futures_util::{StreamExt, stream};
 use crate::store::StoreError;
 
 /// Rows per page fetched from the database while streaming.
-pub const PAGE: i64 = 2_000;
+pub(super) const PAGE: i64 = 2_000;
 
 /// A row that can be written as one CSV line.
-pub trait CsvRow {
+pub(crate) trait CsvRow {
     /// The header line, without the newline.
     const HEADER: &'static str;
     /// Appends the row's fields, comma separated, without the newline.
@@ -24,7 +24,7 @@ pub trait CsvRow {
 ///
 /// Text that a spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, a tab or a
 /// carriage return: names and chat come from plugins) is prefixed with `'` so it stays text.
-pub fn field(out: &mut String, value: &str) {
+pub(super) fn field(out: &mut String, value: &str) {
     let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let quote = formula || value.contains([',', '"', '\n', '\r']);
     if quote {
@@ -42,7 +42,7 @@ pub fn field(out: &mut String, value: &str) {
 }
 
 /// Appends an optional value (empty when absent).
-pub fn opt<T: std::fmt::Display>(out: &mut String, value: Option<T>) {
+pub(super) fn opt<T: std::fmt::Display>(out: &mut String, value: Option<T>) {
     if let Some(v) = value {
         out.push_str(&v.to_string());
     }
@@ -64,7 +64,7 @@ fn render<T: CsvRow>(rows: &[T], with_header: bool) -> Bytes {
 /// What bounds one CSV export: its turn among expensive queries (held until the body ends), the
 /// most rows it carries and when it must be done.
 #[derive(Debug)]
-pub struct Export {
+pub(super) struct Export {
     pub permit: crate::limits::HeavyPermit,
     pub max_rows: i64,
     pub deadline: tokio::time::Instant,
@@ -72,7 +72,7 @@ pub struct Export {
 
 impl Export {
     /// Takes a turn among expensive queries and starts the export's clock.
-    pub async fn start(
+    pub(super) async fn start(
         state: &crate::state::AppState,
     ) -> Result<Self, crate::web::error::ApiError> {
         let permit = state.queries.admit().await?;
@@ -91,7 +91,12 @@ impl Export {
 /// maximum) were sent. A database error, or the export's deadline passing, ends the body early
 /// with an error (logged; the status line is already sent, so the client sees a truncated
 /// transfer rather than a complete-looking file).
-pub fn paged<T, F, Fut>(filename: &str, cap: Option<i64>, export: Export, fetch: F) -> Response
+pub(super) fn paged<T, F, Fut>(
+    filename: &str,
+    cap: Option<i64>,
+    export: Export,
+    fetch: F,
+) -> Response
 where
     T: CsvRow + Clone + Send + 'static,
     F: Fn(Option<T>, i64) -> Fut + Send + Sync + 'static,
@@ -147,7 +152,7 @@ where
 }
 
 /// A CSV answer for rows already fetched (bounded by the endpoint's own cap).
-pub fn whole<T: CsvRow>(filename: &str, rows: &[T]) -> Response {
+pub(super) fn whole<T: CsvRow>(filename: &str, rows: &[T]) -> Response {
     csv_response(filename, Body::from(render(rows, true)))
 }
 

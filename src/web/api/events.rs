@@ -16,16 +16,16 @@ use crate::web::error::{QueryRefusals, UnknownCharacter};
 use crate::web::extract::Query;
 
 /// Heatmap bins, in map units (the map spans about 204 units; a landblock is 0.8).
-pub const BIN_DEFAULT: f64 = 2.0;
-pub const BIN_MIN: f64 = 0.5;
-pub const BIN_MAX: f64 = 50.0;
+pub(crate) const BIN_DEFAULT: f64 = 2.0;
+pub(crate) const BIN_MIN: f64 = 0.5;
+pub(crate) const BIN_MAX: f64 = 50.0;
 /// Heatmaps cover the last day unless a range is given; at most 366 days.
 const HEATMAP_DEFAULT_SPAN: chrono::Duration = chrono::Duration::days(1);
 
 /// Parameters of `/spawns` and `/rares`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct EventParams {
+pub(crate) struct EventParams {
     /// Only this character (404 if it was never seen).
     #[param(max_length = 64)]
     character: Option<String>,
@@ -42,7 +42,7 @@ pub struct EventParams {
 
 /// A page of spawns or rares.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EventPage {
+pub(crate) struct EventPage {
     data: Vec<EventRecord>,
     next_cursor: Option<String>,
 }
@@ -104,7 +104,7 @@ async fn events(
         QueryRefusals,
         UnknownCharacter,
     ))]
-pub async fn spawns(
+pub(crate) async fn spawns(
     State(state): State<AppState>,
     Query(p): Query<EventParams>,
     Query(paging): Query<PageParams>,
@@ -119,7 +119,7 @@ pub async fn spawns(
         QueryRefusals,
         UnknownCharacter,
     ))]
-pub async fn rares(
+pub(crate) async fn rares(
     State(state): State<AppState>,
     Query(p): Query<EventParams>,
     Query(paging): Query<PageParams>,
@@ -135,7 +135,7 @@ pub async fn rares(
         QueryRefusals,
         UnknownCharacter,
     ))]
-pub async fn portals(
+pub(crate) async fn portals(
     State(state): State<AppState>,
     Query(p): Query<EventParams>,
     Query(paging): Query<PageParams>,
@@ -146,7 +146,7 @@ pub async fn portals(
 /// Parameters of the heatmaps.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct HeatmapParams {
+pub(crate) struct HeatmapParams {
     /// Inclusive start, RFC 3339 (UTC); default: a day before `to`; at most 366 days before `to`.
     #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
@@ -163,7 +163,7 @@ pub struct HeatmapParams {
 
 /// Counts per grid cell.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Heatmap {
+pub(crate) struct Heatmap {
     /// Cell size in map units.
     bin: f64,
     from: chrono::DateTime<chrono::Utc>,
@@ -218,7 +218,7 @@ async fn heatmap(
         (status = 200, description = "Spawn counts per cell", body = Heatmap),
         QueryRefusals,
     ))]
-pub async fn spawn_heatmap(
+pub(crate) async fn spawn_heatmap(
     State(state): State<AppState>,
     Query(p): Query<HeatmapParams>,
 ) -> Result<Json<Heatmap>, ApiError> {
@@ -231,7 +231,7 @@ pub async fn spawn_heatmap(
         (status = 200, description = "Rare counts per cell", body = Heatmap),
         QueryRefusals,
     ))]
-pub async fn rare_heatmap(
+pub(crate) async fn rare_heatmap(
     State(state): State<AppState>,
     Query(p): Query<HeatmapParams>,
 ) -> Result<Json<Heatmap>, ApiError> {

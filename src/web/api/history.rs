@@ -17,15 +17,15 @@ use crate::web::error::{QueryRefusals, UnknownCharacter};
 use crate::web::extract::Query;
 
 /// Default and hard cap of the `/trails` window, in seconds.
-pub const TRAILS_DEFAULT_SECS: i64 = 600;
-pub const TRAILS_MAX_SECS: i64 = 7 * 24 * 3600;
+pub(crate) const TRAILS_DEFAULT_SECS: i64 = 600;
+pub(crate) const TRAILS_MAX_SECS: i64 = 7 * 24 * 3600;
 /// Most points one `/trails` answer carries.
-pub const TRAILS_MAX_POINTS: i64 = 250_000;
+pub(crate) const TRAILS_MAX_POINTS: i64 = 250_000;
 
 /// Parameters of `/history`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct HistoryParams {
+pub(crate) struct HistoryParams {
     /// Only this character (404 if it was never seen).
     #[param(max_length = 64)]
     character: Option<String>,
@@ -45,7 +45,7 @@ pub struct HistoryParams {
 
 /// One page of telemetry.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HistoryPage {
+pub(crate) struct HistoryPage {
     data: Vec<TelemetryRecord>,
     /// Pass as `cursor` to get the next page; null on the last page.
     next_cursor: Option<String>,
@@ -108,7 +108,7 @@ impl CsvRow for TrailPoint {
         QueryRefusals,
         UnknownCharacter,
     ))]
-pub async fn history(
+pub(crate) async fn history(
     State(state): State<AppState>,
     Query(p): Query<HistoryParams>,
     Query(paging): Query<PageParams>,
@@ -162,7 +162,7 @@ fn alias<'a>(
 /// Parameters of `/trails`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct TrailsParams {
+pub(crate) struct TrailsParams {
     /// Window length in seconds, ending now: 1 to 604800, default 600 (ignored with `from`).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 604800)]
     seconds: Option<String>,
@@ -186,7 +186,7 @@ pub struct TrailsParams {
 
 /// Trail points grouped by character, each trail in time order.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Trails {
+pub(crate) struct Trails {
     trails: Vec<TrailPoint>,
 }
 
@@ -197,7 +197,7 @@ pub struct Trails {
         QueryRefusals,
         UnknownCharacter,
     ))]
-pub async fn trails(
+pub(crate) async fn trails(
     State(state): State<AppState>,
     Query(p): Query<TrailsParams>,
 ) -> Result<Response, ApiError> {
@@ -264,7 +264,7 @@ pub async fn trails(
 /// Parameters of `/world`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct WorldParams {
+pub(crate) struct WorldParams {
     /// The instant to show, RFC 3339 (UTC).
     #[param(value_type = String, format = DateTime, required = true)]
     at: Option<String>,
@@ -276,7 +276,7 @@ pub struct WorldParams {
 
 /// The world as it was at one instant.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct World {
+pub(crate) struct World {
     at: chrono::DateTime<Utc>,
     lookback_secs: i64,
     /// Each character's latest telemetry at or before `at` (within the lookback), by name.
@@ -284,7 +284,7 @@ pub struct World {
 }
 
 /// Most characters one `/world` answer carries.
-pub const WORLD_MAX_CHARACTERS: i64 = 5_000;
+pub(crate) const WORLD_MAX_CHARACTERS: i64 = 5_000;
 
 /// Every character's position, state and counters as of `at`: what a replay of the map shows.
 #[utoipa::path(get, path = "/world", params(WorldParams), tag = "telemetry",
@@ -292,7 +292,7 @@ pub const WORLD_MAX_CHARACTERS: i64 = 5_000;
         (status = 200, description = "Each character's latest telemetry at or before `at`", body = World),
         QueryRefusals,
     ))]
-pub async fn world(
+pub(crate) async fn world(
     State(state): State<AppState>,
     Query(p): Query<WorldParams>,
 ) -> Result<Json<World>, ApiError> {

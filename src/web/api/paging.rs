@@ -16,13 +16,13 @@ use crate::state::AppState;
 use crate::store::{EventRecord, StoreError, TelemetryRecord};
 
 /// Rows per JSON page unless `limit` says otherwise, and the most it may say.
-pub const PAGE_DEFAULT_LIMIT: i64 = 1_000;
-pub const PAGE_MAX_LIMIT: i64 = 10_000;
+pub(crate) const PAGE_DEFAULT_LIMIT: i64 = 1_000;
+pub(crate) const PAGE_MAX_LIMIT: i64 = 10_000;
 
 /// The paging parameters every paged endpoint takes.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PageParams {
+pub(crate) struct PageParams {
     /// Rows per page: 1 to 10000, default 1000 (JSON). With CSV, the most rows exported
     /// (default and most: the server's CSV_MAX_ROWS, 1000000 unless configured).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
@@ -35,7 +35,7 @@ pub struct PageParams {
 }
 
 /// Where a row stands in the (timestamp, id) order pages follow.
-pub trait Keyed {
+pub(crate) trait Keyed {
     fn key(&self) -> (DateTime<Utc>, i64);
 }
 
@@ -55,7 +55,7 @@ impl Keyed for EventRecord {
 /// `after` (from the start when `None`); `page(rows, next_cursor)` wraps a JSON page. With
 /// `format=csv`, pages are fetched and streamed as `filename` until the rows run out or the
 /// export's caps are reached.
-pub async fn answer<T, F, Fut, P>(
+pub(crate) async fn answer<T, F, Fut, P>(
     state: &AppState,
     paging: &PageParams,
     filename: &'static str,

@@ -8,7 +8,7 @@ use crate::web::error::ApiError;
 use crate::protocol::MAX_NAME_CHARS;
 
 /// Parses an RFC 3339 time.
-pub fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(crate) fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
@@ -22,7 +22,12 @@ pub fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiE
 }
 
 /// Parses a whole number within [min, max].
-pub fn int(name: &str, raw: Option<&str>, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+pub(crate) fn int(
+    name: &str,
+    raw: Option<&str>,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
@@ -35,7 +40,12 @@ pub fn int(name: &str, raw: Option<&str>, min: i64, max: i64) -> Result<Option<i
 }
 
 /// Parses a finite number within [min, max].
-pub fn number(name: &str, raw: Option<&str>, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
+pub(crate) fn number(
+    name: &str,
+    raw: Option<&str>,
+    min: f64,
+    max: f64,
+) -> Result<Option<f64>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
@@ -48,7 +58,7 @@ pub fn number(name: &str, raw: Option<&str>, min: f64, max: f64) -> Result<Optio
 }
 
 /// A name filter (character, mob, item): non-empty and no longer than any stored name.
-pub fn name(param: &str, raw: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(crate) fn name(param: &str, raw: Option<&str>) -> Result<Option<String>, ApiError> {
     match raw {
         None | Some("") => Ok(None),
         Some(v) if v.chars().count() > MAX_NAME_CHARS => Err(ApiError::BadRequest(format!(
@@ -59,10 +69,10 @@ pub fn name(param: &str, raw: Option<&str>) -> Result<Option<String>, ApiError> 
 }
 
 /// A time range whose ends are each optional.
-pub type OpenRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+pub(crate) type OpenRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// A time range: both ends optional, `from` not after `to`.
-pub fn range(from: Option<&str>, to: Option<&str>) -> Result<OpenRange, ApiError> {
+pub(crate) fn range(from: Option<&str>, to: Option<&str>) -> Result<OpenRange, ApiError> {
     let from = time("from", from)?;
     let to = time("to", to)?;
     if let (Some(f), Some(t)) = (from, to)
@@ -74,7 +84,7 @@ pub fn range(from: Option<&str>, to: Option<&str>) -> Result<OpenRange, ApiError
 }
 
 /// A closed range with defaults: `to` defaults to now, `from` to `to - default_span`.
-pub fn range_or_default(
+pub(crate) fn range_or_default(
     from: Option<&str>,
     to: Option<&str>,
     default_span: chrono::Duration,
@@ -91,12 +101,12 @@ pub fn range_or_default(
 /// Response format of endpoints that can answer CSV (the `format` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub(crate) enum Format {
     Json,
     Csv,
 }
 
-pub fn format(raw: Option<&str>) -> Result<Format, ApiError> {
+pub(crate) fn format(raw: Option<&str>) -> Result<Format, ApiError> {
     match raw {
         None | Some("json") => Ok(Format::Json),
         Some("csv") => Ok(Format::Csv),
@@ -107,11 +117,11 @@ pub fn format(raw: Option<&str>) -> Result<Format, ApiError> {
 }
 
 /// Cursors are `<microseconds since the epoch>_<row id>` of the last row of a page.
-pub fn encode_cursor(timestamp: DateTime<Utc>, id: i64) -> String {
+pub(crate) fn encode_cursor(timestamp: DateTime<Utc>, id: i64) -> String {
     format!("{}_{}", timestamp.timestamp_micros(), id)
 }
 
-pub fn cursor(raw: Option<&str>) -> Result<Option<(DateTime<Utc>, i64)>, ApiError> {
+pub(crate) fn cursor(raw: Option<&str>) -> Result<Option<(DateTime<Utc>, i64)>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };

@@ -12,7 +12,11 @@ use crate::state::AppState;
 
 /// Times every request and records it under its route template (`/stats/{character}`, not the
 /// concrete path, so the number of series stays bounded).
-pub async fn track_http(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn track_http(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -39,7 +43,7 @@ pub async fn track_http(State(state): State<AppState>, req: Request, next: Next)
 /// Prometheus metrics of this process.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
     m.write_queue_depth
         .set(i64::try_from(state.queue_depth()).unwrap_or(i64::MAX));

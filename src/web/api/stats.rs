@@ -28,7 +28,7 @@ const MAX_BUCKETS: i64 = 10_000;
 
 /// Every character ever seen.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Characters {
+pub(crate) struct Characters {
     characters: Vec<CharacterSummary>,
 }
 
@@ -38,7 +38,9 @@ pub struct Characters {
         (status = 200, description = "Characters by name", body = Characters),
         (status = 503, description = "Too busy: retry later (`Retry-After`)", body = ErrorBody),
     ))]
-pub async fn characters(State(state): State<AppState>) -> Result<Json<Characters>, ApiError> {
+pub(crate) async fn characters(
+    State(state): State<AppState>,
+) -> Result<Json<Characters>, ApiError> {
     let characters = state.store.characters(None, MAX_CHARACTERS).await?;
     Ok(Json(Characters { characters }))
 }
@@ -46,7 +48,7 @@ pub async fn characters(State(state): State<AppState>) -> Result<Json<Characters
 /// Parameters of `/stats/leaderboard`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct LeaderboardParams {
+pub(crate) struct LeaderboardParams {
     /// `kills` (default), `kills_per_hour` or `rares`.
     #[param(value_type = Option<LeaderMetric>)]
     by: Option<String>,
@@ -63,7 +65,7 @@ pub struct LeaderboardParams {
 
 /// A ranking over a time range.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Leaderboard {
+pub(crate) struct Leaderboard {
     by: LeaderMetric,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -91,7 +93,7 @@ fn bounded_range(
         (status = 200, description = "The ranking", body = Leaderboard),
         QueryRefusals,
     ))]
-pub async fn leaderboard(
+pub(crate) async fn leaderboard(
     State(state): State<AppState>,
     Query(p): Query<LeaderboardParams>,
 ) -> Result<Json<Leaderboard>, ApiError> {
@@ -137,7 +139,7 @@ pub async fn leaderboard(
 /// Parameters of `/stats/{character}`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct CharacterStatsParams {
+pub(crate) struct CharacterStatsParams {
     /// Inclusive start, RFC 3339 (UTC); default: a day before `to`; at most 366 days before `to`.
     #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
@@ -151,7 +153,7 @@ pub struct CharacterStatsParams {
 
 /// A character's activity over time.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CharacterStats {
+pub(crate) struct CharacterStats {
     character: CharacterSummary,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -172,7 +174,7 @@ pub struct CharacterStats {
         QueryRefusals,
         UnknownCharacter,
     ))]
-pub async fn character_stats(
+pub(crate) async fn character_stats(
     State(state): State<AppState>,
     Path(character): Path<String>,
     Query(p): Query<CharacterStatsParams>,
@@ -218,7 +220,7 @@ const PROGRESS_DEFAULT_SPAN: chrono::Duration = chrono::Duration::days(30);
 /// Parameters of `/characters/{character}/sheet`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct SheetParams {
+pub(crate) struct SheetParams {
     /// Inclusive start of the progress series, RFC 3339 (UTC); default: 30 days before `to`; at
     /// most 366 days before `to`.
     #[param(value_type = Option<String>, format = DateTime)]
@@ -233,7 +235,7 @@ pub struct SheetParams {
 
 /// A character's latest sheet and its progress over time.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Sheet {
+pub(crate) struct Sheet {
     character: CharacterSummary,
     /// The latest `character_stats` frame as stored (level, experience, luminance, title,
     /// allegiance, attributes, skills), or null when the plugin never sent one.
@@ -255,7 +257,7 @@ pub struct Sheet {
         QueryRefusals,
         UnknownCharacter,
     ))]
-pub async fn sheet(
+pub(crate) async fn sheet(
     State(state): State<AppState>,
     Path(character): Path<String>,
     Query(p): Query<SheetParams>,

@@ -20,14 +20,14 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Every live character.
 #[derive(Serialize, ToSchema)]
-pub struct LiveBody<'a> {
+pub(crate) struct LiveBody<'a> {
     players: Vec<LivePlayer<'a>>,
 }
 
 /// Every character heard from within the live window, with its latest telemetry and totals.
 #[utoipa::path(get, path = "/live", tag = "live",
     responses((status = 200, description = "Flat telemetry plus totals and last_seen per character", body = LiveBody)))]
-pub async fn live(State(state): State<AppState>) -> Response {
+pub(crate) async fn live(State(state): State<AppState>) -> Response {
     let entries = state.live.live_entries();
     let players = entries.iter().map(LiveEntry::as_player).collect();
     Json(LiveBody { players }).into_response()
@@ -61,7 +61,7 @@ struct DebugBody {
 /// Version, uptime, backend, connections, queue depth and counters.
 #[utoipa::path(get, path = "/debug", tag = "operations",
     responses((status = 200, description = "Server state: version, uptime, backend, memory, queue, lifecycle, alerts and every counter", body = Object)))]
-pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
+pub(crate) async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
     Json(DebugBody {
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: state.started.elapsed().as_secs(),
@@ -90,7 +90,7 @@ pub async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
         (status = 503, description = "The database does not answer, or ingest has stalled", body = HealthBody,
             example = json!({"status": "unavailable", "error": "database unavailable"})),
     ))]
-pub async fn health(State(state): State<AppState>) -> Response {
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => match degraded(&state) {
             Some(reason) => {
@@ -154,7 +154,7 @@ fn unavailable(reason: &str) -> Response {
 
 /// The answer of `/health`.
 #[derive(Serialize, ToSchema)]
-pub struct HealthBody {
+pub(crate) struct HealthBody {
     /// `ok` or `unavailable`.
     status: &'static str,
     /// Why the tracker is unavailable.

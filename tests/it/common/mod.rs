@@ -18,13 +18,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const SECRET: &str = "test-secret";
+pub(crate) const SECRET: &str = "test-secret";
 /// Upper bound for anything a test waits on; generous for a loaded 2-core CI machine.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// Which storage backend a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -52,7 +52,7 @@ fn in_ci() -> bool {
 }
 
 /// A database that exists for one test and is removed afterwards.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub backend: Backend,
     pub url: String,
     admin_url: Option<String>,
@@ -63,7 +63,7 @@ pub struct TestDb {
 impl TestDb {
     /// A fresh database, or `None` (with a loud message) when PostgreSQL is not configured outside
     /// CI. Under `CI=true` a missing PostgreSQL fails the test.
-    pub async fn create(backend: Backend) -> Option<Self> {
+    pub(crate) async fn create(backend: Backend) -> Option<Self> {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -114,7 +114,7 @@ impl TestDb {
     }
 
     /// Opens a separate store handle on this database, for assertions.
-    pub async fn store(&self) -> Store {
+    pub(crate) async fn store(&self) -> Store {
         Store::connect(&self.url, &StoreOptions::default())
             .await
             .expect("open store")
@@ -122,7 +122,7 @@ impl TestDb {
 
     /// Another handle on this database that does not remove it when dropped (for a second
     /// tracker instance sharing it).
-    pub fn shared(&self) -> TestDb {
+    pub(crate) fn shared(&self) -> TestDb {
         TestDb {
             backend: self.backend,
             url: self.url.clone(),
@@ -133,12 +133,12 @@ impl TestDb {
     }
 
     /// The database name (PostgreSQL).
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// A pool with the admin connection (PostgreSQL), for outage simulation.
-    pub async fn admin(&self) -> sqlx::PgPool {
+    pub(crate) async fn admin(&self) -> sqlx::PgPool {
         let url = self.admin_url.as_deref().expect("postgres only");
         sqlx::PgPool::connect(url).await.expect("admin connection")
     }
@@ -196,7 +196,7 @@ fn replace_db_name(url: &str, name: &str) -> String {
 }
 
 /// Settings for a test server: loopback, a known secret, short timers.
-pub fn test_settings(db: &TestDb) -> Settings {
+pub(crate) fn test_settings(db: &TestDb) -> Settings {
     let mut s = Settings::defaults();
     s.server.bind_addr = "127.0.0.1:0".parse().expect("addr");
     s.database.database_url = db.url.clone().into();
@@ -209,7 +209,7 @@ pub fn test_settings(db: &TestDb) -> Settings {
 }
 
 /// A running tracker.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub addr: SocketAddr,
     pub db: TestDb,
     pub store: Store,
@@ -220,12 +220,15 @@ pub struct TestApp {
 impl TestApp {
     /// A tracker with test settings on a fresh database; `None` when the backend is unavailable
     /// outside CI.
-    pub async fn spawn(backend: Backend) -> Option<Self> {
+    pub(crate) async fn spawn(backend: Backend) -> Option<Self> {
         Self::spawn_with(backend, |_| {}).await
     }
 
     /// Like [`TestApp::spawn`], with settings adjusted by `tweak`.
-    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
+    pub(crate) async fn spawn_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Option<Self> {
         let db = TestDb::create(backend).await?;
         let mut settings = test_settings(&db);
         tweak(&mut settings);
@@ -233,7 +236,7 @@ impl TestApp {
     }
 
     /// Starts a tracker on an existing database.
-    pub async fn start(db: TestDb, settings: Settings) -> Self {
+    pub(crate) async fn start(db: TestDb, settings: Settings) -> Self {
         let options = settings.store_options();
         let server_store = Store::connect(&settings.database.database_url, &options)
             .await
@@ -259,7 +262,7 @@ impl TestApp {
 
     /// Another tracker instance on this one's database, with test settings adjusted by `tweak`
     /// (for the cluster tests).
-    pub async fn peer(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    pub(crate) async fn peer(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         let db = self.db.shared();
         let mut settings = test_settings(&db);
         tweak(&mut settings);
@@ -267,7 +270,7 @@ impl TestApp {
     }
 
     /// Stops the server as SIGTERM would and returns the writer's report.
-    pub async fn shutdown(&mut self) -> WriterReport {
+    pub(crate) async fn shutdown(&mut self) -> WriterReport {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -280,7 +283,7 @@ impl TestApp {
     }
 
     /// Stops this server and starts a new one on the same database.
-    pub async fn restart(mut self, tweak: impl FnOnce(&mut Settings)) -> Self {
+    pub(crate) async fn restart(mut self, tweak: impl FnOnce(&mut Settings)) -> Self {
         self.shutdown().await;
         self.store.close().await;
         let mut settings = test_settings(&self.db);
@@ -299,12 +302,12 @@ impl TestApp {
         Self::start(db, settings).await
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// GET a path; returns the status and the body as JSON (Null when not JSON).
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let resp = reqwest::get(self.url(path)).await.expect("GET");
         let status = resp.status().as_u16();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
@@ -312,14 +315,14 @@ impl TestApp {
     }
 
     /// A plugin connection authenticated with the test secret in the header.
-    pub async fn plugin(&self) -> Client {
+    pub(crate) async fn plugin(&self) -> Client {
         self.plugin_with(Some(SECRET), None)
             .await
             .expect("plugin connects")
     }
 
     /// A plugin connection with an explicit header secret and/or legacy query secret.
-    pub async fn plugin_with(
+    pub(crate) async fn plugin_with(
         &self,
         header: Option<&str>,
         query: Option<&str>,
@@ -339,12 +342,12 @@ impl TestApp {
     }
 
     /// A browser connection; the initial snapshot is read and returned with it.
-    pub async fn browser(&self) -> (Client, Value) {
+    pub(crate) async fn browser(&self) -> (Client, Value) {
         self.browser_at("/ws/live").await
     }
 
     /// A browser connection on a given path (to pass a token); returns it with its snapshot.
-    pub async fn browser_at(&self, path: &str) -> (Client, Value) {
+    pub(crate) async fn browser_at(&self, path: &str) -> (Client, Value) {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}{}", self.addr, path))
             .await
             .expect("browser connects");
@@ -355,7 +358,7 @@ impl TestApp {
     }
 
     /// Waits until the event tables hold at least these row counts, then returns the counts.
-    pub async fn wait_for_rows(&self, telemetry: i64, spawns: i64, rares: i64) {
+    pub(crate) async fn wait_for_rows(&self, telemetry: i64, spawns: i64, rares: i64) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let counts = self.store.row_counts().await.expect("row counts");
@@ -371,7 +374,7 @@ impl TestApp {
     }
 
     /// Waits until `/debug` satisfies `pred`; returns that body.
-    pub async fn wait_debug(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_debug(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let (_, body) = self.get("/debug").await;
@@ -396,20 +399,20 @@ impl Drop for TestApp {
 }
 
 /// A websocket client (plugin or browser).
-pub struct Client {
+pub(crate) struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl Client {
-    pub async fn send_json(&mut self, value: &Value) {
+    pub(crate) async fn send_json(&mut self, value: &Value) {
         self.send_text(&value.to_string()).await;
     }
 
-    pub async fn send_text(&mut self, text: &str) {
+    pub(crate) async fn send_text(&mut self, text: &str) {
         self.ws.send(Message::text(text)).await.expect("send frame");
     }
 
-    pub async fn send_binary(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send_binary(&mut self, bytes: &[u8]) {
         self.ws
             .send(Message::Binary(bytes.to_vec().into()))
             .await
@@ -417,7 +420,7 @@ impl Client {
     }
 
     /// The next message of any kind except pings/pongs, or None when the connection ended.
-    pub async fn next_message(&mut self) -> Option<Message> {
+    pub(crate) async fn next_message(&mut self) -> Option<Message> {
         loop {
             let msg = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -431,7 +434,7 @@ impl Client {
     }
 
     /// The next text frame as JSON; panics on close or timeout.
-    pub async fn recv_json(&mut self) -> Value {
+    pub(crate) async fn recv_json(&mut self) -> Value {
         match self.next_message().await {
             Some(Message::Text(t)) => serde_json::from_str(t.as_str()).expect("JSON frame"),
             other => panic!("expected a text frame, got {other:?}"),
@@ -439,7 +442,7 @@ impl Client {
     }
 
     /// Skips frames until one of `kind` arrives.
-    pub async fn recv_type(&mut self, kind: &str) -> Value {
+    pub(crate) async fn recv_type(&mut self, kind: &str) -> Value {
         loop {
             let v = self.recv_json().await;
             if v["type"] == kind {
@@ -449,7 +452,7 @@ impl Client {
     }
 
     /// Waits for the close frame and returns its code (None if the connection just dropped).
-    pub async fn close_code(&mut self) -> Option<u16> {
+    pub(crate) async fn close_code(&mut self) -> Option<u16> {
         loop {
             match self.next_message().await {
                 Some(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
@@ -460,7 +463,7 @@ impl Client {
     }
 
     /// Whether nothing but pings arrives within `d`.
-    pub async fn silent_for(&mut self, d: Duration) -> bool {
+    pub(crate) async fn silent_for(&mut self, d: Duration) -> bool {
         loop {
             match tokio::time::timeout(d, self.ws.next()).await {
                 Err(_) => return true,
@@ -472,7 +475,7 @@ impl Client {
 }
 
 /// A complete telemetry frame as the real plugin sends it (several numbers as strings).
-pub fn telemetry(name: &str, session: &str, kills: i64) -> Value {
+pub(crate) fn telemetry(name: &str, session: &str, kills: i64) -> Value {
     serde_json::json!({
         "type": "telemetry",
         "character_name": name,
@@ -498,7 +501,7 @@ pub fn telemetry(name: &str, session: &str, kills: i64) -> Value {
 }
 
 /// Writes a telemetry frame straight to the store, behind the tracker's back, counting `kills`.
-pub async fn store_telemetry(store: &Store, key: &str, frame: &Value, kills: i64) {
+pub(crate) async fn store_telemetry(store: &Store, key: &str, frame: &Value, kills: i64) {
     let dereth_tracker::protocol::PluginFrame::Telemetry(row) =
         dereth_tracker::protocol::parse_plugin_frame(&frame.to_string()).expect("frame")
     else {
@@ -512,14 +515,14 @@ pub async fn store_telemetry(store: &Store, key: &str, frame: &Value, kills: i64
     store.write_batch(key, &[event]).await.expect("write");
 }
 
-pub fn spawn_frame(name: &str, mob: &str) -> Value {
+pub(crate) fn spawn_frame(name: &str, mob: &str) -> Value {
     serde_json::json!({
         "type": "spawn", "character_name": name, "mob": mob,
         "timestamp": chrono::Utc::now().to_rfc3339(), "ew": 10.5, "ns": "-20.25", "z": 3
     })
 }
 
-pub fn rare_frame(name: &str, item: &str) -> Value {
+pub(crate) fn rare_frame(name: &str, item: &str) -> Value {
     serde_json::json!({
         "type": "rare", "character_name": name, "name": item,
         "timestamp": chrono::Utc::now().to_rfc3339(), "ew": 1.0, "ns": 2.0, "z": 3.0
@@ -528,12 +531,12 @@ pub fn rare_frame(name: &str, item: &str) -> Value {
 
 /// Blocks the writer: a PostgreSQL table lock, or an SQLite write transaction. Dropping the guard
 /// (or calling `release`) lets it through.
-pub enum Block {
+pub(crate) enum Block {
     Pg(sqlx::Transaction<'static, sqlx::Postgres>, sqlx::PgPool),
     Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>, sqlx::SqlitePool),
 }
 
-pub async fn block_writes(db: &TestDb) -> Block {
+pub(crate) async fn block_writes(db: &TestDb) -> Block {
     match db.backend {
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&db.url).await.expect("pg");
@@ -557,7 +560,7 @@ pub async fn block_writes(db: &TestDb) -> Block {
 }
 
 impl Block {
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         match self {
             Block::Pg(tx, pool) => {
                 tx.rollback().await.expect("unlock");
