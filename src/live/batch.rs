@@ -7,8 +7,29 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 
-use super::hub::About;
 use crate::protocol::Viewport;
+
+/// The place a broadcast is about.
+#[derive(Debug, Clone)]
+pub struct About {
+    pub character: Arc<str>,
+    pub ew: f64,
+    pub ns: f64,
+    /// A character's own position (telemetry, teleport): a browser keeps getting it until the
+    /// character has left its area. Otherwise a point event (a spawn) seen only inside the area.
+    pub moves: bool,
+}
+
+impl About {
+    pub(crate) fn moving(character: &str, ew: f64, ns: f64) -> Option<Self> {
+        Some(Self {
+            character: Arc::from(character),
+            ew,
+            ns,
+            moves: true,
+        })
+    }
+}
 
 pub(crate) const BATCH_HEAD: &str = r#"{"type":"batch","frames":["#;
 pub(crate) const REFRESH_HEAD: &str = r#"{"type":"batch","refresh":true,"frames":["#;

@@ -9,7 +9,7 @@ use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
-use super::batch::Batch;
+use super::batch::{About, Batch};
 use crate::protocol::{
     BrowserOut, CharacterSheet, Chat, FrameType, LivePlayer, OFFLINE, Portal, Rare, RareOut, Spawn,
     Telemetry, Totals, Vitals, to_json,
@@ -64,28 +64,6 @@ pub struct Broadcast {
     pub text: Utf8Bytes,
     /// Where on the map the frame is about, for browsers watching one area (`None`: everyone).
     pub about: Option<About>,
-}
-
-/// The place a broadcast is about.
-#[derive(Debug, Clone)]
-pub struct About {
-    pub character: Arc<str>,
-    pub ew: f64,
-    pub ns: f64,
-    /// A character's own position (telemetry, teleport): a browser keeps getting it until the
-    /// character has left its area. Otherwise a point event (a spawn) seen only inside the area.
-    pub moves: bool,
-}
-
-impl About {
-    fn moving(character: &str, ew: f64, ns: f64) -> Option<Self> {
-        Some(Self {
-            character: Arc::from(character),
-            ew,
-            ns,
-            moves: true,
-        })
-    }
 }
 
 /// The per-frame stream and the coalesced stream's batches.

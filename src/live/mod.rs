@@ -32,13 +32,14 @@ use crate::protocol::{BrowserOut, to_json};
 use crate::store::CharacterState;
 
 pub use apply::{Applied, Origin};
+pub(crate) use batch::About;
 pub(crate) use batch::{Batch, ViewFilter};
 pub use characters::CHAT_BACKLOG;
 use characters::Roster;
 pub(crate) use characters::{KillCount, LiveEntry};
 use claims::Claims;
 pub(crate) use claims::ConnId;
-pub(crate) use hub::{About, Broadcast, FrameKind, Hub};
+pub(crate) use hub::{Broadcast, FrameKind, Hub};
 pub(crate) use mirror::Instance;
 use recent::RecentTrails;
 
