@@ -36,18 +36,6 @@ pub trait StoreWrite: Send + Sync + Debug {
     /// a batch with `key` was already committed (then nothing, and `false`).
     async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError>;
 
-    /// Forgets the keys of batches committed before `before`.
-    async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-
-    /// A trivial round trip, for health checks.
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    /// Closes the pools, waiting for connections in use to be returned.
-    async fn close(&self);
-
-    /// Deletes the rows of `table` older than `before`, in batches; returns how many.
-    async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError>;
-
     /// Keeps one telemetry row per character per `step_secs` in [from, to) (bounds already
     /// aligned to whole steps): the first of each step, which takes over the kills of the rows
     /// removed. Returns the rows removed.
@@ -154,7 +142,23 @@ pub trait StoreRead: Send + Sync + Debug {
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;
 }
 
-/// A complete backend: both halves of the contract.
-pub trait Database: StoreWrite + StoreRead {}
+/// Health checks, closing and pruning: the same on every backend (`super::upkeep`).
+#[async_trait]
+pub trait StoreUpkeep: Send + Sync + Debug {
+    /// A trivial round trip, for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
 
-impl<T: StoreWrite + StoreRead> Database for T {}
+    /// Closes the pools, waiting for connections in use to be returned.
+    async fn close(&self);
+
+    /// Deletes the rows of `table` older than `before`, in batches; returns how many.
+    async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Forgets the keys of batches committed before `before`.
+    async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// A complete backend: every part of the contract.
+pub trait Database: StoreWrite + StoreRead + StoreUpkeep {}
+
+impl<T: StoreWrite + StoreRead + StoreUpkeep> Database for T {}

@@ -18,6 +18,7 @@ mod reads;
 mod sql;
 mod sqlite;
 mod trails;
+mod upkeep;
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -31,7 +32,7 @@ use crate::protocol::{CharacterSheet, Spawn, Telemetry};
 
 pub use counters::SPAWN_CELL;
 pub(crate) use counters::{CounterUpdates, hour_of};
-pub use database::{Database, StoreRead, StoreWrite};
+pub use database::{Database, StoreRead, StoreUpkeep, StoreWrite};
 pub use error::StoreError;
 pub use model::*;
 pub use postgres::PgStore;
@@ -157,17 +158,7 @@ impl Store {
     pub async fn spawns_of(&self, character: &str, limit: i64) -> Result<Vec<Spawn>, StoreError> {
         let query = EventQuery::of(character, limit);
         let rows = self.events(EventKind::Spawns, &query).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Spawn {
-                character_name: r.character_name,
-                mob: r.label,
-                timestamp: r.timestamp,
-                ew: r.ew,
-                ns: r.ns,
-                z: r.z,
-            })
-            .collect())
+        Ok(rows.into_iter().map(Spawn::from).collect())
     }
 
     /// A character's stored rare finds, oldest first, at most `limit` rows.
@@ -178,18 +169,7 @@ impl Store {
     ) -> Result<Vec<StoredRare>, StoreError> {
         let query = EventQuery::of(character, limit);
         let rows = self.events(EventKind::Rares, &query).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StoredRare {
-                character_name: r.character_name,
-                name: r.label,
-                session_id: r.session_id,
-                timestamp: r.timestamp,
-                ew: r.ew,
-                ns: r.ns,
-                z: r.z,
-            })
-            .collect())
+        Ok(rows.into_iter().map(StoredRare::from).collect())
     }
 
     /// The trails `query` asks for, per character in time order; the first point after a
@@ -255,16 +235,8 @@ impl Store {
                 *counts.entry(key).or_default() += cell.count;
             }
         }
-        let mut cells: Vec<HeatCell> = counts
-            .into_iter()
-            .map(|((bx, by), count)| HeatCell {
-                ew: bx as f64 * query.bin,
-                ns: by as f64 * query.bin,
-                count,
-            })
-            .collect();
-        cells.sort_by(|a, b| a.ew.total_cmp(&b.ew).then(a.ns.total_cmp(&b.ns)));
-        Ok(cells)
+        let counts = counts.into_iter().map(|((bx, by), n)| (bx, by, n));
+        Ok(HeatCell::grid(counts, query.bin))
     }
 
     /// Whether a heatmap is answered mostly from the hourly spawn cell counts (cheap) rather

@@ -78,6 +78,33 @@ pub struct StoredRare {
     pub z: f64,
 }
 
+impl From<EventRecord> for StoredRare {
+    fn from(r: EventRecord) -> Self {
+        Self {
+            character_name: r.character_name,
+            name: r.label,
+            session_id: r.session_id,
+            timestamp: r.timestamp,
+            ew: r.ew,
+            ns: r.ns,
+            z: r.z,
+        }
+    }
+}
+
+impl From<EventRecord> for Spawn {
+    fn from(r: EventRecord) -> Self {
+        Self {
+            character_name: r.character_name,
+            mob: r.label,
+            timestamp: r.timestamp,
+            ew: r.ew,
+            ns: r.ns,
+            z: r.z,
+        }
+    }
+}
+
 /// A stored telemetry row with its id.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct TelemetryRecord {
@@ -236,6 +263,23 @@ pub struct HeatCell {
     pub ew: f64,
     pub ns: f64,
     pub count: i64,
+}
+
+impl HeatCell {
+    /// Cells of side `bin` from counts per (column, row) of the grid, west to east then south
+    /// to north.
+    pub(crate) fn grid(counts: impl IntoIterator<Item = (i64, i64, i64)>, bin: f64) -> Vec<Self> {
+        let mut cells: Vec<Self> = counts
+            .into_iter()
+            .map(|(bx, by, count)| Self {
+                ew: bx as f64 * bin,
+                ns: by as f64 * bin,
+                count,
+            })
+            .collect();
+        cells.sort_by(|a, b| a.ew.total_cmp(&b.ew).then(a.ns.total_cmp(&b.ns)));
+        cells
+    }
 }
 
 /// Everything known about a character.

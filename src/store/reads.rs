@@ -40,46 +40,51 @@ pub(crate) trait Binds: sqlx::Database {
     fn time(t: DateTime<Utc>) -> Self::Time;
 }
 
-/// `sql`'s text with its arguments bound, `DB`'s way.
+/// `args` as `DB` binds them.
+fn arguments<'q, DB>(args: &[Arg]) -> Result<<DB as sqlx::Database>::Arguments<'q>, StoreError>
+where
+    DB: Binds,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    use sqlx::Arguments;
+    let mut out = <DB as sqlx::Database>::Arguments::<'q>::default();
+    for arg in args {
+        match arg {
+            Arg::Text(v) => out.add(v.clone()),
+            Arg::OptText(v) => out.add(v.clone()),
+            Arg::Int(v) => out.add(*v),
+            Arg::Float(v) => out.add(*v),
+            Arg::Time(v) => out.add(DB::time(*v)),
+        }
+        .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+    }
+    Ok(out)
+}
+
+/// `sql` as a query of rows of `T`, its arguments bound `DB`'s way.
 pub(crate) fn bound<DB, T>(
     sql: &Sql,
-) -> sqlx::query::QueryAs<'_, DB, T, <DB as sqlx::Database>::Arguments<'_>>
+) -> Result<sqlx::query::QueryAs<'_, DB, T, <DB as sqlx::Database>::Arguments<'_>>, StoreError>
 where
     DB: Binds,
     T: for<'r> sqlx::FromRow<'r, DB::Row>,
-    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<String>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    f64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    sql.args
-        .iter()
-        .fold(sqlx::query_as::<DB, T>(&sql.text), |q, arg| match arg {
-            Arg::Text(v) => q.bind(v.clone()),
-            Arg::OptText(v) => q.bind(v.clone()),
-            Arg::Int(v) => q.bind(*v),
-            Arg::Float(v) => q.bind(*v),
-            Arg::Time(v) => q.bind(DB::time(*v)),
-        })
-}
-
-/// Every row of `sql`, read from `pool`.
-pub(crate) async fn fetch_all<DB, T>(pool: &sqlx::Pool<DB>, sql: Sql) -> Result<Vec<T>, StoreError>
-where
-    DB: Binds,
-    T: Row + for<'r> sqlx::FromRow<'r, DB::Row>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<String>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     f64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    Ok(bound::<DB, T>(&sql).fetch_all(pool).await?)
+    Ok(sqlx::query_as_with::<DB, T, _>(
+        &sql.text,
+        arguments::<DB>(&sql.args)?,
+    ))
 }
 
 /// The rows of `sql` from `pool`, one at a time, until `each` returns false.
-pub(crate) async fn for_each<DB, T>(
+async fn for_each<DB, T>(
     pool: &sqlx::Pool<DB>,
     sql: Sql,
     each: &mut (dyn FnMut(T) -> bool + Send),
@@ -95,7 +100,7 @@ where
     f64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     use futures_util::TryStreamExt;
-    let mut rows = bound::<DB, T>(&sql).fetch(pool);
+    let mut rows = bound::<DB, T>(&sql)?.fetch(pool);
     while let Some(row) = rows.try_next().await? {
         if !each(row) {
             break;
@@ -104,20 +109,82 @@ where
     Ok(())
 }
 
-/// What a backend provides for the shared reads: it runs statements on its read pool.
+/// One of a backend's pools.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pool<'a> {
+    Postgres(&'a sqlx::PgPool),
+    Sqlite(&'a sqlx::SqlitePool),
+}
+
+impl Pool<'_> {
+    /// Runs a statement that returns no rows; how many rows it changed.
+    pub(crate) async fn execute(self, sql: Sql) -> Result<u64, StoreError> {
+        Ok(match self {
+            Self::Postgres(pool) => {
+                let args = arguments::<sqlx::Postgres>(&sql.args)?;
+                sqlx::query_with(&sql.text, args)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+            Self::Sqlite(pool) => {
+                let args = arguments::<sqlx::Sqlite>(&sql.args)?;
+                sqlx::query_with(&sql.text, args)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+        })
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub(crate) async fn close(self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// What a backend provides for the shared reads: its read pool, and the queries that truly
+/// differ.
 #[async_trait]
 pub(crate) trait Runner: Send + Sync + Debug {
-    fn dialect(&self) -> Dialect;
+    /// Where reads run (with a statement timeout on PostgreSQL).
+    fn read_pool(&self) -> Pool<'_>;
 
-    /// Every row of `sql`.
-    async fn rows<T: Row>(&self, sql: Sql) -> Result<Vec<T>, StoreError>;
+    /// Where the writer and maintenance run.
+    fn write_pool(&self) -> Pool<'_>;
+
+    fn dialect(&self) -> Dialect {
+        match self.read_pool() {
+            Pool::Postgres(_) => Dialect::Postgres,
+            Pool::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
 
     /// The rows of `sql` one at a time, in order, until `each` returns false.
     async fn each<T: Row>(
         &self,
         sql: Sql,
         each: &mut (dyn FnMut(T) -> bool + Send),
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        match self.read_pool() {
+            Pool::Postgres(pool) => for_each(pool, sql, each).await,
+            Pool::Sqlite(pool) => for_each(pool, sql, each).await,
+        }
+    }
+
+    /// Every row of `sql`.
+    async fn rows<T: Row>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
+        let mut rows = Vec::new();
+        self.each(sql, &mut |row| {
+            rows.push(row);
+            true
+        })
+        .await?;
+        Ok(rows)
+    }
 
     /// Every row of a grouping query over many rows into few groups (heatmaps): PostgreSQL
     /// is told to aggregate in memory rather than sort on disk.
@@ -274,16 +341,7 @@ impl<R: Runner> StoreRead for R {
         }
         sql.push(" GROUP BY 1, 2");
         let rows: Vec<(i64, i64, i64)> = self.grouped(sql).await?;
-        let mut cells: Vec<HeatCell> = rows
-            .into_iter()
-            .map(|(bx, by, count)| HeatCell {
-                ew: bx as f64 * q.bin,
-                ns: by as f64 * q.bin,
-                count,
-            })
-            .collect();
-        cells.sort_by(|a, b| a.ew.total_cmp(&b.ew).then(a.ns.total_cmp(&b.ns)));
-        Ok(cells)
+        Ok(HeatCell::grid(rows, q.bin))
     }
 
     /// Hourly spawn counts over [from, to) (whole hours), regrouped into cells of `k` base cells.

@@ -3,8 +3,8 @@
 //! TimescaleDB's hourly aggregate for activity older than raw telemetry.
 
 use super::PgStore;
-use crate::store::reads::{Binds, Row, Runner, bound, fetch_all, for_each};
-use crate::store::sql::{Dialect, Sql};
+use crate::store::reads::{Binds, Pool, Row, Runner, bound};
+use crate::store::sql::Sql;
 use crate::store::{ActivityQuery, SeriesPoint, StoreError};
 use chrono::{DateTime, Utc};
 
@@ -18,20 +18,12 @@ impl Binds for sqlx::Postgres {
 
 #[async_trait::async_trait]
 impl Runner for PgStore {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
+    fn read_pool(&self) -> Pool<'_> {
+        Pool::Postgres(&self.reads)
     }
 
-    async fn rows<T: Row>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
-        fetch_all(&self.reads, sql).await
-    }
-
-    async fn each<T: Row>(
-        &self,
-        sql: Sql,
-        each: &mut (dyn FnMut(T) -> bool + Send),
-    ) -> Result<(), StoreError> {
-        for_each(&self.reads, sql, each).await
+    fn write_pool(&self) -> Pool<'_> {
+        Pool::Postgres(&self.pool)
     }
 
     async fn grouped<T: Row>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
@@ -44,7 +36,9 @@ impl Runner for PgStore {
         sqlx::query("SET LOCAL enable_sort = off")
             .execute(&mut *tx)
             .await?;
-        let rows = bound::<sqlx::Postgres, T>(&sql).fetch_all(&mut *tx).await?;
+        let rows = bound::<sqlx::Postgres, T>(&sql)?
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(rows)
     }
@@ -88,6 +82,7 @@ impl Runner for PgStore {
 }
 
 impl PgStore {
+    /// Kills per bucket from the hourly aggregate (buckets of at least an hour).
     async fn hourly_activity(
         &self,
         character: &str,
@@ -95,23 +90,19 @@ impl PgStore {
         to: DateTime<Utc>,
         bucket_secs: i64,
     ) -> Result<Vec<SeriesPoint>, StoreError> {
-        Ok(sqlx::query_as::<_, SeriesPoint>(
-            "SELECT time_bucket(make_interval(secs => $4), bucket) AS bucket, \
+        let text = "SELECT time_bucket(make_interval(secs => $4), bucket) AS bucket, \
                     (sum(kills_per_hour * samples) / nullif(sum(samples), 0))::float8 \
                         AS kills_per_hour, \
                     sum(kills)::int8 AS kills, sum(samples)::int8 AS samples \
              FROM kills_hourly \
              WHERE character_name = $1 AND bucket >= $2 AND bucket < $3 \
-             GROUP BY 1 ORDER BY 1",
-        )
-        .bind(character)
-        .bind(from)
-        .bind(to)
-        .bind(bucket_secs.max(3600) as f64)
-        .fetch_all(&self.reads)
-        .await?)
+             GROUP BY 1 ORDER BY 1";
+        let secs = bucket_secs.max(3600) as f64;
+        self.rows(activity_sql(text, character, from, to, secs))
+            .await
     }
 
+    /// Kills per bucket from raw telemetry.
     async fn raw_activity(
         &self,
         character: &str,
@@ -125,19 +116,28 @@ impl PgStore {
         } else {
             "to_timestamp(floor(extract(epoch FROM timestamp) / $4) * $4)"
         };
-        let sql = format!(
+        let text = format!(
             "SELECT {bucket} AS bucket, avg(kills_per_hour)::float8 AS kills_per_hour, \
                     sum(kills_delta)::int8 AS kills, count(*) AS samples \
              FROM telemetry_events \
              WHERE character_name = $1 AND timestamp >= $2 AND timestamp < $3 \
              GROUP BY 1 ORDER BY 1"
         );
-        Ok(sqlx::query_as::<_, SeriesPoint>(&sql)
-            .bind(character)
-            .bind(from)
-            .bind(to)
-            .bind(bucket_secs as f64)
-            .fetch_all(&self.reads)
-            .await?)
+        self.rows(activity_sql(&text, character, from, to, bucket_secs as f64))
+            .await
     }
+}
+
+/// An activity statement: `$1` the character, [`$2`, `$3`) the range, `$4` the bucket in seconds.
+fn activity_sql(
+    text: &str,
+    character: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket_secs: f64,
+) -> Sql {
+    Sql::new(
+        text,
+        vec![character.into(), from.into(), to.into(), bucket_secs.into()],
+    )
 }

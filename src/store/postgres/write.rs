@@ -5,10 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::PgStore;
 use crate::protocol::Spawn;
-use crate::store::{
-    Backend, CounterUpdates, Event, PRUNE_BATCH, Retained, StoreError, StoreWrite,
-    TimescalePolicies, hour_of,
-};
+use crate::store::{Backend, CounterUpdates, Event, StoreError, StoreWrite, TimescalePolicies};
 
 #[async_trait::async_trait]
 impl StoreWrite for PgStore {
@@ -28,46 +25,6 @@ impl StoreWrite for PgStore {
         }
         self.apply_timescale_policies(policies).await?;
         Ok(true)
-    }
-
-    /// Deletes expired rows in batches of [`PRUNE_BATCH`]. Rows are picked by their key
-    /// `(id, timestamp)`: a `ctid` names a row only within one chunk of a hypertable.
-    async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let t = table.table();
-        let sql = format!(
-            "DELETE FROM {t} WHERE (id, timestamp) IN \
-             (SELECT id, timestamp FROM {t} WHERE timestamp < $1 LIMIT {})",
-            PRUNE_BATCH
-        );
-        let mut total = 0;
-        loop {
-            let n = sqlx::query(&sql)
-                .bind(before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-            total += n;
-            if n < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
-        if table == Retained::Spawns {
-            sqlx::query("DELETE FROM spawn_cells WHERE hour < $1")
-                .bind(hour_of(before))
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(total)
-    }
-
-    async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM write_batches WHERE written_at < $1")
-                .bind(before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
     }
 
     /// Keeps one telemetry row per character per `step_secs` in [from, to): the first of each
@@ -102,16 +59,6 @@ impl StoreWrite for PgStore {
         .await?
         .rows_affected();
         Ok(removed)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn close(&self) {
-        self.reads.close().await;
-        self.pool.close().await;
     }
 
     async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {

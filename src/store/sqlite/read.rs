@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{SqliteStore, ts};
-use crate::store::reads::{Binds, Row, Runner, fetch_all, for_each};
-use crate::store::sql::{Dialect, Sql};
+use crate::store::reads::{Binds, Pool, Runner};
+use crate::store::sql::Sql;
 use crate::store::{ActivityQuery, SeriesPoint, StoreError};
 
 impl Binds for sqlx::Sqlite {
@@ -19,20 +19,12 @@ impl Binds for sqlx::Sqlite {
 
 #[async_trait::async_trait]
 impl Runner for SqliteStore {
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
+    fn read_pool(&self) -> Pool<'_> {
+        Pool::Sqlite(&self.reads)
     }
 
-    async fn rows<T: Row>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
-        fetch_all(&self.reads, sql).await
-    }
-
-    async fn each<T: Row>(
-        &self,
-        sql: Sql,
-        each: &mut (dyn FnMut(T) -> bool + Send),
-    ) -> Result<(), StoreError> {
-        for_each(&self.reads, sql, each).await
+    fn write_pool(&self) -> Pool<'_> {
+        Pool::Sqlite(&self.pool)
     }
 
     async fn activity(&self, q: &ActivityQuery) -> Result<Vec<SeriesPoint>, StoreError> {

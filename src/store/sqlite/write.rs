@@ -4,54 +4,12 @@
 use chrono::{DateTime, Utc};
 
 use super::{SqliteStore, now_text, ts};
-use crate::store::{
-    Backend, CounterUpdates, Event, PRUNE_BATCH, Retained, StoreError, StoreWrite, hour_of,
-};
+use crate::store::{Backend, CounterUpdates, Event, StoreError, StoreWrite};
 
 #[async_trait::async_trait]
 impl StoreWrite for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
-    }
-
-    /// Deletes expired rows in batches of [`PRUNE_BATCH`].
-    async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let t = table.table();
-        let sql = format!(
-            "DELETE FROM {t} WHERE rowid IN \
-             (SELECT rowid FROM {t} WHERE timestamp < ?1 LIMIT {})",
-            PRUNE_BATCH
-        );
-        let cutoff = ts(&before);
-        let mut total = 0;
-        loop {
-            let n = sqlx::query(&sql)
-                .bind(&cutoff)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-            total += n;
-            if n < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
-        if table == Retained::Spawns {
-            sqlx::query("DELETE FROM spawn_cells WHERE hour < ?1")
-                .bind(ts(&hour_of(before)))
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(total)
-    }
-
-    async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM write_batches WHERE written_at < ?1")
-                .bind(ts(&before))
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
     }
 
     /// Keeps one telemetry row per character per `step_secs` in [from, to): the first of each
@@ -114,16 +72,6 @@ impl StoreWrite for SqliteStore {
                 Err(err)
             }
         }
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn close(&self) {
-        self.reads.close().await;
-        self.pool.close().await;
     }
 
     async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
