@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::protocol::{CharacterSheet, CommandStatus, Telemetry, Totals, Vitals};
+use crate::protocol::{CommandStatus, LiveCharacter, Totals};
 
 /// One thing an instance tells the others.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,11 +76,7 @@ pub struct Heartbeat {
 /// An owned character as a newcomer needs it: latest snapshot, totals and session baselines.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CharacterState {
-    pub telemetry: Telemetry,
-    pub totals: Totals,
-    pub last_seen: DateTime<Utc>,
-    pub vitals: Option<Vitals>,
-    pub sheet: Option<CharacterSheet>,
+    pub character: LiveCharacter,
     pub sessions: Vec<SessionBaseline>,
     /// When the owner's connection claimed it (settles a claim made on both sides while the
     /// instances could not hear each other).

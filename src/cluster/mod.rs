@@ -112,6 +112,24 @@ struct Node {
     stats: Stats,
 }
 
+impl Node {
+    /// A member named `me` that has not reached its bus yet.
+    fn new(me: &str, bus: Arc<dyn Bus>, outbox: mpsc::Sender<Message>) -> Self {
+        Self {
+            me: Arc::from(me),
+            bus,
+            outbox,
+            peers: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_command: AtomicU64::new(1),
+            connected: AtomicBool::new(false),
+            asked_everyone: Mutex::new(None),
+            overflowed: AtomicBool::new(false),
+            stats: Stats::default(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Peer {
     heard: Instant,
@@ -218,18 +236,7 @@ impl Cluster {
         };
         let (outbox_tx, outbox) = mpsc::channel(OUTBOX);
         tracing::info!(instance = %instance, bus = bus.kind(), "joined the cluster bus");
-        let node = Node {
-            me: Arc::from(instance),
-            bus,
-            outbox: outbox_tx,
-            peers: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
-            next_command: AtomicU64::new(1),
-            connected: AtomicBool::new(false),
-            asked_everyone: Mutex::new(None),
-            overflowed: AtomicBool::new(false),
-            stats: Stats::default(),
-        };
+        let node = Node::new(&instance, bus, outbox_tx);
         Ok((
             Self {
                 node: Some(Arc::new(node)),
@@ -352,18 +359,7 @@ impl Cluster {
         }
 
         let (outbox, shared) = mpsc::channel(1024);
-        let node = Node {
-            me: Arc::from(me),
-            bus: Arc::new(Nowhere),
-            outbox,
-            peers: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
-            next_command: AtomicU64::new(1),
-            connected: AtomicBool::new(true),
-            asked_everyone: Mutex::new(None),
-            overflowed: AtomicBool::new(false),
-            stats: Stats::default(),
-        };
+        let node = Node::new(me, Arc::new(Nowhere), outbox);
         let cluster = Self {
             node: Some(Arc::new(node)),
         };

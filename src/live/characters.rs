@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::cluster::message::{CharacterState as SharedState, SessionBaseline};
-use crate::protocol::{CharacterSheet, Chat, LivePlayer, Portal, Rare, Telemetry, Totals, Vitals};
+use crate::protocol::{
+    CharacterSheet, Chat, LiveCharacter, Portal, Rare, Telemetry, Totals, Vitals,
+};
 use crate::store::CharacterState;
 
 /// Session counters not touched for this long are forgotten (a plugin session never idles so long).
@@ -184,27 +186,7 @@ pub(crate) struct KillCount {
 }
 
 /// A live character copied out of the state, for serialization outside the lock.
-#[derive(Debug, Clone)]
-pub struct LiveEntry {
-    pub telemetry: Telemetry,
-    pub totals: Totals,
-    pub last_seen: DateTime<Utc>,
-    pub vitals: Option<Vitals>,
-    pub sheet: Option<CharacterSheet>,
-}
-
-impl LiveEntry {
-    /// The wire view of this entry.
-    pub fn as_player(&self) -> LivePlayer<'_> {
-        LivePlayer {
-            telemetry: &self.telemetry,
-            totals: self.totals,
-            last_seen: self.last_seen,
-            vitals: self.vitals.as_ref(),
-            character_stats: self.sheet.as_ref(),
-        }
-    }
-}
+pub(crate) type LiveEntry = LiveCharacter;
 
 /// Every character in memory, its sessions, and the chat backlog.
 #[derive(Debug, Default)]
@@ -508,11 +490,13 @@ impl Roster {
             .find(|s| s.session_id == telemetry.session_id)
             .map_or(0, |s| s.rares);
         Some(SharedState {
-            totals: c.totals(session_rares),
-            last_seen: c.last_seen_at,
-            vitals: c.vitals.clone(),
-            sheet: c.sheet.clone(),
-            telemetry,
+            character: LiveCharacter {
+                totals: c.totals(session_rares),
+                last_seen: c.last_seen_at,
+                vitals: c.vitals.clone(),
+                sheet: c.sheet.clone(),
+                telemetry,
+            },
             sessions,
             claimed_at_ms,
         })
@@ -521,7 +505,8 @@ impl Roster {
     /// Applies a character as its owner describes it in a state answer.
     pub(super) fn mirror_state(&mut self, state: &SharedState) {
         let now = Instant::now();
-        let name = &state.telemetry.character_name;
+        let shared = &state.character;
+        let name = &shared.telemetry.character_name;
         for b in &state.sessions {
             let s = self
                 .sessions
@@ -534,11 +519,11 @@ impl Roster {
             s.touched = now;
         }
         let c = self.mirrored(name);
-        c.total_kills = state.totals.total_kills;
-        c.total_rares = state.totals.total_rares;
-        c.vitals.clone_from(&state.vitals);
-        c.sheet.clone_from(&state.sheet);
-        c.seen(&state.telemetry, now, state.last_seen);
+        c.total_kills = shared.totals.total_kills;
+        c.total_rares = shared.totals.total_rares;
+        c.vitals.clone_from(&shared.vitals);
+        c.sheet.clone_from(&shared.sheet);
+        c.seen(&shared.telemetry, now, shared.last_seen);
     }
 }
 

@@ -54,7 +54,11 @@ impl Member for Instance {
                 for c in &characters {
                     // A character claimed here too while the instances could not hear each
                     // other: the earlier claim keeps it, so only one instance counts it.
-                    live.remote_claimed(from, &c.telemetry.character_name, c.claimed_at_ms);
+                    live.remote_claimed(
+                        from,
+                        &c.character.telemetry.character_name,
+                        c.claimed_at_ms,
+                    );
                     live.mirror_state(from, c);
                 }
             }
@@ -104,13 +108,16 @@ impl Live {
     pub fn mirror_state(&self, from: &Arc<str>, state: &CharacterState) -> bool {
         {
             let mut guard = self.lock();
-            if !guard.claims.owned_by(from, &state.telemetry.character_name) {
+            if !guard
+                .claims
+                .owned_by(from, &state.character.telemetry.character_name)
+            {
                 return false;
             }
             guard.roster.mirror_state(state);
         }
-        self.hub
-            .telemetry(&state.telemetry, state.totals, state.last_seen);
+        let c = &state.character;
+        self.hub.telemetry(&c.telemetry, c.totals, c.last_seen);
         true
     }
 

@@ -24,6 +24,16 @@ fn telemetry(name: &str, session: &str, kills: i64) -> Telemetry {
     }
 }
 
+/// A member of a cluster whose messages to the others arrive on the receiver.
+fn in_cluster() -> (Live, mpsc::Receiver<Message>) {
+    let (cluster, shared) = Cluster::in_memory("node-a");
+    let recent = Arc::new(RecentTrails::new(0));
+    (
+        Live::new(Duration::from_secs(30), 16, recent, cluster),
+        shared,
+    )
+}
+
 /// Applies a telemetry frame of this instance's plugin; the kills it adds.
 fn delta(live: &Live, t: &Telemetry) -> i64 {
     let empty = Utf8Bytes::from_static("");
@@ -35,13 +45,7 @@ fn delta(live: &Live, t: &Telemetry) -> i64 {
 
 #[test]
 fn a_claim_race_between_instances_leaves_exactly_one_owner() {
-    let (cluster, mut shared) = Cluster::in_memory("node-a");
-    let here = Live::new(
-        Duration::from_secs(30),
-        16,
-        Arc::new(RecentTrails::new(0)),
-        cluster,
-    );
+    let (here, mut shared) = in_cluster();
     let (tx, _rx) = mpsc::channel(4);
     assert!(here.claim("Ann", 1, &tx));
     let Ok(Message::Claimed { at_ms, .. }) = shared.try_recv() else {
@@ -89,13 +93,7 @@ fn a_claim_race_between_instances_leaves_exactly_one_owner() {
 
 #[test]
 fn frames_of_this_instance_are_shared_in_their_wire_form_with_their_counts() {
-    let (cluster, mut shared) = Cluster::in_memory("node-a");
-    let live = Live::new(
-        Duration::from_secs(30),
-        16,
-        Arc::new(RecentTrails::new(0)),
-        cluster,
-    );
+    let (live, mut shared) = in_cluster();
     let t = telemetry("Bo", "s", 4);
     assert_eq!(delta(&live, &t), 4);
     let Ok(Message::Frame { frame, counted }) = shared.try_recv() else {

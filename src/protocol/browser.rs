@@ -202,6 +202,31 @@ pub struct LivePlayer<'a> {
     pub character_stats: Option<&'a CharacterSheet>,
 }
 
+/// A live character owned rather than borrowed: what the live state keeps of it and what one
+/// instance of a cluster tells another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveCharacter {
+    pub telemetry: Telemetry,
+    pub totals: Totals,
+    pub last_seen: DateTime<Utc>,
+    pub vitals: Option<Vitals>,
+    /// The latest character sheet summary (without attributes and skills).
+    pub sheet: Option<CharacterSheet>,
+}
+
+impl LiveCharacter {
+    /// The wire view of this character.
+    pub fn as_player(&self) -> LivePlayer<'_> {
+        LivePlayer {
+            telemetry: &self.telemetry,
+            totals: self.totals,
+            last_seen: self.last_seen,
+            vitals: self.vitals.as_ref(),
+            character_stats: self.sheet.as_ref(),
+        }
+    }
+}
+
 /// Frames the server sends to browsers. Each serializes flat, with `type` beside the plugin's
 /// own field names.
 #[derive(Debug, Serialize)]

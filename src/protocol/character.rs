@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    FrameError, MAX_COUNTER, MAX_NAME_CHARS, check_name, check_short, check_timestamp, flex, now,
+    FrameError, MAX_NAME_CHARS, check_measure, check_name, check_present, check_short,
+    check_timestamp, flex, now,
 };
 
 /// Experience totals above this are rejected (the game's maximum is about 1.9e11).
@@ -101,28 +102,26 @@ impl Vitals {
     pub(super) fn validate(&mut self) -> Result<(), FrameError> {
         check_name("character_name", &self.character_name)?;
         check_timestamp(&self.timestamp)?;
-        for (field, value) in [
-            ("health_current", self.health_current),
-            ("health_max", self.health_max),
-            ("stamina_current", self.stamina_current),
-            ("stamina_max", self.stamina_max),
-            ("mana_current", self.mana_current),
-            ("mana_max", self.mana_max),
-        ] {
-            if let Some(v) = value {
-                check_amount(field, v)?;
-            }
-        }
-        for (field, value) in [
-            ("health_percentage", self.health_percentage),
-            ("stamina_percentage", self.stamina_percentage),
-            ("mana_percentage", self.mana_percentage),
-            ("vitae", self.vitae),
-        ] {
-            if let Some(v) = value {
-                check_percentage(field, v)?;
-            }
-        }
+        check_present(
+            &[
+                ("health_current", self.health_current),
+                ("health_max", self.health_max),
+                ("stamina_current", self.stamina_current),
+                ("stamina_max", self.stamina_max),
+                ("mana_current", self.mana_current),
+                ("mana_max", self.mana_max),
+            ],
+            check_measure,
+        )?;
+        check_present(
+            &[
+                ("health_percentage", self.health_percentage),
+                ("stamina_percentage", self.stamina_percentage),
+                ("mana_percentage", self.mana_percentage),
+                ("vitae", self.vitae),
+            ],
+            check_percentage,
+        )?;
         self.health_percentage = self
             .health_percentage
             .or_else(|| ratio(self.health_current, self.health_max));
@@ -142,16 +141,6 @@ fn ratio(current: Option<f64>, max: Option<f64>) -> Option<f64> {
         (Some(c), Some(m)) if m > 0.0 => Some((c / m * 100.0).clamp(0.0, 100.0)),
         _ => None,
     }
-}
-
-fn check_amount(field: &str, value: f64) -> Result<(), FrameError> {
-    if !value.is_finite() || value < 0.0 || value > MAX_COUNTER as f64 {
-        return Err(FrameError::field(
-            field,
-            "must be a finite, non-negative number",
-        ));
-    }
-    Ok(())
 }
 
 fn check_percentage(field: &str, value: f64) -> Result<(), FrameError> {

@@ -119,14 +119,15 @@ pub(crate) fn typed<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, F
     Ok(value)
 }
 
-fn check_name(field: &str, value: &str) -> Result<(), FrameError> {
-    if value.trim().is_empty() {
+/// A one-line field: non-empty when `required`, at most `max` characters, no control characters.
+fn check_line(field: &str, value: &str, max: usize, required: bool) -> Result<(), FrameError> {
+    if required && value.trim().is_empty() {
         return Err(FrameError::field(field, "must not be empty"));
     }
-    if value.chars().count() > MAX_NAME_CHARS {
+    if value.chars().count() > max {
         return Err(FrameError::field(
             field,
-            format!("longer than {MAX_NAME_CHARS} characters"),
+            format!("longer than {max} characters"),
         ));
     }
     if value.chars().any(char::is_control) {
@@ -135,20 +136,27 @@ fn check_name(field: &str, value: &str) -> Result<(), FrameError> {
     Ok(())
 }
 
-fn check_short(field: &str, value: &str, required: bool) -> Result<(), FrameError> {
-    if required && value.trim().is_empty() {
-        return Err(FrameError::field(field, "must not be empty"));
-    }
-    if value.chars().count() > MAX_SHORT_CHARS {
-        return Err(FrameError::field(
-            field,
-            format!("longer than {MAX_SHORT_CHARS} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(FrameError::field(field, "contains control characters"));
+/// Runs `check` on every field that is present.
+fn check_present<T: Copy>(
+    fields: &[(&str, Option<T>)],
+    check: fn(&str, T) -> Result<(), FrameError>,
+) -> Result<(), FrameError> {
+    for (field, value) in fields {
+        if let Some(v) = value {
+            check(field, *v)?;
+        }
     }
     Ok(())
+}
+
+/// A character, mob or item name.
+fn check_name(field: &str, value: &str) -> Result<(), FrameError> {
+    check_line(field, value, MAX_NAME_CHARS, true)
+}
+
+/// A short text field (session id, VTank state, tag, online time).
+fn check_short(field: &str, value: &str, required: bool) -> Result<(), FrameError> {
+    check_line(field, value, MAX_SHORT_CHARS, required)
 }
 
 fn check_text(field: &str, value: &str) -> Result<(), FrameError> {

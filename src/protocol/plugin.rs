@@ -380,25 +380,23 @@ fn validate_plugin_frame(frame: &PluginFrame) -> Result<(), FrameError> {
             check_counter("kills", t.kills)?;
             check_counter("deaths", t.deaths)?;
             check_counter("rares_found", t.rares_found)?;
-            for (field, value) in [
-                ("total_deaths", t.total_deaths),
-                ("prismatic_taper_count", t.prismatic_taper_count),
-                ("mem_handles", t.mem_handles),
-            ] {
-                if let Some(v) = value {
-                    check_counter(field, v)?;
-                }
-            }
-            for (field, value) in [
-                ("kills_per_hour", t.kills_per_hour),
-                ("mem_mb", t.mem_mb),
-                ("cpu_pct", t.cpu_pct),
-                ("latency_ms", t.latency_ms),
-            ] {
-                if let Some(v) = value {
-                    check_measure(field, v)?;
-                }
-            }
+            check_present(
+                &[
+                    ("total_deaths", t.total_deaths),
+                    ("prismatic_taper_count", t.prismatic_taper_count),
+                    ("mem_handles", t.mem_handles),
+                ],
+                check_counter,
+            )?;
+            check_present(
+                &[
+                    ("kills_per_hour", t.kills_per_hour),
+                    ("mem_mb", t.mem_mb),
+                    ("cpu_pct", t.cpu_pct),
+                    ("latency_ms", t.latency_ms),
+                ],
+                check_measure,
+            )?;
             for (field, value) in [
                 ("char_tag", &t.char_tag),
                 ("onlinetime", &t.onlinetime),

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::model::{
     ActivityQuery, CharacterStats, CharacterSummary, Event, EventKind, EventQuery, EventRecord,
     HeatCell, HeatmapQuery, HistoryQuery, LeaderQuery, LeaderRow, ProgressPoint, ProgressQuery,
-    Retained, RowCounts, SeriesPoint, SessionRares, SessionStats, TelemetryRecord,
+    Retained, RowCounts, SeriesPoint, SessionRares, SessionStats, Span, TelemetryRecord,
     TimescalePolicies, TrailPoint, TrailQuery, WorldQuery,
 };
 use super::{Backend, StoreError};
@@ -39,12 +39,7 @@ pub trait StoreWrite: Send + Sync + Debug {
     /// Keeps one telemetry row per character per `step_secs` in [from, to) (bounds already
     /// aligned to whole steps): the first of each step, which takes over the kills of the rows
     /// removed. Returns the rows removed.
-    async fn thin_aligned(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        step_secs: i64,
-    ) -> Result<u64, StoreError>;
+    async fn thin_aligned(&self, span: Span, step_secs: i64) -> Result<u64, StoreError>;
 
     /// Hands retention (and compression) to the database itself where it can do it
     /// (TimescaleDB policies). `Ok(false)`: it cannot, and the tracker prunes expired rows.
@@ -78,11 +73,7 @@ pub trait StoreRead: Send + Sync + Debug {
     ) -> Result<Vec<EventRecord>, StoreError>;
 
     /// Event counts binned on a square grid, computed from the raw events.
-    async fn binned_events(
-        &self,
-        kind: EventKind,
-        query: &HeatmapQuery,
-    ) -> Result<Vec<HeatCell>, StoreError>;
+    async fn binned_events(&self, query: &HeatmapQuery) -> Result<Vec<HeatCell>, StoreError>;
 
     /// Hourly spawn counts in [first_hour, last_hour), merged into cells of `k` x `k` stored
     /// cells: (cell x, cell y, count).

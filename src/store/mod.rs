@@ -19,6 +19,7 @@ mod sql;
 mod sqlite;
 mod trails;
 mod upkeep;
+mod writes;
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -202,13 +203,9 @@ impl Store {
     /// Spawn or rare counts binned on a square grid, computed in the database. Spawn maps whose
     /// bin is a multiple of [`SPAWN_CELL`] read the hourly cell counts for the whole hours of
     /// the range and raw spawns only for the partial hours at its ends.
-    pub async fn heatmap(
-        &self,
-        kind: EventKind,
-        query: &HeatmapQuery,
-    ) -> Result<Vec<HeatCell>, StoreError> {
-        if !self.heatmap_from_cells(kind, query) {
-            return self.db.binned_events(kind, query).await;
+    pub async fn heatmap(&self, query: &HeatmapQuery) -> Result<Vec<HeatCell>, StoreError> {
+        if !self.heatmap_from_cells(query) {
+            return self.db.binned_events(query).await;
         }
         let first_hour = hour_of(query.from + chrono::Duration::seconds(3599));
         let last_hour = hour_of(query.to);
@@ -224,10 +221,10 @@ impl Store {
             let edge = HeatmapQuery {
                 from,
                 to,
-                bin: query.bin,
                 label: None,
+                ..query.clone()
             };
-            for cell in self.db.binned_events(kind, &edge).await? {
+            for cell in self.db.binned_events(&edge).await? {
                 let key = (
                     (cell.ew / query.bin).round() as i64,
                     (cell.ns / query.bin).round() as i64,
@@ -242,12 +239,15 @@ impl Store {
     /// Whether a heatmap is answered mostly from the hourly spawn cell counts (cheap) rather
     /// than from raw events: spawns, no name filter, a bin that is a multiple of
     /// [`SPAWN_CELL`], and at least one whole hour.
-    pub fn heatmap_from_cells(&self, kind: EventKind, query: &HeatmapQuery) -> bool {
+    pub fn heatmap_from_cells(&self, query: &HeatmapQuery) -> bool {
         let k = (query.bin / SPAWN_CELL).round();
         let whole_cells = k >= 1.0 && (k * SPAWN_CELL - query.bin).abs() < 1e-9;
         let first_hour = hour_of(query.from + chrono::Duration::seconds(3599));
         let last_hour = hour_of(query.to);
-        kind == EventKind::Spawns && query.label.is_none() && whole_cells && first_hour < last_hour
+        query.kind == EventKind::Spawns
+            && query.label.is_none()
+            && whole_cells
+            && first_hour < last_hour
     }
 
     /// Thins raw telemetry in [from, to) to one row per character per `step_secs` (bounds are
@@ -267,7 +267,7 @@ impl Store {
         if from >= to {
             return Ok(0);
         }
-        self.db.thin_aligned(from, to, step).await
+        self.db.thin_aligned(from..to, step).await
     }
 
     /// The oldest stored telemetry time, if any.

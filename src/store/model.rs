@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::StoreError;
+use super::sql::Arg;
 use crate::protocol::{CharacterSheet, Portal, Rare, Spawn, Telemetry};
 
 /// One accepted event on its way to the database.
@@ -31,6 +33,191 @@ pub enum Event {
         portal: Portal,
         session_id: Option<String>,
     },
+}
+
+/// A span of time, start included, end excluded.
+pub type Span = std::ops::Range<DateTime<Utc>>;
+
+/// A table events are stored in, and the columns an event fills.
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub(crate) name: &'static str,
+    pub(crate) columns: &'static [&'static str],
+}
+
+/// An event as it is stored: its table, and its values in the order of the table's columns.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub(crate) table: &'static Table,
+    pub(crate) values: Vec<Arg>,
+}
+
+pub(crate) const TELEMETRY_TABLE: Table = Table {
+    name: "telemetry_events",
+    columns: &[
+        "character_name",
+        "char_tag",
+        "session_id",
+        "timestamp",
+        "ew",
+        "ns",
+        "z",
+        "kills",
+        "kills_per_hour",
+        "onlinetime",
+        "deaths",
+        "total_deaths",
+        "rares_found",
+        "prismatic_taper_count",
+        "vt_state",
+        "mem_mb",
+        "cpu_pct",
+        "mem_handles",
+        "latency_ms",
+        "kills_delta",
+    ],
+};
+
+const SPAWN_TABLE: Table = Table {
+    name: "spawn_events",
+    columns: &["character_name", "mob", "timestamp", "ew", "ns", "z"],
+};
+
+/// Rares and teleports: something named, found or taken somewhere during a session.
+const NAMED_EVENT_COLUMNS: &[&str] = &[
+    "character_name",
+    "name",
+    "session_id",
+    "timestamp",
+    "ew",
+    "ns",
+    "z",
+];
+
+const RARE_TABLE: Table = Table {
+    name: "rare_events",
+    columns: NAMED_EVENT_COLUMNS,
+};
+
+const PORTAL_TABLE: Table = Table {
+    name: "portal_events",
+    columns: NAMED_EVENT_COLUMNS,
+};
+
+const SHEET_TABLE: Table = Table {
+    name: "character_sheets",
+    columns: &[
+        "character_name",
+        "timestamp",
+        "level",
+        "total_xp",
+        "unassigned_xp",
+        "luminance_earned",
+        "luminance_total",
+        "title",
+        "allegiance_name",
+        "data",
+    ],
+};
+
+impl Event {
+    /// How this event is stored: the one place an event kind meets its table (both backends
+    /// write what this says; PostgreSQL copies telemetry in bulk in the same column order).
+    pub(crate) fn row(&self) -> Result<Row, StoreError> {
+        let (table, values): (&'static Table, Vec<Arg>) = match self {
+            Self::Telemetry {
+                row: t,
+                kills_delta,
+                ..
+            } => (
+                &TELEMETRY_TABLE,
+                vec![
+                    t.character_name.clone().into(),
+                    t.char_tag.clone().into(),
+                    t.session_id.clone().into(),
+                    t.timestamp.into(),
+                    t.ew.into(),
+                    t.ns.into(),
+                    t.z.into(),
+                    t.kills.into(),
+                    t.kills_per_hour.into(),
+                    t.onlinetime.clone().into(),
+                    t.deaths.into(),
+                    t.total_deaths.into(),
+                    t.rares_found.into(),
+                    t.prismatic_taper_count.into(),
+                    t.vt_state.clone().into(),
+                    t.mem_mb.into(),
+                    t.cpu_pct.into(),
+                    t.mem_handles.into(),
+                    t.latency_ms.into(),
+                    (*kills_delta).into(),
+                ],
+            ),
+            Self::Spawn(s) => (
+                &SPAWN_TABLE,
+                vec![
+                    s.character_name.clone().into(),
+                    s.mob.clone().into(),
+                    s.timestamp.into(),
+                    s.ew.into(),
+                    s.ns.into(),
+                    s.z.into(),
+                ],
+            ),
+            Self::Rare {
+                rare: r,
+                session_id,
+            } => (
+                &RARE_TABLE,
+                vec![
+                    r.character_name.clone().into(),
+                    r.name.clone().into(),
+                    session_id.clone().into(),
+                    r.timestamp.into(),
+                    r.ew.into(),
+                    r.ns.into(),
+                    r.z.into(),
+                ],
+            ),
+            Self::Portal {
+                portal: p,
+                session_id,
+            } => (
+                &PORTAL_TABLE,
+                vec![
+                    p.character_name.clone().into(),
+                    p.portal_name.clone().unwrap_or_default().into(),
+                    session_id.clone().into(),
+                    p.timestamp.into(),
+                    p.ew.unwrap_or_default().into(),
+                    p.ns.unwrap_or_default().into(),
+                    p.z.unwrap_or_default().into(),
+                ],
+            ),
+            Self::Sheet(sheet) => {
+                let data = serde_json::to_string(sheet)
+                    .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+                let allegiance = sheet.allegiance.as_ref().and_then(|a| a.name.clone());
+                (
+                    &SHEET_TABLE,
+                    vec![
+                        sheet.character_name.clone().into(),
+                        sheet.timestamp.into(),
+                        sheet.level.into(),
+                        sheet.total_xp.into(),
+                        sheet.unassigned_xp.into(),
+                        sheet.luminance_earned.into(),
+                        sheet.luminance_total.into(),
+                        sheet.title.clone().into(),
+                        allegiance.into(),
+                        Arg::Json(data),
+                    ],
+                )
+            }
+        };
+        Ok(Row { table, values })
+    }
 }
 
 /// A character's persisted running totals.
@@ -251,6 +438,7 @@ pub struct EventRecord {
 /// A heatmap request: counts on a square grid of `bin` map units.
 #[derive(Debug, Clone)]
 pub struct HeatmapQuery {
+    pub kind: EventKind,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub bin: f64,
@@ -334,6 +522,19 @@ pub struct ActivityQuery {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub bucket_secs: i64,
+}
+
+impl ActivityQuery {
+    /// The arguments of an activity statement: `$1` the character, [`$2`, `$3`) the range,
+    /// `$4` the bucket in seconds (as `bucket`).
+    pub(crate) fn args(&self, bucket: Arg) -> Vec<Arg> {
+        vec![
+            self.character.as_str().into(),
+            self.from.into(),
+            self.to.into(),
+            bucket,
+        ]
+    }
 }
 
 /// One bucket of a character's activity series.

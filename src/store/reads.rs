@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use super::sql::{Arg, Dialect, Sql};
+use futures_util::TryStreamExt;
+
+use super::sql::{Arg, Dialect, Sql, sqlite_time};
 use super::{
     ActivityQuery, CharacterStats, CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell,
     HeatmapQuery, HistoryQuery, LeaderMetric, LeaderQuery, LeaderRow, MAX_TRAIL_BREAKS,
@@ -33,80 +35,48 @@ impl<T> Row for T where
 {
 }
 
-/// A database the shared statements run on, and how it binds a time (`timestamptz` on
-/// PostgreSQL, fixed-width RFC 3339 text on SQLite).
-pub(crate) trait Binds: sqlx::Database {
-    type Time: for<'q> sqlx::Encode<'q, Self> + sqlx::Type<Self> + Send + 'static;
-    fn time(t: DateTime<Utc>) -> Self::Time;
-}
-
-/// `args` as `DB` binds them.
-fn arguments<'q, DB>(args: &[Arg]) -> Result<<DB as sqlx::Database>::Arguments<'q>, StoreError>
+/// `args` as `DB` binds them, `time` turning a time into what the backend stores.
+fn arguments<'q, DB, Tm>(
+    args: &[Arg],
+    time: fn(DateTime<Utc>) -> Tm,
+) -> Result<<DB as sqlx::Database>::Arguments<'q>, StoreError>
 where
-    DB: Binds,
+    DB: sqlx::Database,
     String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<f64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Tm: sqlx::Encode<'q, DB> + sqlx::Type<DB> + 'q,
 {
     use sqlx::Arguments;
     let mut out = <DB as sqlx::Database>::Arguments::<'q>::default();
     for arg in args {
         match arg {
-            Arg::Text(v) => out.add(v.clone()),
+            Arg::Text(v) | Arg::Json(v) => out.add(v.clone()),
             Arg::OptText(v) => out.add(v.clone()),
             Arg::Int(v) => out.add(*v),
+            Arg::OptInt(v) => out.add(*v),
             Arg::Float(v) => out.add(*v),
-            Arg::Time(v) => out.add(DB::time(*v)),
+            Arg::OptFloat(v) => out.add(*v),
+            Arg::Time(v) => out.add(time(*v)),
         }
         .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
     }
     Ok(out)
 }
 
-/// `sql` as a query of rows of `T`, its arguments bound `DB`'s way.
-pub(crate) fn bound<DB, T>(
-    sql: &Sql,
-) -> Result<sqlx::query::QueryAs<'_, DB, T, <DB as sqlx::Database>::Arguments<'_>>, StoreError>
-where
-    DB: Binds,
-    T: for<'r> sqlx::FromRow<'r, DB::Row>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<String>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    f64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    Ok(sqlx::query_as_with::<DB, T, _>(
-        &sql.text,
-        arguments::<DB>(&sql.args)?,
-    ))
+/// `args` bound for PostgreSQL (times as `timestamptz`).
+pub(crate) fn pg_args(args: &[Arg]) -> Result<sqlx::postgres::PgArguments, StoreError> {
+    arguments::<sqlx::Postgres, _>(args, |t| t)
 }
 
-/// The rows of `sql` from `pool`, one at a time, until `each` returns false.
-async fn for_each<DB, T>(
-    pool: &sqlx::Pool<DB>,
-    sql: Sql,
-    each: &mut (dyn FnMut(T) -> bool + Send),
-) -> Result<(), StoreError>
-where
-    DB: Binds,
-    T: Row + for<'r> sqlx::FromRow<'r, DB::Row>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<String>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    f64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    use futures_util::TryStreamExt;
-    let mut rows = bound::<DB, T>(&sql)?.fetch(pool);
-    while let Some(row) = rows.try_next().await? {
-        if !each(row) {
-            break;
-        }
-    }
-    Ok(())
+/// `args` bound for SQLite (times as fixed-width RFC 3339 text).
+pub(crate) fn sqlite_args<'q>(
+    args: &[Arg],
+) -> Result<sqlx::sqlite::SqliteArguments<'q>, StoreError> {
+    arguments::<sqlx::Sqlite, _>(args, sqlite_time)
 }
 
 /// One of a backend's pools.
@@ -117,23 +87,39 @@ pub(crate) enum Pool<'a> {
 }
 
 impl Pool<'_> {
+    /// The rows of `sql` one at a time, in order, until `each` returns false.
+    pub(crate) async fn each<T: Row>(
+        self,
+        sql: Sql,
+        each: &mut (dyn FnMut(T) -> bool + Send),
+    ) -> Result<(), StoreError> {
+        let mut rows = match self {
+            Self::Postgres(pool) => {
+                sqlx::query_as_with::<_, T, _>(&sql.text, pg_args(&sql.args)?).fetch(pool)
+            }
+            Self::Sqlite(pool) => {
+                sqlx::query_as_with::<_, T, _>(&sql.text, sqlite_args(&sql.args)?).fetch(pool)
+            }
+        };
+        while let Some(row) = rows.try_next().await? {
+            if !each(row) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs a statement that returns no rows; how many rows it changed.
     pub(crate) async fn execute(self, sql: Sql) -> Result<u64, StoreError> {
         Ok(match self {
-            Self::Postgres(pool) => {
-                let args = arguments::<sqlx::Postgres>(&sql.args)?;
-                sqlx::query_with(&sql.text, args)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            }
-            Self::Sqlite(pool) => {
-                let args = arguments::<sqlx::Sqlite>(&sql.args)?;
-                sqlx::query_with(&sql.text, args)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            }
+            Self::Postgres(pool) => sqlx::query_with(&sql.text, pg_args(&sql.args)?)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Self::Sqlite(pool) => sqlx::query_with(&sql.text, sqlite_args(&sql.args)?)
+                .execute(pool)
+                .await?
+                .rows_affected(),
         })
     }
 
@@ -150,11 +136,17 @@ impl Pool<'_> {
 /// differ.
 #[async_trait]
 pub(crate) trait Runner: Send + Sync + Debug {
-    /// Where reads run (with a statement timeout on PostgreSQL).
-    fn read_pool(&self) -> Pool<'_>;
+    /// Where reads run (with a statement timeout on PostgreSQL), and where the writer and
+    /// maintenance run.
+    fn pools(&self) -> (Pool<'_>, Pool<'_>);
 
-    /// Where the writer and maintenance run.
-    fn write_pool(&self) -> Pool<'_>;
+    fn read_pool(&self) -> Pool<'_> {
+        self.pools().0
+    }
+
+    fn write_pool(&self) -> Pool<'_> {
+        self.pools().1
+    }
 
     fn dialect(&self) -> Dialect {
         match self.read_pool() {
@@ -169,10 +161,7 @@ pub(crate) trait Runner: Send + Sync + Debug {
         sql: Sql,
         each: &mut (dyn FnMut(T) -> bool + Send),
     ) -> Result<(), StoreError> {
-        match self.read_pool() {
-            Pool::Postgres(pool) => for_each(pool, sql, each).await,
-            Pool::Sqlite(pool) => for_each(pool, sql, each).await,
-        }
+        self.read_pool().each(sql, each).await
     }
 
     /// Every row of `sql`.
@@ -321,12 +310,8 @@ impl<R: Runner> StoreRead for R {
         self.rows(sql).await
     }
 
-    async fn binned_events(
-        &self,
-        kind: EventKind,
-        q: &HeatmapQuery,
-    ) -> Result<Vec<HeatCell>, StoreError> {
-        let (table, label) = event_table(kind);
+    async fn binned_events(&self, q: &HeatmapQuery) -> Result<Vec<HeatCell>, StoreError> {
+        let (table, label) = event_table(q.kind);
         let mut sql = Sql::default();
         let bin = sql.param(q.bin);
         let d = self.dialect();

@@ -3,7 +3,13 @@
 //! own way (a time is a `timestamptz` on PostgreSQL and fixed-width RFC 3339 text on SQLite).
 //! [`Dialect`] holds the few fragments that really differ.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// How SQLite stores a time: fixed-width RFC 3339 text (microseconds, `Z`), so that text order
+/// is time order and range filters use the indexes.
+pub(crate) fn sqlite_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
 
 /// Which SQL a backend speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,19 +82,17 @@ pub(crate) enum Arg {
     Text(String),
     OptText(Option<String>),
     Int(i64),
+    OptInt(Option<i64>),
     Float(f64),
+    OptFloat(Option<f64>),
     Time(DateTime<Utc>),
+    /// A JSON document as text (a `jsonb` column on PostgreSQL, text on SQLite).
+    Json(String),
 }
 
 impl From<&str> for Arg {
     fn from(v: &str) -> Self {
         Self::Text(v.to_owned())
-    }
-}
-
-impl From<String> for Arg {
-    fn from(v: String) -> Self {
-        Self::Text(v)
     }
 }
 
@@ -98,22 +102,25 @@ impl From<Option<&str>> for Arg {
     }
 }
 
-impl From<i64> for Arg {
-    fn from(v: i64) -> Self {
-        Self::Int(v)
-    }
+/// `Arg::from` for the types that map onto one variant as they are.
+macro_rules! arg_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$t> for Arg {
+            fn from(v: $t) -> Self {
+                Self::$variant(v)
+            }
+        }
+    )*};
 }
 
-impl From<f64> for Arg {
-    fn from(v: f64) -> Self {
-        Self::Float(v)
-    }
-}
-
-impl From<DateTime<Utc>> for Arg {
-    fn from(v: DateTime<Utc>) -> Self {
-        Self::Time(v)
-    }
+arg_from! {
+    String => Text,
+    Option<String> => OptText,
+    i64 => Int,
+    Option<i64> => OptInt,
+    f64 => Float,
+    Option<f64> => OptFloat,
+    DateTime<Utc> => Time,
 }
 
 /// A statement: its text and its arguments, in placeholder order.
@@ -144,6 +151,20 @@ impl Sql {
         let n = self.args.len();
         self.text.push('$');
         self.text.push_str(&n.to_string());
+        self
+    }
+
+    /// Appends the next placeholder as a value of a column: a JSON argument is cast to `jsonb`
+    /// on PostgreSQL.
+    pub(crate) fn value(&mut self, dialect: Dialect, arg: Arg) -> &mut Self {
+        let json = matches!(arg, Arg::Json(_)) && dialect == Dialect::Postgres;
+        if json {
+            self.push("CAST(");
+        }
+        self.bind(arg);
+        if json {
+            self.push(" AS JSONB)");
+        }
         self
     }
 

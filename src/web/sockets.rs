@@ -17,6 +17,12 @@ use crate::state::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::Query;
 
+/// Counts a refused connection and answers why.
+fn refuse(state: &AppState, why: ApiError) -> Response {
+    metrics::bump(&state.metrics.connections_refused);
+    why.into_response()
+}
+
 /// Header carrying the plugin's shared secret.
 pub(crate) const SECRET_HEADER: &str = "x-plugin-secret";
 
@@ -49,24 +55,26 @@ pub(crate) async fn plugin_socket(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     if !net::origin_allowed(&state.settings.access.allowed_origins, &headers) {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::Forbidden(
-            "plugin connections from pages of other origins are refused".into(),
-        )
-        .into_response();
+        return refuse(
+            &state,
+            ApiError::Forbidden(
+                "plugin connections from pages of other origins are refused".into(),
+            ),
+        );
     }
     let Some(expected) = state.settings.access.shared_secret.as_ref() else {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::Unauthorized(
-            "plugin connections are disabled: the server has no SHARED_SECRET configured",
-        )
-        .into_response();
+        return refuse(
+            &state,
+            ApiError::Unauthorized(
+                "plugin connections are disabled: the server has no SHARED_SECRET configured",
+            ),
+        );
     };
     let client = net::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
     if state.auth_failures.is_limited(client) {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::TooManyRequests("too many failed plugin authentications; wait a minute")
-            .into_response();
+        let why =
+            ApiError::TooManyRequests("too many failed plugin authentications; wait a minute");
+        return refuse(&state, why);
     }
     let presented = headers
         .get(SECRET_HEADER)
@@ -102,8 +110,7 @@ pub(crate) async fn plugin_socket(
         Peer::Plugin,
         state.settings.sessions.max_plugins,
     ) else {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::Unavailable("too many plugin connections").into_response();
+        return refuse(&state, ApiError::Unavailable("too many plugin connections"));
     };
     let tracker = state.sessions.token();
     socket::with_limits(upgrade, state.settings.sessions.max_plugin_message_bytes)
@@ -146,14 +153,13 @@ pub(crate) async fn browser_socket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if !net::origin_allowed(&state.settings.access.allowed_origins, &headers) {
-        metrics::bump(&state.metrics.connections_refused);
         tracing::debug!(%peer, "browser refused: foreign Origin");
-        return ApiError::Forbidden(
+        let why = ApiError::Forbidden(
             "pages of this origin may not open the live map socket; the tracker serves its own \
              map, or add the origin to ALLOWED_ORIGINS"
                 .into(),
-        )
-        .into_response();
+        );
+        return refuse(&state, why);
     }
     let coalesced = match query.coalesce.as_deref() {
         None | Some("0" | "false") => false,
@@ -169,8 +175,10 @@ pub(crate) async fn browser_socket(
         Peer::Browser,
         state.settings.sessions.max_browsers,
     ) else {
-        metrics::bump(&state.metrics.connections_refused);
-        return ApiError::Unavailable("too many browser connections").into_response();
+        return refuse(
+            &state,
+            ApiError::Unavailable("too many browser connections"),
+        );
     };
     let tracker = state.sessions.token();
     socket::with_limits(upgrade, state.settings.sessions.max_message_bytes)

@@ -30,11 +30,7 @@ struct Connections {
 }
 
 pub(crate) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
-    let temp_db = std::env::temp_dir().join(format!("dereth-conns-{}.db", std::process::id()));
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", temp_db.display()));
+    let (url, temp_db) = crate::report::database_url(args.database_url.as_deref(), "conns");
     let server = ServerProcess::start(&url, &[]).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = server.sample()?;
@@ -111,11 +107,7 @@ pub(crate) async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
             / total as f64,
     };
     println!("{}", serde_json::to_string(&summary)?);
-    let verdict = if summary.bytes_per_connection < 64.0 * 1024.0 {
-        "met"
-    } else {
-        "**missed**"
-    };
+    let verdict = crate::report::verdict(summary.bytes_per_connection < 64.0 * 1024.0);
     let reproduce = crate::report::reproduce("connections");
     record(
         &args.report,

@@ -62,11 +62,7 @@ fn sent_at(text: &str) -> impl Iterator<Item = i64> + '_ {
 }
 
 pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<()> {
-    let temp_db = std::env::temp_dir().join(format!("dereth-fanout-{}.db", std::process::id()));
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", temp_db.display()));
+    let (url, temp_db) = crate::report::database_url(args.database_url.as_deref(), "fanout");
     let cluster = Cluster::start(&args, &url).await?;
     let server = &cluster.browsers;
     let stop = CancellationToken::new();
@@ -235,7 +231,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         server_rss_mib: after.rss_bytes as f64 / (1024.0 * 1024.0),
     };
     println!("{}", serde_json::to_string(&summary)?);
-    let ok = |b: bool| if b { "met" } else { "**missed**" };
+    let ok = crate::report::verdict;
     let (section, title, target_ms, reproduce) = if let Some(bus) = &args.cluster_bus {
         let kind = if bus == "postgres" {
             "postgres"
@@ -265,26 +261,25 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<()> {
                 args.browsers
             )),
         )
-    } else if args.viewport {
-        (
-            "fanout-viewport",
-            "Coalesced fan-out to browsers each watching an area (`dereth-bench fanout --coalesce --viewport`)",
-            500.0,
-            crate::report::reproduce(&format!(
-                "fanout --coalesce --viewport --characters {} --browsers {}",
-                args.characters, args.browsers
-            )),
-        )
     } else if args.coalesce {
-        (
-            "fanout-coalesced",
-            "Coalesced fan-out (`dereth-bench fanout --coalesce`): one batch per 250 ms tick",
-            500.0,
-            crate::report::reproduce(&format!(
-                "fanout --coalesce --characters {} --browsers {}",
-                args.characters, args.browsers
-            )),
-        )
+        let (section, title, flags) = if args.viewport {
+            (
+                "fanout-viewport",
+                "Coalesced fan-out to browsers each watching an area (`dereth-bench fanout --coalesce --viewport`)",
+                "--coalesce --viewport",
+            )
+        } else {
+            (
+                "fanout-coalesced",
+                "Coalesced fan-out (`dereth-bench fanout --coalesce`): one batch per 250 ms tick",
+                "--coalesce",
+            )
+        };
+        let command = format!(
+            "fanout {flags} --characters {} --browsers {}",
+            args.characters, args.browsers
+        );
+        (section, title, 500.0, crate::report::reproduce(&command))
     } else {
         (
             "fanout",

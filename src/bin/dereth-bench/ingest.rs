@@ -234,11 +234,8 @@ pub(crate) async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         server_rss_mib: after.rss_bytes as f64 / (1024.0 * 1024.0),
     };
     println!("{}", serde_json::to_string(&summary)?);
-    let verdict = if summary.fraction_of_ceiling >= 0.5 && summary.rows_lost == 0 {
-        "met"
-    } else {
-        "**missed**"
-    };
+    let verdict =
+        crate::report::verdict(summary.fraction_of_ceiling >= 0.5 && summary.rows_lost == 0);
     let reproduce = crate::report::reproduce(
         "ingest --database-url postgres://USER:PASSWORD@127.0.0.1/dereth_bench",
     );

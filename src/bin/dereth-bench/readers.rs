@@ -277,11 +277,7 @@ pub(crate) async fn run(args: ReadersArgs) -> anyhow::Result<()> {
     server.stop().await?;
     let lost = sent - rows;
     let drop = 1.0 - loaded.rows_persisted_per_sec / alone.rows_persisted_per_sec.max(1e-9);
-    let verdict = if drop < 0.2 && lost == 0 && loaded.health_failed == 0 {
-        "met"
-    } else {
-        "**missed**"
-    };
+    let verdict = crate::report::verdict(drop < 0.2 && lost == 0 && loaded.health_failed == 0);
     println!(
         "{}",
         serde_json::json!({"scenario": "readers", "alone": alone, "loaded": loaded,

@@ -24,6 +24,19 @@ pub(crate) fn today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
 }
 
+/// How a figure fares against its target, as reports print it.
+pub(crate) fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+/// The database a benchmark uses: `given`, or a fresh SQLite file named after `name` in the
+/// temporary directory (returned too, so the caller can remove it).
+pub(crate) fn database_url(given: Option<&str>, name: &str) -> (String, std::path::PathBuf) {
+    let file = std::env::temp_dir().join(format!("dereth-{name}-{}.db", std::process::id()));
+    let url = given.map_or_else(|| format!("sqlite://{}", file.display()), str::to_owned);
+    (url, file)
+}
+
 /// The line of a report section saying how to measure its figures again: `tool` and its flags.
 pub(crate) fn reproduce(tool: &str) -> String {
     format!(

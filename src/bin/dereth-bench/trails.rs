@@ -125,7 +125,7 @@ pub(crate) async fn run(args: TrailsArgs) -> anyhow::Result<()> {
             args.seconds,
             args.seconds,
             args.iterations,
-            if met { "met" } else { "**missed**" },
+            crate::report::verdict(met),
         ),
     )?;
     Ok(())

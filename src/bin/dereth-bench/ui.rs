@@ -158,20 +158,7 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     let history_minutes = REPLAY_LEAD.num_minutes() + 2 * args.seconds as i64 + 5;
     let history_start = chrono::Utc::now() - chrono::Duration::minutes(history_minutes);
     let (server, stop, db) = with_characters(args.characters, 5.0, history_minutes).await?;
-    let chrome = Chrome::start(1280, 800).await?;
-    chrome
-        .client
-        .goto(&format!("http://{}/?theme=dark", server.addr))
-        .await?;
-    chrome
-        .wait_for(
-            &format!(
-                "return window.__dereth && window.__dereth.players().length >= {}",
-                args.characters
-            ),
-            Duration::from_secs(60),
-        )
-        .await?;
+    let chrome = open_map(server.addr, (1280, 800), "dark", args.characters).await?;
     chrome
         .js("document.getElementById('trails-toggle').click()")
         .await?;
@@ -191,11 +178,7 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(&figures)?);
     let s = &figures.stats;
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-    let verdict = if f(&s["draw"]["p99"]) < 16.0 {
-        "met"
-    } else {
-        "**missed**"
-    };
+    let verdict = crate::report::verdict(f(&s["draw"]["p99"]) < 16.0);
     let reproduce = crate::report::reproduce("ui");
     record(
         &args.report,
@@ -211,32 +194,18 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
              `draw` is the time to draw one frame of the map (markers, trails, grid, towns, \
              background); `interval` is the time between animation frames as the browser \
              scheduled them. {} s of frames.\n\n\
-             | | frames | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n\
-             | draw | {} | {:.1} ms | {:.1} ms | {:.1} ms ({verdict}, target < 16 ms) | {:.1} ms |\n\
-             | interval | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n\n\
+             {}\n\
              {reproduce} (needs `chromium` and `chromium-driver`).\n",
             crate::report::today(),
             args.characters,
             args.seconds,
-            s["draw"]["frames"],
-            f(&s["draw"]["p50"]),
-            f(&s["draw"]["p95"]),
-            f(&s["draw"]["p99"]),
-            f(&s["draw"]["max"]),
-            s["interval"]["frames"],
-            f(&s["interval"]["p50"]),
-            f(&s["interval"]["p95"]),
-            f(&s["interval"]["p99"]),
-            f(&s["interval"]["max"]),
+            frame_table(s, &format!(" ({verdict}, target < 16 ms)")),
         ),
     )?;
 
     let r = &replay;
-    let replay_verdict = if f(&r["interval"]["frames"]) / args.seconds as f64 >= 50.0 {
-        "met"
-    } else {
-        "**missed**"
-    };
+    let replay_verdict =
+        crate::report::verdict(f(&r["interval"]["frames"]) / args.seconds as f64 >= 50.0);
     println!(
         "{}",
         serde_json::json!({"scenario": "ui-replay", "stats": replay})
@@ -254,9 +223,7 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
              request every 500 ms of wall time, and trails fetched for the stretch since the \
              previous request), while the simulator keeps every character live. {} s of \
              frames: {} frames, {:.0} frames per second on average.\n\n\
-             | | frames | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n\
-             | draw | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n\
-             | interval | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n\n\
+             {}\n\
              Target: above 50 frames per second on average ({replay_verdict}). The live map \
              in the section above, measured the same way, runs at about the same rate: the \
              browser shares two cores with the tracker and a simulator of every character.\n\n\
@@ -266,16 +233,7 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
             args.seconds,
             r["interval"]["frames"],
             f(&r["interval"]["frames"]) / args.seconds as f64,
-            r["draw"]["frames"],
-            f(&r["draw"]["p50"]),
-            f(&r["draw"]["p95"]),
-            f(&r["draw"]["p99"]),
-            f(&r["draw"]["max"]),
-            r["interval"]["frames"],
-            f(&r["interval"]["p50"]),
-            f(&r["interval"]["p95"]),
-            f(&r["interval"]["p99"]),
-            f(&r["interval"]["max"]),
+            frame_table(r, ""),
         ),
     )?;
 
@@ -287,17 +245,7 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
         ("light", 390, 844, "map-light-phone.png"),
         ("dark", 390, 844, "map-dark-phone.png"),
     ] {
-        let chrome = Chrome::start(width, height).await?;
-        chrome
-            .client
-            .goto(&format!("http://{}/?theme={theme}", server.addr))
-            .await?;
-        chrome
-            .wait_for(
-                "return window.__dereth && window.__dereth.players().length >= 60",
-                Duration::from_secs(60),
-            )
-            .await?;
+        let chrome = open_map(server.addr, (width, height), theme, 60).await?;
         chrome.js("document.getElementById('trails-toggle').click(); document.getElementById('spawn-heat').click();").await?;
         tokio::time::sleep(Duration::from_secs(4)).await;
         chrome.js("window.__dereth.select('Sim 0007')").await?;
@@ -308,4 +256,45 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     finish(server, stop, db).await?;
     eprintln!("screenshots written to {}", args.screenshots.display());
     Ok(())
+}
+
+/// The Markdown table of frame times (`draw` and `interval` rows) in `stats`; `p99_note` follows
+/// the draw p99.
+fn frame_table(stats: &serde_json::Value, p99_note: &str) -> String {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let row = |name: &str, note: &str| {
+        let s = &stats[name];
+        format!(
+            "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms{note} | {:.1} ms |\n",
+            s["frames"],
+            f(&s["p50"]),
+            f(&s["p95"]),
+            f(&s["p99"]),
+            f(&s["max"])
+        )
+    };
+    format!(
+        "| | frames | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n{}{}",
+        row("draw", p99_note),
+        row("interval", "")
+    )
+}
+
+/// Headless Chromium of `size` showing the map of the tracker at `addr` in `theme`, once it lists
+/// at least `characters` characters.
+async fn open_map(
+    addr: std::net::SocketAddr,
+    (width, height): (u32, u32),
+    theme: &str,
+    characters: usize,
+) -> anyhow::Result<Chrome> {
+    let chrome = Chrome::start(width, height).await?;
+    chrome
+        .client
+        .goto(&format!("http://{addr}/?theme={theme}"))
+        .await?;
+    let ready =
+        format!("return window.__dereth && window.__dereth.players().length >= {characters}");
+    chrome.wait_for(&ready, Duration::from_secs(60)).await?;
+    Ok(chrome)
 }

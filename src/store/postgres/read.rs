@@ -3,27 +3,15 @@
 //! TimescaleDB's hourly aggregate for activity older than raw telemetry.
 
 use super::PgStore;
-use crate::store::reads::{Binds, Pool, Row, Runner, bound};
-use crate::store::sql::Sql;
-use crate::store::{ActivityQuery, SeriesPoint, StoreError};
+use crate::store::reads::{Pool, Row, Runner, pg_args};
+use crate::store::sql::{Arg, Sql};
+use crate::store::{ActivityQuery, SeriesPoint, Span, StoreError};
 use chrono::{DateTime, Utc};
-
-impl Binds for sqlx::Postgres {
-    type Time = DateTime<Utc>;
-
-    fn time(t: DateTime<Utc>) -> DateTime<Utc> {
-        t
-    }
-}
 
 #[async_trait::async_trait]
 impl Runner for PgStore {
-    fn read_pool(&self) -> Pool<'_> {
-        Pool::Postgres(&self.reads)
-    }
-
-    fn write_pool(&self) -> Pool<'_> {
-        Pool::Postgres(&self.pool)
+    fn pools(&self) -> (Pool<'_>, Pool<'_>) {
+        (Pool::Postgres(&self.reads), Pool::Postgres(&self.pool))
     }
 
     async fn grouped<T: Row>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
@@ -36,7 +24,7 @@ impl Runner for PgStore {
         sqlx::query("SET LOCAL enable_sort = off")
             .execute(&mut *tx)
             .await?;
-        let rows = bound::<sqlx::Postgres, T>(&sql)?
+        let rows = sqlx::query_as_with::<_, T, _>(&sql.text, pg_args(&sql.args)?)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -67,77 +55,59 @@ impl Runner for PgStore {
             let cutoff = DateTime::from_timestamp(cutoff.timestamp().div_euclid(align) * align, 0)
                 .unwrap_or(cutoff);
             if from < cutoff {
-                let mut series = self
-                    .hourly_activity(character, from, cutoff, bucket_secs)
-                    .await?;
-                series.extend(
-                    self.raw_activity(character, cutoff, to, bucket_secs)
-                        .await?,
-                );
+                let mut series = self.activity_from(true, q, from..cutoff).await?;
+                series.extend(self.activity_from(false, q, cutoff..to).await?);
                 return Ok(series);
             }
         }
-        self.raw_activity(character, from, to, bucket_secs).await
+        self.activity_from(false, q, from..to).await
     }
 }
 
 impl PgStore {
-    /// Kills per bucket from the hourly aggregate (buckets of at least an hour).
-    async fn hourly_activity(
+    /// Kills per bucket over `span` of the query's range: from the hourly aggregate (buckets of
+    /// at least an hour) or from raw telemetry.
+    async fn activity_from(
         &self,
-        character: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        bucket_secs: i64,
+        hourly: bool,
+        q: &ActivityQuery,
+        span: Span,
     ) -> Result<Vec<SeriesPoint>, StoreError> {
-        let text = "SELECT time_bucket(make_interval(secs => $4), bucket) AS bucket, \
+        let text = if hourly {
+            "SELECT time_bucket(make_interval(secs => $4), bucket) AS bucket, \
                     (sum(kills_per_hour * samples) / nullif(sum(samples), 0))::float8 \
                         AS kills_per_hour, \
                     sum(kills)::int8 AS kills, sum(samples)::int8 AS samples \
              FROM kills_hourly \
              WHERE character_name = $1 AND bucket >= $2 AND bucket < $3 \
-             GROUP BY 1 ORDER BY 1";
-        let secs = bucket_secs.max(3600) as f64;
-        self.rows(activity_sql(text, character, from, to, secs))
-            .await
-    }
-
-    /// Kills per bucket from raw telemetry.
-    async fn raw_activity(
-        &self,
-        character: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        bucket_secs: i64,
-    ) -> Result<Vec<SeriesPoint>, StoreError> {
-        // TimescaleDB's time_bucket is the native tool; plain PostgreSQL floors the epoch.
-        let bucket = if self.timescaledb() {
-            "time_bucket(make_interval(secs => $4), timestamp)"
-        } else {
-            "to_timestamp(floor(extract(epoch FROM timestamp) / $4) * $4)"
-        };
-        let text = format!(
-            "SELECT {bucket} AS bucket, avg(kills_per_hour)::float8 AS kills_per_hour, \
-                    sum(kills_delta)::int8 AS kills, count(*) AS samples \
-             FROM telemetry_events \
-             WHERE character_name = $1 AND timestamp >= $2 AND timestamp < $3 \
              GROUP BY 1 ORDER BY 1"
-        );
-        self.rows(activity_sql(&text, character, from, to, bucket_secs as f64))
+                .to_owned()
+        } else {
+            // TimescaleDB's time_bucket is the native tool; plain PostgreSQL floors the epoch.
+            let bucket = if self.timescaledb() {
+                "time_bucket(make_interval(secs => $4), timestamp)"
+            } else {
+                "to_timestamp(floor(extract(epoch FROM timestamp) / $4) * $4)"
+            };
+            format!(
+                "SELECT {bucket} AS bucket, avg(kills_per_hour)::float8 AS kills_per_hour, \
+                        sum(kills_delta)::int8 AS kills, count(*) AS samples \
+                 FROM telemetry_events \
+                 WHERE character_name = $1 AND timestamp >= $2 AND timestamp < $3 \
+                 GROUP BY 1 ORDER BY 1"
+            )
+        };
+        let secs = if hourly {
+            q.bucket_secs.max(3600)
+        } else {
+            q.bucket_secs
+        };
+        let range = ActivityQuery {
+            from: span.start,
+            to: span.end,
+            ..q.clone()
+        };
+        self.rows(Sql::new(text, range.args(Arg::Float(secs as f64))))
             .await
     }
-}
-
-/// An activity statement: `$1` the character, [`$2`, `$3`) the range, `$4` the bucket in seconds.
-fn activity_sql(
-    text: &str,
-    character: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    bucket_secs: f64,
-) -> Sql {
-    Sql::new(
-        text,
-        vec![character.into(), from.into(), to.into(), bucket_secs.into()],
-    )
 }

@@ -7,7 +7,7 @@ mod write;
 
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -27,11 +27,7 @@ pub struct SqliteStore {
 
 /// Timestamps are stored as fixed-width RFC 3339 text so that text order is time order.
 pub(super) fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn now_text() -> String {
-    ts(&Utc::now())
+    crate::store::sql::sqlite_time(*t)
 }
 
 impl SqliteStore {

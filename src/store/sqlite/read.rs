@@ -2,29 +2,15 @@
 //! timestamps bound as fixed-width RFC 3339 text (so range filters compare text and use the same
 //! indexes as on PostgreSQL).
 
-use chrono::{DateTime, Utc};
-
-use super::{SqliteStore, ts};
-use crate::store::reads::{Binds, Pool, Runner};
+use super::SqliteStore;
+use crate::store::reads::{Pool, Runner};
 use crate::store::sql::Sql;
 use crate::store::{ActivityQuery, SeriesPoint, StoreError};
 
-impl Binds for sqlx::Sqlite {
-    type Time = String;
-
-    fn time(t: DateTime<Utc>) -> String {
-        ts(&t)
-    }
-}
-
 #[async_trait::async_trait]
 impl Runner for SqliteStore {
-    fn read_pool(&self) -> Pool<'_> {
-        Pool::Sqlite(&self.reads)
-    }
-
-    fn write_pool(&self) -> Pool<'_> {
-        Pool::Sqlite(&self.pool)
+    fn pools(&self) -> (Pool<'_>, Pool<'_>) {
+        (Pool::Sqlite(&self.reads), Pool::Sqlite(&self.pool))
     }
 
     async fn activity(&self, q: &ActivityQuery) -> Result<Vec<SeriesPoint>, StoreError> {
@@ -36,12 +22,7 @@ impl Runner for SqliteStore {
              FROM telemetry_events \
              WHERE character_name = $1 AND timestamp >= $2 AND timestamp < $3 \
              GROUP BY 1 ORDER BY 1",
-            vec![
-                q.character.as_str().into(),
-                q.from.into(),
-                q.to.into(),
-                q.bucket_secs.into(),
-            ],
+            q.args(q.bucket_secs.into()),
         );
         self.rows(sql).await
     }

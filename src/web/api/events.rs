@@ -186,6 +186,7 @@ async fn heatmap(
     }
     let bin = params::number("bin", p.bin.as_deref(), BIN_MIN, BIN_MAX)?.unwrap_or(BIN_DEFAULT);
     let query = HeatmapQuery {
+        kind,
         from,
         to,
         bin,
@@ -193,7 +194,7 @@ async fn heatmap(
     };
     let _permit = state.queries.admit().await?;
     // Spawns are about as many as telemetry rows; rares are few.
-    if kind == EventKind::Spawns && !state.store.heatmap_from_cells(kind, &query) {
+    if kind == EventKind::Spawns && !state.store.heatmap_from_cells(&query) {
         let characters = characters_covered(&state, None, from).await?;
         state.queries.check_range(
             from,
@@ -203,7 +204,7 @@ async fn heatmap(
              a multiple of 2 (answered from hourly counts)",
         )?;
     }
-    let cells = state.store.heatmap(kind, &query).await?;
+    let cells = state.store.heatmap(&query).await?;
     Ok(Json(Heatmap {
         bin,
         from,

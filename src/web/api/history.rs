@@ -201,9 +201,9 @@ pub(crate) async fn trails(
     State(state): State<AppState>,
     Query(p): Query<TrailsParams>,
 ) -> Result<Response, ApiError> {
-    let seconds = params::int("seconds", p.seconds.as_deref(), 1, TRAILS_MAX_SECS)?
+    let seconds = params::number::<i64>("seconds", p.seconds.as_deref(), 1, TRAILS_MAX_SECS)?
         .unwrap_or(TRAILS_DEFAULT_SECS);
-    let step = params::int("step", p.step.as_deref(), 1, 3600)?;
+    let step = params::number::<i64>("step", p.step.as_deref(), 1, 3600)?;
     let format = params::format(p.format.as_deref())?;
     let character = params::name("character", p.character.as_deref())?;
     let (from, to) = params::range(p.from.as_deref(), p.to.as_deref())?;
@@ -298,7 +298,8 @@ pub(crate) async fn world(
 ) -> Result<Json<World>, ApiError> {
     let at = params::time("at", p.at.as_deref())?
         .ok_or_else(|| ApiError::BadRequest("`at` is required (an RFC 3339 time)".into()))?;
-    let lookback = params::int("lookback", p.lookback.as_deref(), 1, 3600)?.unwrap_or(120);
+    let lookback =
+        params::number::<i64>("lookback", p.lookback.as_deref(), 1, 3600)?.unwrap_or(120);
     let since = at - chrono::Duration::seconds(lookback);
     let characters = state
         .store

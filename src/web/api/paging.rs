@@ -72,7 +72,7 @@ where
     let after = params::cursor(paging.cursor.as_deref())?;
     match format {
         Format::Json => {
-            let limit = params::int("limit", paging.limit.as_deref(), 1, PAGE_MAX_LIMIT)?
+            let limit = params::number::<i64>("limit", paging.limit.as_deref(), 1, PAGE_MAX_LIMIT)?
                 .unwrap_or(PAGE_DEFAULT_LIMIT);
             // One row more than asked tells whether another page follows.
             let mut rows = fetch(after, limit + 1).await?;
@@ -85,7 +85,7 @@ where
             Ok(Json(page(rows, next_cursor)).into_response())
         }
         Format::Csv => {
-            let cap = params::int("limit", paging.limit.as_deref(), 1, i64::MAX)?;
+            let cap = params::number::<i64>("limit", paging.limit.as_deref(), 1, i64::MAX)?;
             let export = csv::Export::start(state).await?;
             Ok(csv::paged(
                 filename,

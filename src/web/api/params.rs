@@ -21,38 +21,34 @@ pub(crate) fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>
         })
 }
 
-/// Parses a whole number within [min, max].
-pub(crate) fn int(
-    name: &str,
-    raw: Option<&str>,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, ApiError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    match raw.trim().parse::<i64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
-        _ => Err(ApiError::BadRequest(format!(
-            "`{name}` must be a whole number from {min} to {max}"
-        ))),
-    }
+/// A number type a parameter may be: what it is called in an error.
+pub(crate) trait Number: std::str::FromStr + PartialOrd + std::fmt::Display + Copy {
+    const WHAT: &'static str;
 }
 
-/// Parses a finite number within [min, max].
-pub(crate) fn number(
+impl Number for i64 {
+    const WHAT: &'static str = "a whole number";
+}
+
+impl Number for f64 {
+    const WHAT: &'static str = "a number";
+}
+
+/// Parses a number within [min, max] (NaN and infinities never are).
+pub(crate) fn number<T: Number>(
     name: &str,
     raw: Option<&str>,
-    min: f64,
-    max: f64,
-) -> Result<Option<f64>, ApiError> {
+    min: T,
+    max: T,
+) -> Result<Option<T>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    match raw.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= min && v <= max => Ok(Some(v)),
+    match raw.trim().parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(Some(v)),
         _ => Err(ApiError::BadRequest(format!(
-            "`{name}` must be a number from {min} to {max}"
+            "`{name}` must be {} from {min} to {max}",
+            T::WHAT
         ))),
     }
 }
@@ -66,6 +62,12 @@ pub(crate) fn name(param: &str, raw: Option<&str>) -> Result<Option<String>, Api
         ))),
         Some(v) => Ok(Some(v.to_owned())),
     }
+}
+
+/// The character a path names: a name filter that must be there.
+pub(crate) fn character(raw: &str) -> Result<String, ApiError> {
+    name("character", Some(raw))?
+        .ok_or_else(|| ApiError::BadRequest("`character` must not be empty".into()))
 }
 
 /// A time range whose ends are each optional.

@@ -108,7 +108,7 @@ pub(crate) async fn leaderboard(
         }
     };
     let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref(), DEFAULT_SPAN)?;
-    let limit = params::int("limit", p.limit.as_deref(), 1, 1000)?.unwrap_or(10);
+    let limit = params::number::<i64>("limit", p.limit.as_deref(), 1, 1000)?.unwrap_or(10);
     let _permit = state.queries.admit().await?;
     if by != LeaderMetric::Rares {
         let characters = characters_covered(&state, None, from).await?;
@@ -179,11 +179,10 @@ pub(crate) async fn character_stats(
     Path(character): Path<String>,
     Query(p): Query<CharacterStatsParams>,
 ) -> Result<Json<CharacterStats>, ApiError> {
-    let name = params::name("character", Some(&character))?
-        .ok_or_else(|| ApiError::BadRequest("`character` must not be empty".into()))?;
+    let name = params::character(&character)?;
     let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref(), DEFAULT_SPAN)?;
     let bucket_secs =
-        params::int("bucket", p.bucket.as_deref(), 60, 7 * 24 * 3600)?.unwrap_or(3600);
+        params::number::<i64>("bucket", p.bucket.as_deref(), 60, 7 * 24 * 3600)?.unwrap_or(3600);
     if (to - from).num_seconds() / bucket_secs > MAX_BUCKETS {
         return Err(ApiError::BadRequest(format!(
             "more than {MAX_BUCKETS} buckets: use a larger `bucket` or a shorter range"
@@ -262,10 +261,9 @@ pub(crate) async fn sheet(
     Path(character): Path<String>,
     Query(p): Query<SheetParams>,
 ) -> Result<Json<Sheet>, ApiError> {
-    let name = params::name("character", Some(&character))?
-        .ok_or_else(|| ApiError::BadRequest("`character` must not be empty".into()))?;
+    let name = params::character(&character)?;
     let (from, to) = bounded_range(p.from.as_deref(), p.to.as_deref(), PROGRESS_DEFAULT_SPAN)?;
-    let limit = params::int("limit", p.limit.as_deref(), 1, 10_000)?.unwrap_or(1_000);
+    let limit = params::number::<i64>("limit", p.limit.as_deref(), 1, 10_000)?.unwrap_or(1_000);
     let character = require_character(&state, &name).await?;
     let latest = state.store.latest_sheet(&name).await?;
     let progress = state

@@ -1,0 +1,289 @@
+//! What a batch writes, as statements written once for both backends: its events' rows (from
+//! [`Event::row`]: each table's rows together, in event order) and the upserts that add its
+//! counters to the running totals, each in as few multi-row statements as the parameter limit
+//! allows. The backends run them in one transaction (PostgreSQL copies telemetry in bulk first).
+
+use chrono::{DateTime, Utc};
+
+use super::sql::{Arg, Dialect, Sql};
+use super::{CounterUpdates, Event, StoreError, Table};
+
+/// Most parameters in one statement (SQLite allows 32,766, PostgreSQL 65,535).
+const MAX_PARAMS: usize = 30_000;
+
+/// Records that the batch `key` is being written: changes one row when it is new, none when a
+/// batch with this key was already committed (its replay then writes nothing).
+pub(crate) fn batch_key(key: &str) -> Sql {
+    Sql::new(
+        "INSERT INTO write_batches (batch_key) VALUES ($1) ON CONFLICT DO NOTHING",
+        vec![key.into()],
+    )
+}
+
+/// Every statement that stores `events` and their counters, but for telemetry rows when
+/// `telemetry_copied` (PostgreSQL copies those in bulk first).
+pub(crate) fn batch(
+    dialect: Dialect,
+    events: &[Event],
+    telemetry_copied: bool,
+) -> Result<Vec<Sql>, StoreError> {
+    let copied = |e: &Event| telemetry_copied && matches!(e, Event::Telemetry { .. });
+    let mut statements = inserts(dialect, events, copied)?;
+    let updates = CounterUpdates::from_events(events);
+    statements.extend(counter_upserts(dialect, &updates, Utc::now()));
+    Ok(statements)
+}
+
+/// The statements inserting `events`, except those `skip` says are stored another way.
+fn inserts(
+    dialect: Dialect,
+    events: &[Event],
+    skip: impl Fn(&Event) -> bool,
+) -> Result<Vec<Sql>, StoreError> {
+    let mut tables: Vec<(&'static Table, Vec<Vec<Arg>>)> = Vec::new();
+    for event in events.iter().filter(|e| !skip(e)) {
+        let row = event.row()?;
+        match tables.iter_mut().find(|(t, _)| std::ptr::eq(*t, row.table)) {
+            Some((_, rows)) => rows.push(row.values),
+            None => tables.push((row.table, vec![row.values])),
+        }
+    }
+    let mut statements = Vec::new();
+    for (table, rows) in tables {
+        statements.extend(multi_row(dialect, (table.name, table.columns), &rows, ""));
+    }
+    Ok(statements)
+}
+
+/// `INSERT INTO table (columns) VALUES (...), (...) <tail>` for `rows`, cut to the parameter
+/// limit.
+fn multi_row(
+    dialect: Dialect,
+    (name, columns): (&str, &[&str]),
+    rows: &[Vec<Arg>],
+    tail: &str,
+) -> Vec<Sql> {
+    let per_statement = (MAX_PARAMS / columns.len().max(1)).max(1);
+    rows.chunks(per_statement)
+        .map(|chunk| {
+            let mut sql = Sql::new(
+                format!("INSERT INTO {name} ({}) VALUES ", columns.join(", ")),
+                Vec::new(),
+            );
+            for (i, values) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                for (j, value) in values.iter().enumerate() {
+                    if j > 0 {
+                        sql.push(", ");
+                    }
+                    sql.value(dialect, value.clone());
+                }
+                sql.push(")");
+            }
+            sql.push(tail);
+            sql
+        })
+        .collect()
+}
+
+const CHARACTERS: Table = Table {
+    name: "characters",
+    columns: &[
+        "character_name",
+        "char_tag",
+        "first_seen",
+        "last_seen",
+        "deaths",
+        "total_deaths",
+    ],
+};
+/// The newest report of a character wins its tag and deaths; first and last seen only widen.
+const CHARACTERS_MERGE: &str = " ON CONFLICT (character_name) DO UPDATE SET \
+    first_seen = CASE WHEN excluded.first_seen < characters.first_seen \
+        THEN excluded.first_seen ELSE characters.first_seen END, \
+    last_seen = CASE WHEN excluded.last_seen > characters.last_seen \
+        THEN excluded.last_seen ELSE characters.last_seen END, \
+    char_tag = CASE WHEN excluded.last_seen >= characters.last_seen \
+        THEN coalesce(excluded.char_tag, characters.char_tag) ELSE characters.char_tag END, \
+    deaths = CASE WHEN excluded.last_seen >= characters.last_seen \
+        THEN coalesce(excluded.deaths, characters.deaths) ELSE characters.deaths END, \
+    total_deaths = CASE WHEN excluded.last_seen >= characters.last_seen \
+        THEN coalesce(excluded.total_deaths, characters.total_deaths) \
+        ELSE characters.total_deaths END";
+
+/// A counter table: one row per key, its value added to (or, for a baseline, replaced by) what a
+/// batch brings, stamped with when.
+struct Counter {
+    name: &'static str,
+    key: &'static [&'static str],
+    value: &'static str,
+    add: bool,
+}
+
+impl Counter {
+    /// `ON CONFLICT (key) DO UPDATE SET ...`: the new value added or replacing, and the stamp.
+    fn merge(&self) -> String {
+        let (t, v) = (self.name, self.value);
+        let value = if self.add {
+            format!("{v} = {t}.{v} + excluded.{v}")
+        } else {
+            format!("{v} = excluded.{v}")
+        };
+        format!(
+            " ON CONFLICT ({}) DO UPDATE SET {value}, updated_at = excluded.updated_at",
+            self.key.join(", ")
+        )
+    }
+}
+
+impl Counter {
+    /// A counter whose value a batch adds to.
+    const fn adds(name: &'static str, key: &'static [&'static str], value: &'static str) -> Self {
+        Self::new(name, key, value, true)
+    }
+
+    /// A counter a batch replaces (a baseline).
+    const fn replaces(
+        name: &'static str,
+        key: &'static [&'static str],
+        value: &'static str,
+    ) -> Self {
+        Self::new(name, key, value, false)
+    }
+
+    const fn new(
+        name: &'static str,
+        key: &'static [&'static str],
+        value: &'static str,
+        add: bool,
+    ) -> Self {
+        Self {
+            name,
+            key,
+            value,
+            add,
+        }
+    }
+
+    /// Its columns: the key, the value, `updated_at`.
+    fn columns(&self) -> Vec<&'static str> {
+        let mut columns = self.key.to_vec();
+        columns.extend([self.value, "updated_at"]);
+        columns
+    }
+}
+
+const CHAR_STATS: Counter = Counter::adds("char_stats", &["character_name"], "total_kills");
+const SESSION: &[&str] = &["character_name", "session_id"];
+const SESSION_KILLS: Counter = Counter::replaces("session_kills", SESSION, "last_kills");
+const RARE_STATS: Counter = Counter::adds("rare_stats", &["character_name"], "total_rares");
+const RARE_SESSIONS: Counter = Counter::adds("rare_stats_sessions", SESSION, "session_rares");
+
+/// Spawns per hour and cell of the map.
+const SPAWN_CELLS: Table = Table {
+    name: "spawn_cells",
+    columns: &["hour", "cx", "cy", "count"],
+};
+const SPAWN_CELLS_MERGE: &str =
+    " ON CONFLICT (hour, cx, cy) DO UPDATE SET count = spawn_cells.count + excluded.count";
+
+/// The upserts that add `updates` to the running totals, stamped `now`. Rows go in key order,
+/// so concurrent writers (instances of a cluster) take row locks in the same order.
+fn counter_upserts(dialect: Dialect, updates: &CounterUpdates, now: DateTime<Utc>) -> Vec<Sql> {
+    fn sorted<K: Ord + Clone, V>(map: &std::collections::HashMap<K, V>) -> Vec<(K, &V)> {
+        let mut rows: Vec<(K, &V)> = map.iter().map(|(k, v)| (k.clone(), v)).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+    let characters: Vec<Vec<Arg>> = sorted(&updates.seen)
+        .into_iter()
+        .map(|(name, seen)| {
+            vec![
+                name.into(),
+                seen.char_tag.clone().into(),
+                seen.first.into(),
+                seen.last.into(),
+                seen.deaths.into(),
+                seen.total_deaths.into(),
+            ]
+        })
+        .collect();
+    let cells: Vec<Vec<Arg>> = sorted(&updates.spawn_cells)
+        .into_iter()
+        .map(|((hour, x, y), n)| vec![hour.into(), x.into(), y.into(), (*n).into()])
+        .collect();
+    // (key columns, count, when).
+    let counted = |key: Vec<Arg>, n: i64| {
+        let mut row = key;
+        row.extend([Arg::Int(n), Arg::Time(now)]);
+        row
+    };
+    let per_name = |map| -> Vec<Vec<Arg>> {
+        sorted(map)
+            .into_iter()
+            .map(|(name, n): (String, &i64)| counted(vec![name.into()], *n))
+            .collect()
+    };
+    let per_session = |map| -> Vec<Vec<Arg>> {
+        sorted(map)
+            .into_iter()
+            .map(|((name, session), n): ((String, String), &i64)| {
+                counted(vec![name.into(), session.into()], *n)
+            })
+            .collect()
+    };
+    let of = |t: &Table| (t.name, t.columns);
+    let mut statements = multi_row(dialect, of(&CHARACTERS), &characters, CHARACTERS_MERGE);
+    statements.extend(multi_row(
+        dialect,
+        of(&SPAWN_CELLS),
+        &cells,
+        SPAWN_CELLS_MERGE,
+    ));
+    for (counter, rows) in [
+        (&CHAR_STATS, per_name(&updates.kills)),
+        (&SESSION_KILLS, per_session(&updates.baselines)),
+        (&RARE_STATS, per_name(&updates.rares)),
+        (&RARE_SESSIONS, per_session(&updates.session_rares)),
+    ] {
+        let columns = counter.columns();
+        let table = (counter.name, columns.as_slice());
+        statements.extend(multi_row(dialect, table, &rows, &counter.merge()));
+    }
+    statements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{PluginFrame, parse_plugin_frame};
+
+    #[test]
+    fn a_batch_becomes_one_statement_per_table_in_event_order() {
+        let spawn = |mob: &str| {
+            let text =
+                format!(r#"{{"type":"spawn","character_name":"A","mob":"{mob}","ew":1,"ns":2}}"#);
+            match parse_plugin_frame(&text) {
+                Ok(PluginFrame::Spawn(s)) => Event::Spawn(s),
+                other => panic!("spawn: {other:?}"),
+            }
+        };
+        let events = vec![spawn("Drudge"), spawn("Mite")];
+        let sql = inserts(Dialect::Sqlite, &events, |_| false).expect("rows");
+        assert_eq!(sql.len(), 1);
+        assert!(
+            sql[0].text.starts_with(
+                "INSERT INTO spawn_events (character_name, mob, timestamp, ew, ns, z) VALUES \
+                 ($1, $2, $3, $4, $5, $6), ($7, "
+            ),
+            "{}",
+            sql[0].text
+        );
+        assert_eq!(sql[0].args.len(), 12);
+        assert!(
+            inserts(Dialect::Sqlite, &events, |_| true)
+                .expect("rows")
+                .is_empty()
+        );
+    }
+}
