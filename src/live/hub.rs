@@ -132,8 +132,14 @@ impl Hub {
         });
     }
 
-    /// Sends a frame of `kind` built by `text` (called only when someone watches).
-    fn publish(&self, kind: FrameType, about: Option<About>, text: impl FnOnce() -> String) {
+    /// Sends a frame of `kind` built by `text` (called only when someone watches). A frame type
+    /// that needs no particular treatment publishes its wire form this way.
+    pub(crate) fn publish(
+        &self,
+        kind: FrameType,
+        about: Option<About>,
+        text: impl FnOnce() -> String,
+    ) {
         if self.watched() {
             self.send(FrameKind::Plugin(kind), text(), about);
         }

@@ -75,13 +75,18 @@ impl CounterUpdates {
     pub(crate) fn from_events(events: &[Event]) -> Self {
         let mut out = Self::default();
         for event in events {
+            let (name, at) = event.who_and_when();
+            let telemetry = match event {
+                Event::Telemetry { row, .. } => Some(row),
+                _ => None,
+            };
+            out.saw(name, at, telemetry);
             match event {
                 Event::Telemetry {
                     row,
                     kills_delta,
                     kills_baseline,
                 } => {
-                    out.saw(&row.character_name, row.timestamp, Some(row));
                     if *kills_delta > 0 {
                         let total = out.kills.entry(row.character_name.clone()).or_default();
                         *total = total.saturating_add(*kills_delta);
@@ -92,7 +97,6 @@ impl CounterUpdates {
                     );
                 }
                 Event::Rare { rare, session_id } => {
-                    out.saw(&rare.character_name, rare.timestamp, None);
                     *out.rares.entry(rare.character_name.clone()).or_default() += 1;
                     if let Some(sid) = session_id {
                         *out.session_rares
@@ -100,12 +104,7 @@ impl CounterUpdates {
                             .or_default() += 1;
                     }
                 }
-                Event::Sheet(sheet) => out.saw(&sheet.character_name, sheet.timestamp, None),
-                Event::Portal { portal, .. } => {
-                    out.saw(&portal.character_name, portal.timestamp, None);
-                }
                 Event::Spawn(spawn) => {
-                    out.saw(&spawn.character_name, spawn.timestamp, None);
                     *out.spawn_cells
                         .entry((
                             hour_of(spawn.timestamp),
@@ -114,6 +113,8 @@ impl CounterUpdates {
                         ))
                         .or_default() += 1;
                 }
+                // Every other event only says when its character was seen.
+                _ => {}
             }
         }
         out

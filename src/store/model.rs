@@ -121,6 +121,17 @@ const SHEET_TABLE: Table = Table {
 };
 
 impl Event {
+    /// The character it is about and when it happened.
+    pub(crate) fn who_and_when(&self) -> (&str, DateTime<Utc>) {
+        match self {
+            Self::Telemetry { row, .. } => (&row.character_name, row.timestamp),
+            Self::Spawn(s) => (&s.character_name, s.timestamp),
+            Self::Rare { rare, .. } => (&rare.character_name, rare.timestamp),
+            Self::Sheet(s) => (&s.character_name, s.timestamp),
+            Self::Portal { portal, .. } => (&portal.character_name, portal.timestamp),
+        }
+    }
+
     /// How this event is stored: the one place an event kind meets its table (both backends
     /// write what this says; PostgreSQL copies telemetry in bulk in the same column order).
     pub(crate) fn row(&self) -> Result<Row, StoreError> {

@@ -12,7 +12,7 @@ use sqlx::sqlite::SqliteRow;
 
 use futures_util::TryStreamExt;
 
-use super::sql::{Arg, Dialect, Sql, sqlite_time};
+use super::sql::{Arg, Column, Dialect, Sql, sqlite_time};
 use super::{
     ActivityQuery, CharacterStats, CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell,
     HeatmapQuery, HistoryQuery, LeaderMetric, LeaderQuery, LeaderRow, MAX_TRAIL_BREAKS,
@@ -35,11 +35,13 @@ impl<T> Row for T where
 {
 }
 
-/// `args` as `DB` binds them, `time` turning a time into what the backend stores.
-fn arguments<'q, DB, Tm>(
-    args: &[Arg],
+/// Adds one scalar argument as `DB` binds it, `time` turning a time into what the backend
+/// stores; a whole column is PostgreSQL's alone (see [`pg_args`]).
+fn add_scalar<'q, DB, Tm>(
+    out: &mut <DB as sqlx::Database>::Arguments<'q>,
+    arg: &Arg,
     time: fn(DateTime<Utc>) -> Tm,
-) -> Result<<DB as sqlx::Database>::Arguments<'q>, StoreError>
+) -> Result<(), StoreError>
 where
     DB: sqlx::Database,
     String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -51,32 +53,48 @@ where
     Tm: sqlx::Encode<'q, DB> + sqlx::Type<DB> + 'q,
 {
     use sqlx::Arguments;
-    let mut out = <DB as sqlx::Database>::Arguments::<'q>::default();
-    for arg in args {
-        match arg {
-            Arg::Text(v) | Arg::Json(v) => out.add(v.clone()),
-            Arg::OptText(v) => out.add(v.clone()),
-            Arg::Int(v) => out.add(*v),
-            Arg::OptInt(v) => out.add(*v),
-            Arg::Float(v) => out.add(*v),
-            Arg::OptFloat(v) => out.add(*v),
-            Arg::Time(v) => out.add(time(*v)),
-        }
-        .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+    match arg {
+        Arg::Text(v) | Arg::Json(v) => out.add(v.clone()),
+        Arg::OptText(v) => out.add(v.clone()),
+        Arg::Int(v) => out.add(*v),
+        Arg::OptInt(v) => out.add(*v),
+        Arg::Float(v) => out.add(*v),
+        Arg::OptFloat(v) => out.add(*v),
+        Arg::Time(v) => out.add(time(*v)),
+        Arg::Column(_) => Err("a column of values binds only on PostgreSQL".into()),
     }
-    Ok(out)
+    .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))
 }
 
-/// `args` bound for PostgreSQL (times as `timestamptz`).
+/// `args` bound for PostgreSQL (times as `timestamptz`, columns as arrays).
 pub(crate) fn pg_args(args: &[Arg]) -> Result<sqlx::postgres::PgArguments, StoreError> {
-    arguments::<sqlx::Postgres, _>(args, |t| t)
+    use sqlx::Arguments;
+    let mut out = sqlx::postgres::PgArguments::default();
+    for arg in args {
+        let added = match arg {
+            Arg::Column(Column::Text(v)) => out.add(v.clone()),
+            Arg::Column(Column::Int(v)) => out.add(v.clone()),
+            Arg::Column(Column::Float(v)) => out.add(v.clone()),
+            Arg::Column(Column::Time(v)) => out.add(v.clone()),
+            scalar => {
+                add_scalar::<sqlx::Postgres, _>(&mut out, scalar, |t| t)?;
+                Ok(())
+            }
+        };
+        added.map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+    }
+    Ok(out)
 }
 
 /// `args` bound for SQLite (times as fixed-width RFC 3339 text).
 pub(crate) fn sqlite_args<'q>(
     args: &[Arg],
 ) -> Result<sqlx::sqlite::SqliteArguments<'q>, StoreError> {
-    arguments::<sqlx::Sqlite, _>(args, sqlite_time)
+    let mut out = sqlx::sqlite::SqliteArguments::default();
+    for arg in args {
+        add_scalar::<sqlx::Sqlite, _>(&mut out, arg, sqlite_time)?;
+    }
+    Ok(out)
 }
 
 /// One of a backend's pools.

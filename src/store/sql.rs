@@ -88,6 +88,71 @@ pub(crate) enum Arg {
     Time(DateTime<Utc>),
     /// A JSON document as text (a `jsonb` column on PostgreSQL, text on SQLite).
     Json(String),
+    /// A whole column of values, as one PostgreSQL array (`UNNEST`); never bound on SQLite.
+    Column(Column),
+}
+
+/// One column's values as a PostgreSQL array.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Column {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Time(Vec<DateTime<Utc>>),
+}
+
+impl Column {
+    /// The values of one column (all of one kind: a row's column is always built alike);
+    /// `None` for an empty column or mixed kinds.
+    pub(crate) fn of<'a>(values: impl IntoIterator<Item = &'a Arg>) -> Option<Self> {
+        let mut values = values.into_iter().peekable();
+        let first = values.peek()?;
+        let column = match first {
+            Arg::Text(_) | Arg::OptText(_) | Arg::Json(_) => {
+                let texts = values.map(|v| match v {
+                    Arg::Text(t) | Arg::Json(t) => Some(Some(t.clone())),
+                    Arg::OptText(t) => Some(t.clone()),
+                    _ => None,
+                });
+                Self::Text(texts.collect::<Option<_>>()?)
+            }
+            Arg::Int(_) | Arg::OptInt(_) => {
+                let ints = values.map(|v| match v {
+                    Arg::Int(i) => Some(Some(*i)),
+                    Arg::OptInt(i) => Some(*i),
+                    _ => None,
+                });
+                Self::Int(ints.collect::<Option<_>>()?)
+            }
+            Arg::Float(_) | Arg::OptFloat(_) => {
+                let floats = values.map(|v| match v {
+                    Arg::Float(f) => Some(Some(*f)),
+                    Arg::OptFloat(f) => Some(*f),
+                    _ => None,
+                });
+                Self::Float(floats.collect::<Option<_>>()?)
+            }
+            Arg::Time(_) => {
+                let times = values.map(|v| match v {
+                    Arg::Time(t) => Some(*t),
+                    _ => None,
+                });
+                Self::Time(times.collect::<Option<_>>()?)
+            }
+            Arg::Column(_) => return None,
+        };
+        Some(column)
+    }
+
+    /// Its PostgreSQL array type.
+    pub(crate) fn sql_type(&self) -> &'static str {
+        match self {
+            Self::Text(_) => "text[]",
+            Self::Int(_) => "int8[]",
+            Self::Float(_) => "float8[]",
+            Self::Time(_) => "timestamptz[]",
+        }
+    }
 }
 
 impl From<&str> for Arg {

@@ -1,15 +1,12 @@
 //! What a batch writes, as statements written once for both backends: its events' rows (from
 //! [`Event::row`]: each table's rows together, in event order) and the upserts that add its
-//! counters to the running totals, each in as few multi-row statements as the parameter limit
-//! allows. The backends run them in one transaction (PostgreSQL copies telemetry in bulk first).
+//! counters to the running totals. The backends run them in one transaction (PostgreSQL copies
+//! telemetry in bulk first).
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{Arg, Dialect, Sql};
+use super::sql::{Arg, Column, Dialect, Sql};
 use super::{CounterUpdates, Event, StoreError, Table};
-
-/// Most parameters in one statement (SQLite allows 32,766, PostgreSQL 65,535).
-const MAX_PARAMS: usize = 30_000;
 
 /// Records that the batch `key` is being written: changes one row when it is new, none when a
 /// batch with this key was already committed (its replay then writes nothing).
@@ -55,35 +52,65 @@ fn inserts(
     Ok(statements)
 }
 
-/// `INSERT INTO table (columns) VALUES (...), (...) <tail>` for `rows`, cut to the parameter
-/// limit.
+/// The statements inserting `rows` into `name (columns)`, each followed by `tail` (an upsert's
+/// `ON CONFLICT` clause). Each keeps one text whatever the number of rows, so it is prepared
+/// once and cached: on SQLite one statement per row (cheap: the database is in process); on
+/// PostgreSQL one statement for all of them, each column an array that `UNNEST` turns back into
+/// rows.
 fn multi_row(
     dialect: Dialect,
     (name, columns): (&str, &[&str]),
     rows: &[Vec<Arg>],
     tail: &str,
 ) -> Vec<Sql> {
-    let per_statement = (MAX_PARAMS / columns.len().max(1)).max(1);
-    rows.chunks(per_statement)
-        .map(|chunk| {
-            let mut sql = Sql::new(
-                format!("INSERT INTO {name} ({}) VALUES ", columns.join(", ")),
-                Vec::new(),
-            );
-            for (i, values) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
-                for (j, value) in values.iter().enumerate() {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let head = format!("INSERT INTO {name} ({})", columns.join(", "));
+    match dialect {
+        Dialect::Sqlite => rows
+            .iter()
+            .map(|row| {
+                let mut sql = Sql::new(format!("{head} VALUES ("), Vec::new());
+                for (j, value) in row.iter().enumerate() {
                     if j > 0 {
                         sql.push(", ");
                     }
                     sql.value(dialect, value.clone());
                 }
-                sql.push(")");
+                sql.push(")").push(tail);
+                sql
+            })
+            .collect(),
+        Dialect::Postgres => {
+            let mut selected = Vec::with_capacity(columns.len());
+            let mut arrays = Vec::with_capacity(columns.len());
+            let mut sql = Sql::default();
+            for (j, column) in columns.iter().enumerate() {
+                let json = matches!(rows[0].get(j), Some(Arg::Json(_)));
+                let Some(values) = Column::of(rows.iter().filter_map(|row| row.get(j))) else {
+                    tracing::error!(table = name, column, "a column's values are of mixed kinds");
+                    return Vec::new();
+                };
+                let array_type = values.sql_type();
+                let param = sql.param(Arg::Column(values));
+                arrays.push(format!("{param}::{array_type}"));
+                selected.push(if json {
+                    format!("CAST(u.{column} AS JSONB)")
+                } else {
+                    format!("u.{column}")
+                });
             }
-            sql.push(tail);
-            sql
-        })
-        .collect()
+            // Rows go in as given: `ORDER BY` would lose it, and callers sort where order matters.
+            sql.push(&format!(
+                "{head} SELECT {} FROM UNNEST({}) AS u({}){tail}",
+                selected.join(", "),
+                arrays.join(", "),
+                columns.join(", ")
+            ));
+            vec![sql]
+        }
+    }
 }
 
 const CHARACTERS: Table = Table {
@@ -259,7 +286,7 @@ mod tests {
     use crate::protocol::{PluginFrame, parse_plugin_frame};
 
     #[test]
-    fn a_batch_becomes_one_statement_per_table_in_event_order() {
+    fn rows_go_one_statement_each_on_sqlite_and_as_arrays_on_postgres() {
         let spawn = |mob: &str| {
             let text =
                 format!(r#"{{"type":"spawn","character_name":"A","mob":"{mob}","ew":1,"ns":2}}"#);
@@ -269,21 +296,51 @@ mod tests {
             }
         };
         let events = vec![spawn("Drudge"), spawn("Mite")];
-        let sql = inserts(Dialect::Sqlite, &events, |_| false).expect("rows");
-        assert_eq!(sql.len(), 1);
-        assert!(
-            sql[0].text.starts_with(
-                "INSERT INTO spawn_events (character_name, mob, timestamp, ew, ns, z) VALUES \
-                 ($1, $2, $3, $4, $5, $6), ($7, "
-            ),
-            "{}",
-            sql[0].text
+        let sqlite = inserts(Dialect::Sqlite, &events, |_| false).expect("rows");
+        assert_eq!(sqlite.len(), 2);
+        assert_eq!(
+            sqlite[0].text,
+            "INSERT INTO spawn_events (character_name, mob, timestamp, ew, ns, z) VALUES \
+             ($1, $2, $3, $4, $5, $6)"
         );
-        assert_eq!(sql[0].args.len(), 12);
+        assert_eq!(sqlite[1].text, sqlite[0].text, "one prepared statement");
+        assert_eq!(sqlite[1].args[1], Arg::Text("Mite".into()));
+        let pg = inserts(Dialect::Postgres, &events, |_| false).expect("rows");
+        assert_eq!(pg.len(), 1);
+        assert!(
+            pg[0]
+                .text
+                .contains("FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]"),
+            "{}",
+            pg[0].text
+        );
+        assert_eq!(
+            pg[0].args[1],
+            Arg::Column(Column::Text(vec![
+                Some("Drudge".into()),
+                Some("Mite".into())
+            ]))
+        );
         assert!(
             inserts(Dialect::Sqlite, &events, |_| true)
                 .expect("rows")
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn counters_add_up_and_baselines_replace() {
+        let updates = CounterUpdates::default();
+        assert!(counter_upserts(Dialect::Sqlite, &updates, Utc::now()).is_empty());
+        assert_eq!(
+            CHAR_STATS.merge(),
+            " ON CONFLICT (character_name) DO UPDATE SET total_kills = char_stats.total_kills \
+             + excluded.total_kills, updated_at = excluded.updated_at"
+        );
+        assert_eq!(
+            SESSION_KILLS.merge(),
+            " ON CONFLICT (character_name, session_id) DO UPDATE SET last_kills = \
+             excluded.last_kills, updated_at = excluded.updated_at"
         );
     }
 }
