@@ -7,11 +7,15 @@
 //! the layers. [`Server`] wires the pieces together; `main` only parses configuration and calls
 //! [`Server::run`].
 
-// The layers, top to bottom: a module only uses those below it.
+// The layers, top to bottom (docs/ARCHITECTURE.md): web, sessions, state, live, cluster,
+// writer, ops, config, identity, store, protocol, then limits, net, secret and process. A
+// module only uses those below it. (rustfmt keeps this list in alphabetical order.)
 pub(crate) mod cluster;
 pub mod config;
+pub(crate) mod identity;
 pub(crate) mod limits;
 pub(crate) mod live;
+pub mod manage;
 pub(crate) mod net;
 pub(crate) mod ops;
 pub mod process;
@@ -69,7 +73,25 @@ impl Server {
     /// Builds the state. Characters are brought into memory from `store` (totals and recent
     /// session baselines) when they first send, so start-up costs nothing per stored character.
     pub async fn new(settings: Settings, store: Store) -> Result<Self, StartError> {
-        log_access_policy(&settings);
+        if settings.cluster.cluster_bus.is_some() && settings.cluster.cluster_key.is_none() {
+            return Err(StartError::Cluster(cluster::BusError(
+                "CLUSTER_BUS needs CLUSTER_KEY: a secret every instance shares, which signs each \
+                 packet on the bus"
+                    .into(),
+            )));
+        }
+        let directory = Arc::new(
+            identity::Directory::load(
+                store.clone(),
+                directory_config(&settings),
+                identity::KeyLimits {
+                    max_characters: settings.sessions.key_max_characters,
+                    rares_per_minute: settings.sessions.key_rares_per_minute,
+                },
+            )
+            .await?,
+        );
+        log_access_policy(&settings, &directory);
         let (cluster, inbox) = match &settings.cluster.cluster_bus {
             None => (cluster::Cluster::single(), None),
             Some(bus) => {
@@ -91,12 +113,24 @@ impl Server {
             settings.sessions.broadcast_capacity,
             recent,
             cluster.clone(),
+            live::LiveLimits {
+                sessions_per_hour: settings.sessions.sessions_per_character_per_hour,
+                rares_per_minute: settings.sessions.rares_per_character_per_minute,
+            },
         ));
         let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);
         lifecycle::warn_if_disk_too_small(&store, &settings).await;
         let (tx, rx) = mpsc::channel(settings.writer.write_queue_capacity);
         let metrics = Arc::new(Metrics::default());
-        let state = AppState::new(settings, store, live, tx, lifecycle, cluster, metrics);
+        let core = state::Core {
+            store,
+            live,
+            lifecycle,
+            cluster,
+            metrics,
+            directory,
+        };
+        let state = AppState::new(settings, core, tx);
         Ok(Self {
             state,
             queue: rx,
@@ -143,6 +177,7 @@ impl Server {
             writer_stop.clone(),
         ));
         let reaper = tokio::spawn(reap_offline(state.clone()));
+        let access = tokio::spawn(follow_access(state.clone()));
         let coalescer = tokio::spawn(sessions::coalesce::run(
             state.live.clone(),
             state.settings.sessions.coalesce(),
@@ -194,6 +229,7 @@ impl Server {
             }
         };
         let _ = reaper.await;
+        let _ = access.await;
         let _ = coalescer.await;
         let _ = pruner.await;
         state.store.close().await;
@@ -201,33 +237,106 @@ impl Server {
     }
 }
 
-/// Says at startup who may connect and command, and warns about settings that leave the
-/// tracker open or useless.
-fn log_access_policy(settings: &Settings) {
-    if settings.access.shared_secret.is_none() {
+/// Says at startup who may read, command and connect plugins, and warns about settings that
+/// leave the tracker open or useless.
+fn log_access_policy(settings: &Settings, directory: &identity::Directory) {
+    let access = &settings.access;
+    let loopback = net::is_loopback(settings.server.bind_addr.ip());
+    if access.public_read {
         tracing::warn!(
-            "no shared secret configured: every plugin connection will be refused. Set one with \
-             SHARED_SECRET=<secret> (or --shared-secret <secret>) and configure the same secret \
-             in the plugin"
+            "PUBLIC_READ is set: anyone who reaches the tracker reads every character's position, \
+             chat and history (never commands)"
+        );
+    } else if directory.open_reads() {
+        tracing::info!(
+            "listening on loopback with no account: anyone on this machine may read the map; \
+             reading will need an account as soon as one exists"
+        );
+    } else {
+        tracing::info!("reading the map and the data needs a signed-in viewer or an API token");
+    }
+    if !loopback && !directory.has_accounts() {
+        tracing::warn!(
+            "the tracker listens beyond loopback and has no account yet: nobody can read or \
+             command. Create the first admin with `dereth-tracker user add NAME --role admin` \
+             (same DATABASE_URL; the password is read from standard input, or generated and \
+             printed once), then sign in at /login.html"
         );
     }
-    let loopback = net::is_loopback(settings.server.bind_addr.ip());
-    match (&settings.access.command_token, loopback) {
-        (None, true) => tracing::info!(
-            "no command token configured: only browsers on this machine (loopback, not through \
-             a proxy) may send commands to plugins; set COMMAND_TOKEN to allow others"
-        ),
-        (None, false) => tracing::warn!(
-            "no command token configured and the tracker listens beyond loopback: commands to \
-             plugins are disabled; set COMMAND_TOKEN to enable them"
-        ),
-        (Some(_), _) => {}
+    if directory.anyone_may_command() {
+        tracing::info!(
+            "demo mode on loopback: anyone on this machine may command the simulated characters"
+        );
+    } else {
+        tracing::info!("commands need a signed-in commander or admin (every command is audited)");
     }
-    if !loopback && settings.access.allowed_hosts.is_empty() {
+    if access.command_token.is_some() {
+        tracing::warn!(
+            "COMMAND_TOKEN is a legacy shared credential: it commands as `command-token`; give \
+             people commander accounts instead"
+        );
+    }
+    if !directory.plugins_can_connect() {
+        tracing::warn!(
+            "no plugin key and no shared secret: every plugin connection will be refused. Create \
+             a key with `dereth-tracker key add NAME` (or set SHARED_SECRET) and configure it in \
+             the plugin"
+        );
+    } else if access.shared_secret.is_some() && !loopback {
+        tracing::warn!(
+            "SHARED_SECRET is one key for every plugin: anyone holding it speaks for every \
+             character bound to it. Give each player a key (`dereth-tracker key add NAME`) and \
+             retire the shared secret (docs/OPERATIONS.md)"
+        );
+    }
+    if !loopback && access.allowed_hosts.is_empty() {
         tracing::warn!(
             "ALLOWED_HOSTS is not set: every host name is served; set it to the public name(s) \
              of this tracker to refuse DNS-rebinding requests"
         );
+    }
+}
+
+/// What the directory needs of the settings.
+fn directory_config(settings: &Settings) -> identity::DirectoryConfig {
+    let access = &settings.access;
+    let legacy_secrets = [&access.shared_secret, &access.shared_secret_previous]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    identity::DirectoryConfig {
+        public_read: access.public_read,
+        loopback: net::is_loopback(settings.server.bind_addr.ip()),
+        demo: settings.server.demo,
+        legacy_secrets,
+        command_token: access.command_token.clone(),
+        proxy_default_role: access.auth_user_default_role,
+        session_ttl: chrono::Duration::hours(
+            i64::try_from(access.session_ttl_hours).unwrap_or(24 * 7),
+        ),
+    }
+}
+
+/// Reloads who may use the tracker when it changes (a key revoked or an account removed from the
+/// command line or another instance closes its sockets within a second), and forgets expired
+/// browser sessions once an hour.
+async fn follow_access(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(err) = state.directory.refresh().await {
+            tracing::debug!(%err, "could not check for access changes");
+        }
+        ticks += 1;
+        if ticks % 3600 == 0 {
+            let _ = state.store.prune_sessions(chrono::Utc::now()).await;
+        }
     }
 }
 

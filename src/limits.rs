@@ -14,47 +14,52 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Counts events per key in fixed one-minute windows, with a bounded number of keys; used for
-/// failed plugin authentications per client.
+/// Counts events per key in fixed windows, with a bounded number of keys; used for failed
+/// authentications per client and per account.
+///
+/// When it holds [`MAX_KEYS`] keys, expired windows go first, then the keys with the fewest
+/// events: a flood of new keys cannot push out (and so unlock) a key that reached its limit.
 #[derive(Debug)]
-pub(crate) struct RateLimiter {
+pub(crate) struct RateLimiter<K = IpAddr> {
     limit: u32,
     window: Duration,
-    counts: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    counts: Mutex<HashMap<K, (Instant, u32)>>,
+    max_keys: usize,
 }
 
-/// Most keys a limiter remembers; beyond, expired windows are dropped first, then everything.
+/// Most keys a limiter remembers.
 const MAX_KEYS: usize = 10_000;
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     /// At most `limit` events per key per `window`.
     pub(crate) fn new(limit: u32, window: Duration) -> Self {
+        Self::with_capacity(limit, window, MAX_KEYS)
+    }
+
+    fn with_capacity(limit: u32, window: Duration, max_keys: usize) -> Self {
         Self {
             limit,
             window,
             counts: Mutex::new(HashMap::new()),
+            max_keys: max_keys.max(1),
         }
     }
 
     /// Whether `key` is over its limit in the current window.
-    pub(crate) fn is_limited(&self, key: IpAddr) -> bool {
+    pub(crate) fn is_limited(&self, key: &K) -> bool {
         let counts = self.lock();
         counts
-            .get(&key)
+            .get(key)
             .is_some_and(|(start, n)| start.elapsed() < self.window && *n >= self.limit)
     }
 
     /// Records one event for `key`; returns its count in the current window.
-    pub(crate) fn record(&self, key: IpAddr) -> u32 {
+    pub(crate) fn record(&self, key: &K) -> u32 {
         let mut counts = self.lock();
-        if counts.len() >= MAX_KEYS {
-            let window = self.window;
-            counts.retain(|_, (start, _)| start.elapsed() < window);
-            if counts.len() >= MAX_KEYS {
-                counts.clear();
-            }
+        if counts.len() >= self.max_keys && !counts.contains_key(key) {
+            self.make_room(&mut counts);
         }
-        let entry = counts.entry(key).or_insert((Instant::now(), 0));
+        let entry = counts.entry(key.clone()).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= self.window {
             *entry = (Instant::now(), 0);
         }
@@ -62,15 +67,101 @@ impl RateLimiter {
         entry.1
     }
 
-    /// Forgets `key` (after a success).
-    pub(crate) fn clear(&self, key: IpAddr) {
-        self.lock().remove(&key);
+    /// Drops expired windows, then (if still full) the tenth of the keys with the fewest
+    /// events, oldest first: a key at its limit stays as long as any key below it can go.
+    fn make_room(&self, counts: &mut HashMap<K, (Instant, u32)>) {
+        let window = self.window;
+        counts.retain(|_, (start, _)| start.elapsed() < window);
+        if counts.len() < self.max_keys {
+            return;
+        }
+        let mut by_weight: Vec<(u32, Instant, K)> = counts
+            .iter()
+            .map(|(k, (start, n))| (*n, *start, k.clone()))
+            .collect();
+        by_weight.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let drop = (self.max_keys / 10).max(1);
+        for (_, _, key) in by_weight.into_iter().take(drop) {
+            counts.remove(&key);
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
+    /// Forgets `key` (after a success).
+    pub(crate) fn clear(&self, key: &K) {
+        self.lock().remove(key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, u32)>> {
         self.counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How many of something each key holds now (browser sockets per client or per account),
+/// with a guard that gives its place back when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Occupancy {
+    held: Mutex<HashMap<String, usize>>,
+}
+
+/// A place held in an [`Occupancy`]; given back on drop.
+#[derive(Debug)]
+pub(crate) struct Place {
+    of: Arc<Occupancy>,
+    keys: Vec<String>,
+}
+
+impl Occupancy {
+    /// Takes a place under every key of `keys` (each with its own limit), or none when any is
+    /// full.
+    pub(crate) fn take(self: &Arc<Self>, keys: &[(String, usize)]) -> Option<Place> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if keys
+            .iter()
+            .any(|(key, limit)| held.get(key).copied().unwrap_or(0) >= *limit)
+        {
+            return None;
+        }
+        for (key, _) in keys {
+            *held.entry(key.clone()).or_default() += 1;
+        }
+        Some(Place {
+            of: self.clone(),
+            keys: keys.iter().map(|(k, _)| k.clone()).collect(),
+        })
+    }
+
+    /// How many places `key` holds.
+    #[cfg(test)]
+    fn count(&self, key: &str) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut held = self
+            .of
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in &self.keys {
+            if let Some(n) = held.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    held.remove(key);
+                }
+            }
+        }
     }
 }
 
@@ -377,16 +468,45 @@ mod tests {
         let limiter = RateLimiter::new(3, Duration::from_secs(60));
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         for _ in 0..3 {
-            assert!(!limiter.is_limited(ip));
-            limiter.record(ip);
+            assert!(!limiter.is_limited(&ip));
+            limiter.record(&ip);
         }
-        assert!(limiter.is_limited(ip));
-        assert!(!limiter.is_limited("192.0.2.2".parse().expect("ip")));
-        limiter.clear(ip);
-        assert!(!limiter.is_limited(ip));
+        assert!(limiter.is_limited(&ip));
+        assert!(!limiter.is_limited(&"192.0.2.2".parse().expect("ip")));
+        limiter.clear(&ip);
+        assert!(!limiter.is_limited(&ip));
         let mut budget = CommandBudget::new();
         let taken = (0..20).filter(|_| budget.take()).count();
         assert_eq!(taken, CommandBudget::BURST as usize);
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_does_not_unlock_a_locked_one() {
+        let limiter = RateLimiter::with_capacity(3, Duration::from_secs(60), 100);
+        let victim = "victim".to_owned();
+        for _ in 0..3 {
+            limiter.record(&victim);
+        }
+        assert!(limiter.is_limited(&victim));
+        for i in 0..10_000 {
+            limiter.record(&format!("flood-{i}"));
+        }
+        assert!(limiter.is_limited(&victim), "still locked after the flood");
+        assert!(limiter.lock().len() <= 100);
+    }
+
+    #[test]
+    fn places_are_bounded_per_key_and_given_back() {
+        let occupancy = Arc::new(Occupancy::default());
+        let keys = |client: &str| vec![("all".to_owned(), 3), (client.to_owned(), 2)];
+        let a1 = occupancy.take(&keys("a")).expect("first");
+        let _a2 = occupancy.take(&keys("a")).expect("second");
+        assert!(occupancy.take(&keys("a")).is_none(), "per client");
+        let _b1 = occupancy.take(&keys("b")).expect("another client");
+        assert!(occupancy.take(&keys("c")).is_none(), "in total");
+        drop(a1);
+        assert_eq!(occupancy.count("all"), 2);
+        assert!(occupancy.take(&keys("c")).is_some());
     }
 
     #[test]

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use dereth_tracker::Server;
-use dereth_tracker::config::{Cli, Command, HealthcheckArgs, LogFormat, Settings};
+use dereth_tracker::config::{
+    Cli, Command, DatabaseSettings, HealthcheckArgs, LogFormat, ManageArgs, Settings, UserAction,
+};
+use dereth_tracker::manage;
 use dereth_tracker::process::{raise_file_limit, shutdown_signal};
 use dereth_tracker::store::{Store, StoreOptions, redact_url};
 use tokio::net::TcpListener;
@@ -23,6 +26,15 @@ async fn main() -> ExitCode {
         None => serve(cli.settings).await,
         Some(Command::Serve(settings)) => serve(*settings).await,
         Some(Command::Healthcheck(args)) => healthcheck(args).await,
+        Some(Command::User(args)) => manage_users(args).await,
+        Some(Command::Token(args)) => match open(&args.database).await {
+            Ok(store) => report(manage::token(&store, &args.action).await),
+            Err(err) => Err(err),
+        },
+        Some(Command::Key(args)) => match open(&args.database).await {
+            Ok(store) => report(manage::key(&store, &args.action).await),
+            Err(err) => Err(err),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,6 +102,39 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         );
     }
     tracing::info!(written = report.written, "stopped cleanly");
+    Ok(())
+}
+
+/// `dereth-tracker user ...`: the password comes from standard input unless it is a terminal.
+async fn manage_users(args: ManageArgs<UserAction>) -> anyhow::Result<()> {
+    let store = open(&args.database).await?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let mut stdin = std::io::stdin().lock();
+    let source = manage::PasswordSource {
+        input: &mut stdin,
+        interactive,
+    };
+    report(manage::user(&store, &args.action, source).await)
+}
+
+/// Opens the database a management command works on (the tracker's: same DATABASE_URL).
+async fn open(database: &DatabaseSettings) -> anyhow::Result<Store> {
+    let url = redact_url(&database.database_url);
+    let options = StoreOptions {
+        password: database.database_password.clone(),
+        ..StoreOptions::default()
+    };
+    Store::connect(&database.database_url, &options)
+        .await
+        .with_context(|| format!("opening the database at {url}"))
+}
+
+/// Prints what a management command did, or fails with why.
+fn report(result: Result<String, manage::ManageError>) -> anyhow::Result<()> {
+    let out = result?;
+    if !out.is_empty() {
+        println!("{out}");
+    }
     Ok(())
 }
 

@@ -1,26 +1,16 @@
-//! Network facts and the rules decided from them alone: loopback and proxy detection, which
-//! client a request stands for behind trusted proxies (TRUSTED_PROXIES), the `Host` allow-list
-//! (DNS rebinding), the websocket `Origin` policy (cross-site websocket hijacking) and the
-//! command rule for browsers. Every rule takes its inputs explicitly, so each is unit-tested; the
-//! web edge applies them to requests.
+//! Network facts and the rules decided from them alone: loopback, which client a request stands
+//! for behind trusted proxies (TRUSTED_PROXIES), the `Host` allow-list (DNS rebinding) and the
+//! websocket `Origin` policy (cross-site websocket hijacking). No rule grants anything for where
+//! a request comes from: a proxy or a forwarder in front makes every client look local. Every
+//! rule takes its inputs explicitly, so each is unit-tested; the web edge applies them.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderMap, header};
 
-use crate::secret::Secret;
-
-/// Headers a reverse proxy adds; their presence means the socket peer is not the client.
-const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
-
 /// Whether an address is this machine, IPv4-mapped IPv6 (`::ffff:127.0.0.1`) included.
 pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
-}
-
-/// Whether the request came through a proxy (which would make every client look local).
-pub(crate) fn is_proxied(headers: &HeaderMap) -> bool {
-    PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
 }
 
 /// A proxy address or network (`10.0.0.7`, `172.30.87.0/24`, `fd00::/8`) whose forwarding
@@ -87,25 +77,18 @@ pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[ProxyN
     if !is_loopback(ip) && !trusted.iter().any(|net| net.contains(ip)) {
         return ip;
     }
+    // The proxy appends its entry to the last header line (HAProxy's `option forwardfor` adds a
+    // line of its own; nginx and Caddy extend the existing one): earlier lines and entries come
+    // from the client and can be forged.
     let forwarded = headers
-        .get("x-forwarded-for")
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .or_else(|| headers.get("x-real-ip").and_then(|v| v.to_str().ok()))
         .and_then(|v| v.trim().parse::<IpAddr>().ok());
     forwarded.map_or(ip, |ip| ip.to_canonical())
-}
-
-/// Whether a `Host` header names this machine (an IP literal of loopback, or `localhost`): what a
-/// browser on this machine sends; a request through a proxy under a public name does not.
-pub(crate) fn is_local_host(host: Option<&str>) -> bool {
-    let Some(host) = host else {
-        return false;
-    };
-    let name = host_name(host);
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name.parse::<IpAddr>().is_ok_and(is_loopback)
 }
 
 /// The host name of a `Host` header value, without port or IPv6 brackets, lower-cased.
@@ -186,50 +169,6 @@ pub(crate) fn origin_allowed(allowed_origins: &[String], headers: &HeaderMap) ->
     host == authority
 }
 
-/// What the command rule looks at.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Requester {
-    /// The socket peer.
-    pub peer: SocketAddr,
-    /// The request carried proxy headers.
-    pub proxied: bool,
-    /// The request's `Host` names this machine (see [`is_local_host`]).
-    pub local_host: bool,
-}
-
-impl Requester {
-    /// The facts of one request.
-    pub(crate) fn of(peer: SocketAddr, headers: &HeaderMap) -> Self {
-        Self {
-            peer,
-            proxied: is_proxied(headers),
-            local_host: is_local_host(headers.get(header::HOST).and_then(|v| v.to_str().ok())),
-        }
-    }
-}
-
-/// The command rule. With a COMMAND_TOKEN configured, the token must be presented, by everyone.
-/// Without one, only a browser on this very machine may command: the server must be bound to
-/// loopback (a server reachable from the network needs the token), the peer must be loopback,
-/// the request must not carry proxy headers, and its `Host` must name this machine (a proxy
-/// that adds no forwarding headers still passes the public name it was reached under).
-pub(crate) fn may_command(
-    configured: Option<&Secret>,
-    presented: Option<&str>,
-    requester: Requester,
-    bind: SocketAddr,
-) -> bool {
-    match configured {
-        Some(expected) => presented.is_some_and(|t| expected.matches(t)),
-        None => {
-            is_loopback(bind.ip())
-                && is_loopback(requester.peer.ip())
-                && !requester.proxied
-                && requester.local_host
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,46 +194,6 @@ mod tests {
         assert!(is_loopback("::ffff:127.0.0.1".parse().expect("ip")));
         assert!(is_loopback("::1".parse().expect("ip")));
         assert!(!is_loopback("::ffff:203.0.113.7".parse().expect("ip")));
-    }
-
-    #[test]
-    fn without_a_token_only_direct_loopback_browsers_of_a_loopback_server_command() {
-        let req = |peer: &str, proxy: bool, host: &str| {
-            let mut pairs = vec![("host", host)];
-            if proxy {
-                pairs.push(("x-forwarded-for", "198.51.100.7"));
-            }
-            Requester::of(addr(peer), &headers(&pairs))
-        };
-        let local = req("127.0.0.1:5000", false, "127.0.0.1:8765");
-        let mapped = req("[::ffff:127.0.0.1]:5000", false, "localhost:8765");
-        let proxied = req("127.0.0.1:5000", true, "127.0.0.1:8765");
-        // A proxy that adds no forwarding headers, reached under a public name.
-        let named = req("127.0.0.1:5000", false, "tracker.example.com");
-        let remote = req("203.0.113.7:5000", false, "127.0.0.1:8765");
-        let lo = addr("127.0.0.1:8765");
-        let public = addr("0.0.0.0:8765");
-        assert!(may_command(None, None, local, lo));
-        assert!(may_command(None, None, mapped, lo));
-        assert!(!may_command(None, None, proxied, lo), "behind a proxy");
-        assert!(
-            !may_command(None, None, named, lo),
-            "through a proxy by name"
-        );
-        assert!(!may_command(None, None, remote, lo));
-        assert!(!may_command(None, None, local, public), "token mandatory");
-        assert!(!may_command(None, Some("anything"), remote, lo));
-    }
-
-    #[test]
-    fn with_a_token_everyone_must_present_it() {
-        let token = Secret::new("letmein");
-        let local = Requester::of(addr("127.0.0.1:5000"), &headers(&[("host", "127.0.0.1")]));
-        let remote = Requester::of(addr("203.0.113.7:5000"), &headers(&[("host", "x.example")]));
-        let public = addr("0.0.0.0:8765");
-        assert!(may_command(Some(&token), Some("letmein"), remote, public));
-        assert!(!may_command(Some(&token), None, local, public));
-        assert!(!may_command(Some(&token), Some("letme"), remote, public));
     }
 
     #[test]
@@ -355,6 +254,24 @@ mod tests {
             client_ip(addr("192.0.2.5:1"), &h, &[]),
             "192.0.2.5".parse::<IpAddr>().expect("ip"),
             "only a local proxy is believed"
+        );
+    }
+
+    #[test]
+    fn the_client_is_the_last_entry_of_the_last_forwarded_line() {
+        // A client sends its own X-Forwarded-For; HAProxy (`option forwardfor`) adds a line.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "198.51.100.66".parse().expect("header"));
+        h.append("x-forwarded-for", "203.0.113.9".parse().expect("header"));
+        assert_eq!(
+            client_ip(addr("127.0.0.1:1"), &h, &[]),
+            "203.0.113.9".parse::<IpAddr>().expect("ip")
+        );
+        // nginx's $proxy_add_x_forwarded_for extends the client's own line instead.
+        let h = headers(&[("x-forwarded-for", "198.51.100.66, 203.0.113.9")]);
+        assert_eq!(
+            client_ip(addr("127.0.0.1:1"), &h, &[]),
+            "203.0.113.9".parse::<IpAddr>().expect("ip")
         );
     }
 

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cluster::Cluster;
 use crate::config::Settings;
+use crate::identity::Directory;
 use crate::limits::{QueryBudget, RateLimiter};
 use crate::live::{ConnId, Live};
 use crate::ops::alerts::{self, Alerts};
@@ -18,8 +19,23 @@ use crate::ops::lifecycle::Lifecycle;
 use crate::ops::metrics::Metrics;
 use crate::store::{Event, Store};
 
-/// Failed plugin authentications one client may have in a minute before it gets 429.
+/// Failed authentications (plugin secrets, sign-ins) one client may have in a minute before it
+/// gets 429.
 pub(crate) const AUTH_FAILURES_PER_MINUTE: u32 = 10;
+
+/// Failed sign-ins one account may have in a quarter of an hour before it gets 429.
+pub(crate) const LOGIN_FAILURES_PER_ACCOUNT: u32 = 5;
+
+/// The long-lived parts the state is assembled from.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) store: Store,
+    pub(crate) live: Arc<Live>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    pub(crate) cluster: Cluster,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) directory: Arc<Directory>,
+}
 
 /// Handles to everything a request or session needs.
 #[derive(Debug, Clone)]
@@ -44,6 +60,12 @@ pub(crate) struct AppState {
     pub queries: Arc<QueryBudget>,
     /// Failed plugin authentications per client, to slow down secret guessing.
     pub auth_failures: Arc<RateLimiter>,
+    /// Failed sign-ins per account.
+    pub login_failures: Arc<RateLimiter<String>>,
+    /// Who may use the tracker.
+    pub directory: Arc<Directory>,
+    /// Browser sockets open per client address and per account.
+    pub browsers: Arc<crate::limits::Occupancy>,
     /// The other instances of this tracker, when there are any (for `/debug`).
     pub cluster: Cluster,
     next_conn: Arc<AtomicU64>,
@@ -52,16 +74,16 @@ pub(crate) struct AppState {
 impl AppState {
     /// Assembles the state; `queue` is the sending half of the writer's queue. Alerts start
     /// here (they stop with [`AppState::shutdown`]).
-    pub(crate) fn new(
-        settings: Settings,
-        store: Store,
-        live: Arc<Live>,
-        queue: mpsc::Sender<Event>,
-        lifecycle: Arc<Lifecycle>,
-        cluster: Cluster,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub(crate) fn new(settings: Settings, core: Core, queue: mpsc::Sender<Event>) -> Self {
         let shutdown = CancellationToken::new();
+        let Core {
+            store,
+            live,
+            lifecycle,
+            cluster,
+            metrics,
+            directory,
+        } = core;
         Self {
             queries: Arc::new(QueryBudget::new(settings.query_limits())),
             alerts: alerts::start(&settings, shutdown.clone()),
@@ -78,6 +100,12 @@ impl AppState {
                 AUTH_FAILURES_PER_MINUTE,
                 Duration::from_secs(60),
             )),
+            login_failures: Arc::new(RateLimiter::new(
+                LOGIN_FAILURES_PER_ACCOUNT,
+                Duration::from_secs(15 * 60),
+            )),
+            directory,
+            browsers: Arc::new(crate::limits::Occupancy::default()),
             cluster,
             next_conn: Arc::new(AtomicU64::new(1)),
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::identity::Role;
 pub use crate::secret::Secret;
 use crate::store::StoreOptions;
 
@@ -58,6 +59,89 @@ pub enum Command {
     /// Exit 0 when the tracker at BIND_ADDR answers `/health` with 200, 1 otherwise (for
     /// container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Accounts of people who sign in to the map: `user add NAME --role viewer|commander|admin`
+    /// (the password is read from standard input, or generated and printed once), `user list`,
+    /// `user passwd NAME`, `user role NAME ROLE`, `user remove NAME`.
+    User(ManageArgs<UserAction>),
+    /// API tokens for scripts: `token add NAME --role viewer` prints the token once;
+    /// `token list`, `token remove NAME`.
+    Token(ManageArgs<TokenAction>),
+    /// Plugin keys: `key add NAME [--characters A,B]` prints the key once; `key list`,
+    /// `key revoke NAME`, `key move NAME --characters A,B`, `key free A,B`.
+    Key(ManageArgs<KeyAction>),
+}
+
+/// A management command: the database it works on and what to do.
+#[derive(Debug, Clone, Args)]
+pub struct ManageArgs<A: Subcommand> {
+    #[command(subcommand)]
+    pub action: A,
+
+    #[command(flatten, next_help_heading = "Database")]
+    pub database: DatabaseSettings,
+}
+
+/// What `user` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserAction {
+    /// Creates an account (or replaces its role and password).
+    Add {
+        name: String,
+        #[arg(long)]
+        role: Role,
+    },
+    /// Lists the accounts and their roles.
+    List,
+    /// Sets a new password (read from standard input, or generated and printed once); signs
+    /// the account out everywhere.
+    Passwd { name: String },
+    /// Changes an account's role (open sockets of a lowered account are closed).
+    Role { name: String, role: Role },
+    /// Removes an account (its browsers are signed out and their sockets closed).
+    Remove { name: String },
+}
+
+/// What `token` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenAction {
+    /// Creates a token and prints it once (only its hash is kept).
+    Add {
+        name: String,
+        #[arg(long)]
+        role: Role,
+    },
+    /// Lists the tokens and their roles.
+    List,
+    /// Removes a token: it is refused from then on.
+    Remove { name: String },
+}
+
+/// What `key` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeyAction {
+    /// Creates a plugin key and prints it once (only its hash is kept). With `--characters`,
+    /// only those characters may use it (they are moved to it from any other key); without,
+    /// characters are bound to it as it first speaks for them.
+    Add {
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        characters: Vec<String>,
+    },
+    /// Lists the keys, whether revoked, and how many characters each speaks for.
+    List,
+    /// Refuses a key from now on; its open connections close within a second.
+    Revoke { name: String },
+    /// Moves characters to a key.
+    Move {
+        name: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        characters: Vec<String>,
+    },
+    /// Frees characters: the next key that speaks for one gets it.
+    Free {
+        #[arg(value_delimiter = ',', required = true)]
+        characters: Vec<String>,
+    },
 }
 
 /// Settings of `dereth-tracker healthcheck`.
@@ -179,6 +263,11 @@ pub struct ClusterSettings {
     /// random suffix.
     #[arg(long, env = "INSTANCE_NAME")]
     pub instance_name: Option<String>,
+
+    /// A secret every instance of the cluster shares: each packet on the bus carries an HMAC
+    /// made with it, and packets without a valid one are dropped. Required with CLUSTER_BUS.
+    #[arg(long, env = "CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<Secret>,
 }
 
 /// The HTTP server: address, connection and request limits, logging, the map UI and demo mode.
@@ -286,11 +375,40 @@ pub struct AccessSettings {
     #[arg(long, env = "SHARED_SECRET_PREVIOUS", hide_env_values = true)]
     pub shared_secret_previous: Option<Secret>,
 
-    /// Token a browser must present (a `token` field in its command frames; the map asks for
-    /// it) to send commands to plugins. Without it, commands are accepted only from browsers on
-    /// this machine, not through a proxy, and only while BIND_ADDR is a loopback address.
+    /// Legacy: a token that stands for a commander in browsers' command frames (the `token`
+    /// field). Accounts with the commander or admin role are the way to command now; every
+    /// command is audited.
     #[arg(long, env = "COMMAND_TOKEN", hide_env_values = true)]
     pub command_token: Option<Secret>,
+
+    /// Let anyone read the map and the data without signing in (never to command). Without it,
+    /// reading needs a viewer once the tracker listens beyond loopback or any account exists.
+    #[arg(long, env = "PUBLIC_READ")]
+    pub public_read: bool,
+
+    /// The header an authenticating proxy in front of the tracker (oauth2-proxy, Authelia,
+    /// Authentik) puts the signed-in user's name in, e.g. `X-Forwarded-User`. Believed only from
+    /// TRUSTED_PROXIES; the user must have an account (or see AUTH_USER_DEFAULT_ROLE).
+    #[arg(long, env = "AUTH_USER_HEADER")]
+    pub auth_user_header: Option<String>,
+
+    /// The role of a user the proxy names who has no account here (unset: refused).
+    #[arg(long, env = "AUTH_USER_DEFAULT_ROLE")]
+    pub auth_user_default_role: Option<Role>,
+
+    /// Hours a browser stays signed in.
+    #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=8_760))]
+    pub session_ttl_hours: u64,
+
+    /// Mark session cookies `Secure` (set it when browsers reach the tracker over https; a
+    /// trusted proxy that says `X-Forwarded-Proto: https` gets them anyway).
+    #[arg(long, env = "COOKIE_SECURE")]
+    pub cookie_secure: bool,
+
+    /// A token for `/metrics` (beside API tokens) when the tracker listens beyond loopback.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
 
     /// Host names this tracker is served under (comma-separated), e.g. `tracker.example.com`.
     /// Requests for other names are refused (DNS rebinding). IP addresses and `localhost` are
@@ -352,6 +470,34 @@ pub struct SessionSettings {
     /// Most browser connections served at once; more are refused with 503.
     #[arg(long, env = "MAX_BROWSERS", default_value_t = 10_000)]
     pub max_browsers: usize,
+
+    /// Most browser connections of nobody signed in (public or open maps), in total.
+    #[arg(long, env = "MAX_ANONYMOUS_BROWSERS", default_value_t = 256)]
+    pub max_anonymous_browsers: usize,
+
+    /// Most browser connections of nobody signed in from one client address.
+    #[arg(long, env = "MAX_ANONYMOUS_BROWSERS_PER_CLIENT", default_value_t = 8)]
+    pub max_anonymous_browsers_per_client: usize,
+
+    /// Most browser connections of one account or token.
+    #[arg(long, env = "MAX_BROWSERS_PER_ACCOUNT", default_value_t = 32)]
+    pub max_browsers_per_account: usize,
+
+    /// Most characters one plugin key speaks for (the legacy shared secret is one key).
+    #[arg(long, env = "KEY_MAX_CHARACTERS", default_value_t = 10_000)]
+    pub key_max_characters: usize,
+
+    /// Most new plugin sessions (`session_id`s) one character may start in an hour.
+    #[arg(long, env = "SESSIONS_PER_CHARACTER_PER_HOUR", default_value_t = 20)]
+    pub sessions_per_character_per_hour: u32,
+
+    /// Most rare finds one character may report in a minute (more are refused, not counted).
+    #[arg(long, env = "RARES_PER_CHARACTER_PER_MINUTE", default_value_t = 5)]
+    pub rares_per_character_per_minute: u32,
+
+    /// Most rare finds all characters of one plugin key may report in a minute.
+    #[arg(long, env = "KEY_RARES_PER_MINUTE", default_value_t = 600)]
+    pub key_rares_per_minute: u32,
 
     /// Frames buffered per browser before it counts as lagging and is resynced with a snapshot.
     #[arg(long, env = "BROADCAST_CAPACITY", default_value_t = 4_096)]
@@ -557,6 +703,8 @@ impl Settings {
             &mut self.access.command_token,
             &mut self.database.database_password,
             &mut self.cluster.cluster_bus,
+            &mut self.cluster.cluster_key,
+            &mut self.access.metrics_token,
         ] {
             if secret.as_ref().is_some_and(Secret::is_empty) {
                 *secret = None;
@@ -569,6 +717,14 @@ impl Settings {
             .is_some_and(|u| u.trim().is_empty())
         {
             self.alerts.alert_webhook_url = None;
+        }
+        if self
+            .access
+            .auth_user_header
+            .as_deref()
+            .is_some_and(|h| h.trim().is_empty())
+        {
+            self.access.auth_user_header = None;
         }
         if self
             .server

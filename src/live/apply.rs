@@ -38,6 +38,8 @@ pub enum Applied {
     Taken(Option<Event>),
     /// A relayed frame too large to pass on (see [`super::MAX_RELAY_BYTES`]).
     TooLarge,
+    /// Refused by the character's allowances (see `super::guard`): why.
+    Refused(String),
     /// A peer's frame about a character a plugin of this instance owns: ignored, so two
     /// instances never both count it.
     NotTheirs,
@@ -59,7 +61,10 @@ impl Live {
         let event = match frame {
             PluginFrame::Telemetry(row) => {
                 let (totals, last_seen, kills) = match counted {
-                    None => self.lock().roster.count_telemetry(&row),
+                    None => match self.lock().roster.count_telemetry(&row, &self.limits) {
+                        Ok(counted) => counted,
+                        Err(why) => return Applied::Refused(why),
+                    },
                     Some(c) => {
                         let totals = c.totals.unwrap_or_default();
                         let last_seen = c.last_seen.unwrap_or(row.timestamp);
@@ -84,7 +89,10 @@ impl Live {
             }
             PluginFrame::Rare(rare) => {
                 let (totals, session_id) = match counted {
-                    None => self.lock().roster.count_rare(&rare),
+                    None => match self.lock().roster.count_rare(&rare, &self.limits) {
+                        Ok(counted) => counted,
+                        Err(why) => return Applied::Refused(why),
+                    },
                     Some(c) => {
                         let totals = c.totals.unwrap_or_default();
                         self.lock().roster.mirror_rare(&rare, totals);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::guard::{Guard, LiveLimits, SESSIONS_KEPT};
 use crate::cluster::message::{CharacterState as SharedState, SessionBaseline};
 use crate::protocol::{
     CharacterSheet, Chat, LiveCharacter, Portal, Rare, Telemetry, Totals, Vitals,
@@ -55,11 +56,14 @@ struct Character {
     vitals: Option<Vitals>,
     /// The latest character sheet, without attributes and skills.
     sheet: Option<CharacterSheet>,
+    /// What it may still do (kills, sessions, rares).
+    guard: Guard,
 }
 
 impl Character {
     fn new() -> Self {
         Self {
+            guard: Guard::new(),
             restored: true,
             restore_failed: None,
             touched: Instant::now(),
@@ -262,31 +266,53 @@ impl Roster {
         }
     }
 
-    /// Counts a telemetry frame of a character owned here: its kills (see [`kill_delta`]), its
-    /// snapshot. Returns the totals after it, when it was seen, and the session's count.
-    pub(super) fn count_telemetry(&mut self, t: &Telemetry) -> (Totals, DateTime<Utc>, KillCount) {
+    /// Counts a telemetry frame of a character owned here: its kills (see [`kill_delta`], then
+    /// what the character can physically gain), its snapshot. Returns the totals after it, when
+    /// it was seen, and the session's count; or why the frame is refused (a character that starts
+    /// sessions faster than any player does).
+    pub(super) fn count_telemetry(
+        &mut self,
+        t: &Telemetry,
+        limits: &LiveLimits,
+    ) -> Result<(Totals, DateTime<Utc>, KillCount), String> {
         let now = Instant::now();
-        let trusted = self
-            .characters
-            .get(&t.character_name)
-            .is_none_or(|c| c.restored);
         let key = (t.character_name.clone(), t.session_id.clone());
+        let c = self
+            .characters
+            .entry(t.character_name.clone())
+            .or_insert_with(Character::new);
+        let trusted = c.restored;
+        if !self.sessions.contains_key(&key) {
+            if !c.guard.start_session(limits, now) {
+                return Err(format!(
+                    "`{}` started more than {} sessions in the last hour; this one is refused",
+                    t.character_name, limits.sessions_per_hour
+                ));
+            }
+            c.guard.sessions.push_back(t.session_id.clone());
+            while c.guard.sessions.len() > SESSIONS_KEPT {
+                if let Some(old) = c.guard.sessions.pop_front() {
+                    self.sessions.remove(&(t.character_name.clone(), old));
+                }
+            }
+        }
         let session = self.sessions.entry(key).or_insert_with(|| SessionCounters {
             unmeasured_cap: if trusted { MAX_UNMEASURED_KILLS } else { 0 },
             ..SessionCounters::new()
         });
-        let delta = kill_delta(session, t.kills, t.timestamp, now);
+        let wanted = kill_delta(session, t.kills, t.timestamp, now);
         let baseline = session.last_kills.unwrap_or(t.kills);
         session.touched = now;
         let session_rares = session.rares;
         let c = self.character(&t.character_name);
+        let delta = c.guard.take_kills(wanted, now);
         c.total_kills = c.total_kills.saturating_add(delta);
         c.seen(t, now, Utc::now());
-        (
+        Ok((
             c.totals(session_rares),
             c.last_seen_at,
             KillCount { delta, baseline },
-        )
+        ))
     }
 
     /// Applies a telemetry frame another instance counted for a character it owns: its totals
@@ -313,10 +339,21 @@ impl Roster {
     }
 
     /// Counts a rare find; returns the totals after it and the session it is counted in (the
-    /// character's current session, when one is known).
-    pub(super) fn count_rare(&mut self, r: &Rare) -> (Totals, Option<String>) {
+    /// character's current session, when one is known), or why it is refused (more rares than
+    /// a character finds in a minute).
+    pub(super) fn count_rare(
+        &mut self,
+        r: &Rare,
+        limits: &LiveLimits,
+    ) -> Result<(Totals, Option<String>), String> {
         let now = Instant::now();
         let c = self.character(&r.character_name);
+        if !c.guard.report_rare(limits, now) {
+            return Err(format!(
+                "`{}` reported more than {} rares in a minute; this one is not counted",
+                r.character_name, limits.rares_per_minute
+            ));
+        }
         c.total_rares = c.total_rares.saturating_add(1);
         c.touched = now;
         let (total_kills, total_rares) = (c.total_kills, c.total_rares);
@@ -338,7 +375,7 @@ impl Roster {
             total_rares,
             session_rares,
         };
-        (totals, session_id)
+        Ok((totals, session_id))
     }
 
     /// Applies a rare another instance counted.

@@ -32,6 +32,9 @@ struct Route {
     last_heard: Instant,
     /// When the connection claimed it (wall clock, to settle a claim race between instances).
     claimed_at_ms: i64,
+    /// The connection has only registered the character, never sent data for it: a connection
+    /// that sends data takes it over (a returning owner wins it back from a squatter).
+    weak: bool,
 }
 
 /// A character owned by a plugin connection of another instance of the cluster.
@@ -77,16 +80,19 @@ impl Claims {
         name: &str,
         conn: ConnId,
         commands: &mpsc::Sender<Utf8Bytes>,
+        weak: bool,
         window: Duration,
     ) -> Claim {
         let now = Instant::now();
         if let Some(route) = self.routes.get_mut(name) {
             if route.conn == conn {
                 route.last_heard = now;
+                route.weak &= weak;
                 return Claim::Kept;
             }
             let gone = route.commands.is_closed();
-            if !gone && now.duration_since(route.last_heard) <= window {
+            let squatted = route.weak && !weak;
+            if !gone && !squatted && now.duration_since(route.last_heard) <= window {
                 return Claim::Refused;
             }
             tracing::info!(
@@ -115,6 +121,7 @@ impl Claims {
                 commands: commands.clone(),
                 last_heard: now,
                 claimed_at_ms: at_ms,
+                weak,
             },
         );
         Claim::Took { at_ms }
@@ -194,9 +201,19 @@ impl Claims {
 
 impl Live {
     /// Lets `conn` speak for `name`; the owner may be a connection of another instance of the
-    /// cluster. False when `conn` may not.
-    pub fn claim(&self, name: &str, conn: ConnId, commands: &mpsc::Sender<Utf8Bytes>) -> bool {
-        let claim = self.lock().claims.claim(name, conn, commands, self.window);
+    /// cluster. `weak`: the connection only registers the character (a connection that sends
+    /// its data may take it over). False when `conn` may not.
+    pub fn claim(
+        &self,
+        name: &str,
+        conn: ConnId,
+        commands: &mpsc::Sender<Utf8Bytes>,
+        weak: bool,
+    ) -> bool {
+        let claim = self
+            .lock()
+            .claims
+            .claim(name, conn, commands, weak, self.window);
         match claim {
             Claim::Kept => true,
             Claim::Took { at_ms } => {
@@ -218,6 +235,7 @@ impl Live {
         name: &str,
         conn: ConnId,
         commands: &mpsc::Sender<Utf8Bytes>,
+        weak: bool,
         wait: Duration,
     ) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
@@ -225,12 +243,12 @@ impl Live {
             // Registered before the attempt, so a release between the attempt and the wait
             // is not missed.
             let released = self.released.notified();
-            if self.claim(name, conn, commands) {
+            if self.claim(name, conn, commands, weak) {
                 return true;
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
                 // The owner may have gone silent for the live window meanwhile.
-                return self.claim(name, conn, commands);
+                return self.claim(name, conn, commands, weak);
             }
         }
     }
@@ -337,8 +355,11 @@ mod tests {
             live.deliver_command("A", "/vt stop"),
             CommandStatus::NotConnected
         );
-        assert!(live.claim("A", 1, &tx1));
-        assert!(!live.claim("A", 2, &tx2), "an impersonator is refused");
+        assert!(live.claim("A", 1, &tx1, false));
+        assert!(
+            !live.claim("A", 2, &tx2, false),
+            "an impersonator is refused"
+        );
         assert_eq!(
             live.deliver_command("A", "/vt stop"),
             CommandStatus::Delivered
@@ -348,7 +369,7 @@ mod tests {
         assert!(got.as_str().contains("/vt stop"));
         // The owner closes: another connection takes over at once.
         live.unroute(1);
-        assert!(live.claim("A", 2, &tx2));
+        assert!(live.claim("A", 2, &tx2, false));
         assert_eq!(
             live.deliver_command("A", "/vt go"),
             CommandStatus::Delivered
@@ -356,9 +377,9 @@ mod tests {
         assert!(rx2.try_recv().is_ok());
         // An owner silent past the live window can be taken over too.
         let (tx3, _rx3) = mpsc::channel(4);
-        assert!(!live.claim("A", 3, &tx3));
+        assert!(!live.claim("A", 3, &tx3, false));
         std::thread::sleep(Duration::from_millis(250));
-        assert!(live.claim("A", 3, &tx3));
+        assert!(live.claim("A", 3, &tx3, false));
         drop(tx1);
     }
 }

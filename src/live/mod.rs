@@ -17,6 +17,7 @@ mod apply;
 pub(crate) mod batch;
 mod characters;
 mod claims;
+mod guard;
 pub(crate) mod hub;
 mod mirror;
 pub(crate) mod recent;
@@ -39,6 +40,7 @@ use characters::Roster;
 pub(crate) use characters::{KillCount, LiveEntry};
 use claims::Claims;
 pub(crate) use claims::ConnId;
+pub(crate) use guard::LiveLimits;
 pub(crate) use hub::{Broadcast, FrameKind, Hub};
 pub(crate) use mirror::Instance;
 use recent::RecentTrails;
@@ -73,18 +75,22 @@ pub struct Live {
     cluster: Cluster,
     /// A character counts as live this long after its last frame.
     window: Duration,
+    /// How much one character may do.
+    limits: LiveLimits,
     /// Woken whenever a connection's routes are forgotten, for claims waiting on an owner.
     released: Notify,
 }
 
 impl Live {
     /// Empty state. Browsers buffer at most `capacity` frames before they count as lagging;
-    /// accepted positions are kept in `recent`; what plugins send is shared with `cluster`.
+    /// accepted positions are kept in `recent`; what plugins send is shared with `cluster`;
+    /// each character may do what `limits` allow.
     pub fn new(
         window: Duration,
         capacity: usize,
         recent: Arc<RecentTrails>,
         cluster: Cluster,
+        limits: LiveLimits,
     ) -> Self {
         Self {
             state: Mutex::new(State::default()),
@@ -92,6 +98,7 @@ impl Live {
             recent,
             cluster,
             window,
+            limits,
             released: Notify::new(),
         }
     }
@@ -103,6 +110,7 @@ impl Live {
             capacity,
             Arc::new(RecentTrails::new(0)),
             Cluster::single(),
+            LiveLimits::default(),
         )
     }
 

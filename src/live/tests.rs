@@ -28,10 +28,9 @@ fn telemetry(name: &str, session: &str, kills: i64) -> Telemetry {
 fn in_cluster() -> (Live, mpsc::Receiver<Message>) {
     let (cluster, shared) = Cluster::in_memory("node-a");
     let recent = Arc::new(RecentTrails::new(0));
-    (
-        Live::new(Duration::from_secs(30), 16, recent, cluster),
-        shared,
-    )
+    let limits = LiveLimits::default();
+    let live = Live::new(Duration::from_secs(30), 16, recent, cluster, limits);
+    (live, shared)
 }
 
 /// Applies a telemetry frame of this instance's plugin; the kills it adds.
@@ -47,7 +46,7 @@ fn delta(live: &Live, t: &Telemetry) -> i64 {
 fn a_claim_race_between_instances_leaves_exactly_one_owner() {
     let (here, mut shared) = in_cluster();
     let (tx, _rx) = mpsc::channel(4);
-    assert!(here.claim("Ann", 1, &tx));
+    assert!(here.claim("Ann", 1, &tx, false));
     let Ok(Message::Claimed { at_ms, .. }) = shared.try_recv() else {
         panic!("the claim is shared");
     };
@@ -77,10 +76,13 @@ fn a_claim_race_between_instances_leaves_exactly_one_owner() {
         peer,
     );
     assert!(matches!(applied, Applied::Taken(None)), "{applied:?}");
-    assert!(!here.claim("Ann", 1, &tx), "owned elsewhere and heard from");
+    assert!(
+        !here.claim("Ann", 1, &tx, false),
+        "owned elsewhere and heard from"
+    );
     // Once node-b is gone, a plugin here may take Ann over.
     assert_eq!(here.forget_instance("node-b"), 1);
-    assert!(here.claim("Ann", 1, &tx));
+    assert!(here.claim("Ann", 1, &tx, false));
     assert_eq!(here.live_entries()[0].totals.total_kills, 7);
     // From now on frames about Ann from node-b are not node-b's to send.
     let again = here.apply(
@@ -183,7 +185,7 @@ fn offline_characters_leave_memory_with_their_sessions() {
         live.restore(&name, Some(&CharacterState::default()));
         delta(&live, &telemetry(&name, "s", 1));
     }
-    assert!(live.claim("C0", 1, &tx), "C0 stays owned");
+    assert!(live.claim("C0", 1, &tx, false), "C0 stays owned");
     std::thread::sleep(Duration::from_millis(5));
     assert_eq!(live.reap(None), 1_000, "all went offline");
     assert_eq!(

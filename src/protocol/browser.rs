@@ -286,7 +286,7 @@ pub enum CommandStatus {
     Delivered,
     /// No plugin connection currently speaks for that character.
     NotConnected,
-    /// The browser may not send commands (missing or wrong token, or not on loopback).
+    /// The browser may not send commands (nobody signed in, or not a commander).
     Unauthorized,
     /// The plugin is not reading its commands fast enough; try again.
     Busy,
@@ -295,12 +295,23 @@ pub enum CommandStatus {
 }
 
 impl CommandStatus {
+    /// Its wire name (as the audit trail keeps it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::NotConnected => "not_connected",
+            Self::Unauthorized => "unauthorized",
+            Self::Busy => "busy",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+
     /// A sentence for people, shown by the UI next to the status.
     pub fn message(self) -> &'static str {
         match self {
             Self::Delivered => "delivered to the plugin",
             Self::NotConnected => "no plugin is connected for that character",
-            Self::Unauthorized => "not authorized to send commands",
+            Self::Unauthorized => "only a signed-in commander or admin may send commands",
             Self::Busy => "the plugin is not keeping up with commands; try again",
             Self::RateLimited => "too many commands from this browser; wait a moment",
         }

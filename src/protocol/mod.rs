@@ -55,6 +55,10 @@ pub enum FrameError {
          connection closes or has been silent for the live window"
     )]
     Claimed(String),
+    /// The tracker cannot accept it right now (not the sender's fault: it does not count against
+    /// the error budget).
+    #[error("{0}")]
+    Later(String),
 }
 
 impl FrameError {
@@ -237,7 +241,7 @@ pub fn format_coords(ew: f64, ns: f64) -> String {
     )
 }
 
-fn clip(s: &str, max_chars: usize) -> String {
+pub(crate) fn clip(s: &str, max_chars: usize) -> String {
     let mut out: String = s.chars().take(max_chars).collect();
     if s.chars().count() > max_chars {
         out.push('…');

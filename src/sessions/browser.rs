@@ -10,21 +10,32 @@ use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::{Principal, Role, Watch};
 use crate::limits::{CommandBudget, ErrorBudget};
 use crate::live::{FrameKind, ViewFilter};
-use crate::net::{self, Requester};
 use crate::ops::metrics;
 use crate::protocol::{
     BrowserFrame, BrowserOut, CommandStatus, FrameError, parse_browser_frame, to_json,
 };
 use crate::sessions::socket::{self, Incoming, Keepalive};
 use crate::state::AppState;
+use crate::store::AuditRow;
+
+/// Command frames a socket may have refused for want of authorization before it is closed.
+pub(crate) const MAX_UNAUTHORIZED_COMMANDS: u32 = 5;
 
 /// One browser's session.
 pub(crate) struct Session {
     state: AppState,
-    requester: Requester,
+    /// Who it stands for (none: nobody signed in, on an open or public map).
+    who: Option<Principal>,
+    /// Cancelled when `who` is removed, lowered or signed out: the socket closes.
+    withdrawn: CancellationToken,
     connect_token: Option<String>,
+    /// Command frames refused for want of authorization.
+    unauthorized: u32,
     /// Bit set of [`FrameKind`]s this browser wants.
     mask: u32,
     /// Default kinds arrive in the coalescer's batches; only relayed kinds it asked for come
@@ -37,17 +48,23 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A session for a browser described by `requester`; `connect_token` is a command token it
+    /// A session for a browser that stands for `who`; `connect_token` is a command token it
     /// gave when connecting (legacy); `coalesced`: it takes the coalesced stream.
     pub(crate) fn new(
         state: AppState,
-        requester: Requester,
+        who: Option<Principal>,
         connect_token: Option<String>,
         coalesced: bool,
     ) -> Self {
+        let withdrawn = match &who {
+            Some(p) => state.directory.watch(Watch::of(p)),
+            None => CancellationToken::new(),
+        };
         Self {
             state,
-            requester,
+            who,
+            withdrawn,
+            unauthorized: 0,
             connect_token,
             mask: FrameKind::default_mask(),
             coalesced,
@@ -80,6 +97,11 @@ impl Session {
             tokio::select! {
                 () = self.state.shutdown.cancelled() => {
                     socket::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
+                    break;
+                }
+                () = self.withdrawn.cancelled() => {
+                    tracing::info!("browser's access withdrawn (signed out, removed or lowered); closing");
+                    socket::close(&mut sink, close_code::POLICY, "signed out", send_timeout).await;
                     break;
                 }
                 received = recv(&mut batches) => {
@@ -199,15 +221,23 @@ impl Session {
                 command,
                 token,
             } => {
-                let status = if !self.may_command(token.as_deref()) {
-                    CommandStatus::Unauthorized
-                } else if !self.commands.take() {
-                    CommandStatus::RateLimited
-                } else {
-                    self.state.live.send_command(&player_name, &command).await
+                let commander = self.commander(token.as_deref());
+                let status = match &commander {
+                    None => {
+                        self.unauthorized += 1;
+                        CommandStatus::Unauthorized
+                    }
+                    Some(_) if !self.commands.take() => CommandStatus::RateLimited,
+                    Some(_) => self.state.live.send_command(&player_name, &command).await,
                 };
                 // Debug only: a browser can send many; the metrics count what was relayed.
                 tracing::debug!(player = %player_name, ?status, "browser command");
+                self.audit(commander, &player_name, &command, status).await;
+                if self.unauthorized >= MAX_UNAUTHORIZED_COMMANDS {
+                    return Err(FrameError::Invalid(
+                        "too many unauthorized commands on this connection".into(),
+                    ));
+                }
                 Ok(Some(to_json(&BrowserOut::CommandResult {
                     player_name: &player_name,
                     command: &command,
@@ -218,15 +248,46 @@ impl Session {
         }
     }
 
-    /// The command rule of [`net::may_command`], with the token from the frame or the
-    /// connection.
-    fn may_command(&self, frame_token: Option<&str>) -> bool {
-        net::may_command(
-            self.state.settings.access.command_token.as_ref(),
-            frame_token.or(self.connect_token.as_deref()),
-            self.requester,
-            self.state.settings.server.bind_addr,
-        )
+    /// Who commands, if this browser may: a commander or admin, the legacy COMMAND_TOKEN (in
+    /// the frame or given at connect), or anyone in demo mode on loopback.
+    fn commander(&self, frame_token: Option<&str>) -> Option<(String, &'static str)> {
+        if let Some(p) = self.who.as_ref().filter(|p| p.can(Role::Commander)) {
+            return Some((p.name.to_string(), p.via.name()));
+        }
+        let token = frame_token.or(self.connect_token.as_deref());
+        if token.is_some_and(|t| self.state.directory.is_command_token(t)) {
+            return Some(("command-token".to_owned(), "command-token"));
+        }
+        if self.state.directory.anyone_may_command() {
+            return Some(("demo".to_owned(), "demo"));
+        }
+        None
+    }
+
+    /// Keeps a command in the audit trail (a store that cannot keep it is logged, not fatal).
+    async fn audit(
+        &self,
+        commander: Option<(String, &'static str)>,
+        character: &str,
+        command: &str,
+        status: CommandStatus,
+    ) {
+        let (actor, via) = commander.unwrap_or_else(|| match &self.who {
+            Some(p) => (p.name.to_string(), p.via.name()),
+            None => ("anonymous".to_owned(), "none"),
+        });
+        let entry = AuditRow {
+            id: 0,
+            at: chrono::Utc::now(),
+            actor,
+            via: via.to_owned(),
+            character_name: character.to_owned(),
+            command: command.to_owned(),
+            result: status.name().to_owned(),
+        };
+        if let Err(err) = self.state.store.audit(&entry).await {
+            tracing::warn!(%err, "a command could not be kept in the audit trail");
+        }
     }
 }
 

@@ -5,11 +5,13 @@
 //! never affects other connections or anything already accepted.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::extract::ws::{Utf8Bytes, WebSocket, close_code};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::identity::{Binding, Watch};
 use crate::limits::ErrorBudget;
 use crate::live::{Applied, ConnId, Origin};
 use crate::ops::alerts::Signal;
@@ -44,10 +46,23 @@ pub(crate) enum End {
     Abuse,
     TooBig,
     SendFailed,
+    /// Its key was revoked.
+    Revoked,
 }
 
-/// Serves one authenticated plugin connection until it ends.
-pub(crate) async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End {
+/// What one plugin connection is: its id, the key it speaks with, where its commands go, and the
+/// characters it has spoken for.
+struct Connection {
+    id: ConnId,
+    key: Arc<str>,
+    commands: mpsc::Sender<Utf8Bytes>,
+    /// Characters it spoke for (bounded by [`MAX_CHARACTERS_PER_CONNECTION`]), for the
+    /// disconnect alert.
+    names: HashSet<String>,
+}
+
+/// Serves one plugin connection, authenticated with `key`, until it ends.
+pub(crate) async fn run(socket: WebSocket, state: AppState, id: ConnId, key: Arc<str>) -> End {
     tracing::info!("plugin connected");
     let (mut sink, mut stream) = socket.split();
     let (commands_tx, mut commands_rx) = mpsc::channel::<Utf8Bytes>(COMMAND_BUFFER);
@@ -55,15 +70,26 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End
     let send_timeout = settings.send_timeout();
     let mut budget = ErrorBudget::new(settings.sessions.max_frame_errors);
     let mut keepalive = Keepalive::new(&settings);
-    // Characters this connection spoke for, for the disconnect alert.
-    let mut names: HashSet<String> = HashSet::new();
+    // Cancelled when the key is revoked (or loses a character it is speaking for).
+    let revoked = state.directory.watch(Watch::Key(key.clone()));
+    let mut this = Connection {
+        id,
+        key,
+        commands: commands_tx,
+        names: HashSet::new(),
+    };
 
     let end = loop {
         tokio::select! {
             () = state.shutdown.cancelled() => {
                 socket::close(&mut sink, close_code::AWAY, "server shutting down", send_timeout).await;
-                drain(&state, conn, &commands_tx, &mut stream, &mut names).await;
+                drain(&state, &mut this, &mut stream).await;
                 break End::Shutdown;
+            }
+            () = revoked.cancelled() => {
+                tracing::info!("plugin key revoked, or one of its characters moved; closing");
+                socket::close(&mut sink, close_code::POLICY, "key revoked", send_timeout).await;
+                break End::Revoked;
             }
             read = stream.next() => {
                 keepalive.heard();
@@ -76,12 +102,14 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End
                         socket::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
                         break End::TooBig;
                     }
-                    Incoming::Text(text) => accept(&state, conn, &commands_tx, &text, &mut names).await,
+                    Incoming::Text(text) => accept(&state, &mut this, &text).await,
                     Incoming::Binary => Err(FrameError::Binary),
                     Incoming::Control => Ok(()),
                 };
                 let Err(err) = outcome else { continue };
-                let claimed = matches!(err, FrameError::Claimed(_));
+                // Not the plugin's fault: another connection holds the character (the same plugin
+                // reconnecting), or the tracker cannot check its key right now.
+                let claimed = matches!(err, FrameError::Claimed(_) | FrameError::Later(_));
                 if !claimed {
                     metrics::bump(&state.metrics.frames_rejected);
                 }
@@ -113,10 +141,10 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, conn: ConnId) -> End
             },
         }
     };
-    state.live.unroute(conn);
-    if matches!(end, End::Lost | End::TimedOut | End::SendFailed) && !names.is_empty() {
+    state.live.unroute(this.id);
+    if matches!(end, End::Lost | End::TimedOut | End::SendFailed) && !this.names.is_empty() {
         state.alerts.signal(Signal::Lost {
-            names: names.into_iter().collect(),
+            names: this.names.into_iter().collect(),
         });
     }
     tracing::info!(reason = ?end, "plugin disconnected");
@@ -131,16 +159,14 @@ const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// another instance loses nothing it sent to this one.
 async fn drain(
     state: &AppState,
-    conn: ConnId,
-    commands: &mpsc::Sender<Utf8Bytes>,
+    this: &mut Connection,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    names: &mut HashSet<String>,
 ) {
     let deadline = tokio::time::Instant::now() + CLOSE_DRAIN;
     while let Ok(read) = tokio::time::timeout_at(deadline, stream.next()).await {
         match socket::classify(read) {
             Incoming::Text(text) => {
-                if let Err(err) = accept(state, conn, commands, &text, names).await {
+                if let Err(err) = accept(state, this, &text).await {
                     metrics::bump(&state.metrics.frames_rejected);
                     tracing::debug!(error = %err, "plugin frame rejected while closing");
                 }
@@ -155,10 +181,8 @@ async fn drain(
 /// (waiting for room: backpressure).
 async fn accept(
     state: &AppState,
-    conn: ConnId,
-    commands: &mpsc::Sender<Utf8Bytes>,
+    this: &mut Connection,
     text: &Utf8Bytes,
-    names: &mut HashSet<String>,
 ) -> Result<(), FrameError> {
     let frame = parse_plugin_frame(text.as_str())?;
     let Some(kind) = frame.kind() else {
@@ -168,25 +192,32 @@ async fn accept(
         return Ok(());
     };
     if let Some(name) = frame.character_name() {
-        let new = !names.contains(name);
-        // A plugin speaks for its character (a multibox client for a few): a connection that
-        // names ever more characters is refused new ones, so it cannot grow the server's memory.
-        if new && names.len() >= MAX_CHARACTERS_PER_CONNECTION {
-            return Err(FrameError::Invalid(format!(
-                "this connection already speaks for {MAX_CHARACTERS_PER_CONNECTION} characters"
-            )));
+        let new = !this.names.contains(name);
+        if new {
+            speaks_for(state, this, name).await?;
         }
+        // Only `register` frames make a weak claim: a connection that sends data for the
+        // character takes it over from one that merely registers it.
+        let weak = matches!(frame, PluginFrame::Register(_));
         if !state
             .live
-            .claim_within(name, conn, commands, CLAIM_WAIT)
+            .claim_within(name, this.id, &this.commands, weak, CLAIM_WAIT)
             .await
         {
             metrics::bump(&state.metrics.frames_unclaimed);
             return Err(FrameError::Claimed(name.to_owned()));
         }
         if new {
-            names.insert(name.to_owned());
+            this.names.insert(name.to_owned());
         }
+    }
+    if let PluginFrame::Rare(r) = &frame
+        && !state.directory.may_report_rare(&this.key)
+    {
+        return Err(FrameError::Invalid(format!(
+            "this plugin key reported more than {} rares in a minute; `{}` is not counted",
+            state.settings.sessions.key_rares_per_minute, r.name
+        )));
     }
     state.metrics.count_frame(kind);
     if let (true, Some(name)) = (frame.keeps_state(), frame.character_name())
@@ -222,8 +253,37 @@ async fn accept(
         Applied::Taken(Some(event)) => enqueue(state, event).await,
         Applied::Taken(None) | Applied::NotTheirs => {}
         Applied::TooLarge => metrics::bump(&state.metrics.frames_not_relayed),
+        Applied::Refused(why) => return Err(FrameError::Invalid(why)),
     }
     Ok(())
+}
+
+/// Whether this connection may speak for one more character: within its own bound, and with a
+/// key the character belongs to (bound to it now when it belongs to none).
+async fn speaks_for(state: &AppState, this: &Connection, name: &str) -> Result<(), FrameError> {
+    // A plugin speaks for its character (a multibox client for a few): a connection that names
+    // ever more characters is refused new ones, so it cannot grow the server's memory.
+    if this.names.len() >= MAX_CHARACTERS_PER_CONNECTION {
+        return Err(FrameError::Invalid(format!(
+            "this connection already speaks for {MAX_CHARACTERS_PER_CONNECTION} characters"
+        )));
+    }
+    match state.directory.bind(name, &this.key).await {
+        Ok(Binding::Ours) => Ok(()),
+        Ok(Binding::Theirs(_)) => Err(FrameError::Invalid(format!(
+            "character `{name}` belongs to another plugin key"
+        ))),
+        Ok(Binding::Full) => Err(FrameError::Invalid(format!(
+            "this plugin key already speaks for {} characters",
+            state.settings.sessions.key_max_characters
+        ))),
+        Err(err) => {
+            tracing::warn!(%err, character = name, "could not check a character's key");
+            Err(FrameError::Later(
+                "the tracker cannot check this character's key right now; try again".into(),
+            ))
+        }
+    }
 }
 
 /// How long a frame about a character owned by another connection waits for that connection to
@@ -317,7 +377,25 @@ mod tests {
         let live = std::sync::Arc::new(Live::standalone(settings.live_window(), 16));
         let metrics = std::sync::Arc::new(crate::ops::metrics::Metrics::default());
         let cluster = crate::cluster::Cluster::single();
-        let state = AppState::new(settings, store, live, tx, lifecycle, cluster, metrics);
+        let directory = crate::identity::Directory::load(
+            store.clone(),
+            crate::identity::DirectoryConfig::default(),
+            crate::identity::KeyLimits {
+                max_characters: 10,
+                rares_per_minute: 10,
+            },
+        )
+        .await
+        .expect("directory");
+        let core = crate::state::Core {
+            store,
+            live,
+            lifecycle,
+            cluster,
+            metrics,
+            directory: std::sync::Arc::new(directory),
+        };
+        let state = AppState::new(settings, core, tx);
         drop(rx);
         let text = r#"{"type":"spawn","character_name":"A","mob":"Drudge","ew":1,"ns":1}"#;
         let frame = crate::protocol::parse_plugin_frame(text).expect("frame");

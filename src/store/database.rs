@@ -150,6 +150,6 @@ pub trait StoreUpkeep: Send + Sync + Debug {
 }
 
 /// A complete backend: every part of the contract.
-pub trait Database: StoreWrite + StoreRead + StoreUpkeep {}
+pub trait Database: StoreWrite + StoreRead + StoreUpkeep + super::StoreAccess {}
 
-impl<T: StoreWrite + StoreRead + StoreUpkeep> Database for T {}
+impl<T: StoreWrite + StoreRead + StoreUpkeep + super::StoreAccess> Database for T {}

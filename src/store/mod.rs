@@ -9,6 +9,7 @@
 //! character's state on return, heatmaps from hourly cells, trails broken at teleports,
 //! step-aligned thinning) is written once here.
 
+mod access;
 mod counters;
 mod database;
 mod error;
@@ -31,6 +32,9 @@ use serde::Serialize;
 
 use crate::protocol::{CharacterSheet, Spawn, Telemetry};
 
+pub use access::{
+    AccessChange, AccountRow, AuditQuery, AuditRow, BindingRow, KeyRow, StoreAccess, TokenRow,
+};
 pub use counters::SPAWN_CELL;
 pub(crate) use counters::{CounterUpdates, hour_of};
 pub use database::{Database, StoreRead, StoreUpkeep, StoreWrite};

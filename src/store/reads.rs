@@ -141,6 +141,34 @@ impl Pool<'_> {
         })
     }
 
+    /// Runs `statements` in one transaction; how many rows each changed.
+    pub(crate) async fn transaction(self, statements: &[Sql]) -> Result<Vec<u64>, StoreError> {
+        let mut changed = Vec::with_capacity(statements.len());
+        match self {
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for sql in statements {
+                    let done = sqlx::query_with(&sql.text, pg_args(&sql.args)?)
+                        .execute(&mut *tx)
+                        .await?;
+                    changed.push(done.rows_affected());
+                }
+                tx.commit().await?;
+            }
+            Self::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for sql in statements {
+                    let done = sqlx::query_with(&sql.text, sqlite_args(&sql.args)?)
+                        .execute(&mut *tx)
+                        .await?;
+                    changed.push(done.rows_affected());
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(changed)
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub(crate) async fn close(self) {
         match self {

@@ -19,6 +19,9 @@ pub(crate) enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     MethodNotAllowed(&'static str),
+    /// The request conflicts with what exists (a name taken, the last admin).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     TooManyRequests(&'static str),
     #[error("{0}")]
@@ -46,6 +49,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -91,9 +95,36 @@ pub(crate) enum QueryRefusals {
     /// A parameter is invalid
     #[response(status = 400)]
     BadRequest(ErrorBody),
+    /// Not signed in (and reads are not open), or a wrong API token
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// An authenticating proxy named a user who has no account here
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Too many failed authentications from this client
+    #[response(status = 429)]
+    TooMany(ErrorBody),
     /// Too busy or too slow: retry later (`Retry-After`) or narrow the query
     #[response(status = 503)]
     Unavailable(ErrorBody),
+}
+
+/// The refusals of an endpoint that needs someone signed in.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "an OpenAPI description: read by the derive, never built"
+)]
+pub(crate) enum AuthRefusals {
+    /// Not signed in, or a wrong API token
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Signed in without the role this needs, or a cross-site request
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Too many failed authentications from this client or for this account
+    #[response(status = 429)]
+    TooMany(ErrorBody),
 }
 
 /// The refusal of an endpoint about one character that was never seen.
@@ -114,6 +145,12 @@ impl IntoResponse for ApiError {
             error: self.to_string(),
         };
         let mut response = (self.status(), Json(body)).into_response();
+        if matches!(self, Self::Unauthorized(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(r#"Bearer realm="dereth-tracker""#),
+            );
+        }
         if matches!(self, Self::Busy(_)) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

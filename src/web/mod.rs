@@ -5,6 +5,7 @@
 pub(crate) mod access;
 pub(crate) mod api;
 pub(crate) mod assets;
+pub(crate) mod auth;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod http_server;

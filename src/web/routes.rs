@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes as api_routes;
 
 use crate::state::AppState;
-use crate::web::api::{events, history, prometheus, stats, status};
+use crate::web::api::{account, events, history, prometheus, stats, status};
 use crate::web::{access, assets, sockets};
 
 #[derive(OpenApi)]
@@ -28,10 +28,15 @@ use crate::web::{access, assets, sockets};
         title = "Dereth Tracker",
         description = "Live telemetry, history and statistics of Asheron's Call characters. \
                        Times are UTC RFC 3339; errors are `{\"error\": \"...\"}`. The websocket \
-                       frames are documented in EVENT_FORMATS.json."
+                       frames are documented in EVENT_FORMATS.json. Reading character data needs \
+                       a signed-in viewer (session cookie from POST /login) or an API token \
+                       (`Authorization: Bearer ...`), except on a loopback tracker with no \
+                       account or with PUBLIC_READ; `/health` and this document are open."
     ),
     components(schemas(crate::web::api::params::Format)),
+    modifiers(&SecuritySchemes),
     tags(
+        (name = "accounts", description = "Signing in, accounts (admins) and the audit trail"),
         (name = "live", description = "Websockets and live state"),
         (name = "telemetry", description = "Stored telemetry"),
         (name = "events", description = "Spawns, rares and teleports"),
@@ -40,6 +45,36 @@ use crate::web::{access, assets, sockets};
     )
 )]
 struct ApiDoc;
+
+/// The two ways to be someone: a signed-in browser's session cookie, or an API token.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::web::auth::SESSION_COOKIE,
+                "Set by POST /login (HttpOnly, SameSite=Strict)",
+            ))),
+        );
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token (`dereth-tracker token add NAME --role viewer`)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// Every route with its documentation. Query endpoints are gzip-compressed when the client
 /// accepts it; the websocket upgrades are left alone.
@@ -62,6 +97,12 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(api_routes!(status::health))
         .routes(api_routes!(prometheus::metrics))
         .routes(api_routes!(openapi_json))
+        .routes(api_routes!(account::login))
+        .routes(api_routes!(account::logout))
+        .routes(api_routes!(account::me))
+        .routes(api_routes!(account::users, account::add_user))
+        .routes(api_routes!(account::change_user, account::remove_user))
+        .routes(api_routes!(account::audit))
         // The fastest gzip level: large answers (trails, CSV) compress 3-4x faster than at the
         // default level for a few percent more bytes.
         .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::net::{self, Requester};
+use crate::net;
 use crate::ops::metrics::{self, ConnectionSlot, Peer};
 use crate::sessions::browser::Session;
 use crate::sessions::{plugin, socket};
@@ -37,12 +37,12 @@ pub(crate) struct PositionQuery {
 /// `secret` query parameter); frames are described in EVENT_FORMATS.json.
 #[utoipa::path(get, path = "/ws/position", tag = "live", operation_id = "plugin_socket",
     params(
-        ("X-Plugin-Secret" = Option<String>, Header, description = "The shared secret"),
-        ("secret" = Option<String>, Query, description = "Legacy way to pass the shared secret"),
+        ("X-Plugin-Secret" = Option<String>, Header, description = "The plugin's key (or the legacy shared secret)"),
+        ("secret" = Option<String>, Query, description = "Legacy way to pass the key"),
     ),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
-        (status = 401, description = "Missing or wrong secret, or no secret configured", body = crate::web::error::ErrorBody),
+        (status = 401, description = "Missing, wrong or revoked key, or no key configured", body = crate::web::error::ErrorBody),
         (status = 403, description = "Opened by a page of another origin", body = crate::web::error::ErrorBody),
         (status = 429, description = "Too many failed authentications from this client", body = crate::web::error::ErrorBody),
         (status = 503, description = "Too many plugin connections", body = crate::web::error::ErrorBody),
@@ -62,16 +62,14 @@ pub(crate) async fn plugin_socket(
             ),
         );
     }
-    let Some(expected) = state.settings.access.shared_secret.as_ref() else {
-        return refuse(
-            &state,
-            ApiError::Unauthorized(
-                "plugin connections are disabled: the server has no SHARED_SECRET configured",
-            ),
+    if !state.directory.plugins_can_connect() {
+        let why = ApiError::Unauthorized(
+            "plugin connections are disabled: the server has no plugin key and no SHARED_SECRET",
         );
-    };
+        return refuse(&state, why);
+    }
     let client = net::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
-    if state.auth_failures.is_limited(client) {
+    if state.auth_failures.is_limited(&client) {
         let why =
             ApiError::TooManyRequests("too many failed plugin authentications; wait a minute");
         return refuse(&state, why);
@@ -80,27 +78,19 @@ pub(crate) async fn plugin_socket(
         .get(SECRET_HEADER)
         .and_then(|v| v.to_str().ok())
         .or(query.secret.as_deref());
-    let current = presented.is_some_and(|p| expected.matches(p));
-    let previous = !current
-        && presented.is_some_and(|p| {
-            state
-                .settings
-                .access
-                .shared_secret_previous
-                .as_ref()
-                .is_some_and(|old| old.matches(p))
-        });
-    if previous {
-        tracing::warn!(%peer, "plugin connected with the previous shared secret; update it");
-    } else if !current {
+    let Some(key) = presented.and_then(|p| state.directory.plugin_key(p)) else {
         metrics::bump(&state.metrics.connections_refused);
         // One log line per client per minute, however fast it guesses.
-        if state.auth_failures.record(client) == 1 {
-            tracing::info!(%client, "plugin refused: missing or wrong secret");
+        if state.auth_failures.record(&client) == 1 {
+            tracing::info!(%client, "plugin refused: missing, wrong or revoked key");
         }
-        return ApiError::Unauthorized("missing or wrong plugin secret").into_response();
+        return ApiError::Unauthorized("missing, wrong or revoked plugin key").into_response();
+    };
+    let previous = state.settings.access.shared_secret_previous.as_ref();
+    if presented.is_some_and(|p| previous.is_some_and(|old| old.matches(p))) {
+        tracing::warn!(%peer, "plugin connected with the previous shared secret; update it");
     }
-    state.auth_failures.clear(client);
+    state.auth_failures.clear(&client);
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
@@ -119,8 +109,9 @@ pub(crate) async fn plugin_socket(
             let _tracked = tracker;
             let _slot = slot;
             let conn = state.next_conn_id();
-            let span = tracing::info_span!("plugin", %peer, conn);
-            let _ = tracing::Instrument::instrument(plugin::run(socket, state, conn), span).await;
+            let span = tracing::info_span!("plugin", %peer, conn, key = %key);
+            let _ =
+                tracing::Instrument::instrument(plugin::run(socket, state, conn, key), span).await;
         })
 }
 
@@ -140,9 +131,12 @@ pub(crate) struct LiveQuery {
         ("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)"),
         ("coalesce" = Option<bool>, Query, description = "`1` or `true`: receive one `batch` frame per tick (COALESCE_MS) carrying every update since the previous one, instead of a frame per update"),
     ),
+    security(("session" = []), ("token" = []), ()),
     responses(
         (status = 101, description = "Switching to the websocket protocol"),
+        (status = 401, description = "Not signed in (and reads are not open), or a wrong API token", body = crate::web::error::ErrorBody),
         (status = 403, description = "Opened by a page of another origin", body = crate::web::error::ErrorBody),
+        (status = 429, description = "Too many live map connections from this client or account, or too many failed authentications", body = crate::web::error::ErrorBody),
         (status = 503, description = "Too many browser connections", body = crate::web::error::ErrorBody),
     ))]
 pub(crate) async fn browser_socket(
@@ -169,7 +163,38 @@ pub(crate) async fn browser_socket(
                 .into_response();
         }
     };
-    let requester = Requester::of(peer, &headers);
+    let who = match crate::web::auth::principal(&state, peer, &headers).await {
+        Ok(who) => who,
+        Err(err) => return refuse(&state, err),
+    };
+    if who.is_none() && !state.directory.open_reads() {
+        let why = ApiError::Unauthorized("sign in (or send an API token) to watch the live map");
+        return refuse(&state, why);
+    }
+    // Sockets of nobody in particular are few (per client and in total); each account's too.
+    let sessions = &state.settings.sessions;
+    let places = match &who {
+        Some(p) => vec![(
+            format!("account:{}", p.name),
+            sessions.max_browsers_per_account,
+        )],
+        None => {
+            let client = net::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
+            vec![
+                ("anonymous".to_owned(), sessions.max_anonymous_browsers),
+                (
+                    format!("client:{client}"),
+                    sessions.max_anonymous_browsers_per_client,
+                ),
+            ]
+        }
+    };
+    let Some(place) = state.browsers.take(&places) else {
+        return refuse(
+            &state,
+            ApiError::TooManyRequests("too many live map connections from here; close some"),
+        );
+    };
     let Some(slot) = ConnectionSlot::acquire(
         &state.metrics,
         Peer::Browser,
@@ -186,8 +211,9 @@ pub(crate) async fn browser_socket(
         .on_upgrade(move |socket| async move {
             let _tracked = tracker;
             let _slot = slot;
+            let _place = place;
             let span = tracing::info_span!("browser", %peer);
-            let session = Session::new(state, requester, query.token, coalesced);
+            let session = Session::new(state, who, query.token, coalesced);
             tracing::Instrument::instrument(session.run(socket), span).await;
         })
 }

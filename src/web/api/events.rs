@@ -12,6 +12,7 @@ use super::params;
 use super::{ApiError, characters_covered, require_character};
 use crate::state::AppState;
 use crate::store::{EventKind, EventQuery, EventRecord, HeatCell, HeatmapQuery};
+use crate::web::auth::Reader;
 use crate::web::error::{QueryRefusals, UnknownCharacter};
 use crate::web::extract::Query;
 
@@ -98,13 +99,14 @@ async fn events(
 }
 
 /// Spawns, oldest first, paged with a cursor. `name` filters by mob.
-#[utoipa::path(get, path = "/spawns", params(EventParams, PageParams), tag = "events",
+#[utoipa::path(get, path = "/spawns", security(("session" = []), ("token" = []), ()), params(EventParams, PageParams), tag = "events",
     responses(
         (status = 200, description = "A page of spawns (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
         QueryRefusals,
         UnknownCharacter,
     ))]
 pub(crate) async fn spawns(
+    _reader: Reader,
     State(state): State<AppState>,
     Query(p): Query<EventParams>,
     Query(paging): Query<PageParams>,
@@ -113,13 +115,14 @@ pub(crate) async fn spawns(
 }
 
 /// Rare finds, oldest first, paged with a cursor. `name` filters by item.
-#[utoipa::path(get, path = "/rares", params(EventParams, PageParams), tag = "events",
+#[utoipa::path(get, path = "/rares", security(("session" = []), ("token" = []), ()), params(EventParams, PageParams), tag = "events",
     responses(
         (status = 200, description = "A page of rares (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
         QueryRefusals,
         UnknownCharacter,
     ))]
 pub(crate) async fn rares(
+    _reader: Reader,
     State(state): State<AppState>,
     Query(p): Query<EventParams>,
     Query(paging): Query<PageParams>,
@@ -129,13 +132,14 @@ pub(crate) async fn rares(
 
 /// Teleports (`portal` frames: portals, recalls), oldest first, paged with a cursor: the lines of
 /// a character's timeline and the places its trail breaks. `name` filters by portal name.
-#[utoipa::path(get, path = "/portals", params(EventParams, PageParams), tag = "events",
+#[utoipa::path(get, path = "/portals", security(("session" = []), ("token" = []), ()), params(EventParams, PageParams), tag = "events",
     responses(
         (status = 200, description = "A page of teleports (or CSV)", content((EventPage = "application/json"), (String = "text/csv"))),
         QueryRefusals,
         UnknownCharacter,
     ))]
 pub(crate) async fn portals(
+    _reader: Reader,
     State(state): State<AppState>,
     Query(p): Query<EventParams>,
     Query(paging): Query<PageParams>,
@@ -214,12 +218,13 @@ async fn heatmap(
 }
 
 /// Spawn counts on a map grid, computed in the database.
-#[utoipa::path(get, path = "/spawns/heatmap", params(HeatmapParams), tag = "events",
+#[utoipa::path(get, path = "/spawns/heatmap", security(("session" = []), ("token" = []), ()), params(HeatmapParams), tag = "events",
     responses(
         (status = 200, description = "Spawn counts per cell", body = Heatmap),
         QueryRefusals,
     ))]
 pub(crate) async fn spawn_heatmap(
+    _reader: Reader,
     State(state): State<AppState>,
     Query(p): Query<HeatmapParams>,
 ) -> Result<Json<Heatmap>, ApiError> {
@@ -227,12 +232,13 @@ pub(crate) async fn spawn_heatmap(
 }
 
 /// Rare counts on a map grid, computed in the database.
-#[utoipa::path(get, path = "/rares/heatmap", params(HeatmapParams), tag = "events",
+#[utoipa::path(get, path = "/rares/heatmap", security(("session" = []), ("token" = []), ()), params(HeatmapParams), tag = "events",
     responses(
         (status = 200, description = "Rare counts per cell", body = Heatmap),
         QueryRefusals,
     ))]
 pub(crate) async fn rare_heatmap(
+    _reader: Reader,
     State(state): State<AppState>,
     Query(p): Query<HeatmapParams>,
 ) -> Result<Json<Heatmap>, ApiError> {

@@ -13,6 +13,7 @@ use super::params::{self, Format};
 use super::{ApiError, characters_covered, require_character};
 use crate::state::AppState;
 use crate::store::{HistoryQuery, TelemetryRecord, TrailPoint, TrailQuery, WorldQuery};
+use crate::web::auth::Reader;
 use crate::web::error::{QueryRefusals, UnknownCharacter};
 use crate::web::extract::Query;
 
@@ -102,13 +103,14 @@ impl CsvRow for TrailPoint {
 }
 
 /// Telemetry rows, oldest first, paged with a cursor.
-#[utoipa::path(get, path = "/history", params(HistoryParams, PageParams), tag = "telemetry",
+#[utoipa::path(get, path = "/history", security(("session" = []), ("token" = []), ()), params(HistoryParams, PageParams), tag = "telemetry",
     responses(
         (status = 200, description = "A page of telemetry rows (or CSV with format=csv)", content((HistoryPage = "application/json"), (String = "text/csv"))),
         QueryRefusals,
         UnknownCharacter,
     ))]
 pub(crate) async fn history(
+    _reader: Reader,
     State(state): State<AppState>,
     Query(p): Query<HistoryParams>,
     Query(paging): Query<PageParams>,
@@ -191,13 +193,14 @@ pub(crate) struct Trails {
 }
 
 /// Recent positions per character, optionally thinned on the server.
-#[utoipa::path(get, path = "/trails", params(TrailsParams), tag = "telemetry",
+#[utoipa::path(get, path = "/trails", security(("session" = []), ("token" = []), ()), params(TrailsParams), tag = "telemetry",
     responses(
         (status = 200, description = "Trail points (or CSV with format=csv)", content((Trails = "application/json"), (String = "text/csv"))),
         QueryRefusals,
         UnknownCharacter,
     ))]
 pub(crate) async fn trails(
+    _reader: Reader,
     State(state): State<AppState>,
     Query(p): Query<TrailsParams>,
 ) -> Result<Response, ApiError> {
@@ -287,12 +290,13 @@ pub(crate) struct World {
 pub(crate) const WORLD_MAX_CHARACTERS: i64 = 5_000;
 
 /// Every character's position, state and counters as of `at`: what a replay of the map shows.
-#[utoipa::path(get, path = "/world", params(WorldParams), tag = "telemetry",
+#[utoipa::path(get, path = "/world", security(("session" = []), ("token" = []), ()), params(WorldParams), tag = "telemetry",
     responses(
         (status = 200, description = "Each character's latest telemetry at or before `at`", body = World),
         QueryRefusals,
     ))]
 pub(crate) async fn world(
+    _reader: Reader,
     State(state): State<AppState>,
     Query(p): Query<WorldParams>,
 ) -> Result<Json<World>, ApiError> {

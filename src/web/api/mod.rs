@@ -2,6 +2,7 @@
 //! stored telemetry and events, statistics. `crate::web::routes` registers them with their OpenAPI
 //! descriptions.
 
+pub(crate) mod account;
 mod csv;
 pub(crate) mod events;
 pub(crate) mod history;

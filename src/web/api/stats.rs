@@ -15,6 +15,7 @@ use crate::store::{
     ActivityQuery, CharacterSummary, LeaderMetric, LeaderQuery, LeaderRow, ProgressPoint,
     ProgressQuery, SeriesPoint, SessionRares,
 };
+use crate::web::auth::Reader;
 use crate::web::error::{QueryRefusals, UnknownCharacter};
 use crate::web::extract::{Path, Query};
 
@@ -33,12 +34,13 @@ pub(crate) struct Characters {
 }
 
 /// Every character ever seen, with last seen, totals and deaths.
-#[utoipa::path(get, path = "/characters", tag = "stats",
+#[utoipa::path(get, path = "/characters", security(("session" = []), ("token" = []), ()), tag = "stats",
     responses(
         (status = 200, description = "Characters by name", body = Characters),
         (status = 503, description = "Too busy: retry later (`Retry-After`)", body = ErrorBody),
     ))]
 pub(crate) async fn characters(
+    _reader: Reader,
     State(state): State<AppState>,
 ) -> Result<Json<Characters>, ApiError> {
     let characters = state.store.characters(None, MAX_CHARACTERS).await?;
@@ -88,12 +90,13 @@ fn bounded_range(
 }
 
 /// Characters ranked by kills, kills per hour or rares over a time range.
-#[utoipa::path(get, path = "/stats/leaderboard", params(LeaderboardParams), tag = "stats",
+#[utoipa::path(get, path = "/stats/leaderboard", security(("session" = []), ("token" = []), ()), params(LeaderboardParams), tag = "stats",
     responses(
         (status = 200, description = "The ranking", body = Leaderboard),
         QueryRefusals,
     ))]
 pub(crate) async fn leaderboard(
+    _reader: Reader,
     State(state): State<AppState>,
     Query(p): Query<LeaderboardParams>,
 ) -> Result<Json<Leaderboard>, ApiError> {
@@ -165,7 +168,7 @@ pub(crate) struct CharacterStats {
 }
 
 /// Kills per hour over time and rares per session for one character.
-#[utoipa::path(get, path = "/stats/{character}", params(
+#[utoipa::path(get, path = "/stats/{character}", security(("session" = []), ("token" = []), ()), params(
         ("character" = String, Path, description = "Character name"),
         CharacterStatsParams,
     ), tag = "stats",
@@ -175,6 +178,7 @@ pub(crate) struct CharacterStats {
         UnknownCharacter,
     ))]
 pub(crate) async fn character_stats(
+    _reader: Reader,
     State(state): State<AppState>,
     Path(character): Path<String>,
     Query(p): Query<CharacterStatsParams>,
@@ -247,7 +251,7 @@ pub(crate) struct Sheet {
 }
 
 /// The character sheet (from the plugin's `character_stats` frames) and level progress.
-#[utoipa::path(get, path = "/characters/{character}/sheet", params(
+#[utoipa::path(get, path = "/characters/{character}/sheet", security(("session" = []), ("token" = []), ()), params(
         ("character" = String, Path, description = "Character name"),
         SheetParams,
     ), tag = "stats",
@@ -257,6 +261,7 @@ pub(crate) struct Sheet {
         UnknownCharacter,
     ))]
 pub(crate) async fn sheet(
+    _reader: Reader,
     State(state): State<AppState>,
     Path(character): Path<String>,
     Query(p): Query<SheetParams>,

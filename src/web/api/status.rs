@@ -14,6 +14,8 @@ use crate::ops::metrics::MetricsSnapshot;
 use crate::protocol::LivePlayer;
 use crate::state::AppState;
 use crate::store::Backend;
+use crate::web::auth::Reader;
+use crate::web::error::AuthRefusals;
 
 /// How long `/health` waits for the database.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -25,9 +27,10 @@ pub(crate) struct LiveBody<'a> {
 }
 
 /// Every character heard from within the live window, with its latest telemetry and totals.
-#[utoipa::path(get, path = "/live", tag = "live",
-    responses((status = 200, description = "Flat telemetry plus totals and last_seen per character", body = LiveBody)))]
-pub(crate) async fn live(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/live", tag = "live", security(("session" = []), ("token" = []), ()),
+    responses((status = 200, description = "Flat telemetry plus totals and last_seen per character", body = LiveBody),
+        AuthRefusals))]
+pub(crate) async fn live(_reader: Reader, State(state): State<AppState>) -> Response {
     let entries = state.live.live_entries();
     let players = entries.iter().map(LiveEntry::as_player).collect();
     Json(LiveBody { players }).into_response()
@@ -59,9 +62,10 @@ struct DebugBody {
 }
 
 /// Version, uptime, backend, connections, queue depth and counters.
-#[utoipa::path(get, path = "/debug", tag = "operations",
-    responses((status = 200, description = "Server state: version, uptime, backend, memory, queue, lifecycle, alerts and every counter", body = Object)))]
-pub(crate) async fn debug(State(state): State<AppState>) -> Json<impl Serialize> {
+#[utoipa::path(get, path = "/debug", tag = "operations", security(("session" = []), ("token" = []), ()),
+    responses((status = 200, description = "Server state: version, uptime, backend, memory, queue, lifecycle, alerts and every counter", body = Object),
+        AuthRefusals))]
+pub(crate) async fn debug(_reader: Reader, State(state): State<AppState>) -> Json<impl Serialize> {
     Json(DebugBody {
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: state.started.elapsed().as_secs(),
