@@ -73,13 +73,7 @@ impl Server {
     /// Builds the state. Characters are brought into memory from `store` (totals and recent
     /// session baselines) when they first send, so start-up costs nothing per stored character.
     pub async fn new(settings: Settings, store: Store) -> Result<Self, StartError> {
-        if settings.cluster.cluster_bus.is_some() && settings.cluster.cluster_key.is_none() {
-            return Err(StartError::Cluster(cluster::BusError(
-                "CLUSTER_BUS needs CLUSTER_KEY: a secret every instance shares, which signs each \
-                 packet on the bus"
-                    .into(),
-            )));
-        }
+
         let directory = Arc::new(
             identity::Directory::load(
                 store.clone(),
@@ -97,9 +91,18 @@ impl Server {
             Some(bus) => {
                 let choice = cluster::BusChoice::parse(bus.expose()).map_err(cluster::BusError)?;
                 let name = cluster::instance_name(settings.cluster.instance_name.as_deref());
+                let key = settings.cluster.cluster_key.as_ref().ok_or_else(|| {
+                    cluster::BusError(
+                        "CLUSTER_BUS needs CLUSTER_KEY: a secret every instance shares, which \
+                         signs each packet on the bus (anyone who can reach the bus could \
+                         otherwise speak for the cluster)"
+                            .into(),
+                    )
+                })?;
                 let (cluster, inbox) = cluster::Cluster::join(
                     &choice,
                     name,
+                    key,
                     &settings.database.database_url,
                     settings.database.database_password.as_ref(),
                 )
@@ -178,6 +181,12 @@ impl Server {
         ));
         let reaper = tokio::spawn(reap_offline(state.clone()));
         let access = tokio::spawn(follow_access(state.clone()));
+        let bindings = tokio::spawn(
+            state
+                .directory
+                .clone()
+                .store_bindings(state.shutdown.clone()),
+        );
         let coalescer = tokio::spawn(sessions::coalesce::run(
             state.live.clone(),
             state.settings.sessions.coalesce(),
@@ -230,6 +239,7 @@ impl Server {
         };
         let _ = reaper.await;
         let _ = access.await;
+        let _ = bindings.await;
         let _ = coalescer.await;
         let _ = pruner.await;
         state.store.close().await;

@@ -98,6 +98,10 @@ pub struct Cluster {
 #[derive(Debug)]
 struct Node {
     me: Arc<str>,
+    /// Random per process (see `PacketOut::boot`).
+    boot: u64,
+    /// CLUSTER_KEY: every packet is signed with it.
+    key: crate::secret::Secret,
     bus: Arc<dyn Bus>,
     outbox: mpsc::Sender<Message>,
     peers: Mutex<HashMap<Arc<str>, Peer>>,
@@ -114,9 +118,16 @@ struct Node {
 
 impl Node {
     /// A member named `me` that has not reached its bus yet.
-    fn new(me: &str, bus: Arc<dyn Bus>, outbox: mpsc::Sender<Message>) -> Self {
+    fn new(
+        me: &str,
+        key: crate::secret::Secret,
+        bus: Arc<dyn Bus>,
+        outbox: mpsc::Sender<Message>,
+    ) -> Self {
         Self {
             me: Arc::from(me),
+            boot: fastrand::u64(..),
+            key,
             bus,
             outbox,
             peers: Mutex::new(HashMap::new()),
@@ -133,6 +144,8 @@ impl Node {
 #[derive(Debug)]
 struct Peer {
     heard: Instant,
+    /// Its process (a restart under the same name is a new one).
+    boot: u64,
     last_seq: u64,
     heartbeat: Heartbeat,
 }
@@ -144,6 +157,8 @@ struct Stats {
     send_failures: AtomicU64,
     gaps: AtomicU64,
     state_requests: AtomicU64,
+    /// Packets dropped: without a valid signature, or replayed.
+    rejected: AtomicU64,
 }
 
 /// What `/debug` shows about the cluster.
@@ -163,6 +178,8 @@ pub struct ClusterStatus {
     pub gaps: u64,
     /// State requests answered.
     pub state_requests: u64,
+    /// Packets dropped: without a valid signature (CLUSTER_KEY), or replayed.
+    pub rejected: u64,
 }
 
 /// Another instance, as its heartbeats describe it.
@@ -211,6 +228,7 @@ impl Cluster {
     pub async fn join(
         choice: &BusChoice,
         instance: String,
+        key: &crate::secret::Secret,
         database_url: &str,
         password: Option<&crate::secret::Secret>,
     ) -> Result<(Self, Inbox), BusError> {
@@ -236,7 +254,7 @@ impl Cluster {
         };
         let (outbox_tx, outbox) = mpsc::channel(OUTBOX);
         tracing::info!(instance = %instance, bus = bus.kind(), "joined the cluster bus");
-        let node = Node::new(&instance, bus, outbox_tx);
+        let node = Node::new(&instance, key.clone(), bus, outbox_tx);
         Ok((
             Self {
                 node: Some(Arc::new(node)),
@@ -310,6 +328,7 @@ impl Cluster {
                 send_failures: 0,
                 gaps: 0,
                 state_requests: 0,
+                rejected: 0,
             };
         };
         let mut peers: Vec<PeerStatus> = lock(&node.peers)
@@ -334,6 +353,7 @@ impl Cluster {
             send_failures: s.send_failures.load(Ordering::Relaxed),
             gaps: s.gaps.load(Ordering::Relaxed),
             state_requests: s.state_requests.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
         }
     }
 }
@@ -359,7 +379,8 @@ impl Cluster {
         }
 
         let (outbox, shared) = mpsc::channel(1024);
-        let node = Node::new(me, Arc::new(Nowhere), outbox);
+        let key = crate::secret::Secret::new("test-cluster-key");
+        let node = Node::new(me, key, Arc::new(Nowhere), outbox);
         let cluster = Self {
             node: Some(Arc::new(node)),
         };
@@ -453,10 +474,12 @@ async fn send_packet(node: &Node, seq: u64, messages: &[Message]) {
         .collect();
     let packet = crate::protocol::to_json(&PacketOut {
         from: &node.me,
+        boot: node.boot,
         seq,
         msgs: &msgs,
     });
-    for piece in packet::chunks(packet, &node.me, seq, node.bus.max_message()) {
+    let signed = packet::sign(node.key.expose().as_bytes(), &packet);
+    for piece in packet::chunks(signed, &node.me, seq, node.bus.max_message()) {
         match node.bus.send(piece).await {
             Ok(()) => {}
             Err(err) => {
@@ -538,10 +561,18 @@ async fn receive_loop(
             }
             BusEvent::Packet(text) => text,
         };
-        let Some(packet) = reassembly.accept(text) else {
+        let Some(signed) = reassembly.accept(text) else {
             continue;
         };
-        let packet: PacketIn = match serde_json::from_str(&packet) {
+        // Anyone who can reach the bus (a database role, a NATS client) can publish on it: only
+        // packets signed with the cluster's key are read.
+        let Some(packet) = packet::verify(node.key.expose().as_bytes(), &signed) else {
+            if node.stats.rejected.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                tracing::warn!("cluster bus: a packet without a valid signature was dropped");
+            }
+            continue;
+        };
+        let packet: PacketIn = match serde_json::from_str(packet) {
             Ok(p) => p,
             Err(err) => {
                 tracing::debug!(%err, "cluster bus: unreadable packet ignored");
@@ -551,8 +582,11 @@ async fn receive_loop(
         if *packet.from == *node.me {
             continue;
         }
+        let Some(from) = track_peer(&node, member.as_ref(), &packet) else {
+            node.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
         node.stats.packets_received.fetch_add(1, Ordering::Relaxed);
-        let from = track_peer(&node, member.as_ref(), &packet);
         for raw in &packet.msgs {
             match serde_json::from_str::<Message>(raw.get()) {
                 Ok(message) => handle(&node, member.as_ref(), &from, message),
@@ -563,14 +597,19 @@ async fn receive_loop(
 }
 
 /// Notes a packet from `packet.from`; asks for its state when packets went missing.
-fn track_peer(node: &Node, member: &dyn Member, packet: &PacketIn) -> Arc<str> {
+/// `None` for a packet already seen (a replay): numbers only grow within one run of an instance.
+fn track_peer(node: &Node, member: &dyn Member, packet: &PacketIn) -> Option<Arc<str>> {
     let mut peers = lock(&node.peers);
     let known = peers
         .get_key_value(packet.from.as_str())
         .map(|(k, _)| k.clone());
     if let Some(name) = known
         && let Some(peer) = peers.get_mut(&name)
+        && peer.boot == packet.boot
     {
+        if packet.seq <= peer.last_seq {
+            return None;
+        }
         let missed = packet.seq > peer.last_seq + 1;
         peer.heard = Instant::now();
         peer.last_seq = peer.last_seq.max(packet.seq);
@@ -586,7 +625,7 @@ fn track_peer(node: &Node, member: &dyn Member, packet: &PacketIn) -> Arc<str> {
                 },
             );
         }
-        return name;
+        return Some(name);
     }
     let name: Arc<str> = Arc::from(packet.from.as_str());
     tracing::info!(instance = %name, "instance joined the cluster");
@@ -594,6 +633,7 @@ fn track_peer(node: &Node, member: &dyn Member, packet: &PacketIn) -> Arc<str> {
         name.clone(),
         Peer {
             heard: Instant::now(),
+            boot: packet.boot,
             last_seq: packet.seq,
             heartbeat: Heartbeat::default(),
         },
@@ -610,7 +650,7 @@ fn track_peer(node: &Node, member: &dyn Member, packet: &PacketIn) -> Arc<str> {
             },
         );
     }
-    name
+    Some(name)
 }
 
 /// Handles the membership messages; the rest are the instance's.

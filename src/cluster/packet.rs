@@ -2,13 +2,45 @@
 //! chunks a packet is cut into when it is larger than the bus carries (PostgreSQL's NOTIFY takes
 //! under 8,000 bytes).
 
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sha2::Sha256;
+
+/// Signs a packet for the bus: the hex HMAC-SHA256 of the packet with the cluster's key, a
+/// newline, then the packet.
+pub(crate) fn sign(key: &[u8], packet: &str) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(packet.as_bytes());
+    let tag: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{tag}\n{packet}")
+}
+
+/// The packet of a signed bus message, when its HMAC is right (compared in constant time).
+pub(crate) fn verify<'a>(key: &[u8], signed: &'a str) -> Option<&'a str> {
+    let (tag, packet) = signed.split_once('\n')?;
+    let tag: Vec<u8> = (0..tag.len() / 2)
+        .map(|i| u8::from_str_radix(tag.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
+    mac.update(packet.as_bytes());
+    mac.verify_slice(&tag).ok()?;
+    Some(packet)
+}
 
 /// A packet as sent.
 #[derive(Debug, Serialize)]
 pub(super) struct PacketOut<'a> {
     pub from: &'a str,
+    /// Random per process: a restarted instance under the same name is a new peer.
+    pub boot: u64,
     pub seq: u64,
     pub msgs: &'a [Box<RawValue>],
 }
@@ -17,6 +49,8 @@ pub(super) struct PacketOut<'a> {
 #[derive(Debug, Deserialize)]
 pub(super) struct PacketIn {
     pub from: String,
+    #[serde(default)]
+    pub boot: u64,
     pub seq: u64,
     /// Each message is parsed on its own, so one this version does not know costs only itself.
     pub msgs: Vec<Box<RawValue>>,
@@ -129,6 +163,20 @@ mod tests {
             whole = r.accept(p);
         }
         assert_eq!(whole.as_deref(), Some(packet.as_str()));
+    }
+
+    #[test]
+    fn only_packets_signed_with_the_key_are_read() {
+        let signed = sign(b"cluster-key", r#"{"from":"a","seq":1,"msgs":[]}"#);
+        assert_eq!(
+            verify(b"cluster-key", &signed),
+            Some(r#"{"from":"a","seq":1,"msgs":[]}"#)
+        );
+        assert_eq!(verify(b"another-key", &signed), None);
+        let forged = signed.replace("\"seq\":1", "\"seq\":2");
+        assert_eq!(verify(b"cluster-key", &forged), None, "tampered");
+        assert_eq!(verify(b"cluster-key", r#"{"from":"a"}"#), None, "unsigned");
+        assert_eq!(verify(b"cluster-key", "zz\n{}"), None, "not hex");
     }
 
     #[test]

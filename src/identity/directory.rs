@@ -20,6 +20,9 @@ use crate::limits::RateLimiter;
 use crate::secret::Secret;
 use crate::store::{AccessChange, Store, StoreError};
 
+/// Longest a new character's first frame waits to learn which key it belongs to.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The name of the key the legacy shared secret (SHARED_SECRET) stands for.
 pub(crate) const LEGACY_KEY: &str = "legacy";
 
@@ -116,6 +119,10 @@ pub(crate) struct Directory {
     bindings: Mutex<HashMap<String, Arc<str>>>,
     /// Characters bound per key (as looked up), for the per-key bound.
     bound_count: Mutex<HashMap<Arc<str>, usize>>,
+    /// Bindings made in memory and not stored yet.
+    unstored: Mutex<Vec<(String, Arc<str>)>>,
+    /// Woken when a binding is made.
+    stored: tokio::sync::Notify,
     watches: Mutex<HashMap<Watch, CancellationToken>>,
     limits: KeyLimits,
     /// Rares reported per key in the current minute.
@@ -151,6 +158,8 @@ impl Directory {
             sessions: Mutex::new(HashMap::new()),
             bindings: Mutex::new(HashMap::new()),
             bound_count: Mutex::new(HashMap::new()),
+            unstored: Mutex::new(Vec::new()),
+            stored: tokio::sync::Notify::new(),
             watches: Mutex::new(HashMap::new()),
             limits,
             key_rares: RateLimiter::new(
@@ -253,7 +262,10 @@ impl Directory {
                     ended.push(Watch::Key(key.clone()));
                 }
             }
-            cached.clear();
+            // Keep the bindings made here and not stored yet; forget the rest (looked up again).
+            let unstored: HashSet<String> =
+                lock(&self.unstored).iter().map(|(c, _)| c.clone()).collect();
+            cached.retain(|character, _| unstored.contains(character));
             lock(&self.bound_count).clear();
         }
         // Browser sessions: signed out (here or elsewhere), or of an account that went.
@@ -438,41 +450,99 @@ impl Directory {
         Ok(done)
     }
 
-    /// Whether `key` may speak for `character`: binds it on first use (the database settles a
-    /// race between instances), within the key's bound on characters.
-    pub(crate) async fn bind(
-        &self,
-        character: &str,
-        key: &Arc<str>,
-    ) -> Result<Binding, StoreError> {
+    /// Whether `key` may speak for `character`. A character that belongs to no key (or whose
+    /// key cannot be looked up right now: the database is down) is bound to `key` at once, in
+    /// memory, and the binding is stored in the background ([`Directory::store_bindings`]): the
+    /// read path never waits for a write. Should the database then say the character belongs
+    /// to another key (two instances raced, or an outage hid it), that key wins and this one's
+    /// connections are closed.
+    pub(crate) async fn bind(&self, character: &str, key: &Arc<str>) -> Binding {
         let known = lock(&self.bindings).get(character).cloned();
-        let owner = match known {
-            Some(owner) => owner,
-            None => match self.store.character_key(character).await? {
-                Some(owner) => Arc::from(owner.as_str()),
-                None => {
-                    let cached = lock(&self.bound_count).get(key).copied();
-                    let count = match cached {
-                        Some(n) => n,
-                        None => self.store.key_character_count(key).await?,
-                    };
-                    if count >= self.limits.max_characters {
-                        return Ok(Binding::Full);
-                    }
-                    let owner: Arc<str> =
-                        Arc::from(self.store.bind_on_first_use(character, key).await?.as_str());
-                    let mine = usize::from(owner == *key);
-                    lock(&self.bound_count).insert(key.clone(), count + mine);
-                    owner
-                }
-            },
+        if let Some(owner) = known {
+            return Self::binding(owner, key);
+        }
+        let looked = tokio::time::timeout(LOOKUP_TIMEOUT, self.store.character_key(character));
+        if let Ok(Ok(Some(owner))) = looked.await {
+            let owner: Arc<str> = Arc::from(owner.as_str());
+            lock(&self.bindings).insert(character.to_owned(), owner.clone());
+            return Self::binding(owner, key);
+        }
+        let cached = lock(&self.bound_count).get(key).copied();
+        let count = match cached {
+            Some(n) => n,
+            None => {
+                let counted =
+                    tokio::time::timeout(LOOKUP_TIMEOUT, self.store.key_character_count(key));
+                let n = match counted.await {
+                    Ok(Ok(n)) => n,
+                    _ => 0,
+                };
+                lock(&self.bound_count).insert(key.clone(), n);
+                n
+            }
         };
-        lock(&self.bindings).insert(character.to_owned(), owner.clone());
-        Ok(if owner == *key {
+        if count >= self.limits.max_characters {
+            return Binding::Full;
+        }
+        lock(&self.bound_count).insert(key.clone(), count + 1);
+        lock(&self.bindings).insert(character.to_owned(), key.clone());
+        lock(&self.unstored).push((character.to_owned(), key.clone()));
+        self.stored.notify_one();
+        Binding::Ours
+    }
+
+    fn binding(owner: Arc<str>, key: &Arc<str>) -> Binding {
+        if owner == *key {
             Binding::Ours
         } else {
             Binding::Theirs(owner)
-        })
+        }
+    }
+
+    /// Stores the bindings made in memory, in the background, until `stop`; a binding the
+    /// database gives to another key is corrected (and the connections of the key that lost it
+    /// closed). What cannot be stored yet is kept and tried again.
+    pub(crate) async fn store_bindings(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.stored.notified() => {}
+                () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+            let pending = std::mem::take(&mut *lock(&self.unstored));
+            let mut left = Vec::new();
+            for (character, key) in pending {
+                if !left.is_empty() {
+                    left.push((character, key));
+                    continue;
+                }
+                match self.store.bind_on_first_use(&character, &key).await {
+                    Ok(owner) if owner == *key => {}
+                    Ok(owner) => {
+                        tracing::warn!(
+                            character,
+                            key = %key,
+                            owner,
+                            "character belongs to another key; that key keeps it"
+                        );
+                        lock(&self.bindings).insert(character, Arc::from(owner.as_str()));
+                        if let Some(n) = lock(&self.bound_count).get_mut(&key) {
+                            *n = n.saturating_sub(1);
+                        }
+                        if let Some(token) = lock(&self.watches).remove(&Watch::Key(key)) {
+                            token.cancel();
+                        }
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, "could not store a character's key yet; retrying");
+                        left.push((character, key));
+                    }
+                }
+            }
+            if !left.is_empty() {
+                lock(&self.unstored).extend(left);
+            }
+        }
     }
 
     /// Whether `key` may report one more rare this minute (counted when it may).

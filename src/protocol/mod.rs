@@ -55,10 +55,6 @@ pub enum FrameError {
          connection closes or has been silent for the live window"
     )]
     Claimed(String),
-    /// The tracker cannot accept it right now (not the sender's fault: it does not count against
-    /// the error budget).
-    #[error("{0}")]
-    Later(String),
 }
 
 impl FrameError {

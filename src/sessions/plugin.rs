@@ -108,8 +108,8 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, id: ConnId, key: Arc
                 };
                 let Err(err) = outcome else { continue };
                 // Not the plugin's fault: another connection holds the character (the same plugin
-                // reconnecting), or the tracker cannot check its key right now.
-                let claimed = matches!(err, FrameError::Claimed(_) | FrameError::Later(_));
+                // reconnecting).
+                let claimed = matches!(err, FrameError::Claimed(_));
                 if !claimed {
                     metrics::bump(&state.metrics.frames_rejected);
                 }
@@ -269,20 +269,14 @@ async fn speaks_for(state: &AppState, this: &Connection, name: &str) -> Result<(
         )));
     }
     match state.directory.bind(name, &this.key).await {
-        Ok(Binding::Ours) => Ok(()),
-        Ok(Binding::Theirs(_)) => Err(FrameError::Invalid(format!(
+        Binding::Ours => Ok(()),
+        Binding::Theirs(_) => Err(FrameError::Invalid(format!(
             "character `{name}` belongs to another plugin key"
         ))),
-        Ok(Binding::Full) => Err(FrameError::Invalid(format!(
+        Binding::Full => Err(FrameError::Invalid(format!(
             "this plugin key already speaks for {} characters",
             state.settings.sessions.key_max_characters
         ))),
-        Err(err) => {
-            tracing::warn!(%err, character = name, "could not check a character's key");
-            Err(FrameError::Later(
-                "the tracker cannot check this character's key right now; try again".into(),
-            ))
-        }
     }
 }
 

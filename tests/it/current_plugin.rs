@@ -22,7 +22,7 @@ fn telemetry_at(name: &str, secs_ago: i64, ew: f64, ns: f64) -> Value {
 }
 
 async fn unknown_types_never_cost_a_plugin_its_connection(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(mut app) = TestApp::spawn(backend).await else {
         return;
     };
     let mut plugin = app.plugin().await;
@@ -63,6 +63,7 @@ async fn unknown_types_never_cost_a_plugin_its_connection(backend: Backend) {
     plugin.send_text(r#"{"type": ["vitals"]}"#).await;
     assert_eq!(plugin.recv_json().await["type"], "error");
     // And the connection is still the character's: it receives commands.
+    app.sign_in_as(dereth_tracker::config::Role::Commander).await;
     let (mut browser, _) = app.browser().await;
     browser
         .send_json(&json!({"type": "command", "player_name": "Today", "command": "/vt stop"}))

@@ -7,6 +7,8 @@ use crate::common;
 use std::time::Duration;
 
 use common::{Backend, SECRET, TestApp, telemetry};
+use dereth_tracker::config::Role;
+use dereth_tracker::store::AuditQuery;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -106,25 +108,29 @@ async fn rebound_host_names_are_refused() {
     assert_eq!(ok.status(), 200);
 }
 
+/// Break 1 (issue 23): a TCP forwarder in front of a loopback tracker passes the client's
+/// `Host: 127.0.0.1`, a bare proxy adds no forwarding header: network position must grant no
+/// command, however the request looks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_through_a_proxy_need_the_token() {
-    let app = app().await;
+async fn no_network_position_lets_anyone_command() {
+    let mut app = app().await;
     let mut plugin = app.plugin().await;
     plugin.send_json(&telemetry("Proxied", "s", 1)).await;
     app.wait_for_rows(1, 0, 0).await;
     let command = json!({"type": "command", "player_name": "Proxied", "command": "/vt stop"});
-    for header in ["X-Forwarded-For", "X-Real-IP", "Forwarded"] {
+    let host = format!("127.0.0.1:{}", app.addr.port());
+    for headers in [
+        vec![("Host", host.as_str())],
+        vec![("X-Forwarded-For", "198.51.100.7")],
+        vec![("X-Real-IP", "198.51.100.7")],
+        vec![("Forwarded", "for=198.51.100.7")],
+    ] {
         let mut request = format!("ws://{}/ws/live", app.addr)
             .into_client_request()
             .expect("request");
-        let value = if header == "Forwarded" {
-            "for=198.51.100.7"
-        } else {
-            "198.51.100.7"
-        };
-        request
-            .headers_mut()
-            .insert(header, value.parse().expect("value"));
+        for (k, v) in &headers {
+            request.headers_mut().insert(*k, v.parse().expect("value"));
+        }
         let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("browser connects");
@@ -132,16 +138,30 @@ async fn commands_through_a_proxy_need_the_token() {
         browser.recv_type("snapshot").await;
         browser.send_json(&command).await;
         let result = browser.recv_type("command_result").await;
-        assert_eq!(result["status"], "unauthorized", "through {header}");
+        assert_eq!(result["status"], "unauthorized", "with {headers:?}");
     }
-    // A direct browser on this machine may (no token configured, loopback bind).
-    let (mut direct, _) = app.browser().await;
-    direct.send_json(&command).await;
+    assert!(plugin.silent_for(Duration::from_millis(300)).await);
+    // A commander may, wherever it connects from; the command is audited.
+    app.sign_in_as(Role::Commander).await;
+    let (mut commander, _) = app.browser().await;
+    commander.send_json(&command).await;
     assert_eq!(
-        direct.recv_type("command_result").await["status"],
+        commander.recv_type("command_result").await["status"],
         "delivered"
     );
     assert_eq!(plugin.recv_json().await["command"], "/vt stop");
+    let audit = app
+        .store
+        .audit_log(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 5, "every command, refused or not: {audit:?}");
+    assert_eq!(audit[0].result, "delivered");
+    assert_eq!(audit[0].via, "token");
+    assert!(audit[1..].iter().all(|a| a.result == "unauthorized" && a.actor == "anonymous"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

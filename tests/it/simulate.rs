@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Backend, TestApp, WAIT};
+use dereth_tracker::config::Role;
 use dereth_tracker::simulate::{self, SimConfig, SimStats};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -25,9 +26,10 @@ fn sim_config(app: &TestApp, characters: usize) -> SimConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_characters_stream_obey_commands_and_reconnect_after_a_restart() {
-    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+    let Some(mut app) = TestApp::spawn(Backend::Sqlite).await else {
         return;
     };
+    app.sign_in_as(Role::Commander).await;
     let port = app.addr.port();
     let stop = CancellationToken::new();
     let stats = Arc::new(SimStats::default());

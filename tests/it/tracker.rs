@@ -5,6 +5,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{Backend, Block, TestApp, block_writes, rare_frame, spawn_frame, telemetry};
+use dereth_tracker::config::Role;
 use dereth_tracker::store::Event;
 use serde_json::{Value, json};
 
@@ -365,7 +366,7 @@ async fn oversized_frames_close_with_1009(backend: Backend) {
 // ---------------------------------------------------------------------------------------------
 
 async fn commands_reach_the_owning_plugin_connection(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(mut app) = TestApp::spawn(backend).await else {
         return;
     };
     let mut owner = app.plugin().await;
@@ -396,6 +397,7 @@ async fn commands_reach_the_owning_plugin_connection(backend: Backend) {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].session_id, "s", "the forged frame was not stored");
 
+    app.sign_in_as(Role::Commander).await;
     let (mut browser, _) = app.browser().await;
     browser
         .send_json(&json!({"player_name": "Foxtrot", "command": "/vt stop"}))

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use dereth_tracker::Server;
 use dereth_tracker::WriterReport;
-use dereth_tracker::config::{Secret, Settings};
+use dereth_tracker::config::{Role, Secret, Settings};
+use dereth_tracker::manage;
 use dereth_tracker::store::{Store, StoreOptions};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -213,6 +214,9 @@ pub(crate) struct TestApp {
     pub addr: SocketAddr,
     pub db: TestDb,
     pub store: Store,
+    /// An API token sent with every request and browser connection of this harness, once set
+    /// (see [`TestApp::sign_in_as`]).
+    pub token: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<WriterReport>>>,
 }
@@ -255,6 +259,7 @@ impl TestApp {
             addr,
             db,
             store,
+            token: None,
             shutdown: Some(tx),
             handle: Some(handle),
         }
@@ -289,6 +294,7 @@ impl TestApp {
         let mut settings = test_settings(&self.db);
         tweak(&mut settings);
         let backend = self.db.backend;
+        let token = self.token.take();
         let db = std::mem::replace(
             &mut self.db,
             TestDb {
@@ -299,16 +305,42 @@ impl TestApp {
                 _dir: None,
             },
         );
-        Self::start(db, settings).await
+        let mut app = Self::start(db, settings).await;
+        app.token = token;
+        app
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Creates an API token of `role` (as `dereth-tracker token add` does) and waits until the
+    /// tracker knows it. Reads then need it (an identity exists): the harness sends it with
+    /// every request and browser connection from now on.
+    pub(crate) async fn sign_in_as(&mut self, role: Role) -> String {
+        let name = format!("test-{}-{}", role, rand_suffix());
+        let token = manage::add_token(&self.store, &name, role)
+            .await
+            .expect("token added");
+        self.token = Some(token.clone());
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, me) = self.get("/me").await;
+            if status == 200 && me["role"] == role.to_string() {
+                return token;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the token was never known: {me}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// GET a path; returns the status and the body as JSON (Null when not JSON).
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = reqwest::get(self.url(path)).await.expect("GET");
+        let mut request = reqwest::Client::new().get(self.url(path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let resp = request.send().await.expect("GET");
         let status = resp.status().as_u16();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
         (status, body)
@@ -348,7 +380,14 @@ impl TestApp {
 
     /// A browser connection on a given path (to pass a token); returns it with its snapshot.
     pub(crate) async fn browser_at(&self, path: &str) -> (Client, Value) {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}{}", self.addr, path))
+        let mut request = format!("ws://{}{}", self.addr, path)
+            .into_client_request()
+            .expect("request");
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}").parse().expect("header");
+            request.headers_mut().insert("Authorization", value);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("browser connects");
         let mut client = Client { ws };
