@@ -73,7 +73,6 @@ impl Server {
     /// Builds the state. Characters are brought into memory from `store` (totals and recent
     /// session baselines) when they first send, so start-up costs nothing per stored character.
     pub async fn new(settings: Settings, store: Store) -> Result<Self, StartError> {
-
         let directory = Arc::new(
             identity::Directory::load(
                 store.clone(),

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
+/// Bytes a signature adds to a bus message: 64 hex digits and a newline.
+pub(crate) const SIGNATURE_LEN: usize = 65;
+
 /// Signs a packet for the bus: the hex HMAC-SHA256 of the packet with the cluster's key, a
 /// newline, then the packet.
 pub(crate) fn sign(key: &[u8], packet: &str) -> String {

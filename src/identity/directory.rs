@@ -263,8 +263,10 @@ impl Directory {
                 }
             }
             // Keep the bindings made here and not stored yet; forget the rest (looked up again).
-            let unstored: HashSet<String> =
-                lock(&self.unstored).iter().map(|(c, _)| c.clone()).collect();
+            let unstored: HashSet<String> = lock(&self.unstored)
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect();
             cached.retain(|character, _| unstored.contains(character));
             lock(&self.bound_count).clear();
         }
@@ -306,6 +308,12 @@ impl Directory {
         }
         let snapshot = self.snapshot();
         self.config.loopback && snapshot.accounts.is_empty() && snapshot.tokens.is_empty()
+    }
+
+    /// Whether the tracker listens on loopback only (nothing beyond this machine reaches it
+    /// directly).
+    pub(crate) fn loopback(&self) -> bool {
+        self.config.loopback
     }
 
     /// Whether anyone may command: demo mode on loopback only.

@@ -136,6 +136,37 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// May scrape `/metrics`: anyone on a loopback tracker; beyond loopback the METRICS_TOKEN or
+/// any API token or signed-in browser (metrics carry no character data, but they tell how busy
+/// the tracker is and what fails).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scraper;
+
+impl FromRequestParts<AppState> for Scraper {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if state.directory.loopback() {
+            return Ok(Self);
+        }
+        if let (Some(expected), Some(presented)) =
+            (&state.settings.access.metrics_token, bearer(&parts.headers))
+            && expected.matches(presented)
+        {
+            return Ok(Self);
+        }
+        match principal(state, peer(parts), &parts.headers).await? {
+            Some(_) => Ok(Self),
+            None => Err(ApiError::Unauthorized(
+                "/metrics needs `Authorization: Bearer` with METRICS_TOKEN or an API token",
+            )),
+        }
+    }
+}
+
 /// Anyone, signed in or not (for `/me`).
 #[derive(Debug, Clone)]
 pub(crate) struct Anyone(pub(crate) Option<Principal>);

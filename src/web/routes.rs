@@ -46,7 +46,8 @@ use crate::web::{access, assets, sockets};
 )]
 struct ApiDoc;
 
-/// The two ways to be someone: a signed-in browser's session cookie, or an API token.
+/// Who may call what: a signed-in browser's session cookie or an API token for people and
+/// scripts, a plugin key for plugins.
 struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
@@ -60,6 +61,14 @@ impl utoipa::Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 crate::web::auth::SESSION_COOKIE,
                 "Set by POST /login (HttpOnly, SameSite=Strict)",
+            ))),
+        );
+        components.add_security_scheme(
+            "plugin_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Plugin-Secret",
+                "A plugin key (`dereth-tracker key add NAME`) or the legacy SHARED_SECRET; old \
+                 plugins may send it as the `secret` query parameter instead",
             ))),
         );
         components.add_security_scheme(

@@ -36,6 +36,7 @@ pub(crate) struct PositionQuery {
 /// The plugin websocket. The shared secret goes in the `X-Plugin-Secret` header (or the legacy
 /// `secret` query parameter); frames are described in EVENT_FORMATS.json.
 #[utoipa::path(get, path = "/ws/position", tag = "live", operation_id = "plugin_socket",
+    security(("plugin_key" = [])),
     params(
         ("X-Plugin-Secret" = Option<String>, Header, description = "The plugin's key (or the legacy shared secret)"),
         ("secret" = Option<String>, Query, description = "Legacy way to pass the key"),

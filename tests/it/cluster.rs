@@ -9,6 +9,7 @@ use crate::process::Launched;
 use std::time::Duration;
 
 use common::{Backend, TestApp, TestDb, WAIT, telemetry};
+use dereth_tracker::config::Role;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -122,19 +123,27 @@ struct Pair {
     _nats: Option<Nats>,
 }
 
+/// The key the test clusters sign their bus packets with.
+const CLUSTER_KEY: &str = "test-cluster-key";
+
+/// Settings for an instance named `name` on the bus `bus`, signing with the test key.
+fn join(s: &mut dereth_tracker::config::Settings, bus: &str, name: &str) {
+    s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(bus));
+    s.cluster.cluster_key = Some(dereth_tracker::config::Secret::new(CLUSTER_KEY));
+    s.cluster.instance_name = Some(name.into());
+}
+
 async fn pair(bus: BusKind) -> Option<Pair> {
     let (value, nats) = bus_value(bus).await?;
     let v = value.clone();
     let a = TestApp::spawn_with(Backend::Postgres, move |s| {
-        s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(v.as_str()));
-        s.cluster.instance_name = Some("node-a".into());
+        join(s, &v, "node-a");
     })
     .await?;
     let v = value.clone();
     let b = a
         .peer(move |s| {
-            s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(v.as_str()));
-            s.cluster.instance_name = Some("node-b".into());
+            join(s, &v, "node-b");
         })
         .await;
     wait_for_peer(&a, "node-b").await;
@@ -252,7 +261,11 @@ async fn telemetry_chat_and_spawns_cross_instances(bus: BusKind) {
 }
 
 async fn commands_reach_the_plugin_on_the_other_instance(bus: BusKind) {
-    let Some(pair) = pair(bus).await else { return };
+    let Some(mut pair) = pair(bus).await else {
+        return;
+    };
+    // The token is in the shared database: both instances know the commander.
+    pair.b.sign_in_as(Role::Commander).await;
     let mut plugin = pair.a.plugin().await;
     plugin.send_json(&telemetry("Ann", "s1", 1)).await;
     wait_live(&pair.b, "Ann", |_| true).await;
@@ -313,6 +326,69 @@ async fn a_character_owned_elsewhere_is_refused(bus: BusKind) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     wait_live(&pair.a, "Ann", |p| p["total_kills"] == 1).await;
     wait_live(&pair.b, "Ann", |p| p["total_kills"] == 1).await;
+}
+
+/// Break 5 of issue 23: PostgreSQL lets every role connect to a database by default, and any
+/// role that connects may NOTIFY. A role granted nothing sends a command packet on the bus
+/// channel, unsigned and signed with a wrong key: the plugin hears nothing, and the instance
+/// counts both as rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_forged_on_the_bus_by_another_role_is_dropped() {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let Some(pair) = pair(BusKind::Postgres).await else {
+        return;
+    };
+    let mut plugin = pair.a.plugin().await;
+    plugin.send_json(&telemetry("Ann", "s1", 1)).await;
+    wait_live(&pair.a, "Ann", |_| true).await;
+
+    let role = format!("forger_{}", std::process::id());
+    let owner = sqlx::PgPool::connect(&pair.a.db.url).await.expect("owner");
+    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&owner)
+        .await
+        .expect("drop old role");
+    sqlx::query(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'forger-password'"
+    ))
+    .execute(&owner)
+    .await
+    .expect("create role");
+    let options = sqlx::postgres::PgConnectOptions::from_str(&pair.a.db.url)
+        .expect("url")
+        .username(&role)
+        .password("forger-password");
+    let mut forger = options
+        .connect()
+        .await
+        .expect("a role granted nothing connects");
+    let command =
+        json!({"t": "command", "c": {"to": "node-a", "id": 1, "name": "Ann", "command": "/quit"}});
+    let packet =
+        json!({"from": "node-b", "boot": 1, "seq": 1_000_000, "msgs": [command]}).to_string();
+    let wrong_key = format!("{}\n{packet}", "ab".repeat(32));
+    for forged in [packet.clone(), wrong_key] {
+        sqlx::query("SELECT pg_notify('dereth_cluster', $1)")
+            .bind(&forged)
+            .execute(&mut forger)
+            .await
+            .expect("NOTIFY");
+    }
+    pair.a
+        .wait_debug("two rejected packets", |d| {
+            d["cluster"]["rejected"].as_u64() >= Some(2)
+        })
+        .await;
+    assert!(
+        plugin.silent_for(Duration::from_millis(1000)).await,
+        "a forged command reached the plugin"
+    );
+    drop(forger);
+    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&owner)
+        .await
+        .expect("drop role");
 }
 
 both_buses!(
@@ -645,8 +721,7 @@ async fn replace(old: &mut TestApp, survivor: &TestApp, name: &'static str, bus:
     let joined = bus.to_owned();
     let new = survivor
         .peer(move |s| {
-            s.cluster.cluster_bus = Some(dereth_tracker::config::Secret::new(joined.as_str()));
-            s.cluster.instance_name = Some(name.into());
+            join(s, &joined, name);
             s.server.bind_addr = addr;
         })
         .await;

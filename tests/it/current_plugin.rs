@@ -63,7 +63,8 @@ async fn unknown_types_never_cost_a_plugin_its_connection(backend: Backend) {
     plugin.send_text(r#"{"type": ["vitals"]}"#).await;
     assert_eq!(plugin.recv_json().await["type"], "error");
     // And the connection is still the character's: it receives commands.
-    app.sign_in_as(dereth_tracker::config::Role::Commander).await;
+    app.sign_in_as(dereth_tracker::config::Role::Commander)
+        .await;
     let (mut browser, _) = app.browser().await;
     browser
         .send_json(&json!({"type": "command", "player_name": "Today", "command": "/vt stop"}))

@@ -467,6 +467,12 @@ async fn the_compose_environment_starts_a_healthy_tracker_with_any_password() {
     .await
     .expect("create role");
     let in_db = sqlx::PgPool::connect(&db.url).await.expect("test database");
+    // What the database image runs when it creates the database (both compose files mount it).
+    let init = database_init_script();
+    sqlx::raw_sql(&init)
+        .execute(&in_db)
+        .await
+        .expect("deploy/db-init.sql runs");
     sqlx::raw_sql(&format!(
         "GRANT ALL ON SCHEMA public TO {role}; GRANT ALL ON DATABASE {} TO {role}",
         db.name()
@@ -482,6 +488,29 @@ async fn the_compose_environment_starts_a_healthy_tracker_with_any_password() {
         .expect("host:port")
         .to_owned();
     let local_url = format!("postgres://{role}@{host_port}/{}", db.name());
+
+    // Any other role, granted nothing, may not even connect (PostgreSQL's default lets it).
+    let stranger = format!("{}_stranger", db.name());
+    sqlx::query(&format!(
+        "CREATE ROLE {stranger} LOGIN PASSWORD 'stranger-pw'"
+    ))
+    .execute(&admin)
+    .await
+    .expect("create a second role");
+    let refused = sqlx::PgPool::connect(&format!(
+        "postgres://{stranger}:stranger-pw@{host_port}/{}",
+        db.name()
+    ))
+    .await
+    .expect_err("a role granted nothing connected to the tracker's database");
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    sqlx::query(&format!("DROP ROLE {stranger}"))
+        .execute(&admin)
+        .await
+        .expect("drop the second role");
 
     let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     vars.retain(|(k, _)| *k != "DATABASE_URL" && *k != "BIND_ADDR");
@@ -532,6 +561,27 @@ async fn the_compose_environment_starts_a_healthy_tracker_with_any_password() {
         .execute(&admin)
         .await
         .expect("drop role");
+}
+
+/// deploy/db-init.sql, after checking that both compose files mount it where the database
+/// image runs it on creation.
+fn database_init_script() -> String {
+    for file in ["docker-compose.yml", "docker-compose.cluster.yml"] {
+        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+        let compose: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).expect("compose file"))
+                .expect("compose YAML");
+        let mounted = compose["services"]["db"]["volumes"]
+            .as_sequence()
+            .is_some_and(|v| {
+                v.iter()
+                    .filter_map(|m| m.as_str())
+                    .any(|m| m.starts_with("./deploy/db-init.sql:/docker-entrypoint-initdb.d/"))
+            });
+        assert!(mounted, "{file} does not mount deploy/db-init.sql");
+    }
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/db-init.sql"))
+        .expect("deploy/db-init.sql")
 }
 
 #[test]

@@ -417,10 +417,48 @@ async fn the_openapi_document_lists_every_route() {
         "/health",
         "/metrics",
         "/openapi.json",
+        "/login",
+        "/logout",
+        "/me",
+        "/users",
+        "/users/{name}",
+        "/audit",
     ] {
         assert!(
             paths.iter().any(|p| p == expected),
             "{expected} is documented"
+        );
+    }
+    // Every operation says what it needs: the open ones none, the rest a session cookie or an
+    // API token, and the document describes both schemes.
+    let open = ["/health", "/openapi.json", "/login"];
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let schemes: Vec<&str> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_object())
+                .flat_map(|r| r.keys().map(String::as_str))
+                .collect();
+            if open.contains(&path.as_str()) {
+                assert!(schemes.is_empty(), "{method} {path} is open: {schemes:?}");
+            } else if path == "/ws/position" {
+                assert_eq!(schemes, ["plugin_key"], "plugins present a key");
+            } else if path == "/logout" {
+                assert!(schemes.contains(&"session"), "{op}");
+            } else {
+                assert!(
+                    schemes.contains(&"token") && schemes.contains(&"session"),
+                    "{method} {path} does not say it needs a session or a token: {op}"
+                );
+            }
+        }
+    }
+    for scheme in ["token", "session", "plugin_key"] {
+        assert!(
+            doc["components"]["securitySchemes"][scheme].is_object(),
+            "{scheme} scheme described"
         );
     }
     // Every documented path is served (the fallback answers "no such endpoint").

@@ -161,7 +161,11 @@ async fn no_network_position_lets_anyone_command() {
     assert_eq!(audit.len(), 5, "every command, refused or not: {audit:?}");
     assert_eq!(audit[0].result, "delivered");
     assert_eq!(audit[0].via, "token");
-    assert!(audit[1..].iter().all(|a| a.result == "unauthorized" && a.actor == "anonymous"));
+    assert!(
+        audit[1..]
+            .iter()
+            .all(|a| a.result == "unauthorized" && a.actor == "anonymous")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

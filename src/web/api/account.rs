@@ -136,7 +136,7 @@ pub(crate) async fn login(
 }
 
 /// Signs out: ends the session (and closes its sockets) and removes the cookie.
-#[utoipa::path(post, path = "/logout", tag = "accounts",
+#[utoipa::path(post, path = "/logout", tag = "accounts", security(("session" = []), ()),
     responses(
         (status = 204, description = "Signed out"),
         (status = 403, description = "Sent by a page of another origin", body = crate::web::error::ErrorBody),
@@ -168,7 +168,7 @@ fn describe(state: &AppState, who: Option<&crate::identity::Principal>) -> Me {
 }
 
 /// Who this browser (or token) is, and what it may do.
-#[utoipa::path(get, path = "/me", tag = "accounts",
+#[utoipa::path(get, path = "/me", tag = "accounts", security(("session" = []), ("token" = []), ()),
     responses((status = 200, description = "Who is signed in and what they may do", body = Me), AuthRefusals))]
 pub(crate) async fn me(State(state): State<AppState>, Anyone(who): Anyone) -> Json<Me> {
     Json(describe(&state, who.as_ref()))

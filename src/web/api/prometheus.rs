@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
+use crate::web::auth::Scraper;
 
 /// Times every request and records it under its route template (`/stats/{character}`, not the
 /// concrete path, so the number of series stays bounded).
@@ -42,8 +43,14 @@ pub(crate) async fn track_http(
 
 /// Prometheus metrics of this process.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    security(("token" = []), ("session" = []), ()),
+    description = "Open on a loopback tracker; beyond loopback it needs `Authorization: Bearer` with METRICS_TOKEN or an API token.",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, description = "Beyond loopback without METRICS_TOKEN or an API token", body = crate::web::error::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client", body = crate::web::error::ErrorBody),
+    ))]
+pub(crate) async fn metrics(State(state): State<AppState>, _scraper: Scraper) -> Response {
     let m = &state.metrics;
     m.write_queue_depth
         .set(i64::try_from(state.queue_depth()).unwrap_or(i64::MAX));

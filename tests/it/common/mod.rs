@@ -329,7 +329,10 @@ impl TestApp {
             if status == 200 && me["role"] == role.to_string() {
                 return token;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the token was never known: {me}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the token was never known: {me}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
