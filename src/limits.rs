@@ -114,22 +114,22 @@ pub(crate) struct Place {
 
 impl Occupancy {
     /// Takes a place under every key of `keys` (each with its own limit), or none when any is
-    /// full.
-    pub(crate) fn take(self: &Arc<Self>, keys: &[(String, usize)]) -> Option<Place> {
+    /// full: then the index of the first full key.
+    pub(crate) fn take(self: &Arc<Self>, keys: &[(String, usize)]) -> Result<Place, usize> {
         let mut held = self
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if keys
+        if let Some(full) = keys
             .iter()
-            .any(|(key, limit)| held.get(key).copied().unwrap_or(0) >= *limit)
+            .position(|(key, limit)| held.get(key).copied().unwrap_or(0) >= *limit)
         {
-            return None;
+            return Err(full);
         }
         for (key, _) in keys {
             *held.entry(key.clone()).or_default() += 1;
         }
-        Some(Place {
+        Ok(Place {
             of: self.clone(),
             keys: keys.iter().map(|(k, _)| k.clone()).collect(),
         })
@@ -501,12 +501,12 @@ mod tests {
         let keys = |client: &str| vec![("all".to_owned(), 3), (client.to_owned(), 2)];
         let a1 = occupancy.take(&keys("a")).expect("first");
         let _a2 = occupancy.take(&keys("a")).expect("second");
-        assert!(occupancy.take(&keys("a")).is_none(), "per client");
+        assert_eq!(occupancy.take(&keys("a")).err(), Some(1), "per client");
         let _b1 = occupancy.take(&keys("b")).expect("another client");
-        assert!(occupancy.take(&keys("c")).is_none(), "in total");
+        assert_eq!(occupancy.take(&keys("c")).err(), Some(0), "in total");
         drop(a1);
         assert_eq!(occupancy.count("all"), 2);
-        assert!(occupancy.take(&keys("c")).is_some());
+        assert!(occupancy.take(&keys("c")).is_ok());
     }
 
     #[test]

@@ -68,13 +68,20 @@ impl ProxyNet {
     }
 }
 
+/// Whether `peer` is a proxy whose forwarding headers are believed: one on this machine, or one
+/// in `trusted` (TRUSTED_PROXIES).
+pub(crate) fn forwards_for(peer: SocketAddr, trusted: &[ProxyNet]) -> bool {
+    let ip = peer.ip().to_canonical();
+    is_loopback(ip) || trusted.iter().any(|net| net.contains(ip))
+}
+
 /// The client a request stands for: the socket peer, or, when that peer is a proxy on this
 /// machine or in `trusted` (TRUSTED_PROXIES), the address it reports: the last `X-Forwarded-For`
 /// entry (the one the proxy appended; earlier ones come from the client and can be forged), else
 /// `X-Real-IP`.
 pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[ProxyNet]) -> IpAddr {
     let ip = peer.ip().to_canonical();
-    if !is_loopback(ip) && !trusted.iter().any(|net| net.contains(ip)) {
+    if !forwards_for(peer, trusted) {
         return ip;
     }
     // The proxy appends its entry to the last header line (HAProxy's `option forwardfor` adds a

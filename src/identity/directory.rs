@@ -8,7 +8,7 @@
 //! The legacy shared secret is one key, named [`LEGACY_KEY`].
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -115,8 +115,12 @@ pub(crate) struct Directory {
     version: AtomicI64,
     /// Signed-in browsers seen lately: session token hash -> (account, expiry).
     sessions: Mutex<HashMap<Arc<str>, SessionEntry>>,
-    /// Characters looked up lately -> the key they belong to.
+    /// Every character bound to a key -> that key (as of the last reload, plus the bindings
+    /// made here since).
     bindings: Mutex<HashMap<String, Arc<str>>>,
+    /// Bumped when a character moves to another key or is freed: connections then check that
+    /// the characters they speak for are still theirs.
+    binding_epoch: AtomicU64,
     /// Characters bound per key (as looked up), for the per-key bound.
     bound_count: Mutex<HashMap<Arc<str>, usize>>,
     /// Bindings made in memory and not stored yet.
@@ -157,6 +161,7 @@ impl Directory {
             version: AtomicI64::new(-1),
             sessions: Mutex::new(HashMap::new()),
             bindings: Mutex::new(HashMap::new()),
+            binding_epoch: AtomicU64::new(0),
             bound_count: Mutex::new(HashMap::new()),
             unstored: Mutex::new(Vec::new()),
             stored: tokio::sync::Notify::new(),
@@ -250,25 +255,32 @@ impl Directory {
                 ended.push(Watch::Key(name.clone()));
             }
         }
-        // Characters moved to another key, or freed: the key that had them lets them go.
-        let bound: HashMap<String, Arc<str>> = bindings
+        // Every binding as stored, plus those made here and not stored yet. A character that
+        // moved to another key or was freed: the connections speaking for it let it go (the
+        // key's other characters carry on).
+        let mut bound: HashMap<String, Arc<str>> = bindings
             .into_iter()
             .map(|b| (b.character_name, Arc::from(b.key_name.as_str())))
             .collect();
+        for (character, key) in lock(&self.unstored).iter() {
+            bound
+                .entry(character.clone())
+                .or_insert_with(|| key.clone());
+        }
         {
             let mut cached = lock(&self.bindings);
-            for (character, key) in cached.iter() {
-                if bound.get(character) != Some(key) {
-                    ended.push(Watch::Key(key.clone()));
-                }
-            }
-            // Keep the bindings made here and not stored yet; forget the rest (looked up again).
-            let unstored: HashSet<String> = lock(&self.unstored)
+            let moved = cached
                 .iter()
-                .map(|(c, _)| c.clone())
-                .collect();
-            cached.retain(|character, _| unstored.contains(character));
-            lock(&self.bound_count).clear();
+                .any(|(character, key)| bound.get(character) != Some(key));
+            let mut counts: HashMap<Arc<str>, usize> = HashMap::new();
+            for key in bound.values() {
+                *counts.entry(key.clone()).or_default() += 1;
+            }
+            *cached = bound;
+            *lock(&self.bound_count) = counts;
+            if moved {
+                self.binding_epoch.fetch_add(1, Ordering::Relaxed);
+            }
         }
         // Browser sessions: signed out (here or elsewhere), or of an account that went.
         let watched: Vec<Arc<str>> = lock(&self.watches)
@@ -281,7 +293,14 @@ impl Directory {
         lock(&self.sessions).clear();
         for hash in watched {
             match self.store.session(&hash).await {
-                Ok(Some((account, _))) if now.accounts.contains_key(&account) => {}
+                // Still there, and not lowered: the session carries on.
+                Ok(Some((account, _)))
+                    if now.accounts.get(&account).is_some_and(|a| {
+                        before
+                            .accounts
+                            .get(&account)
+                            .is_none_or(|b| a.role >= b.role)
+                    }) => {}
                 Ok(_) => ended.push(Watch::Session(hash)),
                 Err(err) => tracing::warn!(%err, "could not check a browser session"),
             }
@@ -499,6 +518,17 @@ impl Directory {
         Binding::Ours
     }
 
+    /// Changes whenever a character moves to another key or is freed.
+    pub(crate) fn binding_epoch(&self) -> u64 {
+        self.binding_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Whether `character` still belongs to `key`, as far as this instance knows (a character
+    /// freed and not bound again belongs to nobody: not `key` either).
+    pub(crate) fn still_bound(&self, character: &str, key: &Arc<str>) -> bool {
+        lock(&self.bindings).get(character) == Some(key)
+    }
+
     fn binding(owner: Arc<str>, key: &Arc<str>) -> Binding {
         if owner == *key {
             Binding::Ours
@@ -509,7 +539,7 @@ impl Directory {
 
     /// Stores the bindings made in memory, in the background, until `stop`; a binding the
     /// database gives to another key is corrected (and the connections of the key that lost it
-    /// closed). What cannot be stored yet is kept and tried again.
+    /// let the character go). What cannot be stored yet is kept and tried again.
     pub(crate) async fn store_bindings(self: Arc<Self>, stop: CancellationToken) {
         loop {
             tokio::select! {
@@ -537,9 +567,7 @@ impl Directory {
                         if let Some(n) = lock(&self.bound_count).get_mut(&key) {
                             *n = n.saturating_sub(1);
                         }
-                        if let Some(token) = lock(&self.watches).remove(&Watch::Key(key)) {
-                            token.cancel();
-                        }
+                        self.binding_epoch.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(err) => {
                         tracing::debug!(%err, "could not store a character's key yet; retrying");

@@ -29,13 +29,13 @@ pub const CHAT_BACKLOG: usize = 100;
 pub(super) const KILL_BURST: i64 = 100;
 /// Kills per second of server time a session may gain, far above what any character manages;
 /// a frame claiming more adds only this much.
-pub(super) const MAX_KILLS_PER_SEC: i64 = 20;
+pub const MAX_KILLS_PER_SEC: i64 = 20;
 /// A lower `kills` count is a plugin reset only when it falls this close to zero.
 pub(super) const RESET_BELOW: i64 = 10;
 /// Most kills a frame may add when no previous arrival of its session is known (the first
 /// frame of a session, or the first after a server restart): a session of many hours may be
 /// first seen mid-way, but not with more than this.
-pub(super) const MAX_UNMEASURED_KILLS: i64 = 1_000_000;
+pub const MAX_UNMEASURED_KILLS: i64 = 1_000_000;
 
 #[derive(Debug)]
 struct Character {

@@ -269,6 +269,28 @@ impl Live {
         }
     }
 
+    /// Lets `name` go from `conn`, if it speaks for it (its key lost the character).
+    pub fn release(&self, name: &str, conn: ConnId) {
+        let released = {
+            let mut state = self.lock();
+            let held = state
+                .claims
+                .routes
+                .get(name)
+                .is_some_and(|r| r.conn == conn);
+            if held {
+                state.claims.routes.remove(name);
+            }
+            held
+        };
+        if released {
+            self.released.notify_waiters();
+            self.cluster.share(|| Message::Released {
+                names: vec![name.to_owned()],
+            });
+        }
+    }
+
     /// Who speaks for `name`.
     pub fn owner_of(&self, name: &str) -> Owner {
         let state = self.lock();

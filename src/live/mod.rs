@@ -15,7 +15,7 @@
 
 mod apply;
 pub(crate) mod batch;
-mod characters;
+pub(crate) mod characters;
 mod claims;
 mod guard;
 pub(crate) mod hub;

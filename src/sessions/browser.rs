@@ -159,6 +159,12 @@ impl Session {
                     if socket::send_text(&mut sink, reply, send_timeout).await.is_err() {
                         break;
                     }
+                    // Guessing a way to command costs the connection.
+                    if self.unauthorized >= MAX_UNAUTHORIZED_COMMANDS {
+                        tracing::info!("too many unauthorized commands; closing the browser");
+                        socket::close(&mut sink, close_code::POLICY, "too many unauthorized commands", send_timeout).await;
+                        break;
+                    }
                 }
                 () = keepalive.tick() => {
                     if keepalive.check(&mut sink, &self.state.metrics).await.is_err() {
@@ -233,11 +239,6 @@ impl Session {
                 // Debug only: a browser can send many; the metrics count what was relayed.
                 tracing::debug!(player = %player_name, ?status, "browser command");
                 self.audit(commander, &player_name, &command, status).await;
-                if self.unauthorized >= MAX_UNAUTHORIZED_COMMANDS {
-                    return Err(FrameError::Invalid(
-                        "too many unauthorized commands on this connection".into(),
-                    ));
-                }
                 Ok(Some(to_json(&BrowserOut::CommandResult {
                     player_name: &player_name,
                     command: &command,

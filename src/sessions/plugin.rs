@@ -59,6 +59,8 @@ struct Connection {
     /// Characters it spoke for (bounded by [`MAX_CHARACTERS_PER_CONNECTION`]), for the
     /// disconnect alert.
     names: HashSet<String>,
+    /// The directory's binding epoch when `names` were last checked against the keys.
+    epoch: u64,
 }
 
 /// Serves one plugin connection, authenticated with `key`, until it ends.
@@ -70,13 +72,14 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, id: ConnId, key: Arc
     let send_timeout = settings.send_timeout();
     let mut budget = ErrorBudget::new(settings.sessions.max_frame_errors);
     let mut keepalive = Keepalive::new(&settings);
-    // Cancelled when the key is revoked (or loses a character it is speaking for).
+    // Cancelled when the key is revoked.
     let revoked = state.directory.watch(Watch::Key(key.clone()));
     let mut this = Connection {
         id,
         key,
         commands: commands_tx,
         names: HashSet::new(),
+        epoch: state.directory.binding_epoch(),
     };
 
     let end = loop {
@@ -191,6 +194,22 @@ async fn accept(
         }
         return Ok(());
     };
+    let epoch = state.directory.binding_epoch();
+    if epoch != this.epoch {
+        // An admin moved or freed characters: let go of those no longer this key's.
+        this.epoch = epoch;
+        let lost: Vec<String> = this
+            .names
+            .iter()
+            .filter(|n| !state.directory.still_bound(n, &this.key))
+            .cloned()
+            .collect();
+        for name in lost {
+            tracing::info!(character = %name, "the character moved to another key");
+            this.names.remove(&name);
+            state.live.release(&name, this.id);
+        }
+    }
     if let Some(name) = frame.character_name() {
         let new = !this.names.contains(name);
         if new {

@@ -138,7 +138,7 @@ pub(crate) struct LiveQuery {
         (status = 401, description = "Not signed in (and reads are not open), or a wrong API token", body = crate::web::error::ErrorBody),
         (status = 403, description = "Opened by a page of another origin", body = crate::web::error::ErrorBody),
         (status = 429, description = "Too many live map connections from this client or account, or too many failed authentications", body = crate::web::error::ErrorBody),
-        (status = 503, description = "Too many browser connections", body = crate::web::error::ErrorBody),
+        (status = 503, description = "Too many browser connections, or too many anonymous ones", body = crate::web::error::ErrorBody),
     ))]
 pub(crate) async fn browser_socket(
     State(state): State<AppState>,
@@ -190,11 +190,18 @@ pub(crate) async fn browser_socket(
             ]
         }
     };
-    let Some(place) = state.browsers.take(&places) else {
-        return refuse(
-            &state,
-            ApiError::TooManyRequests("too many live map connections from here; close some"),
-        );
+    let place = match state.browsers.take(&places) {
+        Ok(place) => place,
+        // Every anonymous place is taken: the tracker is full for anonymous maps.
+        Err(0) if who.is_none() => {
+            let why = ApiError::Unavailable("too many anonymous live map connections; sign in");
+            return refuse(&state, why);
+        }
+        Err(_) => {
+            let why =
+                ApiError::TooManyRequests("too many live map connections from here; close some");
+            return refuse(&state, why);
+        }
     };
     let Some(slot) = ConnectionSlot::acquire(
         &state.metrics,

@@ -17,6 +17,7 @@ mod cluster;
 mod current_plugin;
 mod event_formats;
 mod history;
+mod identity;
 mod integrity;
 mod operations;
 mod process;

@@ -43,12 +43,9 @@ fn session_cookie(
     value: &str,
     max_age: i64,
 ) -> HeaderValue {
-    let from_proxy = state
-        .settings
-        .access
-        .trusted_proxy_nets
-        .iter()
-        .any(|n| n.contains(peer.ip()));
+    // A proxy on this machine or in TRUSTED_PROXIES says whether the browser came over TLS
+    // (believing a forged header would only make the cookie stricter).
+    let from_proxy = net::forwards_for(peer, &state.settings.access.trusted_proxy_nets);
     let over_tls = from_proxy
         && headers
             .get("x-forwarded-proto")

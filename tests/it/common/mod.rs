@@ -333,7 +333,9 @@ impl TestApp {
                 tokio::time::Instant::now() < deadline,
                 "the token was never known: {me}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Each try before the tracker knows the token (it reloads every second) is a
+            // failed authentication, and ten a minute lock the client out: try seldom.
+            tokio::time::sleep(Duration::from_millis(400)).await;
         }
     }
 
