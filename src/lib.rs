@@ -65,7 +65,7 @@ pub struct Server {
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("joining the cluster: {0}")]
+    #[error("joining the cluster")]
     Cluster(#[from] cluster::BusError),
 }
 
@@ -90,18 +90,10 @@ impl Server {
             Some(bus) => {
                 let choice = cluster::BusChoice::parse(bus.expose()).map_err(cluster::BusError)?;
                 let name = cluster::instance_name(settings.cluster.instance_name.as_deref());
-                let key = settings.cluster.cluster_key.as_ref().ok_or_else(|| {
-                    cluster::BusError(
-                        "CLUSTER_BUS needs CLUSTER_KEY: a secret every instance shares, which \
-                         signs each packet on the bus (anyone who can reach the bus could \
-                         otherwise speak for the cluster)"
-                            .into(),
-                    )
-                })?;
                 let (cluster, inbox) = cluster::Cluster::join(
                     &choice,
                     name,
-                    key,
+                    settings.cluster.cluster_key.as_ref(),
                     &settings.database.database_url,
                     settings.database.database_password.as_ref(),
                 )
@@ -269,7 +261,7 @@ fn log_access_policy(settings: &Settings, directory: &identity::Directory) {
             "the tracker listens beyond loopback and has no account yet: nobody can read or \
              command. Create the first admin with `dereth-tracker user add NAME --role admin` \
              (same DATABASE_URL; the password is read from standard input, or generated and \
-             printed once), then sign in at /login.html"
+             printed once), then sign in on the map"
         );
     }
     if directory.anyone_may_command() {

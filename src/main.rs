@@ -76,7 +76,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let server = Server::new(settings, store)
         .await
-        .context("loading totals from the database")?;
+        .context("starting the tracker")?;
     tracing::info!("listening on http://{addr}");
     let demo_stop = CancellationToken::new();
     let demo = server

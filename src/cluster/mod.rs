@@ -228,27 +228,31 @@ impl Cluster {
     pub async fn join(
         choice: &BusChoice,
         instance: String,
-        key: &crate::secret::Secret,
+        key: Option<&crate::secret::Secret>,
         database_url: &str,
         password: Option<&crate::secret::Secret>,
     ) -> Result<(Self, Inbox), BusError> {
+        if !database_url.starts_with("postgres") {
+            return Err(BusError(
+                "a cluster needs a shared PostgreSQL DATABASE_URL (SQLite is a single instance)"
+                    .into(),
+            ));
+        }
+        let key = key.ok_or_else(|| {
+            BusError(
+                "CLUSTER_BUS needs CLUSTER_KEY: a secret every instance shares, which signs each \
+                 packet on the bus (anyone who can reach the bus could otherwise speak for the \
+                 cluster)"
+                    .into(),
+            )
+        })?;
         let stop = CancellationToken::new();
         let (events_tx, events) = mpsc::channel(4096);
         let bus: Arc<dyn Bus> = match choice {
             BusChoice::Postgres => {
-                if !database_url.starts_with("postgres") {
-                    return Err(BusError(
-                        "CLUSTER_BUS=postgres needs a PostgreSQL DATABASE_URL (SQLite is a single instance)".into(),
-                    ));
-                }
                 Arc::new(postgres::connect(database_url, password, events_tx, stop.clone()).await?)
             }
             BusChoice::Nats(urls) => {
-                if !database_url.starts_with("postgres") {
-                    return Err(BusError(
-                        "a cluster needs a shared PostgreSQL DATABASE_URL (SQLite is a single instance)".into(),
-                    ));
-                }
                 Arc::new(nats::connect(urls, &instance, events_tx, stop.clone()).await?)
             }
         };

@@ -309,7 +309,8 @@ pub struct ServerSettings {
 
     /// Demo mode: also run ~50 simulated characters inside the server, with a generated secret
     /// when none is set, storing into `dereth-tracker-demo.db` unless DATABASE_URL says otherwise.
-    #[arg(long, env = "DEMO")]
+    #[arg(long, env = "DEMO", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = flag, action = clap::ArgAction::Set)]
     pub demo: bool,
 
     /// Characters simulated in demo mode.
@@ -383,7 +384,8 @@ pub struct AccessSettings {
 
     /// Let anyone read the map and the data without signing in (never to command). Without it,
     /// reading needs a viewer once the tracker listens beyond loopback or any account exists.
-    #[arg(long, env = "PUBLIC_READ")]
+    #[arg(long, env = "PUBLIC_READ", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = flag, action = clap::ArgAction::Set)]
     pub public_read: bool,
 
     /// The header an authenticating proxy in front of the tracker (oauth2-proxy, Authelia,
@@ -403,7 +405,8 @@ pub struct AccessSettings {
 
     /// Mark session cookies `Secure` (set it when browsers reach the tracker over https; a
     /// trusted proxy that says `X-Forwarded-Proto: https` gets them anyway).
-    #[arg(long, env = "COOKIE_SECURE")]
+    #[arg(long, env = "COOKIE_SECURE", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = flag, action = clap::ArgAction::Set)]
     pub cookie_secure: bool,
 
     /// A token for `/metrics` (beside API tokens) when the tracker listens beyond loopback.
@@ -431,6 +434,16 @@ pub struct AccessSettings {
     /// `trusted_proxies`, parsed (by [`Settings::normalize`]).
     #[arg(skip)]
     pub trusted_proxy_nets: Vec<crate::net::ProxyNet>,
+}
+
+/// A yes-or-no setting: `--flag` alone, or a value. An empty value (`PUBLIC_READ=` in an env
+/// file) is no, as for every other setting.
+fn flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "false" | "0" | "no" | "off" => Ok(false),
+        "true" | "1" | "yes" | "on" => Ok(true),
+        other => Err(format!("`{other}` is not yes or no: use true or false")),
+    }
 }
 
 /// Checks one TRUSTED_PROXIES entry (empty: none).

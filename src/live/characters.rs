@@ -202,6 +202,21 @@ pub(super) struct Roster {
 }
 
 impl Roster {
+    /// Remembers that `character` had session `session` (tests of the claims).
+    #[cfg(test)]
+    pub(super) fn note_session(&mut self, character: &str, session: &str) {
+        self.sessions.insert(
+            (character.to_owned(), session.to_owned()),
+            SessionCounters::new(),
+        );
+    }
+
+    /// Whether `character` has had session `session` (recently enough to remember it).
+    pub(super) fn knows_session(&self, character: &str, session: &str) -> bool {
+        self.sessions
+            .contains_key(&(character.to_owned(), session.to_owned()))
+    }
+
     fn character(&mut self, name: &str) -> &mut Character {
         self.characters
             .entry(name.to_owned())

@@ -33,8 +33,18 @@ struct Route {
     /// When the connection claimed it (wall clock, to settle a claim race between instances).
     claimed_at_ms: i64,
     /// The connection has only registered the character, never sent data for it: a connection
-    /// that sends data takes it over (a returning owner wins it back from a squatter).
+    /// that carries on one of the character's sessions takes it over (a returning owner wins it
+    /// back from a squatter), and registering again does not keep it from lapsing.
     weak: bool,
+}
+
+/// What a frame claiming a character is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimKind<'a> {
+    /// It only registers the character (a weak claim).
+    Register,
+    /// It carries the character's data; telemetry names its session.
+    Data { session: Option<&'a str> },
 }
 
 /// A character owned by a plugin connection of another instance of the cluster.
@@ -75,23 +85,33 @@ pub(super) struct Claims {
 }
 
 impl Claims {
+    /// Whether a connection that has only registered `name` owns it.
+    fn is_weak(&self, name: &str) -> bool {
+        self.routes.get(name).is_some_and(|r| r.weak)
+    }
+
+    /// `continuing`: the claim carries on a session the character already had.
     fn claim(
         &mut self,
         name: &str,
         conn: ConnId,
         commands: &mpsc::Sender<Utf8Bytes>,
         weak: bool,
+        continuing: bool,
         window: Duration,
     ) -> Claim {
         let now = Instant::now();
         if let Some(route) = self.routes.get_mut(name) {
             if route.conn == conn {
-                route.last_heard = now;
-                route.weak &= weak;
+                // Registering again keeps nothing alive: only data does.
+                if !weak {
+                    route.last_heard = now;
+                    route.weak = false;
+                }
                 return Claim::Kept;
             }
             let gone = route.commands.is_closed();
-            let squatted = route.weak && !weak;
+            let squatted = route.weak && continuing;
             if !gone && !squatted && now.duration_since(route.last_heard) <= window {
                 return Claim::Refused;
             }
@@ -201,19 +221,28 @@ impl Claims {
 
 impl Live {
     /// Lets `conn` speak for `name`; the owner may be a connection of another instance of the
-    /// cluster. `weak`: the connection only registers the character (a connection that sends
-    /// its data may take it over). False when `conn` may not.
+    /// cluster. A connection that only registers the character claims it weakly: one that
+    /// carries on a session of the character takes it over. False when `conn` may not.
     pub fn claim(
         &self,
         name: &str,
         conn: ConnId,
         commands: &mpsc::Sender<Utf8Bytes>,
-        weak: bool,
+        kind: ClaimKind<'_>,
     ) -> bool {
-        let claim = self
-            .lock()
-            .claims
-            .claim(name, conn, commands, weak, self.window);
+        let claim = {
+            let mut state = self.lock();
+            let weak = kind == ClaimKind::Register;
+            let continuing = match kind {
+                ClaimKind::Data {
+                    session: Some(session),
+                } => state.claims.is_weak(name) && state.roster.knows_session(name, session),
+                _ => false,
+            };
+            state
+                .claims
+                .claim(name, conn, commands, weak, continuing, self.window)
+        };
         match claim {
             Claim::Kept => true,
             Claim::Took { at_ms } => {
@@ -235,7 +264,7 @@ impl Live {
         name: &str,
         conn: ConnId,
         commands: &mpsc::Sender<Utf8Bytes>,
-        weak: bool,
+        kind: ClaimKind<'_>,
         wait: Duration,
     ) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
@@ -243,12 +272,12 @@ impl Live {
             // Registered before the attempt, so a release between the attempt and the wait
             // is not missed.
             let released = self.released.notified();
-            if self.claim(name, conn, commands, weak) {
+            if self.claim(name, conn, commands, kind) {
                 return true;
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
                 // The owner may have gone silent for the live window meanwhile.
-                return self.claim(name, conn, commands, weak);
+                return self.claim(name, conn, commands, kind);
             }
         }
     }
@@ -368,6 +397,8 @@ impl Live {
 mod tests {
     use super::*;
 
+    const DATA: ClaimKind<'static> = ClaimKind::Data { session: None };
+
     #[test]
     fn a_character_belongs_to_its_first_connection_until_it_goes() {
         let live = Live::standalone(Duration::from_millis(200), 16);
@@ -377,9 +408,9 @@ mod tests {
             live.deliver_command("A", "/vt stop"),
             CommandStatus::NotConnected
         );
-        assert!(live.claim("A", 1, &tx1, false));
+        assert!(live.claim("A", 1, &tx1, DATA));
         assert!(
-            !live.claim("A", 2, &tx2, false),
+            !live.claim("A", 2, &tx2, DATA),
             "an impersonator is refused"
         );
         assert_eq!(
@@ -391,7 +422,7 @@ mod tests {
         assert!(got.as_str().contains("/vt stop"));
         // The owner closes: another connection takes over at once.
         live.unroute(1);
-        assert!(live.claim("A", 2, &tx2, false));
+        assert!(live.claim("A", 2, &tx2, DATA));
         assert_eq!(
             live.deliver_command("A", "/vt go"),
             CommandStatus::Delivered
@@ -399,9 +430,62 @@ mod tests {
         assert!(rx2.try_recv().is_ok());
         // An owner silent past the live window can be taken over too.
         let (tx3, _rx3) = mpsc::channel(4);
-        assert!(!live.claim("A", 3, &tx3, false));
+        assert!(!live.claim("A", 3, &tx3, DATA));
         std::thread::sleep(Duration::from_millis(250));
-        assert!(live.claim("A", 3, &tx3, false));
+        assert!(live.claim("A", 3, &tx3, DATA));
         drop(tx1);
+    }
+
+    #[test]
+    fn a_connection_that_only_registers_yields_to_the_returning_owner() {
+        let live = Live::standalone(Duration::from_millis(300), 16);
+        let (owner, _owner_rx) = mpsc::channel(4);
+        let (squatter, _squatter_rx) = mpsc::channel(4);
+        let (stranger, _stranger_rx) = mpsc::channel(4);
+        // The character had session s1 (its owner sent telemetry with it).
+        live.lock().roster.note_session("A", "s1");
+        assert!(live.claim("A", 2, &squatter, ClaimKind::Register));
+        assert!(
+            !live.claim(
+                "A",
+                3,
+                &stranger,
+                ClaimKind::Data {
+                    session: Some("new")
+                }
+            ),
+            "data of a session the character never had takes nothing from a live connection"
+        );
+        assert!(
+            live.claim(
+                "A",
+                1,
+                &owner,
+                ClaimKind::Data {
+                    session: Some("s1")
+                }
+            ),
+            "the owner carrying on its session wins the character back"
+        );
+        assert!(!live.claim("A", 2, &squatter, ClaimKind::Register));
+        // Registering again and again keeps nothing alive.
+        let (late, _late_rx) = mpsc::channel(4);
+        live.unroute(1);
+        assert!(live.claim("A", 2, &squatter, ClaimKind::Register));
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(live.claim("A", 2, &squatter, ClaimKind::Register));
+        }
+        assert!(
+            live.claim(
+                "A",
+                4,
+                &late,
+                ClaimKind::Data {
+                    session: Some("s2")
+                }
+            ),
+            "a weak claim lapses after the live window however often it registers"
+        );
     }
 }

@@ -39,7 +39,7 @@ pub use characters::CHAT_BACKLOG;
 use characters::Roster;
 pub(crate) use characters::{KillCount, LiveEntry};
 use claims::Claims;
-pub(crate) use claims::ConnId;
+pub(crate) use claims::{ClaimKind, ConnId};
 pub(crate) use guard::LiveLimits;
 pub(crate) use hub::{Broadcast, FrameKind, Hub};
 pub(crate) use mirror::Instance;

@@ -46,7 +46,12 @@ fn delta(live: &Live, t: &Telemetry) -> i64 {
 fn a_claim_race_between_instances_leaves_exactly_one_owner() {
     let (here, mut shared) = in_cluster();
     let (tx, _rx) = mpsc::channel(4);
-    assert!(here.claim("Ann", 1, &tx, false));
+    assert!(here.claim(
+        "Ann",
+        1,
+        &tx,
+        crate::live::claims::ClaimKind::Data { session: None }
+    ));
     let Ok(Message::Claimed { at_ms, .. }) = shared.try_recv() else {
         panic!("the claim is shared");
     };
@@ -77,12 +82,22 @@ fn a_claim_race_between_instances_leaves_exactly_one_owner() {
     );
     assert!(matches!(applied, Applied::Taken(None)), "{applied:?}");
     assert!(
-        !here.claim("Ann", 1, &tx, false),
+        !here.claim(
+            "Ann",
+            1,
+            &tx,
+            crate::live::claims::ClaimKind::Data { session: None }
+        ),
         "owned elsewhere and heard from"
     );
     // Once node-b is gone, a plugin here may take Ann over.
     assert_eq!(here.forget_instance("node-b"), 1);
-    assert!(here.claim("Ann", 1, &tx, false));
+    assert!(here.claim(
+        "Ann",
+        1,
+        &tx,
+        crate::live::claims::ClaimKind::Data { session: None }
+    ));
     assert_eq!(here.live_entries()[0].totals.total_kills, 7);
     // From now on frames about Ann from node-b are not node-b's to send.
     let again = here.apply(
@@ -185,7 +200,15 @@ fn offline_characters_leave_memory_with_their_sessions() {
         live.restore(&name, Some(&CharacterState::default()));
         delta(&live, &telemetry(&name, "s", 1));
     }
-    assert!(live.claim("C0", 1, &tx, false), "C0 stays owned");
+    assert!(
+        live.claim(
+            "C0",
+            1,
+            &tx,
+            crate::live::claims::ClaimKind::Data { session: None }
+        ),
+        "C0 stays owned"
+    );
     std::thread::sleep(Duration::from_millis(5));
     assert_eq!(live.reap(None), 1_000, "all went offline");
     assert_eq!(

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::identity::{Binding, Watch};
 use crate::limits::ErrorBudget;
-use crate::live::{Applied, ConnId, Origin};
+use crate::live::{Applied, ClaimKind, ConnId, Origin};
 use crate::ops::alerts::Signal;
 use crate::ops::metrics;
 use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame, to_json};
@@ -215,12 +215,18 @@ async fn accept(
         if new {
             speaks_for(state, this, name).await?;
         }
-        // Only `register` frames make a weak claim: a connection that sends data for the
-        // character takes it over from one that merely registers it.
-        let weak = matches!(frame, PluginFrame::Register(_));
+        // A `register` frame claims weakly: a connection carrying on one of the character's
+        // sessions takes it over from one that merely registers it.
+        let kind = match &frame {
+            PluginFrame::Register(_) => ClaimKind::Register,
+            PluginFrame::Telemetry(t) => ClaimKind::Data {
+                session: Some(t.session_id.as_str()),
+            },
+            _ => ClaimKind::Data { session: None },
+        };
         if !state
             .live
-            .claim_within(name, this.id, &this.commands, weak, CLAIM_WAIT)
+            .claim_within(name, this.id, &this.commands, kind, CLAIM_WAIT)
             .await
         {
             metrics::bump(&state.metrics.frames_unclaimed);

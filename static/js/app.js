@@ -2,6 +2,7 @@
 // the chat; the toolbar switches layers and themes. `window.__dereth` exposes read-only hooks
 // for the end-to-end tests and the frame-time benchmark.
 
+import { Account, Accounts } from "./account.js";
 import { Chat } from "./chat.js";
 import { LiveConnection } from "./connection.js";
 import { MapView } from "./map.js";
@@ -125,14 +126,52 @@ const connection = new LiveConnection({
     const el = $("status");
     el.dataset.state = state;
     el.textContent = state === "open" ? "live"
-      : state === "retrying" ? `reconnecting in ${seconds}s` : "connecting…";
+      : state === "retrying" ? `reconnecting in ${seconds}s`
+        : state === "signed-out" ? "signed out" : "connecting…";
   },
+  // A socket that ends may have ended because this browser was signed out, removed or lowered
+  // (or was never allowed): ask again who it is before trying again.
+  onClose: () => { checkAccess(); },
 });
+
+// --- who is looking ----------------------------------------------------------------------------
+
+const account = new Account({
+  login: $("login"), loginForm: $("login-form"), name: $("login-name"), password: $("login-password"),
+  submit: $("login-submit"), error: $("login-error"), why: $("login-why"),
+  who: $("who"), signIn: $("sign-in"), signOut: $("sign-out"), accountsOpen: $("accounts-open"),
+});
+new Accounts({
+  dialog: $("accounts"), open: $("accounts-open"), body: $("accounts-body"), add: $("account-add"),
+  name: $("account-name"), role: $("account-role"), password: $("account-password"),
+  message: $("accounts-message"), audit: $("audit-body"), older: $("audit-older"),
+});
+
+/** Shows the command line only to those who may command (the legacy `?token=` counts). */
+function applyRights(me) {
+  $("command-form").hidden = !(me.may_command || connection.token);
+}
+
+let checking = null;
+/** Asks the server who this browser is now; without the right to read, signs the map out. */
+function checkAccess() {
+  checking = checking || account.load().then((me) => {
+    checking = null;
+    applyRights(me);
+    if (!me.may_read) {
+      connection.stop();
+      account.showLogin(me.accounts_exist ? "Sign in to see the map." : "This tracker needs you to sign in.");
+    }
+    return me;
+  });
+  return checking;
+}
 
 // --- layers -------------------------------------------------------------------------------------
 
 async function getJson(path) {
   const resp = await fetch(path);
+  if (resp.status === 401) checkAccess();
   if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
   return resp.json();
 }
@@ -365,7 +404,8 @@ setInterval(() => {
 getJson("data/towns.json").then((d) => map.setTowns(d.towns || [])).catch(() => {});
 getJson("data/map.json").then((d) => map.setBackgroundImage(d.background)).catch(() => {});
 applyUrlState();
-connection.connect();
+// The map connects once the server says this browser may read (else the sign-in dialog shows).
+checkAccess().then((me) => { if (me.may_read) connection.connect(); });
 
 window.__dereth = {
   watching: () => connection.watching,
@@ -385,6 +425,7 @@ window.__dereth = {
     leave: () => replay.leave(),
   },
   view: () => ({ cx: map.cx, cy: map.cy, zoom: map.scale / map.fitScale, selected, trails: map.showTrails }),
+  me: () => account.me,
   resetFrameStats: () => { map.frameTimes = []; map.drawTimes = []; },
   select,
 };

@@ -7,9 +7,12 @@ const MIN_BACKOFF = 500;
 const MAX_BACKOFF = 15000;
 
 export class LiveConnection {
-  constructor({ onFrame, onStatus }) {
+  constructor({ onFrame, onStatus, onClose }) {
     this.onFrame = onFrame;
     this.onStatus = onStatus;
+    // Told the close code of every socket that ends (1008: signed out or refused).
+    this.onClose = onClose;
+    this.stopped = false;
     this.backoff = MIN_BACKOFF;
     this.socket = null;
     this.token = takeToken();
@@ -25,6 +28,7 @@ export class LiveConnection {
   }
 
   connect() {
+    this.stopped = false;
     this.onStatus("connecting");
     let socket;
     try {
@@ -54,18 +58,30 @@ export class LiveConnection {
         this.onFrame(frame);
       }
     };
-    socket.onclose = () => {
-      if (this.socket === socket) this.retry();
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;
+      this.onClose?.(event.code);
+      if (!this.stopped) this.retry();
     };
     socket.onerror = () => socket.close();
   }
 
+  /** Closes the socket and stops reconnecting (until `connect` is called again). */
+  stop() {
+    this.stopped = true;
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close();
+    this.onStatus("signed-out");
+  }
+
   retry() {
     this.socket = null;
+    if (this.stopped) return;
     const wait = this.backoff * (0.75 + Math.random() * 0.5);
     this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF);
     this.onStatus("retrying", Math.round(wait / 1000));
-    setTimeout(() => this.connect(), wait);
+    setTimeout(() => { if (!this.stopped) this.connect(); }, wait);
   }
 
   /**

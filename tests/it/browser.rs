@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::chrome::{Chrome, chromedriver_path};
 use common::{Backend, TestApp, WAIT, telemetry};
+use dereth_tracker::config::{Role, UserAction};
+use dereth_tracker::manage;
 use serde_json::{Value, json};
 
 async fn chrome() -> Option<Chrome> {
@@ -179,28 +181,160 @@ async fn chat_lines_are_shown_escaped() {
     chrome.close().await;
 }
 
+/// Creates an account as `dereth-tracker user add` does (the password on standard input).
+async fn account(app: &TestApp, name: &str, role: Role) {
+    let mut input = std::io::Cursor::new(format!("{name}-password-123\n").into_bytes());
+    let source = manage::PasswordSource {
+        input: &mut input,
+        interactive: false,
+    };
+    let action = UserAction::Add {
+        name: name.to_owned(),
+        role,
+    };
+    manage::user(&app.store, &action, source)
+        .await
+        .expect("user add");
+}
+
+/// Signs in through the page's sign-in dialog; returns once the map is live again.
+async fn sign_in(chrome: &Chrome, app: &TestApp, name: &str) {
+    chrome
+        .client
+        .goto(&app.url("/"))
+        .await
+        .expect("open the map");
+    chrome
+        .wait_for("return document.getElementById('login').open", WAIT)
+        .await
+        .expect("the sign-in dialog shows");
+    let field = |id: &'static str| chrome.client.find(fantoccini::Locator::Id(id));
+    field("login-name")
+        .await
+        .expect("name field")
+        .send_keys(name)
+        .await
+        .expect("type the name");
+    field("login-password")
+        .await
+        .expect("password field")
+        .send_keys(&format!("{name}-password-123\n"))
+        .await
+        .expect("type the password");
+    chrome
+        .wait_for(
+            &format!(
+                "return document.getElementById('status').dataset.state === 'open' \
+                 && window.__dereth.me().name === '{name}'"
+            ),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name} signed in: {e}"));
+}
+
+/// Sends a command frame over a socket of the page's own (carrying its cookie) and returns the
+/// result's status: what the server answers whatever the page shows.
+async fn command_from_page(chrome: &Chrome, name: &str, command: &str) -> String {
+    chrome
+        .js(&format!(
+            "const ws = new WebSocket(`ws://${{location.host}}/ws/live`); \
+             window.__probe = {{ status: null, closed: null }}; \
+             ws.onmessage = (e) => {{ const f = JSON.parse(e.data); \
+               if (f.type === 'snapshot') ws.send(JSON.stringify({{type: 'command', player_name: '{name}', command: '{command}'}})); \
+               if (f.type === 'command_result') window.__probe.status = f.status; }}; \
+             ws.onclose = (e) => {{ window.__probe.closed = e.code; }}; \
+             window.__probeSocket = ws; return true;"
+        ))
+        .await
+        .expect("probe socket");
+    chrome
+        .wait_for("return window.__probe.status", WAIT)
+        .await
+        .expect("a command result")
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Issue 23 in the browser: a tracker with accounts shows its sign-in page; a viewer sees the
+/// map but no command box, and the server refuses its command frames; signing out closes the
+/// sockets; a commander commands from the command box; an admin reads both in the audit trail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_command_typed_in_the_ui_reaches_the_plugin() {
-    let Some((chrome, app)) = map_page().await else {
+async fn accounts_in_the_browser_viewer_commander_admin() {
+    let Some(chrome) = chrome().await else {
         return;
     };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    for (name, role) in [
+        ("vera", Role::Viewer),
+        ("cole", Role::Commander),
+        ("ada", Role::Admin),
+    ] {
+        account(&app, name, role).await;
+    }
+    // The tracker notices the accounts within a second; reads are closed from then on.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.get("/me").await.1["accounts_exist"] != true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "accounts never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut plugin = app.plugin().await;
     plugin.send_json(&at("Obedient", 10.0, 10.0, 1)).await;
+
+    // The viewer: the map and the list, no command box; the server refuses its commands.
+    sign_in(&chrome, &app, "vera").await;
     listed(&chrome, "Obedient").await;
-    let entry = chrome
+    let hidden = chrome
+        .js("return document.getElementById('command-form').hidden")
+        .await
+        .expect("js");
+    assert_eq!(hidden, json!(true), "a viewer has no command box");
+    assert_eq!(
+        command_from_page(&chrome, "Obedient", "/quit").await,
+        "unauthorized"
+    );
+    assert!(plugin.silent_for(Duration::from_millis(300)).await);
+
+    // Signing out ends the session: the map's socket and the probe close, the dialog returns.
+    chrome
+        .js("fetch('/logout', {method: 'POST'}); return true;")
+        .await
+        .expect("sign out");
+    let closed = chrome
+        .wait_for(
+            "return window.__probe.closed !== null \
+             && document.getElementById('status').dataset.state === 'signed-out' \
+             && document.getElementById('login').open && window.__probe.closed",
+            WAIT,
+        )
+        .await
+        .expect("signed out everywhere");
+    assert_eq!(closed, json!(1008), "closed by the server");
+
+    // The commander: the command box, and a command typed there reaches the plugin.
+    sign_in(&chrome, &app, "cole").await;
+    listed(&chrome, "Obedient").await;
+    chrome
         .client
         .find(fantoccini::Locator::Css(
             "#players li[data-name=\"Obedient\"]",
         ))
         .await
-        .expect("entry");
-    entry.click().await.expect("select");
-    let input = chrome
+        .expect("entry")
+        .click()
+        .await
+        .expect("select");
+    chrome
         .client
         .find(fantoccini::Locator::Id("command"))
         .await
-        .expect("input");
-    input
+        .expect("input")
         .send_keys("/vt stop\n")
         .await
         .expect("type the command");
@@ -219,6 +353,45 @@ async fn a_command_typed_in_the_ui_reaches_the_plugin() {
         .await
         .expect("result shown");
     assert!(result.as_str().unwrap_or_default().contains("/vt stop"));
+    chrome
+        .client
+        .find(fantoccini::Locator::Id("sign-out"))
+        .await
+        .expect("sign-out button")
+        .click()
+        .await
+        .expect("sign out");
+
+    // The admin reads the audit trail in the accounts dialog.
+    sign_in(&chrome, &app, "ada").await;
+    chrome
+        .client
+        .find(fantoccini::Locator::Id("accounts-open"))
+        .await
+        .expect("accounts button")
+        .click()
+        .await
+        .expect("open accounts");
+    let rows = chrome
+        .wait_for(
+            "const rows = [...document.querySelectorAll('#audit-body tr')]; \
+             return rows.length >= 2 && rows.map(r => [...r.children].slice(1).map(td => td.textContent).join('|'))",
+            WAIT,
+        )
+        .await
+        .expect("the audit trail");
+    assert_eq!(
+        rows,
+        json!([
+            "cole|Obedient|/vt stop|delivered",
+            "vera|Obedient|/quit|unauthorized"
+        ])
+    );
+    let accounts = chrome
+        .js("return [...document.querySelectorAll('#accounts-body tr')].map(r => r.dataset.name)")
+        .await
+        .expect("accounts");
+    assert_eq!(accounts, json!(["ada", "cole", "vera"]));
     chrome.close().await;
 }
 

@@ -525,6 +525,7 @@ async fn a_killed_instance_frees_its_characters(bus: BusKind) {
             ("DATABASE_URL", db.url.clone()),
             ("SHARED_SECRET", common::SECRET.to_owned()),
             ("CLUSTER_BUS", bus.clone()),
+            ("CLUSTER_KEY", CLUSTER_KEY.to_owned()),
             ("INSTANCE_NAME", name.to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
@@ -798,4 +799,62 @@ async fn a_cluster_on_sqlite_is_refused_at_start() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(message), "{bus}: {err}");
     }
+}
+
+/// A cluster bus without CLUSTER_KEY would read whatever anyone who reaches the bus publishes:
+/// the tracker refuses to start, saying what to set.
+#[tokio::test]
+async fn a_cluster_without_a_key_is_refused_at_start() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let out = tokio::process::Command::new(crate::process::BIN)
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("CLUSTER_BUS", "postgres")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CLUSTER_BUS needs CLUSTER_KEY"), "{err}");
+    assert_eq!(
+        err.matches("CLUSTER_BUS needs CLUSTER_KEY").count(),
+        1,
+        "said once: {err}"
+    );
+}
+
+/// Break 3 of issue 23 against the shipped proxy: behind `deploy/haproxy.cfg` (`option
+/// forwardfor` adds its own X-Forwarded-For line), a client that forges a different first line
+/// on every wrong secret still counts as one client, and is limited after ten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_shipped_haproxy_forged_addresses_choose_no_limiter_key() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(proxy) = Haproxy::start(app.addr, app.addr).await else {
+        return;
+    };
+    let mut statuses = Vec::new();
+    for i in 0..14 {
+        let mut request = format!("ws://{}/ws/position", proxy.addr)
+            .into_client_request()
+            .expect("request");
+        let h = request.headers_mut();
+        h.insert("X-Plugin-Secret", "wrong".parse().expect("value"));
+        h.insert(
+            "X-Forwarded-For",
+            format!("10.9.8.{i}").parse().expect("value"),
+        );
+        statuses.push(match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => 101,
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+            Err(e) => panic!("{e}"),
+        });
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
 }

@@ -373,10 +373,13 @@ pub(crate) async fn remove_user(
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditParams {
     /// Only commands to this character.
+    #[param(value_type = Option<String>, max_length = 64)]
     character: Option<String>,
     /// Only entries older than this id (the `next_before` of the previous page).
+    #[param(value_type = Option<i64>, minimum = 1)]
     before: Option<String>,
     /// Entries per page (1 to 1,000, default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
