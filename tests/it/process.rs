@@ -180,6 +180,35 @@ fn help_documents_every_setting() {
     }
 }
 
+/// The README's configuration table names every setting `--help` documents (the README stays
+/// true as settings are added).
+#[test]
+fn the_readme_lists_every_setting() {
+    let out = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let table: String = readme
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let settings: Vec<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+        .collect();
+    assert!(settings.len() > 40, "{settings:?}");
+    let missing: Vec<&&str> = settings
+        .iter()
+        .filter(|env| !table.contains(&format!("`{env}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in the README's table: {missing:?}");
+}
+
 #[test]
 fn an_unsupported_database_url_fails_with_a_clear_message() {
     let out = std::process::Command::new(BIN)
