@@ -23,6 +23,9 @@ use crate::store::{AccessChange, Store, StoreError};
 /// Longest a new character's first frame waits to learn which key it belongs to.
 const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Least time between two reloads asked for by unknown credentials.
+const CATCH_UP_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The name of the key the legacy shared secret (SHARED_SECRET) stands for.
 pub(crate) const LEGACY_KEY: &str = "legacy";
 
@@ -128,6 +131,9 @@ pub(crate) struct Directory {
     /// Woken when a binding is made.
     stored: tokio::sync::Notify,
     watches: Mutex<HashMap<Watch, CancellationToken>>,
+    /// When an unknown credential last made this instance reload.
+    caught_up: Mutex<Option<std::time::Instant>>,
+    reloading: tokio::sync::Mutex<()>,
     limits: KeyLimits,
     /// Rares reported per key in the current minute.
     key_rares: RateLimiter<Arc<str>>,
@@ -166,6 +172,8 @@ impl Directory {
             unstored: Mutex::new(Vec::new()),
             stored: tokio::sync::Notify::new(),
             watches: Mutex::new(HashMap::new()),
+            caught_up: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
             limits,
             key_rares: RateLimiter::new(
                 limits.rares_per_minute,
@@ -183,9 +191,33 @@ impl Directory {
             .clone()
     }
 
+    /// Reloads now, unless that was done within the last quarter second: a credential this
+    /// instance does not know may have been created a moment ago (by `dereth-tracker token add`,
+    /// or on another instance). True when anything changed. However many unknown credentials
+    /// arrive, this asks the database at most four times a second.
+    pub(crate) async fn catch_up(&self) -> bool {
+        let now = std::time::Instant::now();
+        {
+            let mut last = lock(&self.caught_up);
+            if last.is_some_and(|t| now.duration_since(t) < CATCH_UP_EVERY) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        match self.refresh().await {
+            Ok(changed) => changed,
+            Err(err) => {
+                tracing::debug!(%err, "could not check for access changes");
+                false
+            }
+        }
+    }
+
     /// Reloads what changed since the last load and closes the sockets of what was removed,
     /// revoked, lowered or signed out. True when anything changed.
     pub(crate) async fn refresh(&self) -> Result<bool, StoreError> {
+        // One reload at a time (the once-a-second follower and catch-ups).
+        let _reloading = self.reloading.lock().await;
         let version = self.store.access_version().await?;
         if version == self.version.load(Ordering::Relaxed) {
             return Ok(false);
@@ -432,7 +464,10 @@ impl Directory {
         name: &str,
         password: &str,
     ) -> Result<(String, Principal), LoginError> {
-        let account = self.snapshot().accounts.get(name).cloned();
+        let mut account = self.snapshot().accounts.get(name).cloned();
+        if account.is_none() && self.catch_up().await {
+            account = self.snapshot().accounts.get(name).cloned();
+        }
         // A hash to check against even for an unknown account, so timing says nothing.
         static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let hash = match &account {

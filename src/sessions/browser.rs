@@ -33,6 +33,8 @@ pub(crate) struct Session {
     who: Option<Principal>,
     /// Cancelled when `who` is removed, lowered or signed out: the socket closes.
     withdrawn: CancellationToken,
+    /// The client it connected from (refused commands count as its failed authentications).
+    client: std::net::IpAddr,
     connect_token: Option<String>,
     /// Command frames refused for want of authorization.
     unauthorized: u32,
@@ -53,6 +55,7 @@ impl Session {
     pub(crate) fn new(
         state: AppState,
         who: Option<Principal>,
+        client: std::net::IpAddr,
         connect_token: Option<String>,
         coalesced: bool,
     ) -> Self {
@@ -64,6 +67,7 @@ impl Session {
             state,
             who,
             withdrawn,
+            client,
             unauthorized: 0,
             connect_token,
             mask: FrameKind::default_mask(),
@@ -230,7 +234,10 @@ impl Session {
                 let commander = self.commander(token.as_deref());
                 let status = match &commander {
                     None => {
+                        // A refused command is a failed authentication of its client: guessing
+                        // (and filling the audit trail) from new sockets is limited too.
                         self.unauthorized += 1;
+                        self.state.auth_failures.record(&self.client);
                         CommandStatus::Unauthorized
                     }
                     Some(_) if !self.commands.take() => CommandStatus::RateLimited,

@@ -57,10 +57,19 @@ pub(crate) async fn principal(
                 "too many failed authentications; wait a minute",
             ));
         }
-        return match bearer(headers).and_then(|t| state.directory.bearer(t)) {
-            Some(p) => Ok(Some(p)),
-            None => refuse("unknown or removed API token"),
+        let Some(token) = bearer(headers) else {
+            return refuse("the Authorization header must be `Bearer TOKEN`");
         };
+        if let Some(p) = state.directory.bearer(token) {
+            return Ok(Some(p));
+        }
+        // A token created a moment ago (by `dereth-tracker token add`) works at once.
+        if state.directory.catch_up().await
+            && let Some(p) = state.directory.bearer(token)
+        {
+            return Ok(Some(p));
+        }
+        return refuse("unknown or removed API token");
     }
     if let Some(value) = cookie(headers, SESSION_COOKIE).filter(|v| !v.is_empty()) {
         // An expired or ended session is no error: the browser is simply signed out.

@@ -63,7 +63,7 @@ pub(crate) async fn plugin_socket(
             ),
         );
     }
-    if !state.directory.plugins_can_connect() {
+    if !state.directory.plugins_can_connect() && !state.directory.catch_up().await {
         let why = ApiError::Unauthorized(
             "plugin connections are disabled: the server has no plugin key and no SHARED_SECRET",
         );
@@ -79,7 +79,12 @@ pub(crate) async fn plugin_socket(
         .get(SECRET_HEADER)
         .and_then(|v| v.to_str().ok())
         .or(query.secret.as_deref());
-    let Some(key) = presented.and_then(|p| state.directory.plugin_key(p)) else {
+    let mut key = presented.and_then(|p| state.directory.plugin_key(p));
+    // A key created a moment ago (by `dereth-tracker key add`) works at once.
+    if key.is_none() && presented.is_some() && state.directory.catch_up().await {
+        key = presented.and_then(|p| state.directory.plugin_key(p));
+    }
+    let Some(key) = key else {
         metrics::bump(&state.metrics.connections_refused);
         // One log line per client per minute, however fast it guesses.
         if state.auth_failures.record(&client) == 1 {
@@ -164,6 +169,12 @@ pub(crate) async fn browser_socket(
                 .into_response();
         }
     };
+    let client = net::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
+    // A client that keeps failing (wrong credentials, refused commands) waits out the minute.
+    if state.auth_failures.is_limited(&client) {
+        let why = ApiError::TooManyRequests("too many failed authentications; wait a minute");
+        return refuse(&state, why);
+    }
     let who = match crate::web::auth::principal(&state, peer, &headers).await {
         Ok(who) => who,
         Err(err) => return refuse(&state, err),
@@ -180,7 +191,6 @@ pub(crate) async fn browser_socket(
             sessions.max_browsers_per_account,
         )],
         None => {
-            let client = net::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
             vec![
                 ("anonymous".to_owned(), sessions.max_anonymous_browsers),
                 (
@@ -221,7 +231,7 @@ pub(crate) async fn browser_socket(
             let _slot = slot;
             let _place = place;
             let span = tracing::info_span!("browser", %peer);
-            let session = Session::new(state, who, query.token, coalesced);
+            let session = Session::new(state, who, client, query.token, coalesced);
             tracing::Instrument::instrument(session.run(socket), span).await;
         })
 }

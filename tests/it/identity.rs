@@ -1187,3 +1187,42 @@ async fn the_management_commands_print_secrets_once() {
     let (ok, out, _) = run(&["user", "list"], "");
     assert!(ok && !out.contains("ann"), "{out}");
 }
+
+/// Refused commands count as failed authentications of their client: after ten (two sockets'
+/// worth) the client gets no new socket for the minute, so neither guessing nor the audit trail
+/// grows with reconnections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_commands_cost_their_client_new_sockets() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |s| s.access.public_read = true).await
+    else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&telemetry("Ann", "s1", 1)).await;
+    app.wait_for_rows(1, 0, 0).await;
+    let command = json!({"type": "command", "player_name": "Ann", "command": "/quit"});
+    for _ in 0..2 {
+        let mut socket = live_socket(&app, Auth::Nobody, &[]).await.expect("socket");
+        for _ in 0..5 {
+            socket.send_json(&command).await;
+        }
+        assert!(closed_within(&mut socket, WAIT).await);
+    }
+    assert_eq!(live_socket(&app, Auth::Nobody, &[]).await.err(), Some(429));
+    // Another client is not affected.
+    assert!(
+        live_socket(&app, Auth::Nobody, &[("X-Forwarded-For", "198.51.100.5")])
+            .await
+            .is_ok()
+    );
+    let audit = app
+        .store
+        .audit_log(&dereth_tracker::store::AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 10, "{audit:?}");
+    assert!(plugin.silent_for(Duration::from_millis(200)).await);
+}
