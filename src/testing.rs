@@ -4,7 +4,7 @@
 //! crate is private to it.
 
 pub use crate::live::batch::Batch;
-pub use crate::live::characters::{MAX_KILLS_PER_SEC, MAX_UNMEASURED_KILLS};
+pub use crate::live::guard::{MAX_KILLS_PER_SEC, MAX_UNMEASURED_KILLS};
 pub use crate::live::recent::RecentTrails;
 pub use crate::live::{Applied, CHAT_BACKLOG, Live, Origin};
 pub use crate::ops::lifecycle::Lifecycle;

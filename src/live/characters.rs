@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::guard::{Guard, LiveLimits, SESSIONS_KEPT};
+use super::guard::{Guard, LiveLimits, MAX_KILLS_PER_SEC, MAX_UNMEASURED_KILLS, SESSIONS_KEPT};
 use crate::cluster::message::{CharacterState as SharedState, SessionBaseline};
 use crate::protocol::{
     CharacterSheet, Chat, LiveCharacter, Portal, Rare, Telemetry, Totals, Vitals,
@@ -27,15 +27,8 @@ pub const CHAT_BACKLOG: usize = 100;
 
 /// Kills a frame may add beyond the rate below: covers the first frame after a pause.
 pub(super) const KILL_BURST: i64 = 100;
-/// Kills per second of server time a session may gain, far above what any character manages;
-/// a frame claiming more adds only this much.
-pub const MAX_KILLS_PER_SEC: i64 = 20;
 /// A lower `kills` count is a plugin reset only when it falls this close to zero.
 pub(super) const RESET_BELOW: i64 = 10;
-/// Most kills a frame may add when no previous arrival of its session is known (the first
-/// frame of a session, or the first after a server restart): a session of many hours may be
-/// first seen mid-way, but not with more than this.
-pub const MAX_UNMEASURED_KILLS: i64 = 1_000_000;
 
 #[derive(Debug)]
 struct Character {

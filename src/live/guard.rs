@@ -5,7 +5,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::characters::{MAX_KILLS_PER_SEC, MAX_UNMEASURED_KILLS};
+/// Kills per second of server time a session may gain, far above what any character manages;
+/// a frame claiming more adds only this much.
+pub const MAX_KILLS_PER_SEC: i64 = 20;
+/// Most kills a frame may add when no previous arrival of its session is known (the first
+/// frame of a session, or the first after a server restart): a session of many hours may be
+/// first seen mid-way, but not with more than this. Also the most kills a character may gain
+/// at once, whatever sessions it invents.
+pub const MAX_UNMEASURED_KILLS: i64 = 1_000_000;
 
 /// How much one character may do (from the settings).
 #[derive(Debug, Clone, Copy)]

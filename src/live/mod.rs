@@ -15,9 +15,9 @@
 
 mod apply;
 pub(crate) mod batch;
-pub(crate) mod characters;
+mod characters;
 mod claims;
-mod guard;
+pub(crate) mod guard;
 pub(crate) mod hub;
 mod mirror;
 pub(crate) mod recent;
