@@ -83,6 +83,15 @@ fn found(done: bool, what: &str, name: &str) -> Result<(), ManageError> {
     }
 }
 
+/// Accounts or tokens as `dereth-tracker ... list` prints them: name, role, since when.
+fn listing<'a>(
+    rows: impl Iterator<Item = (&'a String, &'a String, chrono::DateTime<chrono::Utc>)>,
+) -> String {
+    rows.map(|(name, role, since)| format!("{name}\t{role}\tsince {}", since.to_rfc3339()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs a `user` command; what to print.
 pub async fn user(
     store: &Store,
@@ -107,18 +116,9 @@ pub async fn user(
         }
         UserAction::List => {
             let accounts = store.accounts().await?;
-            Ok(accounts
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{}\t{}\tsince {}",
-                        a.name,
-                        a.role,
-                        a.created_at.to_rfc3339()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"))
+            Ok(listing(
+                accounts.iter().map(|a| (&a.name, &a.role, a.created_at)),
+            ))
         }
         UserAction::Passwd { name } => {
             let (password, generated) = source.password()?;
@@ -213,18 +213,9 @@ pub async fn token(store: &Store, action: &TokenAction) -> Result<String, Manage
         }
         TokenAction::List => {
             let tokens = store.api_tokens().await?;
-            Ok(tokens
-                .iter()
-                .map(|t| {
-                    format!(
-                        "{}\t{}\tsince {}",
-                        t.name,
-                        t.role,
-                        t.created_at.to_rfc3339()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"))
+            Ok(listing(
+                tokens.iter().map(|t| (&t.name, &t.role, t.created_at)),
+            ))
         }
         TokenAction::Remove { name } => {
             let change = AccessChange::RemoveToken { name: name.clone() };
