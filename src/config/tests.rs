@@ -1,6 +1,7 @@
 //! Parsing and normalizing settings.
 
 use super::*;
+use clap::Parser;
 
 #[test]
 fn trusted_proxies_are_parsed_once_and_empty_entries_mean_none() {
