@@ -22,6 +22,7 @@ pub mod process;
 pub mod protocol;
 pub mod secret;
 pub(crate) mod sessions;
+pub mod spool;
 pub(crate) mod state;
 pub mod store;
 pub(crate) mod web;

@@ -1,7 +1,7 @@
 //! The domain rows of storage: events on their way to the database, and what reads return.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::StoreError;
@@ -11,7 +11,7 @@ use crate::protocol::{CharacterSheet, Portal, Rare, Spawn, Telemetry};
 /// One accepted event on its way to the database.
 // Telemetry dominates the queue, so boxing it would add an allocation to nearly every event.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A telemetry frame, the kills it adds to the character's total, and its session's kill
     /// baseline afterwards (a late frame leaves the baseline where it was).
