@@ -37,7 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
@@ -48,16 +47,20 @@ use crate::live::recent::RecentTrails;
 use crate::ops::lifecycle;
 use crate::ops::metrics::Metrics;
 use crate::state::AppState;
-use crate::store::{Event, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::web::{http_server, router};
 use crate::writer::WriterConfig;
 pub use crate::writer::WriterReport;
+
+/// Longest the tracker waits, at start, for the events a previous run left in the spool to be
+/// stored before it serves.
+const REPLAY_BEFORE_SERVING: Duration = Duration::from_secs(30);
 
 /// A tracker ready to serve: state assembled and live totals restored from the store.
 #[derive(Debug)]
 pub struct Server {
     state: AppState,
-    queue: mpsc::Receiver<Event>,
+    spooled: spool::SpoolReader,
     cluster: Option<cluster::Inbox>,
 }
 
@@ -68,6 +71,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("joining the cluster")]
     Cluster(#[from] cluster::BusError),
+    #[error("opening the spool")]
+    Spool(#[from] spool::OpenError),
 }
 
 impl Server {
@@ -115,8 +120,20 @@ impl Server {
         ));
         let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);
         lifecycle::warn_if_disk_too_small(&store, &settings).await;
-        let (tx, rx) = mpsc::channel(settings.writer.write_queue_capacity);
+        let (spool, mut spooled) = spool::Spool::open(&settings.spool_options())?;
+        // What the database already has of the spool is not replayed (the writer checks again
+        // when it starts, should the database not answer now).
+        if let Ok(Some(upto)) = store.spool_mark(spool.id()).await {
+            spooled.skip_to(upto + 1);
+            spool.committed(upto);
+        }
         let metrics = Arc::new(Metrics::default());
+        // Learn at once whether the database can be written (a read-only file, a full disk):
+        // `/health` says so from the start.
+        if let Err(err) = store.probe_write().await {
+            tracing::error!(error = %err, "the database cannot be written; accepted events stay in the spool until it can");
+            metrics.write_failed(&err);
+        }
         let core = state::Core {
             store,
             live,
@@ -124,11 +141,12 @@ impl Server {
             cluster,
             metrics,
             directory,
+            spool,
         };
-        let state = AppState::new(settings, core, tx);
+        let state = AppState::new(settings, core);
         Ok(Self {
             state,
-            queue: rx,
+            spooled,
             cluster: inbox,
         })
     }
@@ -147,7 +165,7 @@ impl Server {
     ) -> std::io::Result<WriterReport> {
         let Self {
             state,
-            queue,
+            spooled,
             cluster: inbox,
         } = self;
         let leave = CancellationToken::new();
@@ -163,7 +181,8 @@ impl Server {
         let writer_stop = CancellationToken::new();
         let writer = tokio::spawn(writer::run(
             state.store.clone(),
-            queue,
+            state.spool.clone(),
+            spooled,
             state.metrics.clone(),
             WriterConfig {
                 batch_size: state.settings.writer.write_batch_size,
@@ -171,6 +190,26 @@ impl Server {
             },
             writer_stop.clone(),
         ));
+        // Events a previous run accepted and did not store go first: until they are stored,
+        // returning characters' totals in the database are behind (the sessions defer bringing
+        // them back). Wait a while for that before serving, not for ever.
+        if !state.spool.replayed() {
+            let backlog = state.spool.status().depth;
+            tracing::info!(
+                events = backlog,
+                "storing the spool's events from before the start before serving"
+            );
+            let until = tokio::time::Instant::now() + REPLAY_BEFORE_SERVING;
+            while !state.spool.replayed() && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if !state.spool.replayed() {
+                tracing::warn!(
+                    left = state.spool.status().depth,
+                    "serving before every spooled event is stored; the rest follows"
+                );
+            }
+        }
         let reaper = tokio::spawn(reap_offline(state.clone()));
         let access = tokio::spawn(follow_access(state.clone()));
         let bindings = tokio::spawn(
@@ -191,6 +230,10 @@ impl Server {
         ));
 
         let stop = state.shutdown.clone();
+        // When the shutdown began: everything after it fits in SHUTDOWN_GRACE_SECS +
+        // SHUTDOWN_FLUSH_SECS, whatever state the database and the disk are in.
+        let began = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
+        let began_at = began.clone();
         // Trailing slashes are trimmed before routing, so `/live/` (as the original tracker
         // served it) reaches `/live`.
         let app = NormalizePathLayer::trim_trailing_slash().layer(router(state.clone()));
@@ -206,35 +249,72 @@ impl Server {
                 () = shutdown => {}
                 () = stop.cancelled() => {}
             }
+            let _ = began_at.set(tokio::time::Instant::now());
             tracing::info!("shutting down: no new connections; closing sessions");
             stop.cancel();
         })
         .await;
+        let began = *began.get_or_init(tokio::time::Instant::now);
+        let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+        let flush = Duration::from_secs(state.settings.writer.shutdown_flush_secs);
+        let deadline = began + grace + flush;
 
-        // Websocket sessions are detached from the HTTP server: wait for them explicitly, so
-        // every frame they accepted is in the queue before the writer drains it.
+        // Websocket sessions are detached from the HTTP server: wait for them (within the
+        // grace), so every frame they accepted is in the spool before the writer's last round.
         state.shutdown.cancel();
         state.sessions.close();
-        state.sessions.wait().await;
+        if tokio::time::timeout_at(began + grace, state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still closing after the grace period; going on without them");
+        }
         // Every session has released its characters: tell the cluster, then leave it.
         leave.cancel();
         if let Some(clustered) = clustered {
-            let _ = tokio::time::timeout(Duration::from_secs(5), clustered).await;
+            let until = (tokio::time::Instant::now() + Duration::from_secs(5)).min(deadline);
+            let _ = tokio::time::timeout_at(until, clustered).await;
         }
         writer_stop.cancel();
-        let report = match writer.await {
-            Ok(report) => report,
-            Err(err) => {
+        // The writer stores what it can until its flush window ends; what it cannot stays in
+        // the spool. Should the database hang a statement past the deadline, the writer is cut
+        // off: its transaction never committed, so its events are still the spool's.
+        let writer_abort = writer.abort_handle();
+        let report = match tokio::time::timeout_at(deadline, writer).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(err)) => {
                 tracing::error!(%err, "writer task failed");
                 WriterReport::default()
             }
+            Err(_) => {
+                writer_abort.abort();
+                let left = state.spool.status().depth;
+                tracing::warn!(
+                    left,
+                    "shutdown deadline reached with a database write in flight; its events stay in the spool"
+                );
+                WriterReport {
+                    left,
+                    ..WriterReport::default()
+                }
+            }
         };
-        let _ = reaper.await;
-        let _ = access.await;
-        let _ = bindings.await;
-        let _ = coalescer.await;
-        let _ = pruner.await;
-        state.store.close().await;
+        // The background tasks stop with the shutdown signal; one stuck in a database call is
+        // not waited for past the deadline (or a moment, once it has passed).
+        let now = tokio::time::Instant::now();
+        let until = deadline.clamp(
+            now + Duration::from_millis(200),
+            now + Duration::from_secs(2),
+        );
+        let tasks = [reaper, access, bindings, coalescer, pruner];
+        if tokio::time::timeout_at(until, futures_util::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::debug!("a background task did not stop in time");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.store.close()).await;
+        state.spool.close().await;
         served.map(|()| report)
     }
 }

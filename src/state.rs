@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,7 +16,8 @@ use crate::live::{ConnId, Live};
 use crate::ops::alerts::{self, Alerts};
 use crate::ops::lifecycle::Lifecycle;
 use crate::ops::metrics::Metrics;
-use crate::store::{Event, Store};
+use crate::spool::Spool;
+use crate::store::Store;
 
 /// Failed authentications (plugin secrets, sign-ins) one client may have in a minute before it
 /// gets 429.
@@ -35,6 +35,7 @@ pub(crate) struct Core {
     pub(crate) cluster: Cluster,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) directory: Arc<Directory>,
+    pub(crate) spool: Spool,
 }
 
 /// Handles to everything a request or session needs.
@@ -44,8 +45,8 @@ pub(crate) struct AppState {
     pub store: Store,
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
-    /// The bounded queue into the writer task.
-    pub queue: mpsc::Sender<Event>,
+    /// Where accepted events go (durably) on their way to the database writer.
+    pub spool: Spool,
     /// Cancelled when the server starts shutting down; every session watches it.
     pub shutdown: CancellationToken,
     /// Tracks websocket sessions, which axum detaches from the HTTP server, so shutdown can wait
@@ -72,9 +73,8 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    /// Assembles the state; `queue` is the sending half of the writer's queue. Alerts start
-    /// here (they stop with [`AppState::shutdown`]).
-    pub(crate) fn new(settings: Settings, core: Core, queue: mpsc::Sender<Event>) -> Self {
+    /// Assembles the state. Alerts start here (they stop with [`AppState::shutdown`]).
+    pub(crate) fn new(settings: Settings, core: Core) -> Self {
         let shutdown = CancellationToken::new();
         let Core {
             store,
@@ -83,6 +83,7 @@ impl AppState {
             cluster,
             metrics,
             directory,
+            spool,
         } = core;
         Self {
             queries: Arc::new(QueryBudget::new(settings.query_limits())),
@@ -91,7 +92,7 @@ impl AppState {
             store,
             live,
             metrics,
-            queue,
+            spool,
             shutdown,
             sessions: TaskTracker::new(),
             started: Instant::now(),
@@ -116,8 +117,8 @@ impl AppState {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Events waiting in the writer's queue.
+    /// Events accepted and not stored yet (in the spool).
     pub(crate) fn queue_depth(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        usize::try_from(self.spool.status().depth).unwrap_or(usize::MAX)
     }
 }

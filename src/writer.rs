@@ -1,31 +1,38 @@
-//! The persistence task: drains the bounded event queue in batches into the store, retrying with
-//! backoff (and keeping its batch) while the database is unreachable.
+//! The persistence task: reads the spool in order and stores its events in batches, retrying
+//! with backoff (and keeping its batch) while the database cannot take them.
 //!
-//! Ingest never awaits the database: it only awaits space in the queue, so a slow or absent
-//! database slows plugins down (backpressure) instead of losing what they sent.
+//! Ingest never awaits the database: a plugin's frame is done once its event is in the spool,
+//! so a slow or absent database only makes the spool grow. Every batch's transaction also
+//! records how far the spool is stored (`spool_marks`); a restarted writer starts right after
+//! that point, so a crash neither loses nor repeats an event. While idle, the writer writes a
+//! probe row now and then, so `/health` learns within seconds that the database cannot be
+//! written even when nothing is arriving.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::metrics::{self, Metrics};
-use crate::store::{Event, Store, StoreError};
+use crate::spool::{Spool, SpoolReader};
+use crate::store::{Event, SpoolMark, Store, StoreError};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A batch the database rejects as invalid data is retried this many times before its events are
 /// written one by one to isolate the bad ones.
 const PERMANENT_RETRIES: u32 = 3;
+/// With nothing to write for this long, the writer checks that the database can be written.
+const PROBE_WHEN_IDLE: Duration = Duration::from_secs(3);
 
 /// How the writer behaves.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Most events per transaction.
     pub batch_size: usize,
-    /// After the stop signal, how long to keep retrying queued events against a failing database.
+    /// After the stop signal, how long to keep storing spooled events (and retrying a failing
+    /// database); the rest stays in the spool for the next start.
     pub flush_window: Duration,
 }
 
@@ -33,131 +40,159 @@ pub struct WriterConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterReport {
     pub written: u64,
-    /// Events given up on: rejected by the database as invalid, or still unwritten when the
-    /// shutdown flush window ran out.
+    /// Events the database rejected as invalid, one by one (logged with the reason).
     pub lost: u64,
+    /// Events still in the spool when it stopped: stored first at the next start.
+    pub left: u64,
 }
 
-/// The events being written and the sequence number of the first: events are numbered as the
-/// writer takes them from the queue, so any run of them has a key that stays the same however
-/// often it is retried.
-struct Batch {
-    /// Unique to this writer run (random), so keys of different runs never collide.
-    instance: String,
-    events: Vec<Event>,
-    first_seq: u64,
-    /// The number the next event taken from the queue gets.
-    next_seq: u64,
-}
-
-impl Batch {
-    fn new(capacity: usize) -> Self {
-        let instance = match getrandom::u64() {
-            Ok(n) => format!("{n:016x}"),
-            // No entropy source: the start time in nanoseconds is unique enough per run.
-            Err(_) => format!(
-                "t{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or_default()
-            ),
-        };
-        Self {
-            instance,
-            events: Vec::with_capacity(capacity),
-            first_seq: 0,
-            next_seq: 0,
-        }
-    }
-
-    /// Takes up to `max` more events from the queue (waiting for one when empty).
-    async fn fill(&mut self, queue: &mut mpsc::Receiver<Event>, max: usize) -> usize {
-        if self.events.is_empty() {
-            self.first_seq = self.next_seq;
-        }
-        let n = queue.recv_many(&mut self.events, max).await;
-        self.next_seq += n as u64;
-        n
-    }
-
-    /// The key of `len` events starting at sequence number `first`.
-    fn key(&self, first: u64, len: usize) -> String {
-        format!("{}-{first}-{len}", self.instance)
-    }
-}
-
-/// Runs until `stop` is cancelled (then drains the queue and flushes) or every sender is gone.
+/// Runs until `stop` is cancelled, then keeps storing for the flush window.
 pub async fn run(
     store: Store,
-    mut queue: mpsc::Receiver<Event>,
+    spool: Spool,
+    mut reader: SpoolReader,
     metrics: Arc<Metrics>,
     config: WriterConfig,
     stop: CancellationToken,
 ) -> WriterReport {
-    let batch_size = config.batch_size.max(1);
-    let mut batch = Batch::new(batch_size);
     let mut writer = Writer {
         store,
+        spool,
         metrics,
         config,
         stop,
         report: WriterReport::default(),
         deadline: None,
     };
-    // Before the stop signal there is no deadline: a batch is kept until the database takes it.
-    while !writer.stop.is_cancelled() {
-        let received = tokio::select! {
-            biased;
-            n = batch.fill(&mut queue, batch_size) => n,
-            () = writer.stop.cancelled() => break,
-        };
-        if received == 0 {
-            break; // every sender is gone
-        }
-        writer.write(&mut batch).await;
+    if writer.resume(&mut reader).await {
+        writer.drain(&mut reader).await;
     }
-
-    // Stop: refuse new events, then flush what is queued within the flush window (counted from
-    // the stop signal, which a retry in progress may already have seen).
-    queue.close();
-    writer.start_flush_clock();
-    loop {
-        if batch.events.is_empty() && batch.fill(&mut queue, batch_size).await == 0 {
-            break;
-        }
-        writer.write(&mut batch).await;
-    }
+    writer.report.left = writer.spool.status().depth;
+    writer.spool.sync().await;
     let report = writer.report;
-    tracing::info!(
-        written = report.written,
-        lost = report.lost,
-        "writer stopped after flushing the queue"
-    );
+    if report.left > 0 {
+        tracing::warn!(
+            written = report.written,
+            left = report.left,
+            "writer stopped; events not stored yet stay in the spool and are stored first at the next start"
+        );
+    } else {
+        tracing::info!(
+            written = report.written,
+            "writer stopped with every event stored"
+        );
+    }
     report
 }
 
 /// The writer task's handles and what it has done.
 struct Writer {
     store: Store,
+    spool: Spool,
     metrics: Arc<Metrics>,
     config: WriterConfig,
     stop: CancellationToken,
     report: WriterReport,
-    /// Set once the stop signal is seen: retries end then, and what is unwritten is lost.
+    /// Set once the stop signal is seen: the writer stops then.
     deadline: Option<Instant>,
 }
 
 impl Writer {
+    /// Learns from the database how far the spool is stored and moves the reader past it.
+    /// False when the stop came first (everything stays in the spool).
+    async fn resume(&mut self, reader: &mut SpoolReader) -> bool {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt: u64 = 0;
+        loop {
+            attempt += 1;
+            match self.store.spool_mark(self.spool.id()).await {
+                Ok(mark) => {
+                    if let Some(upto) = mark {
+                        reader.skip_to(upto + 1);
+                        self.spool.committed(upto);
+                    }
+                    let pending = self.spool.status().depth;
+                    if pending > 0 {
+                        tracing::info!(
+                            events = pending,
+                            "storing what the spool kept from before the start"
+                        );
+                    }
+                    self.metrics.write_succeeded();
+                    return true;
+                }
+                Err(err) => {
+                    self.metrics.write_failed(&err);
+                    if attempt == 1 || attempt.is_power_of_two() {
+                        tracing::warn!(error = %err, attempt, "cannot read how far the spool is stored yet; retrying");
+                    }
+                }
+            }
+            if !self.wait_to_retry(&mut backoff).await {
+                return false;
+            }
+        }
+    }
+
+    /// Stores the spool's events until the stop (plus the flush window).
+    async fn drain(&mut self, reader: &mut SpoolReader) {
+        let batch_size = self.config.batch_size.max(1);
+        let mut batch: Vec<(u64, Event)> = Vec::with_capacity(batch_size);
+        loop {
+            if self.past_deadline() {
+                return;
+            }
+            if self.deadline.is_some() && reader.position() >= self.spool.head() {
+                return; // stopping, and everything is stored
+            }
+            let until = self.deadline.unwrap_or_else(Instant::now);
+            let read = tokio::select! {
+                biased;
+                n = reader.next_batch(&mut batch, batch_size) => Some(n),
+                () = tokio::time::sleep_until(until), if self.deadline.is_some() => return,
+                () = self.stop.cancelled(), if self.deadline.is_none() => {
+                    self.start_flush_clock();
+                    None
+                }
+                () = tokio::time::sleep(PROBE_WHEN_IDLE), if self.deadline.is_none() => {
+                    self.probe().await;
+                    None
+                }
+            };
+            match read {
+                Some(0) => return, // the spool stopped
+                // Given up at the deadline: nothing after it may be stored before it is.
+                Some(_) if !self.write(&mut batch).await => return,
+                _ => {}
+            }
+        }
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
     fn start_flush_clock(&mut self) {
         if self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.config.flush_window);
         }
     }
 
+    /// Checks that the database can be written while nothing else is being written.
+    async fn probe(&mut self) {
+        match self.store.probe_write().await {
+            Ok(()) => self.metrics.write_succeeded(),
+            Err(err) => {
+                if self.metrics.write_failed(&err) == 1 {
+                    tracing::error!(error = %err, "the database cannot be written");
+                }
+            }
+        }
+    }
+
     /// Waits `backoff` before a retry (doubling it for the next one). While running, the stop
     /// signal cuts the wait short and starts the flush clock. False when the flush window would
-    /// run out first: give up.
+    /// run out first: stop trying.
     async fn wait_to_retry(&mut self, backoff: &mut Duration) -> bool {
         match self.deadline {
             Some(deadline) if Instant::now() + *backoff > deadline => return false,
@@ -173,27 +208,33 @@ impl Writer {
         true
     }
 
-    /// Counts `n` events given up on.
-    fn lose(&mut self, n: u64, why: &str) {
-        tracing::error!(events = n, "{why}; these events are lost");
-        metrics::add(&self.metrics.events_dropped, n);
-        self.report.lost += n;
+    fn mark(&self, upto: u64) -> SpoolMark {
+        SpoolMark {
+            spool_id: self.spool.id().to_owned(),
+            upto,
+        }
     }
 
-    /// Writes `batch` (emptying it), retrying transient failures until it succeeds or the flush
-    /// window runs out; events that the database rejects as invalid are isolated and dropped
-    /// with a log line.
-    async fn write(&mut self, batch: &mut Batch) {
+    /// Stores `batch` (emptying it), retrying transient failures until it succeeds or the flush
+    /// window runs out (then its events stay in the spool, and false); events that the database
+    /// rejects as invalid are isolated and dropped with a log line.
+    async fn write(&mut self, batch: &mut Vec<(u64, Event)>) -> bool {
+        let (Some(first), Some(last)) = (batch.first().map(|e| e.0), batch.last().map(|e| e.0))
+        else {
+            return true;
+        };
+        let events: Vec<Event> = batch.drain(..).map(|(_, e)| e).collect();
+        let key = format!("{}-{first}-{}", self.spool.id(), events.len());
+        let mark = self.mark(last);
         let mut backoff = FIRST_BACKOFF;
         let mut permanent_failures = 0;
         let mut attempt: u64 = 0;
-        let key = batch.key(batch.first_seq, batch.events.len());
         loop {
             attempt += 1;
             let started = Instant::now();
-            match self.store.write_batch(&key, &batch.events).await {
+            match self.store.write_spooled(&key, &events, &mark).await {
                 Ok(fresh) => {
-                    let n = batch.events.len() as u64;
+                    let n = events.len() as u64;
                     if !fresh {
                         tracing::warn!(
                             events = n,
@@ -208,41 +249,36 @@ impl Writer {
                         .observe(started.elapsed().as_secs_f64());
                     metrics::add(&self.metrics.events_written, n);
                     metrics::bump(&self.metrics.write_batches);
+                    self.metrics.write_succeeded();
                     self.report.written += n;
                     if attempt > 1 {
                         tracing::info!(events = n, attempt, "database write succeeded again");
                     }
-                    batch.events.clear();
-                    return;
+                    self.spool.committed(last);
+                    return true;
                 }
                 Err(err) => {
                     metrics::bump(&self.metrics.write_failures);
+                    let streak = self.metrics.write_failed(&err);
                     if err.is_data_error() {
                         permanent_failures += 1;
                         if permanent_failures > PERMANENT_RETRIES {
-                            self.isolate(batch, err).await;
-                            return;
+                            return self.isolate(first, events, err).await;
                         }
                     }
-                    if attempt == 1 || attempt.is_power_of_two() {
+                    if streak == 1 || streak.is_power_of_two() {
                         tracing::warn!(
                             error = %err,
-                            events = batch.events.len(),
+                            events = events.len(),
                             attempt,
                             retry_in = ?backoff,
-                            "database write failed; keeping the batch and retrying"
+                            "database write failed; the events stay in the spool and are retried"
                         );
                     }
                 }
             }
             if !self.wait_to_retry(&mut backoff).await {
-                let n = batch.events.len() as u64;
-                self.lose(
-                    n,
-                    "shutdown flush window ran out with the database still failing",
-                );
-                batch.events.clear();
-                return;
+                return false;
             }
         }
     }
@@ -251,22 +287,23 @@ impl Writer {
     /// own key), dropping (and logging) only those the database rejects as invalid on their own.
     /// Any other failure (a lost connection, a database restarting) is retried with backoff like
     /// a whole batch: nothing valid is dropped.
-    async fn isolate(&mut self, batch: &mut Batch, cause: StoreError) {
-        tracing::error!(error = %cause, events = batch.events.len(), "batch rejected by the database; writing its events one by one");
-        let first = batch.first_seq;
-        let events = std::mem::take(&mut batch.events);
+    async fn isolate(&mut self, first: u64, events: Vec<Event>, cause: StoreError) -> bool {
+        tracing::error!(error = %cause, events = events.len(), "batch rejected by the database; writing its events one by one");
         let mut backoff = FIRST_BACKOFF;
         let mut index = 0;
         while let Some(event) = events.get(index) {
-            let key = batch.key(first + index as u64, 1);
+            let seq = first + index as u64;
+            let key = format!("{}-{seq}-1", self.spool.id());
             match self
                 .store
-                .write_batch(&key, std::slice::from_ref(event))
+                .write_spooled(&key, std::slice::from_ref(event), &self.mark(seq))
                 .await
             {
                 Ok(_) => {
                     metrics::bump(&self.metrics.events_written);
+                    self.metrics.write_succeeded();
                     self.report.written += 1;
+                    self.spool.committed(seq);
                     index += 1;
                     backoff = FIRST_BACKOFF;
                 }
@@ -274,20 +311,19 @@ impl Writer {
                     tracing::error!(error = %err, ?event, "event rejected by the database; dropped");
                     metrics::bump(&self.metrics.events_dropped);
                     self.report.lost += 1;
+                    self.spool.committed(seq);
                     index += 1;
                 }
                 Err(err) => {
                     metrics::bump(&self.metrics.write_failures);
+                    self.metrics.write_failed(&err);
                     tracing::warn!(error = %err, retry_in = ?backoff, "database write failed while isolating a rejected batch; retrying");
                     if !self.wait_to_retry(&mut backoff).await {
-                        self.lose(
-                            (events.len() - index) as u64,
-                            "shutdown flush window ran out",
-                        );
-                        return;
+                        return false;
                     }
                 }
             }
         }
+        true
     }
 }

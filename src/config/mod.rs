@@ -406,11 +406,31 @@ pub struct SessionSettings {
     pub evict_offline_secs: u64,
 }
 
-/// The queue between ingest and the database, and the writer that drains it.
+/// The spool between ingest and the database, and the writer that drains it.
 #[derive(Debug, Clone, Args)]
 pub struct WriterSettings {
-    /// Capacity of the queue between ingest and the database writer, in events. When it is full,
-    /// plugins wait (backpressure) instead of losing data.
+    /// Directory of the spool: every accepted event is written there before the plugin's next
+    /// frame is read, and kept until the database has it (survives SIGKILL, OOM and, within
+    /// SPOOL_SYNC_MS, power loss). Default: beside a SQLite database file
+    /// (`dereth-tracker.db.spool`), else `dereth-tracker-spool` in the working directory. One
+    /// tracker per directory.
+    #[arg(long, env = "SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Most bytes the spool may hold (how long a database outage can last: about 700 bytes per
+    /// event). When it is full, frames are refused with an error frame and counted.
+    #[arg(long, env = "SPOOL_MAX_BYTES", default_value_t = 2 * 1024 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1_048_576..))]
+    pub spool_max_bytes: u64,
+
+    /// How often the spool is synced to disk, in milliseconds (a power loss costs at most this
+    /// window; a SIGKILL or crash of the tracker costs nothing).
+    #[arg(long, env = "SPOOL_SYNC_MS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub spool_sync_ms: u64,
+
+    /// Events of the spool kept in memory for the database writer (beyond them, the writer
+    /// reads the spool's files).
     #[arg(long, env = "WRITE_QUEUE_CAPACITY", default_value_t = 20_000,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub write_queue_capacity: usize,
@@ -420,8 +440,8 @@ pub struct WriterSettings {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub write_batch_size: usize,
 
-    /// On shutdown, how many seconds the writer keeps retrying to flush queued events to an
-    /// unreachable database before giving up (and exiting with an error).
+    /// On shutdown, how many seconds the writer keeps storing spooled events (or retrying an
+    /// unreachable database) before it stops; what is left stays in the spool for the next start.
     #[arg(long, env = "SHUTDOWN_FLUSH_SECS", default_value_t = 30)]
     pub shutdown_flush_secs: u64,
 }
@@ -473,7 +493,9 @@ pub struct HealthSettings {
     #[arg(long, env = "HEALTH_STALE_SECS", default_value_t = 300)]
     pub health_stale_secs: u64,
 
-    /// `/health` answers 503 when the writer queue has been full for this many seconds.
+    /// `/health` answers 503 when the oldest accepted event not stored yet has waited this many
+    /// seconds in the spool (the database is too slow, or a backlog is being stored; 0: never).
+    /// Failing writes, a full or failing spool make it 503 at once.
     #[arg(long, env = "HEALTH_QUEUE_FULL_SECS", default_value_t = 30)]
     pub health_queue_full_secs: u64,
 }
@@ -609,6 +631,14 @@ impl Settings {
         {
             self.server.static_dir = None;
         }
+        if self
+            .writer
+            .spool_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            self.writer.spool_dir = None;
+        }
         for list in [
             &mut self.access.allowed_hosts,
             &mut self.access.allowed_origins,
@@ -675,6 +705,30 @@ impl Settings {
     }
 
     /// Longest a single send to a peer may take.
+    /// Where and how the spool keeps accepted events.
+    pub fn spool_options(&self) -> crate::spool::SpoolOptions {
+        let w = &self.writer;
+        let dir = w.spool_dir.clone().unwrap_or_else(|| {
+            let url = &*self.database.database_url;
+            let file = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .map(|rest| rest.split('?').next().unwrap_or(rest))
+                .filter(|f| !f.is_empty() && !f.starts_with(':'));
+            match file {
+                Some(f) => PathBuf::from(format!("{f}.spool")),
+                None => PathBuf::from("dereth-tracker-spool"),
+            }
+        });
+        crate::spool::SpoolOptions {
+            dir,
+            max_bytes: w.spool_max_bytes,
+            sync_interval: Duration::from_millis(w.spool_sync_ms),
+            memory: w.write_queue_capacity,
+            segment_bytes: (w.spool_max_bytes / 16).clamp(64 * 1024, 64 * 1024 * 1024),
+        }
+    }
+
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs(self.sessions.send_timeout_secs)
     }

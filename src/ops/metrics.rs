@@ -61,6 +61,13 @@ pub struct Metrics {
     /// Retried batches found already committed (the reply to their commit was lost).
     pub batches_replayed: Counter,
     pub events_dropped: Counter,
+    /// Plugin frames refused because the spool could not take them (full, or failing).
+    pub frames_not_stored: Counter,
+    /// Browsers dropped for not reading what they were sent.
+    pub browsers_dropped: Counter,
+    /// When a refusal for want of spool room was last logged (milliseconds since the epoch).
+    not_stored_logged_ms: AtomicU64,
+    browser_drop_logged_ms: AtomicU64,
     pub broadcast_lagged: Counter,
     pub commands_relayed: Counter,
     pub peers_timed_out: Counter,
@@ -70,7 +77,9 @@ pub struct Metrics {
     pub rows_thinned: Counter,
     /// Read when `/metrics` is scraped: the writer queue and the live characters.
     pub write_queue_depth: Gauge,
-    pub write_queue_capacity: Gauge,
+    pub spool_bytes: Gauge,
+    pub spool_oldest_age_seconds: Gauge<f64, AtomicU64>,
+    pub write_failing_seconds: Gauge<f64, AtomicU64>,
     pub live_characters: Gauge,
     /// Time to write one batch to the database.
     pub write_batch_seconds: Histogram,
@@ -78,8 +87,15 @@ pub struct Metrics {
     http_requests: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// When the last telemetry frame was accepted (milliseconds since the epoch; 0: never).
     pub last_telemetry_ms: AtomicU64,
-    /// Since when the writer queue has been full (milliseconds since the epoch; 0: not full).
-    pub queue_full_since_ms: AtomicU64,
+    /// Since when writes to the database have been failing (milliseconds since the epoch; 0:
+    /// the last write succeeded).
+    pub write_failing_since_ms: AtomicU64,
+    /// Failed writes (batches, probes) since the last success.
+    pub write_failure_streak: AtomicU64,
+    /// When the database last took a write (milliseconds since the epoch; 0: not yet).
+    pub last_write_ok_ms: AtomicU64,
+    /// Why the last write failed.
+    pub last_write_error: std::sync::Mutex<Option<String>>,
     registry: Registry,
 }
 
@@ -107,6 +123,8 @@ pub struct MetricsSnapshot {
     pub write_failures: u64,
     pub batches_replayed: u64,
     pub events_dropped: u64,
+    pub frames_not_stored: u64,
+    pub browsers_dropped: u64,
     pub broadcast_lagged: u64,
     pub commands_relayed: u64,
     pub peers_timed_out: u64,
@@ -130,6 +148,59 @@ pub(crate) fn add(c: &Counter, n: u64) {
 }
 
 impl Metrics {
+    /// Logs, at most once a minute, that frames are refused for want of spool room.
+    pub(crate) fn note_not_stored(&self, err: &impl std::fmt::Display) {
+        let now = now_ms();
+        let last = self.not_stored_logged_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60_000
+            && self
+                .not_stored_logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(error = %err, refused = self.frames_not_stored.get(), "plugin frames are being refused: the tracker cannot keep them");
+        }
+    }
+
+    /// Logs, at most once a minute, that a browser was dropped for not reading.
+    pub(crate) fn note_browser_dropped(&self) {
+        self.browsers_dropped.inc();
+        let now = now_ms();
+        let last = self.browser_drop_logged_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60_000
+            && self
+                .browser_drop_logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                dropped = self.browsers_dropped.get(),
+                "a browser that stopped reading was dropped (counted in browsers_dropped)"
+            );
+        }
+    }
+
+    /// The database took a write: the failure streak ends.
+    pub(crate) fn write_succeeded(&self) {
+        self.last_write_ok_ms.store(now_ms(), Ordering::Relaxed);
+        self.write_failing_since_ms.store(0, Ordering::Relaxed);
+        self.write_failure_streak.store(0, Ordering::Relaxed);
+    }
+
+    /// A write failed with `err`; the length of the failure streak, this one included.
+    pub(crate) fn write_failed(&self, err: &impl std::fmt::Display) -> u64 {
+        let _ = self.write_failing_since_ms.compare_exchange(
+            0,
+            now_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if let Ok(mut last) = self.last_write_error.lock() {
+            *last = Some(err.to_string());
+        }
+        self.write_failure_streak.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Every metric at zero, registered under its exported name (counters gain `_total`).
     pub fn new() -> Self {
         let mut m = Self {
@@ -147,18 +218,27 @@ impl Metrics {
             write_failures: Counter::default(),
             batches_replayed: Counter::default(),
             events_dropped: Counter::default(),
+            frames_not_stored: Counter::default(),
+            browsers_dropped: Counter::default(),
+            not_stored_logged_ms: AtomicU64::new(0),
+            browser_drop_logged_ms: AtomicU64::new(0),
             broadcast_lagged: Counter::default(),
             commands_relayed: Counter::default(),
             peers_timed_out: Counter::default(),
             rows_pruned: Counter::default(),
             rows_thinned: Counter::default(),
             write_queue_depth: Gauge::default(),
-            write_queue_capacity: Gauge::default(),
+            spool_bytes: Gauge::default(),
+            spool_oldest_age_seconds: Gauge::default(),
+            write_failing_seconds: Gauge::default(),
             live_characters: Gauge::default(),
             write_batch_seconds: latency_histogram(),
             http_requests: Family::new_with_constructor(latency_histogram),
             last_telemetry_ms: AtomicU64::new(0),
-            queue_full_since_ms: AtomicU64::new(0),
+            write_failing_since_ms: AtomicU64::new(0),
+            write_failure_streak: AtomicU64::new(0),
+            last_write_ok_ms: AtomicU64::new(0),
+            last_write_error: std::sync::Mutex::new(None),
             registry: Registry::default(),
         };
         m.register();
@@ -213,8 +293,18 @@ impl Metrics {
             ),
             (
                 "dereth_events_dropped",
-                "Events given up on (rejected by the database or unflushed at shutdown)",
+                "Events the database rejected as invalid (dropped one by one, logged)",
                 &self.events_dropped,
+            ),
+            (
+                "dereth_frames_not_stored",
+                "Plugin frames refused because the spool was full or could not be written",
+                &self.frames_not_stored,
+            ),
+            (
+                "dereth_browsers_dropped",
+                "Browsers dropped for not reading what they were sent",
+                &self.browsers_dropped,
             ),
             (
                 "dereth_broadcast_lag",
@@ -278,13 +368,13 @@ impl Metrics {
         let scraped = [
             (
                 "dereth_write_queue_depth",
-                "Events waiting for the database writer",
+                "Events accepted and not stored yet (in the spool)",
                 &self.write_queue_depth,
             ),
             (
-                "dereth_write_queue_capacity",
-                "Capacity of the writer queue",
-                &self.write_queue_capacity,
+                "dereth_spool_bytes",
+                "Bytes the spool's files hold",
+                &self.spool_bytes,
             ),
             (
                 "dereth_live_characters",
@@ -295,6 +385,16 @@ impl Metrics {
         for (name, help, gauge) in scraped {
             r.register(name, help, gauge.clone());
         }
+        r.register(
+            "dereth_spool_oldest_age_seconds",
+            "Age of the oldest event not stored yet (0 when none)",
+            self.spool_oldest_age_seconds.clone(),
+        );
+        r.register(
+            "dereth_write_failing_seconds",
+            "How long writes to the database have been failing (0 when they succeed)",
+            self.write_failing_seconds.clone(),
+        );
         r.register(
             "dereth_write_batch_seconds",
             "Time to write one batch to the database",
@@ -387,6 +487,8 @@ impl Metrics {
             write_failures: self.write_failures.get(),
             batches_replayed: self.batches_replayed.get(),
             events_dropped: self.events_dropped.get(),
+            frames_not_stored: self.frames_not_stored.get(),
+            browsers_dropped: self.browsers_dropped.get(),
             broadcast_lagged: self.broadcast_lagged.get(),
             commands_relayed: self.commands_relayed.get(),
             peers_timed_out: self.peers_timed_out.get(),

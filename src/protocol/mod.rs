@@ -55,6 +55,10 @@ pub enum FrameError {
          connection closes or has been silent for the live window"
     )]
     Claimed(String),
+    /// The tracker could not keep the frame (its spool is full or cannot be written): not the
+    /// sender's fault, it does not count against the error budget.
+    #[error("not stored: {0}; this frame was refused, send it again later")]
+    NotStored(String),
 }
 
 impl FrameError {

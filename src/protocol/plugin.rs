@@ -182,6 +182,18 @@ impl PluginFrame {
         )
     }
 
+    /// Whether this frame is stored (it becomes an event for the database).
+    pub fn is_stored(&self) -> bool {
+        matches!(
+            self,
+            Self::Telemetry(_)
+                | Self::Spawn(_)
+                | Self::Rare(_)
+                | Self::CharacterStats(_)
+                | Self::Portal(_)
+        )
+    }
+
     /// The character this frame speaks for (none for unhandled types).
     pub fn character_name(&self) -> Option<&str> {
         Some(match self {

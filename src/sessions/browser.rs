@@ -117,7 +117,8 @@ impl Session {
                         Err(err) => Err(err),
                     };
                     let Some(text) = self.deliverable(received) else { break };
-                    if socket::send_text(&mut sink, text, send_timeout).await.is_err() {
+                    if let Err(err) = socket::send_text(&mut sink, text, send_timeout).await {
+                        self.dropped(&err);
                         break;
                     }
                 }
@@ -127,8 +128,8 @@ impl Session {
                         other => other.map(|b| b.text),
                     };
                     let Some(text) = self.deliverable(received) else { break };
-                    if socket::send_text(&mut sink, text, send_timeout).await.is_err() {
-                        tracing::debug!("browser not reading; dropping it");
+                    if let Err(err) = socket::send_text(&mut sink, text, send_timeout).await {
+                        self.dropped(&err);
                         break;
                     }
                 }
@@ -178,6 +179,16 @@ impl Session {
             }
         }
         tracing::debug!("browser disconnected");
+    }
+
+    /// A send to the browser failed: one that stopped reading is counted and logged (once a
+    /// minute); one that is simply gone is not news.
+    fn dropped(&self, err: &socket::SendError) {
+        if matches!(err, socket::SendError::TimedOut) {
+            self.state.metrics.note_browser_dropped();
+        } else {
+            tracing::debug!("browser gone");
+        }
     }
 
     /// What to send for an item of the hub or the batches: the item, a fresh snapshot when the

@@ -19,7 +19,6 @@ use crate::ops::metrics;
 use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame, to_json};
 use crate::sessions::socket::{self, Incoming, Keepalive, Silence};
 use crate::state::AppState;
-use crate::store::Event;
 
 /// Distinct characters one plugin connection may speak for.
 pub const MAX_CHARACTERS_PER_CONNECTION: usize = 64;
@@ -105,15 +104,21 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, id: ConnId, key: Arc
                         socket::close(&mut sink, close_code::SIZE, "frame too large", send_timeout).await;
                         break End::TooBig;
                     }
-                    Incoming::Text(text) => accept(&state, &mut this, &text).await,
+                    Incoming::Text(text) => {
+                        let accepted = accept(&state, &mut this, &text).await;
+                        // While the tracker was busy with the frame it read nothing: that time
+                        // is not the plugin's silence.
+                        keepalive.heard();
+                        accepted
+                    }
                     Incoming::Binary => Err(FrameError::Binary),
                     Incoming::Control => Ok(()),
                 };
                 let Err(err) = outcome else { continue };
                 // Not the plugin's fault: another connection holds the character (the same plugin
-                // reconnecting).
-                let claimed = matches!(err, FrameError::Claimed(_));
-                if !claimed {
+                // reconnecting), or the tracker could not keep the frame.
+                let excused = matches!(err, FrameError::Claimed(_) | FrameError::NotStored(_));
+                if !excused {
                     metrics::bump(&state.metrics.frames_rejected);
                 }
                 tracing::debug!(error = %err, "plugin frame rejected");
@@ -121,7 +126,7 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, id: ConnId, key: Arc
                 if socket::send_text(&mut sink, reply, send_timeout).await.is_err() {
                     break End::SendFailed;
                 }
-                if !claimed && budget.spend() {
+                if !excused && budget.spend() {
                     tracing::warn!("too many bad frames from this plugin; closing");
                     let code = if err == FrameError::Binary { close_code::UNSUPPORTED } else { close_code::POLICY };
                     socket::close(&mut sink, code, "too many invalid frames", send_timeout).await;
@@ -166,7 +171,11 @@ async fn drain(
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
 ) {
     let deadline = tokio::time::Instant::now() + CLOSE_DRAIN;
-    while let Ok(read) = tokio::time::timeout_at(deadline, stream.next()).await {
+    // Checked before every read too: frames already buffered are ready at once, and a plugin
+    // sending fast must not keep the drain going past its deadline.
+    while tokio::time::Instant::now() < deadline
+        && let Ok(read) = tokio::time::timeout_at(deadline, stream.next()).await
+    {
         match socket::classify(read) {
             Incoming::Text(text) => {
                 if let Err(err) = accept(state, this, &text).await {
@@ -180,8 +189,8 @@ async fn drain(
     }
 }
 
-/// Validates one text frame and hands it on: live state and browsers first, then the writer queue
-/// (waiting for room: backpressure).
+/// Validates one text frame and hands it on: live state and browsers first, then the spool (the
+/// next frame is read once the event is written there).
 async fn accept(
     state: &AppState,
     this: &mut Connection,
@@ -274,8 +283,18 @@ async fn accept(
             ns: r.ns,
         });
     }
+    // A frame that cannot be kept changes nothing: refused before it is counted or shown.
+    if frame.is_stored()
+        && let Err(err) = state.spool.has_room()
+    {
+        return Err(not_stored(state, &err));
+    }
     match state.live.apply(frame, text, Origin::Plugin) {
-        Applied::Taken(Some(event)) => enqueue(state, event).await,
+        Applied::Taken(Some(event)) => {
+            if let Err(err) = state.spool.append(event).await {
+                return Err(not_stored(state, &err));
+            }
+        }
         Applied::Taken(None) | Applied::NotTheirs => {}
         Applied::TooLarge => metrics::bump(&state.metrics.frames_not_relayed),
         Applied::Refused(why) => return Err(FrameError::Invalid(why)),
@@ -313,6 +332,13 @@ const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// frame is applied. Should the database not answer in time, the character carries on without
 /// them (its new sessions count no kills until a later frame's attempt succeeds).
 async fn restore(state: &AppState, name: &str) {
+    // Events from before the start still in the spool are not in the database's totals and
+    // baselines yet: until they are stored, the character carries on as if the database could
+    // not be asked (nothing is counted twice), and is brought back later.
+    if !state.spool.replayed() {
+        state.live.restore(name, None);
+        return;
+    }
     let since = chrono::Utc::now() - SESSION_MEMORY;
     let loaded =
         tokio::time::timeout(RESTORE_TIMEOUT, state.store.character_state(name, since)).await;
@@ -332,96 +358,9 @@ async fn restore(state: &AppState, name: &str) {
     }
 }
 
-/// Waits for room in the writer queue. Should the server start shutting down while the queue is
-/// full (database down), waits at most the shutdown flush window, then gives the event up with an
-/// error line rather than hang the shutdown.
-async fn enqueue(state: &AppState, event: Event) {
-    use std::sync::atomic::Ordering;
-    let full_since = &state.metrics.queue_full_since_ms;
-    let event = match state.queue.try_send(event) {
-        Ok(()) => {
-            full_since.store(0, Ordering::Relaxed);
-            return;
-        }
-        Err(tokio::sync::mpsc::error::TrySendError::Full(event)) => {
-            // Remember when the queue filled up, for /health.
-            let _ = full_since.compare_exchange(
-                0,
-                metrics::now_ms(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            event
-        }
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-            metrics::bump(&state.metrics.events_dropped);
-            tracing::error!(
-                "writer queue closed while a plugin session was running; event dropped"
-            );
-            return;
-        }
-    };
-    let send = state.queue.send(event);
-    tokio::pin!(send);
-    let sent = tokio::select! {
-        r = &mut send => r.is_ok(),
-        () = state.shutdown.cancelled() => {
-            let window = std::time::Duration::from_secs(state.settings.writer.shutdown_flush_secs);
-            matches!(tokio::time::timeout(window, send).await, Ok(Ok(())))
-        }
-    };
-    if !sent {
-        metrics::bump(&state.metrics.events_dropped);
-        tracing::error!("writer queue stayed full through shutdown; an event was dropped");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Settings;
-    use crate::live::Live;
-    use crate::ops::lifecycle::Lifecycle;
-    use crate::store::{Store, StoreOptions};
-
-    #[tokio::test]
-    async fn an_event_dropped_on_a_closed_queue_is_counted() {
-        let mut settings = Settings::defaults();
-        settings.database.database_url = "sqlite::memory:".into();
-        let store = Store::connect(&settings.database.database_url, &StoreOptions::default())
-            .await
-            .expect("store");
-        let lifecycle = std::sync::Arc::new(Lifecycle::apply(&store, &settings).await);
-        let (tx, rx) = mpsc::channel(4);
-        let live = std::sync::Arc::new(Live::standalone(settings.live_window(), 16));
-        let metrics = std::sync::Arc::new(crate::ops::metrics::Metrics::default());
-        let cluster = crate::cluster::Cluster::single();
-        let directory = crate::identity::Directory::load(
-            store.clone(),
-            crate::identity::DirectoryConfig::default(),
-            crate::identity::KeyLimits {
-                max_characters: 10,
-                rares_per_minute: 10,
-            },
-        )
-        .await
-        .expect("directory");
-        let core = crate::state::Core {
-            store,
-            live,
-            lifecycle,
-            cluster,
-            metrics,
-            directory: std::sync::Arc::new(directory),
-        };
-        let state = AppState::new(settings, core, tx);
-        drop(rx);
-        let text = r#"{"type":"spawn","character_name":"A","mob":"Drudge","ew":1,"ns":1}"#;
-        let frame = crate::protocol::parse_plugin_frame(text).expect("frame");
-        let PluginFrame::Spawn(spawn) = frame else {
-            panic!("spawn")
-        };
-        enqueue(&state, Event::Spawn(spawn)).await;
-        assert_eq!(state.metrics.snapshot().events_dropped, 1);
-    }
+/// A frame the spool could not take: counted, said to the plugin, logged (once a minute).
+fn not_stored(state: &AppState, err: &crate::spool::SpoolError) -> FrameError {
+    metrics::bump(&state.metrics.frames_not_stored);
+    state.metrics.note_not_stored(err);
+    FrameError::NotStored(err.to_string())
 }

@@ -108,6 +108,8 @@ struct Shared {
     ages: Mutex<VecDeque<(u64, Instant)>>,
     max_bytes: u64,
     replayed_at_start: u64,
+    /// The head when the spool was opened: events before it are from an earlier run.
+    start_head: u64,
     /// Wakes the reader when events were written while the memory queue could not take them.
     written: tokio::sync::Notify,
 }
@@ -122,6 +124,8 @@ enum Request {
     Committed(u64),
     /// Sync now and answer.
     Sync(oneshot::Sender<()>),
+    /// Sync, let go of the directory and stop; answered once the lock is released.
+    Close(oneshot::Sender<()>),
 }
 
 /// The appending side, shared by every session.
@@ -138,6 +142,7 @@ impl std::fmt::Debug for Request {
             Self::Append { .. } => f.write_str("Append"),
             Self::Committed(n) => write!(f, "Committed({n})"),
             Self::Sync(_) => f.write_str("Sync"),
+            Self::Close(_) => f.write_str("Close"),
         }
     }
 }
@@ -217,6 +222,7 @@ impl Spool {
             ages: Mutex::new(VecDeque::from([(oldest, Instant::now())])),
             max_bytes: options.max_bytes,
             replayed_at_start: pending,
+            start_head: head,
             written: tokio::sync::Notify::new(),
         });
         let (requests, inbox) = std_mpsc::sync_channel(REQUESTS);
@@ -234,7 +240,13 @@ impl Spool {
         };
         std::thread::Builder::new()
             .name("spool".into())
-            .spawn(move || thread.run(inbox))
+            .spawn(move || {
+                let closed = thread.run(inbox);
+                // `thread` (and with it the directory's lock) is gone by now.
+                if let Some(done) = closed {
+                    let _ = done.send(());
+                }
+            })
             .map_err(io)?;
         let reader = SpoolReader {
             memory,
@@ -258,6 +270,16 @@ impl Spool {
     /// spool's events are stored.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The sequence number the next event will get: every smaller one is written.
+    pub fn head(&self) -> u64 {
+        self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// Whether every event from before this start is stored (or there were none).
+    pub fn replayed(&self) -> bool {
+        self.shared.committed.load(Ordering::Relaxed) >= self.shared.start_head
     }
 
     /// Whether an event of about `bytes` would fit now (checked before a frame is applied, so a
@@ -305,6 +327,7 @@ impl Spool {
 
     /// The database committed every event up to and including `seq`: their files may go.
     pub fn committed(&self, seq: u64) {
+        self.shared.committed.fetch_max(seq + 1, Ordering::Relaxed);
         let _ = self.requests.try_send(Request::Committed(seq));
     }
 
@@ -313,6 +336,17 @@ impl Spool {
         let (tx, rx) = oneshot::channel();
         let requests = self.requests.clone();
         let sent = tokio::task::spawn_blocking(move || requests.send(Request::Sync(tx))).await;
+        if matches!(sent, Ok(Ok(()))) {
+            let _ = rx.await;
+        }
+    }
+
+    /// Syncs and stops: the directory is free for the next tracker when this returns. Appends
+    /// after it fail.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        let requests = self.requests.clone();
+        let sent = tokio::task::spawn_blocking(move || requests.send(Request::Close(tx))).await;
         if matches!(sent, Ok(Ok(()))) {
             let _ = rx.await;
         }
@@ -393,9 +427,12 @@ struct Thread {
 }
 
 impl Thread {
-    fn run(mut self, inbox: std_mpsc::Receiver<Request>) {
+    /// Serves requests until every handle is gone or one asks to close (returned, to be
+    /// answered once the thread has let go of the directory).
+    fn run(mut self, inbox: std_mpsc::Receiver<Request>) -> Option<oneshot::Sender<()>> {
         let mut batch = Vec::with_capacity(MOST_AT_ONCE);
-        loop {
+        let mut closed = None;
+        while closed.is_none() {
             let wait = if self.dirty {
                 self.options
                     .sync_interval
@@ -414,6 +451,17 @@ impl Thread {
                     Err(_) => break,
                 }
             }
+            if let Some(i) = batch.iter().position(|r| matches!(r, Request::Close(_))) {
+                // What came before the close is handled; appends after it are refused.
+                for late in batch.drain(i + 1..) {
+                    if let Request::Append { ack, .. } = late {
+                        let _ = ack.send(Err(SpoolError::Stopped));
+                    }
+                }
+                if let Some(Request::Close(done)) = batch.pop() {
+                    closed = Some(done);
+                }
+            }
             self.handle(&mut batch);
             if self.dirty && self.last_sync.elapsed() >= self.options.sync_interval {
                 self.sync();
@@ -422,6 +470,13 @@ impl Thread {
         if self.dirty {
             self.sync();
         }
+        // Appends that raced the close are refused rather than left unanswered.
+        while let Ok(request) = inbox.try_recv() {
+            if let Request::Append { ack, .. } = request {
+                let _ = ack.send(Err(SpoolError::Stopped));
+            }
+        }
+        closed
     }
 
     fn handle(&mut self, batch: &mut Vec<Request>) {
@@ -457,6 +512,7 @@ impl Thread {
                 }
                 Request::Committed(seq) => committed = Some(committed.unwrap_or(0).max(seq)),
                 Request::Sync(done) => syncs.push(done),
+                Request::Close(done) => syncs.push(done),
             }
         }
         if !written.is_empty() {
@@ -546,9 +602,7 @@ impl Thread {
     fn release(&mut self, seq: u64) {
         let shared = &self.shared;
         let committed = seq + 1;
-        if committed > shared.committed.load(Ordering::Relaxed) {
-            shared.committed.store(committed, Ordering::Relaxed);
-        }
+        shared.committed.fetch_max(committed, Ordering::Relaxed);
         let mut removed = false;
         while self.segments.len() > 1 {
             let next_first = self.segments[1].0;

@@ -33,8 +33,14 @@ pub trait StoreWrite: Send + Sync + Debug {
     }
 
     /// Writes a non-empty batch of events and their counter updates in one transaction, unless
-    /// a batch with `key` was already committed (then nothing, and `false`).
-    async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError>;
+    /// a batch with `key` was already committed (then nothing, and `false`). With `mark`, the
+    /// same transaction records how far that spool's events are stored.
+    async fn write_batch(
+        &self,
+        key: &str,
+        events: &[Event],
+        mark: Option<&SpoolMark>,
+    ) -> Result<bool, StoreError>;
 
     /// Keeps one telemetry row per character per `step_secs` in [from, to) (bounds already
     /// aligned to whole steps): the first of each step, which takes over the kills of the rows
@@ -147,6 +153,20 @@ pub trait StoreUpkeep: Send + Sync + Debug {
 
     /// Forgets the keys of batches committed before `before`.
     async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// The last sequence number of spool `spool_id` whose event is stored, if any.
+    async fn spool_mark(&self, spool_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Writes one row and reads it back: fails when the database cannot be written (read-only,
+    /// full disk, I/O errors).
+    async fn probe_write(&self) -> Result<(), StoreError>;
+}
+
+/// How far one spool's events are stored: every event up to and including `upto`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolMark {
+    pub spool_id: String,
+    pub upto: u64,
 }
 
 /// A complete backend: every part of the contract.

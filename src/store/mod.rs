@@ -37,7 +37,7 @@ pub use access::{
 };
 pub use counters::SPAWN_CELL;
 pub(crate) use counters::{CounterUpdates, hour_of};
-pub use database::{Database, StoreRead, StoreUpkeep, StoreWrite};
+pub use database::{Database, SpoolMark, StoreRead, StoreUpkeep, StoreWrite};
 pub use error::StoreError;
 pub use model::*;
 pub use postgres::PgStore;
@@ -130,7 +130,18 @@ impl Store {
         if events.is_empty() {
             return Ok(true);
         }
-        self.db.write_batch(key, events).await
+        self.db.write_batch(key, events, None).await
+    }
+
+    /// [`Store::write_batch`] of spooled events: the same transaction records that `mark`'s
+    /// spool is stored up to `mark.upto`.
+    pub async fn write_spooled(
+        &self,
+        key: &str,
+        events: &[Event],
+        mark: &SpoolMark,
+    ) -> Result<bool, StoreError> {
+        self.db.write_batch(key, events, Some(mark)).await
     }
 
     /// One character's persisted totals and its sessions updated since `sessions_since`, to

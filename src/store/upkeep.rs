@@ -16,6 +16,25 @@ impl<R: Runner> StoreUpkeep for R {
             .map(|_| ())
     }
 
+    async fn spool_mark(&self, spool_id: &str) -> Result<Option<u64>, StoreError> {
+        let sql = Sql::new(
+            "SELECT upto FROM spool_marks WHERE spool_id = $1",
+            vec![spool_id.into()],
+        );
+        let rows: Vec<(i64,)> = self.rows(sql).await?;
+        Ok(rows.first().and_then(|r| u64::try_from(r.0).ok()))
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        let now = Utc::now().timestamp_millis();
+        let sql = Sql::new(
+            "INSERT INTO health_probe (id, at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            vec![now.into()],
+        );
+        self.write_pool().execute(sql).await.map(|_| ())
+    }
+
     async fn close(&self) {
         self.read_pool().close().await;
         self.write_pool().close().await;

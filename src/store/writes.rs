@@ -17,6 +17,19 @@ pub(crate) fn batch_key(key: &str) -> Sql {
     )
 }
 
+/// Records that every event of a spool up to `mark.upto` is stored (never moving it back).
+pub(crate) fn spool_mark(mark: &super::SpoolMark) -> Sql {
+    Sql::new(
+        "INSERT INTO spool_marks (spool_id, upto) VALUES ($1, $2) ON CONFLICT (spool_id) DO \
+         UPDATE SET upto = CASE WHEN excluded.upto > spool_marks.upto THEN excluded.upto \
+         ELSE spool_marks.upto END",
+        vec![
+            mark.spool_id.as_str().into(),
+            i64::try_from(mark.upto).unwrap_or(i64::MAX).into(),
+        ],
+    )
+}
+
 /// Every statement that stores `events` and their counters, but for telemetry rows when
 /// `telemetry_copied` (PostgreSQL copies those in bulk first).
 pub(crate) fn batch(

@@ -26,6 +26,20 @@ impl Launched {
     pub(crate) async fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut command = Command::new(BIN);
         command.env_clear().env("BIND_ADDR", "127.0.0.1:0");
+        // Each process needs a spool directory of its own: a SQLite database has one beside
+        // its file (in the test's temporary directory); otherwise one that outlives the child
+        // (it may be killed and restarted on it).
+        let own_spool = !env
+            .iter()
+            .any(|(k, v)| *k == "SPOOL_DIR" || (*k == "DATABASE_URL" && v.starts_with("sqlite")));
+        if own_spool {
+            let dir = tempfile::Builder::new()
+                .prefix("dereth-test-spool-")
+                .tempdir()
+                .expect("spool dir")
+                .keep();
+            command.env("SPOOL_DIR", dir);
+        }
         for (k, v) in env {
             command.env(k, v);
         }

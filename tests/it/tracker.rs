@@ -975,31 +975,38 @@ async fn a_transient_failure_while_isolating_a_rejected_batch_loses_nothing() {
     else {
         panic!("rare")
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    tx.send(Event::Spawn(spawn)).await.expect("queue");
-    tx.send(Event::Rare {
-        rare,
-        session_id: None,
-    })
-    .await
-    .expect("queue");
-    drop(tx);
+    let dir = tempfile::tempdir().expect("spool dir");
+    let (spool, spooled) =
+        dereth_tracker::spool::Spool::open(&common::spool_options(dir.path())).expect("spool");
+    spool.append(Event::Spawn(spawn)).await.expect("spooled");
+    spool
+        .append(Event::Rare {
+            rare,
+            session_id: None,
+        })
+        .await
+        .expect("spooled");
     let metrics = std::sync::Arc::new(dereth_tracker::testing::Metrics::default());
+    // Stopped from the start: the writer stores what the spool holds, then ends.
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop.cancel();
     let report = tokio::time::timeout(
         common::WAIT,
         dereth_tracker::testing::run_writer(
             store.clone(),
-            rx,
+            spool.clone(),
+            spooled,
             metrics,
             dereth_tracker::testing::WriterConfig {
                 batch_size: 10,
                 flush_window: Duration::from_secs(10),
             },
-            tokio_util::sync::CancellationToken::new(),
+            stop,
         ),
     )
     .await
     .expect("the writer finishes");
+    assert_eq!(report.left, 0, "nothing left in the spool");
     assert_eq!(report.lost, 1, "only the invalid rare is dropped");
     assert_eq!(report.written, 1);
     assert_eq!(store.spawns_of("Iso", 10).await.expect("spawns").len(), 1);

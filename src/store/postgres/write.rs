@@ -2,10 +2,11 @@
 //! counters they imply, and maintenance (pruning, thinning).
 
 use super::PgStore;
+use crate::store::SpoolMark;
 use crate::store::model::TELEMETRY_TABLE;
 use crate::store::reads::pg_args;
 use crate::store::sql::{Dialect, Sql};
-use crate::store::writes::{batch, batch_key};
+use crate::store::writes::{batch, batch_key, spool_mark};
 use crate::store::{Backend, Event, Span, StoreError, StoreWrite, TimescalePolicies};
 
 #[async_trait::async_trait]
@@ -58,7 +59,12 @@ impl StoreWrite for PgStore {
         Ok(removed)
     }
 
-    async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
+    async fn write_batch(
+        &self,
+        key: &str,
+        events: &[Event],
+        mark: Option<&SpoolMark>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         if execute(&mut tx, &batch_key(key)).await? == 0 {
             tx.rollback().await?;
@@ -67,6 +73,9 @@ impl StoreWrite for PgStore {
         insert_telemetry(&mut tx, events).await?;
         for sql in batch(Dialect::Postgres, events, true)? {
             execute(&mut tx, &sql).await?;
+        }
+        if let Some(mark) = mark {
+            execute(&mut tx, &spool_mark(mark)).await?;
         }
         tx.commit().await?;
         Ok(true)

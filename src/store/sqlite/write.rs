@@ -4,9 +4,10 @@
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{SqliteStore, ts};
+use crate::store::SpoolMark;
 use crate::store::reads::sqlite_args;
 use crate::store::sql::{Dialect, Sql};
-use crate::store::writes::{batch, batch_key};
+use crate::store::writes::{batch, batch_key, spool_mark};
 use crate::store::{Backend, Event, Span, StoreError, StoreWrite};
 
 #[async_trait::async_trait]
@@ -63,12 +64,20 @@ impl StoreWrite for SqliteStore {
         immediate(&self.pool, thin, |_| true).await
     }
 
-    async fn write_batch(&self, key: &str, events: &[Event]) -> Result<bool, StoreError> {
+    async fn write_batch(
+        &self,
+        key: &str,
+        events: &[Event],
+        mark: Option<&SpoolMark>,
+    ) -> Result<bool, StoreError> {
         let write = async |conn: &mut SqliteConnection| {
             let fresh = execute(conn, &batch_key(key)).await? == 1;
             if fresh {
                 for sql in batch(Dialect::Sqlite, events, false)? {
                     execute(conn, &sql).await?;
+                }
+                if let Some(mark) = mark {
+                    execute(conn, &spool_mark(mark)).await?;
                 }
             }
             Ok(fresh)

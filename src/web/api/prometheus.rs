@@ -52,10 +52,22 @@ pub(crate) async fn track_http(
     ))]
 pub(crate) async fn metrics(State(state): State<AppState>, _scraper: Scraper) -> Response {
     let m = &state.metrics;
+    let spool = state.spool.status();
     m.write_queue_depth
-        .set(i64::try_from(state.queue_depth()).unwrap_or(i64::MAX));
-    m.write_queue_capacity
-        .set(i64::try_from(state.queue.max_capacity()).unwrap_or(i64::MAX));
+        .set(i64::try_from(spool.depth).unwrap_or(i64::MAX));
+    m.spool_bytes
+        .set(i64::try_from(spool.bytes).unwrap_or(i64::MAX));
+    m.spool_oldest_age_seconds.set(spool.oldest_age_secs);
+    m.write_failing_seconds.set({
+        let since = m
+            .write_failing_since_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if since == 0 {
+            0.0
+        } else {
+            crate::ops::metrics::now_ms().saturating_sub(since) as f64 / 1000.0
+        }
+    });
     m.live_characters
         .set(i64::try_from(state.live.live_count()).unwrap_or(i64::MAX));
     (

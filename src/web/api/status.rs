@@ -36,6 +36,44 @@ pub(crate) async fn live(_reader: Reader, State(state): State<AppState>) -> Resp
     Json(LiveBody { players }).into_response()
 }
 
+/// Whether the database takes writes.
+#[derive(Serialize)]
+struct WriteStatus {
+    /// When the database last took a write (RFC 3339), if it has.
+    last_ok: Option<chrono::DateTime<chrono::Utc>>,
+    /// Seconds writes have been failing (0: they succeed).
+    failing_for_secs: f64,
+    /// Failed writes since the last success.
+    failure_streak: u64,
+    last_error: Option<String>,
+}
+
+impl WriteStatus {
+    fn of(state: &AppState) -> Self {
+        use std::sync::atomic::Ordering;
+        let m = &state.metrics;
+        let now = crate::ops::metrics::now_ms();
+        let since = m.write_failing_since_ms.load(Ordering::Relaxed);
+        let ok = m.last_write_ok_ms.load(Ordering::Relaxed);
+        Self {
+            last_ok: (ok > 0)
+                .then(|| chrono::DateTime::from_timestamp_millis(ok as i64))
+                .flatten(),
+            failing_for_secs: if since == 0 {
+                0.0
+            } else {
+                now.saturating_sub(since) as f64 / 1000.0
+            },
+            failure_streak: m.write_failure_streak.load(Ordering::Relaxed),
+            last_error: if since == 0 {
+                None
+            } else {
+                m.last_write_error.lock().ok().and_then(|e| e.clone())
+            },
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct DebugBody {
     version: &'static str,
@@ -47,8 +85,12 @@ struct DebugBody {
     memory: crate::live::LiveMemory,
     /// Expensive queries running now.
     heavy_queries: usize,
+    /// Events accepted and not stored yet (all of them in the spool).
     queue_depth: usize,
-    queue_capacity: usize,
+    /// The spool: depth, bytes, age of the oldest event not stored yet, refusals.
+    spool: crate::spool::SpoolStatus,
+    /// The database's side: when it last took a write, and the current failure streak.
+    writes: WriteStatus,
     live_window_secs: u64,
     plugin_auth_configured: bool,
     command_token_configured: bool,
@@ -75,7 +117,8 @@ pub(crate) async fn debug(_reader: Reader, State(state): State<AppState>) -> Jso
         memory: state.live.memory(),
         heavy_queries: state.queries.running(),
         queue_depth: state.queue_depth(),
-        queue_capacity: state.queue.max_capacity(),
+        spool: state.spool.status(),
+        writes: WriteStatus::of(&state),
         live_window_secs: state.settings.sessions.live_window_secs,
         plugin_auth_configured: state.settings.access.shared_secret.is_some(),
         command_token_configured: state.settings.access.command_token.is_some(),
@@ -91,7 +134,7 @@ pub(crate) async fn debug(_reader: Reader, State(state): State<AppState>) -> Jso
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses(
         (status = 200, description = "The tracker works", body = HealthBody, example = json!({"status": "ok"})),
-        (status = 503, description = "The database does not answer, or ingest has stalled", body = HealthBody,
+        (status = 503, description = "The database does not answer or cannot be written, the spool is full or failing, stored events lag behind, or ingest has stalled", body = HealthBody,
             example = json!({"status": "unavailable", "error": "database unavailable"})),
     ))]
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
@@ -117,20 +160,51 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Why the tracker is not doing its job although the database answers, if it is not: plugins are
-/// connected but telemetry stopped, or the writer queue has been full for a while.
+/// Writes failing for this long make the tracker unhealthy (a single retried failure does not).
+const WRITES_FAILING_MS: u64 = 2_000;
+
+/// Why the tracker is not doing its job although the database answers, if it is not: the spool
+/// cannot take frames, the database cannot be written, stored events lag far behind, or plugins
+/// are connected but telemetry stopped.
 fn degraded(state: &AppState) -> Option<String> {
     use std::sync::atomic::Ordering;
     let now = crate::ops::metrics::now_ms();
     let settings = &state.settings;
-    // A full queue also stops telemetry; report the cause, not the symptom.
-    let full_since = state.metrics.queue_full_since_ms.load(Ordering::Relaxed);
-    if full_since > 0
-        && now.saturating_sub(full_since) > settings.health.health_queue_full_secs * 1000
-    {
+    let spool = state.spool.status();
+    if spool.failing {
+        return Some(
+            "the spool cannot be written (disk full or failing): frames are refused".into(),
+        );
+    }
+    if state.spool.has_room().is_err() {
         return Some(format!(
-            "the writer queue has been full for {} s",
-            now.saturating_sub(full_since) / 1000
+            "the spool is full ({} bytes): frames are refused until the database stores them",
+            spool.bytes
+        ));
+    }
+    let m = &state.metrics;
+    let failing_since = m.write_failing_since_ms.load(Ordering::Relaxed);
+    let never_written = m.last_write_ok_ms.load(Ordering::Relaxed) == 0;
+    if failing_since > 0
+        && (never_written || now.saturating_sub(failing_since) >= WRITES_FAILING_MS)
+    {
+        let why = m
+            .last_write_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or_default();
+        return Some(format!(
+            "the database cannot be written (for {} s): {why}",
+            now.saturating_sub(failing_since) / 1000
+        ));
+    }
+    // Writes succeed but fall behind (a slow database, or a backlog being replayed).
+    let backlog = settings.health.health_queue_full_secs;
+    if backlog > 0 && spool.oldest_age_secs > backlog as f64 {
+        return Some(format!(
+            "stored events lag {} s behind ({} events waiting in the spool)",
+            spool.oldest_age_secs as u64, spool.depth
         ));
     }
     let plugins = state.metrics.plugins_connected.get();

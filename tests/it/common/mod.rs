@@ -59,6 +59,9 @@ pub(crate) struct TestDb {
     admin_url: Option<String>,
     name: String,
     _dir: Option<tempfile::TempDir>,
+    /// The spool directory of the tracker on this database handle (a second instance gets its
+    /// own, a restarted one keeps it).
+    pub spool: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
@@ -75,6 +78,7 @@ impl TestDb {
                     admin_url: None,
                     name: String::new(),
                     _dir: Some(dir),
+                    spool: Some(tempfile::tempdir().expect("spool dir")),
                 })
             }
             Backend::Postgres => {
@@ -109,6 +113,7 @@ impl TestDb {
                     admin_url: Some(admin_url),
                     name,
                     _dir: None,
+                    spool: Some(tempfile::tempdir().expect("spool dir")),
                 })
             }
         }
@@ -130,6 +135,7 @@ impl TestDb {
             admin_url: None,
             name: self.name.clone(),
             _dir: None,
+            spool: Some(tempfile::tempdir().expect("spool dir")),
         }
     }
 
@@ -196,11 +202,23 @@ fn replace_db_name(url: &str, name: &str) -> String {
     out
 }
 
+/// A spool in `dir` as a test tracker uses it.
+pub(crate) fn spool_options(dir: &std::path::Path) -> dereth_tracker::spool::SpoolOptions {
+    dereth_tracker::spool::SpoolOptions {
+        dir: dir.to_owned(),
+        max_bytes: 256 * 1024 * 1024,
+        sync_interval: Duration::from_millis(10),
+        memory: 20_000,
+        segment_bytes: 4 * 1024 * 1024,
+    }
+}
+
 /// Settings for a test server: loopback, a known secret, short timers.
 pub(crate) fn test_settings(db: &TestDb) -> Settings {
     let mut s = Settings::defaults();
     s.server.bind_addr = "127.0.0.1:0".parse().expect("addr");
     s.database.database_url = db.url.clone().into();
+    s.writer.spool_dir = db.spool.as_ref().map(|d| d.path().to_owned());
     s.access.shared_secret = Some(Secret::new(SECRET));
     s.access.command_token = None;
     s.writer.shutdown_flush_secs = 30;
@@ -303,6 +321,7 @@ impl TestApp {
                 admin_url: None,
                 name: String::new(),
                 _dir: None,
+                spool: None,
             },
         );
         let mut app = Self::start(db, settings).await;
