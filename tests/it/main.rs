@@ -15,6 +15,7 @@ mod alerts;
 mod browser;
 mod cluster;
 mod current_plugin;
+mod durability;
 mod event_formats;
 mod history;
 mod identity;

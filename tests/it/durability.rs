@@ -1,0 +1,325 @@
+//! What the tracker has read, it keeps (issue 24), tried against the real binary where the case
+//! is about the process: SIGKILL with a full queue, SIGTERM with the database stuck, a long
+//! database outage under load, a read-only database, full disks. "Read" means the server had
+//! read the frame: a ping sent after it on the same connection came back.
+
+use crate::common;
+use crate::process::Launched;
+
+use std::time::Duration;
+
+use common::{Backend, Client, SECRET, TestApp, TestDb, block_writes, telemetry};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// A plugin connection to the tracker at `addr` with the test secret.
+async fn plugin_at(addr: &str) -> Client {
+    let mut request = format!("ws://{addr}/ws/position")
+        .into_client_request()
+        .expect("request");
+    request
+        .headers_mut()
+        .insert("X-Plugin-Secret", SECRET.parse().expect("value"));
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("plugin connects");
+    Client { ws }
+}
+
+/// Sends a ping and waits for its pong: the server has read every frame sent before it.
+async fn all_read(plugin: &mut Client) {
+    plugin
+        .ws
+        .send(Message::Ping(b"read?".to_vec().into()))
+        .await
+        .expect("ping");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let next = tokio::time::timeout_at(deadline, plugin.ws.next())
+            .await
+            .expect("the pong comes back");
+        match next {
+            Some(Ok(Message::Pong(p))) if p.as_ref() == b"read?" => return,
+            Some(Ok(Message::Close(frame))) => panic!("closed while waiting: {frame:?}"),
+            Some(Ok(_)) => {}
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+/// Waits until the database holds exactly `rows` telemetry rows (and still does a moment
+/// later: nothing stored twice).
+async fn stored_exactly(db: &TestDb, rows: i64, within: Duration) {
+    let store = db.store().await;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let have = store.row_counts().await.map(|c| c.telemetry).unwrap_or(-1);
+        if have == rows {
+            break;
+        }
+        assert!(have <= rows, "stored twice: {have} rows for {rows} frames");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {have} of {rows} rows stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        store.row_counts().await.expect("counts").telemetry,
+        rows,
+        "stored twice"
+    );
+    store.close().await;
+}
+
+fn kill(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// A frame whose kills grow slowly enough that every one counts (the kill rate bound).
+fn frame(name: &str, i: i64) -> Value {
+    telemetry(name, "s1", i / 500)
+}
+
+/// Case 3: SIGKILL (the OOM killer, a power cut of the process) with 10,000 read events still
+/// waiting (the database is locked, the memory queue holds 500): the restarted tracker stores
+/// every one of them, once.
+async fn a_sigkilled_tracker_stores_every_event_it_read_after_restart(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let spool = tempfile::tempdir().expect("spool dir");
+    let spool_dir = spool.path().display().to_string();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("SHARED_SECRET", SECRET),
+        ("SPOOL_DIR", spool_dir.as_str()),
+        ("WRITE_QUEUE_CAPACITY", "500"),
+        ("SQLITE_BUSY_TIMEOUT_MS", "100"),
+        ("RUST_LOG", "info"),
+    ];
+    let tracker = Launched::start(&env, &[]).await;
+    let block = block_writes(&db).await;
+    let mut plugin = plugin_at(&tracker.addr).await;
+    let n: i64 = 10_000;
+    for i in 0..n {
+        plugin.send_json(&frame("Killed", i)).await;
+    }
+    all_read(&mut plugin).await;
+    let mut child = tracker.child;
+    kill(&child, "-KILL");
+    let _ = child.wait().await;
+    block.release().await;
+
+    let restarted = Launched::start(&env, &[]).await;
+    stored_exactly(&db, n, Duration::from_secs(120)).await;
+    let store = db.store().await;
+    assert_eq!(
+        store.character_stats().await.expect("stats")[0].total_kills,
+        (n - 1) / 500,
+        "kills counted once"
+    );
+    assert!(
+        restarted.log().contains("spool holds events from before the start"),
+        "{}",
+        restarted.log()
+    );
+}
+
+/// Case 1: SIGTERM while the database takes nothing (SQLite locked: writes fail; PostgreSQL
+/// locked: a write hangs) exits within SHUTDOWN_GRACE_SECS + SHUTDOWN_FLUSH_SECS, saying how
+/// much it leaves; the next start stores it all, once.
+async fn sigterm_with_the_database_stuck_exits_in_time_and_loses_nothing(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let spool = tempfile::tempdir().expect("spool dir");
+    let spool_dir = spool.path().display().to_string();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("SHARED_SECRET", SECRET),
+        ("SPOOL_DIR", spool_dir.as_str()),
+        ("WRITE_QUEUE_CAPACITY", "100"),
+        ("SHUTDOWN_GRACE_SECS", "2"),
+        ("SHUTDOWN_FLUSH_SECS", "3"),
+        ("SQLITE_BUSY_TIMEOUT_MS", "100"),
+        ("RUST_LOG", "info"),
+    ];
+    let tracker = Launched::start(&env, &[]).await;
+    let block = block_writes(&db).await;
+    let mut plugin = plugin_at(&tracker.addr).await;
+    let n: i64 = 3_000;
+    for i in 0..n {
+        plugin.send_json(&frame("Stuck", i)).await;
+    }
+    all_read(&mut plugin).await;
+    let mut tracker = tracker;
+    let asked = std::time::Instant::now();
+    kill(&tracker.child, "-TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), tracker.child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    let took = asked.elapsed();
+    eprintln!("SIGTERM with the database stuck: exited after {took:?} ({exit:?})");
+    // 2 s + 3 s, and a little for the process to start its shutdown and exit.
+    assert!(
+        took < Duration::from_secs(7),
+        "SIGTERM took {took:?}, past SHUTDOWN_GRACE_SECS + SHUTDOWN_FLUSH_SECS"
+    );
+    let log = tracker.log();
+    assert!(log.contains("stay in the spool"), "{log}");
+    block.release().await;
+    let _restarted = Launched::start(&env, &[]).await;
+    stored_exactly(&db, n, Duration::from_secs(60)).await;
+}
+
+both_backends!(
+    a_sigkilled_tracker_stores_every_event_it_read_after_restart,
+    sigterm_with_the_database_stuck_exits_in_time_and_loses_nothing,
+);
+
+/// A TCP forwarder between the tracker and PostgreSQL that can be cut (existing connections
+/// dropped, new ones refused) and restored: a database outage for one test only.
+struct Outage {
+    addr: std::net::SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Outage {
+    async fn start(target: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let is_down = down.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if is_down.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let target = target.clone();
+                let mut cuts = cuts.clone();
+                // Only cuts from now on end this connection.
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            down,
+            cut,
+            _task: task,
+        }
+    }
+
+    fn go_down(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn come_back(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The host:port of a PostgreSQL URL.
+fn host_port(url: &str) -> String {
+    url.split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port")
+        .to_owned()
+}
+
+/// Case 2: PostgreSQL unreachable for 90 s while 20 plugins send 50 frames a second each
+/// (1,000 events/s): no plugin is closed, `/health` says what is wrong within 5 s, and every
+/// frame is stored once when the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_database_outage_closes_no_plugin_and_loses_no_frame() {
+    let outage_secs: u64 = std::env::var("OUTAGE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(90);
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let outage = Outage::start(host_port(&db.url)).await;
+    let through = db.url.replace(&host_port(&db.url), &outage.addr.to_string());
+    let mut settings = common::test_settings(&db);
+    settings.database.database_url = through.into();
+    let app = TestApp::start(db, settings).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let plugins: Vec<_> = (0..20)
+        .map(|p| {
+            let addr = app.addr.to_string();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut plugin = plugin_at(&addr).await;
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                let mut sent: i64 = 0;
+                let name = format!("Outage {p}");
+                while !stop.is_cancelled() {
+                    tick.tick().await;
+                    plugin.send_json(&frame(&name, sent)).await;
+                    sent += 1;
+                }
+                // Still open, and every frame read.
+                all_read(&mut plugin).await;
+                sent
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    outage.go_down();
+    let cut_at = std::time::Instant::now();
+    let mut unhealthy_after = None;
+    while cut_at.elapsed() < Duration::from_secs(outage_secs) {
+        if unhealthy_after.is_none() && app.get("/health").await.0 == 503 {
+            unhealthy_after = Some(cut_at.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let unhealthy_after = unhealthy_after.expect("/health said the database was down");
+    assert!(
+        unhealthy_after < Duration::from_secs(5),
+        "503 only after {unhealthy_after:?}"
+    );
+    outage.come_back();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let mut total = 0;
+    for p in plugins {
+        total += p.await.expect("a plugin stayed connected through the outage");
+    }
+    let debug = app.get("/debug").await.1;
+    assert_eq!(debug["peers_timed_out"], 0, "no plugin closed as silent");
+    eprintln!(
+        "outage of {outage_secs} s: {total} frames, unhealthy after {unhealthy_after:?}, spool {}",
+        debug["spool"]
+    );
+    stored_exactly(&app.db, total, Duration::from_secs(120)).await;
+    assert_eq!(app.get("/health").await.0, 200);
+}
