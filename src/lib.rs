@@ -130,9 +130,12 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         // Learn at once whether the database can be written (a read-only file, a full disk):
         // `/health` says so from the start.
-        if let Err(err) = store.probe_write().await {
-            tracing::error!(error = %err, "the database cannot be written; accepted events stay in the spool until it can");
-            metrics.write_failed(&err);
+        match store.probe_write().await {
+            Ok(()) => metrics.write_succeeded(),
+            Err(err) => {
+                tracing::error!(error = %err, "the database cannot be written; accepted events stay in the spool until it can");
+                metrics.write_failed(&err);
+            }
         }
         let core = state::Core {
             store,

@@ -704,7 +704,6 @@ impl Settings {
         Duration::from_secs(self.sessions.peer_timeout_secs)
     }
 
-    /// Longest a single send to a peer may take.
     /// Where and how the spool keeps accepted events.
     pub fn spool_options(&self) -> crate::spool::SpoolOptions {
         let w = &self.writer;
@@ -729,6 +728,7 @@ impl Settings {
         }
     }
 
+    /// Longest a single send to a peer may take.
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs(self.sessions.send_timeout_secs)
     }

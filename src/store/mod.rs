@@ -13,6 +13,7 @@ mod access;
 mod counters;
 mod database;
 mod error;
+mod migrations;
 pub mod model;
 mod postgres;
 mod reads;

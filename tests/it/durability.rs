@@ -128,7 +128,9 @@ async fn a_sigkilled_tracker_stores_every_event_it_read_after_restart(backend: B
         "kills counted once"
     );
     assert!(
-        restarted.log().contains("spool holds events from before the start"),
+        restarted
+            .log()
+            .contains("spool holds events from before the start"),
         "{}",
         restarted.log()
     );
@@ -267,7 +269,9 @@ async fn a_long_database_outage_closes_no_plugin_and_loses_no_frame() {
         return;
     };
     let outage = Outage::start(host_port(&db.url)).await;
-    let through = db.url.replace(&host_port(&db.url), &outage.addr.to_string());
+    let through = db
+        .url
+        .replace(&host_port(&db.url), &outage.addr.to_string());
     let mut settings = common::test_settings(&db);
     settings.database.database_url = through.into();
     let app = TestApp::start(db, settings).await;
@@ -312,7 +316,9 @@ async fn a_long_database_outage_closes_no_plugin_and_loses_no_frame() {
     stop.cancel();
     let mut total = 0;
     for p in plugins {
-        total += p.await.expect("a plugin stayed connected through the outage");
+        total += p
+            .await
+            .expect("a plugin stayed connected through the outage");
     }
     let debug = app.get("/debug").await.1;
     assert_eq!(debug["peers_timed_out"], 0, "no plugin closed as silent");
@@ -322,4 +328,149 @@ async fn a_long_database_outage_closes_no_plugin_and_loses_no_frame() {
     );
     stored_exactly(&app.db, total, Duration::from_secs(120)).await;
     assert_eq!(app.get("/health").await.0, 200);
+}
+
+/// Case 4: a database the tracker may only read (SQLite opened `mode=ro`, PostgreSQL with
+/// `default_transaction_read_only`): `/health` is 503 with the reason from the first request,
+/// frames are read and kept in the spool, SIGTERM leaves them there, and the next start on a
+/// writable database stores them once.
+async fn a_read_only_database_is_unhealthy_from_the_start(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let spool = tempfile::tempdir().expect("spool dir");
+    let spool_dir = spool.path().display().to_string();
+    let env = |url: &str| -> Vec<(String, String)> {
+        [
+            ("DATABASE_URL", url),
+            ("SHARED_SECRET", SECRET),
+            ("SPOOL_DIR", spool_dir.as_str()),
+            ("SHUTDOWN_GRACE_SECS", "2"),
+            ("SHUTDOWN_FLUSH_SECS", "2"),
+            ("RUST_LOG", "info"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let start = |vars: Vec<(String, String)>| async move {
+        let borrowed: Vec<(&str, &str)> =
+            vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Launched::start(&borrowed, &[]).await
+    };
+    // A first start creates the schema, then the database turns read-only.
+    let first = start(env(&db.url)).await;
+    let http = reqwest::Client::new();
+    let health = |addr: String| {
+        let http = http.clone();
+        async move {
+            let resp = http
+                .get(format!("http://{addr}/health"))
+                .send()
+                .await
+                .expect("health answers");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(health(first.addr.clone()).await.0, 200);
+    let mut first = first;
+    kill(&first.child, "-TERM");
+    let _ = first.child.wait().await;
+    let read_only_url = match backend {
+        Backend::Sqlite => format!("{}?mode=ro", db.url),
+        Backend::Postgres => {
+            let admin = db.admin().await;
+            sqlx::query(&format!(
+                "ALTER DATABASE {} SET default_transaction_read_only = on",
+                db.name()
+            ))
+            .execute(&admin)
+            .await
+            .expect("make the database read-only");
+            admin.close().await;
+            db.url.clone()
+        }
+    };
+    let tracker = start(env(&read_only_url)).await;
+    let (status, body) = health(tracker.addr.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cannot be written"), "{body}");
+    let mut plugin = plugin_at(&tracker.addr).await;
+    let n: i64 = 100;
+    for i in 0..n {
+        plugin.send_json(&frame("ReadOnly", i)).await;
+    }
+    all_read(&mut plugin).await;
+    let (status, body) = health(tracker.addr.clone()).await;
+    assert_eq!(
+        status, 503,
+        "still unhealthy while nothing is stored: {body}"
+    );
+    let mut tracker = tracker;
+    kill(&tracker.child, "-TERM");
+    tokio::time::timeout(Duration::from_secs(15), tracker.child.wait())
+        .await
+        .expect("exits in time")
+        .expect("status");
+    assert!(
+        tracker.log().contains("stay in the spool"),
+        "{}",
+        tracker.log()
+    );
+    drop(plugin);
+
+    if backend == Backend::Postgres {
+        let admin = db.admin().await;
+        sqlx::query(&format!(
+            "ALTER DATABASE {} RESET default_transaction_read_only",
+            db.name()
+        ))
+        .execute(&admin)
+        .await
+        .expect("writable again");
+        admin.close().await;
+    }
+    let writable = start(env(&db.url)).await;
+    stored_exactly(&db, n, Duration::from_secs(60)).await;
+    assert_eq!(health(writable.addr.clone()).await.0, 200);
+}
+
+both_backends!(a_read_only_database_is_unhealthy_from_the_start);
+
+/// Case 6: a database that never answers ends the start with the real cause (connection
+/// refused), not the pool's "timed out".
+#[tokio::test]
+async fn a_database_that_never_comes_up_is_named_with_its_cause() {
+    // A port nothing listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let spool = tempfile::tempdir().expect("spool dir");
+    let out = tokio::process::Command::new(crate::process::BIN)
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("postgres://nobody:secret-pw@127.0.0.1:{port}/none"),
+        )
+        .env("DB_STARTUP_WAIT_SECS", "2")
+        .env("SPOOL_DIR", spool.path())
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("gives up in time")
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.to_lowercase().contains("connection refused"),
+        "the cause is named: {stderr}"
+    );
+    assert!(
+        !stderr.contains("secret-pw"),
+        "no password in the log: {stderr}"
+    );
 }

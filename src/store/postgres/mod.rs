@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::store::{StoreError, StoreOptions, TimescalePolicies, WRITE_CONNECTIONS, redact_url};
+use crate::store::{
+    StoreError, StoreOptions, TimescalePolicies, WRITE_CONNECTIONS, migrations, redact_url,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -87,13 +89,28 @@ impl PgStore {
         if let Some(password) = &options.password {
             connect = connect.password(password.expose());
         }
+        // One connection first: a database that is not there says why (connection refused, no
+        // such host, a wrong password) instead of the pool's "timed out".
+        match tokio::time::timeout(options.acquire_timeout, connect.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(err)) => return Err(err.into()),
+            Err(_) => {} // no answer in time: the pool below says it timed out
+        }
         let pool = PgPoolOptions::new()
             .max_connections(WRITE_CONNECTIONS)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        accept_amended_migrations(&pool).await?;
-        MIGRATOR.run(&pool).await?;
+        let applied = sqlx::query_as(migrations::APPLIED)
+            .fetch_all(&pool)
+            .await
+            .ok();
+        if !migrations::up_to_date(&MIGRATOR, applied) {
+            accept_amended_migrations(&pool).await?;
+            MIGRATOR.run(&pool).await?;
+        }
         let timeout_ms = options
             .read_statement_timeout
             .as_millis()

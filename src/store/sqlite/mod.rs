@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::store::{StoreError, StoreOptions, WRITE_CONNECTIONS};
+use crate::store::{StoreError, StoreOptions, WRITE_CONNECTIONS, migrations};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -44,7 +44,13 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
+        let applied = sqlx::query_as(migrations::APPLIED)
+            .fetch_all(&pool)
+            .await
+            .ok();
+        if !migrations::up_to_date(&MIGRATOR, applied) {
+            MIGRATOR.run(&pool).await?;
+        }
         // The same options (an in-memory database keeps its shared name), so both pools open
         // the same database.
         let reads = SqlitePoolOptions::new()
