@@ -100,6 +100,9 @@ struct Shared {
     refused: AtomicU64,
     corrupt: AtomicU64,
     failing: AtomicBool,
+    /// When a write or sync last failed: while failing, appends are tried again only once
+    /// [`RETRY_FAILING`] has passed since.
+    failed_at: Mutex<Option<Instant>>,
     /// An append found no room; cleared when stored events free some.
     full: AtomicBool,
     /// The memory queue was full: events from here on may be on disk only.
@@ -151,6 +154,9 @@ impl std::fmt::Debug for Request {
 const REQUESTS: usize = 8192;
 /// Most appends written with one system call.
 const MOST_AT_ONCE: usize = 4096;
+
+/// While the disk refuses writes, how often an append is let through to try again.
+const RETRY_FAILING: Duration = Duration::from_secs(1);
 
 impl Spool {
     /// Opens the spool in `options.dir` (recovering what a crash left: a record cut short at
@@ -216,6 +222,7 @@ impl Spool {
             refused: AtomicU64::new(0),
             corrupt: AtomicU64::new(corrupt),
             failing: AtomicBool::new(false),
+            failed_at: Mutex::new(None),
             full: AtomicBool::new(false),
             // What the files hold is not in memory: the reader starts on disk.
             overflow: AtomicBool::new(true),
@@ -288,6 +295,15 @@ impl Spool {
         let held = self.shared.bytes.load(Ordering::Relaxed);
         if held >= self.shared.max_bytes || self.shared.full.load(Ordering::Relaxed) {
             return Err(self.refuse(SpoolError::Full(self.shared.max_bytes)));
+        }
+        // A disk that refused the last write is tried again by one append a second; the others
+        // are refused before they change anything.
+        if self.shared.failing.load(Ordering::Relaxed)
+            && lock(&self.shared.failed_at).is_some_and(|at| at.elapsed() < RETRY_FAILING)
+        {
+            return Err(self.refuse(SpoolError::Io(
+                "the disk refused the last write (tried again each second)".into(),
+            )));
         }
         Ok(())
     }
@@ -515,11 +531,12 @@ impl Thread {
                 Request::Close(done) => syncs.push(done),
             }
         }
-        if !written.is_empty() {
-            self.write(&framed, head, written);
-        }
+        // Stored events free their space first: the appends below may need it.
         if let Some(seq) = committed {
             self.release(seq);
+        }
+        if !written.is_empty() {
+            self.write(&framed, head, written);
         }
         if !syncs.is_empty() {
             self.sync();
@@ -581,6 +598,7 @@ impl Thread {
     }
 
     fn fail(&mut self, err: &std::io::Error, written: Vec<Written>) {
+        *lock(&self.shared.failed_at) = Some(Instant::now());
         if !self.shared.failing.swap(true, Ordering::Relaxed) {
             tracing::error!(%err, dir = %self.dir.display(), "the spool cannot be written: frames are refused until it can");
         }
@@ -600,7 +618,7 @@ impl Thread {
 
     /// Removes the segments whose every event is committed (never the one being written).
     fn release(&mut self, seq: u64) {
-        let shared = &self.shared;
+        let shared = self.shared.clone();
         let committed = seq + 1;
         shared.committed.fetch_max(committed, Ordering::Relaxed);
         let mut removed = false;
@@ -624,6 +642,15 @@ impl Thread {
                 tracing::info!("the spool has room again");
             }
         }
+        // Everything is stored while the disk refuses writes (or the spool is full): the
+        // segment being written holds only stored events; start an empty one so it can go.
+        let head = shared.head.load(Ordering::Acquire);
+        if committed >= head
+            && self.appender.bytes > 0
+            && (shared.failing.load(Ordering::Relaxed) || shared.full.load(Ordering::Relaxed))
+        {
+            self.start_empty(head);
+        }
         lock(&shared.ages).retain(|(s, _)| *s >= committed);
         let mut ages = lock(&shared.ages);
         if ages.is_empty() {
@@ -631,10 +658,42 @@ impl Thread {
         }
     }
 
+    /// Replaces the only segment, every event of which is stored, with an empty one starting at
+    /// `head`, giving its space back to the disk.
+    fn start_empty(&mut self, head: u64) {
+        // The new file first: should it fail, the old one stays the one being written.
+        let appender = match Appender::open(&self.dir, head, 0) {
+            Ok(appender) => appender,
+            Err(err) => {
+                tracing::warn!(%err, "could not start a new spool segment");
+                return;
+            }
+        };
+        let old = std::mem::replace(&mut self.appender, appender);
+        drop(old);
+        let shared = &self.shared;
+        for (first, bytes) in std::mem::take(&mut self.segments) {
+            if first != head {
+                if let Err(err) = std::fs::remove_file(segment::path(&self.dir, first)) {
+                    tracing::warn!(%err, "could not remove a spool segment whose events are stored");
+                }
+                shared.bytes.fetch_sub(bytes, Ordering::Relaxed);
+            }
+        }
+        self.segments.push_back((head, 0));
+        self.dirty = false;
+        let _ = segment::sync_dir(&self.dir);
+        let was_full = shared.full.swap(false, Ordering::Relaxed);
+        if shared.failing.swap(false, Ordering::Relaxed) || was_full {
+            tracing::info!("every spooled event is stored and its space is free again");
+        }
+    }
+
     fn sync(&mut self) {
         match self.appender.sync() {
             Ok(()) => self.dirty = false,
             Err(err) => {
+                *lock(&self.shared.failed_at) = Some(Instant::now());
                 if !self.shared.failing.swap(true, Ordering::Relaxed) {
                     tracing::error!(%err, "the spool cannot be synced to disk");
                 }
@@ -1044,5 +1103,24 @@ mod tests {
         assert!(refused > 0);
         assert!(spool.has_room().is_err());
         assert_eq!(spool.status().refused, refused + 1);
+
+        // Once the database has stored all of it, its space is free again although it sat in
+        // the segment being written (a small disk holds one segment).
+        let last = spool.head() - 1;
+        spool.committed(last);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while spool.status().bytes > 0 || spool.has_room().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "space not freed: {:?}",
+                spool.status()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            spool.append(telemetry(99)).await.expect("room again"),
+            last + 1
+        );
+        assert_eq!(segment::list(dir.path()).expect("list"), vec![last + 1]);
     }
 }

@@ -30,6 +30,12 @@ async fn plugin_at(addr: &str) -> Client {
 
 /// Sends a ping and waits for its pong: the server has read every frame sent before it.
 async fn all_read(plugin: &mut Client) {
+    all_read_counting_refusals(plugin).await;
+}
+
+/// [`all_read`], counting the frames the server said it could not keep ("not stored").
+async fn all_read_counting_refusals(plugin: &mut Client) -> i64 {
+    let mut refused = 0;
     plugin
         .ws
         .send(Message::Ping(b"read?".to_vec().into()))
@@ -41,7 +47,8 @@ async fn all_read(plugin: &mut Client) {
             .await
             .expect("the pong comes back");
         match next {
-            Some(Ok(Message::Pong(p))) if p.as_ref() == b"read?" => return,
+            Some(Ok(Message::Pong(p))) if p.as_ref() == b"read?" => return refused,
+            Some(Ok(Message::Text(t))) if t.contains("not stored") => refused += 1,
             Some(Ok(Message::Close(frame))) => panic!("closed while waiting: {frame:?}"),
             Some(Ok(_)) => {}
             other => panic!("connection ended: {other:?}"),
@@ -52,7 +59,13 @@ async fn all_read(plugin: &mut Client) {
 /// Waits until the database holds exactly `rows` telemetry rows (and still does a moment
 /// later: nothing stored twice).
 async fn stored_exactly(db: &TestDb, rows: i64, within: Duration) {
-    let store = db.store().await;
+    stored_exactly_at(&db.url, rows, within).await;
+}
+
+async fn stored_exactly_at(url: &str, rows: i64, within: Duration) {
+    let store = dereth_tracker::store::Store::connect(url, &Default::default())
+        .await
+        .expect("open store");
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let have = store.row_counts().await.map(|c| c.telemetry).unwrap_or(-1);
@@ -473,4 +486,263 @@ async fn a_database_that_never_comes_up_is_named_with_its_cause() {
         !stderr.contains("secret-pw"),
         "no password in the log: {stderr}"
     );
+}
+
+/// A small tmpfs of its own: a disk that fills up on purpose. Mounting needs root; under
+/// `CI=true` a mount that fails fails the test, elsewhere the test is skipped with a message.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Self { dir }),
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                    Err(err) => err.to_string(),
+                };
+                assert!(
+                    !common::in_ci(),
+                    "CI=true but a small file system cannot be mounted ({why}): the disk-full \
+                     tests need root (mount -t tmpfs)"
+                );
+                eprintln!("SKIPPED (disk full): cannot mount a small tmpfs: {why}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Makes room: the disk grows to `size`.
+    fn grow(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("remount");
+        assert!(status.success(), "remount {size}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The GET answer of the tracker at `addr`: status and JSON body (Null when not JSON).
+async fn get_json(addr: &str, path: &str) -> (u16, Value) {
+    let resp = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Plugins sending `hz` frames a second each until `stop`; each returns how many frames it
+/// sent and how many the server refused, after checking it is still connected.
+fn streaming_plugins(
+    addr: &str,
+    count: usize,
+    hz: u64,
+    prefix: &str,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Vec<tokio::task::JoinHandle<(i64, i64)>> {
+    (0..count)
+        .map(|p| {
+            let addr = addr.to_owned();
+            let stop = stop.clone();
+            let name = format!("{prefix} {p}");
+            tokio::spawn(async move {
+                let mut plugin = plugin_at(&addr).await;
+                let mut tick = tokio::time::interval(Duration::from_millis(1000 / hz));
+                let mut sent: i64 = 0;
+                let mut refused = 0;
+                while !stop.is_cancelled() {
+                    tick.tick().await;
+                    plugin.send_json(&frame(&name, sent)).await;
+                    sent += 1;
+                    if sent % 100 == 0 {
+                        refused += all_read_counting_refusals(&mut plugin).await;
+                    }
+                }
+                refused += all_read_counting_refusals(&mut plugin).await;
+                (sent, refused)
+            })
+        })
+        .collect()
+}
+
+/// Case 2 on SQLite and case 4: the database's disk fills up under 10 plugins × 50 frames/s.
+/// `/health` turns 503 within 5 s of writes failing, no plugin is closed, and once the disk
+/// has room every frame is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_database_disk_is_unhealthy_at_once_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount("2m") else {
+        return;
+    };
+    let url = format!("sqlite://{}", disk.path().join("tracker.db").display());
+    let spool = tempfile::tempdir().expect("spool dir");
+    let spool_dir = spool.path().display().to_string();
+    let tracker = Launched::start(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHARED_SECRET", SECRET),
+            ("SPOOL_DIR", spool_dir.as_str()),
+            ("RUST_LOG", "info"),
+        ],
+        &[],
+    )
+    .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let plugins = streaming_plugins(&tracker.addr, 10, 50, "Full", &stop);
+    // Until the disk is full and a little beyond.
+    let began = std::time::Instant::now();
+    let mut failing_seen = None;
+    let mut unhealthy_seen = None;
+    while unhealthy_seen.is_none() || began.elapsed() < Duration::from_secs(10) {
+        assert!(
+            began.elapsed() < Duration::from_secs(120),
+            "the disk never filled up or /health never said so: {failing_seen:?} {unhealthy_seen:?}"
+        );
+        let (_, debug) = get_json(&tracker.addr, "/debug").await;
+        if failing_seen.is_none() && debug["writes"]["failure_streak"].as_u64() > Some(0) {
+            failing_seen = Some(std::time::Instant::now());
+        }
+        let (status, body) = get_json(&tracker.addr, "/health").await;
+        if status == 503 && unhealthy_seen.is_none() {
+            unhealthy_seen = Some(std::time::Instant::now());
+            let why = body["error"].as_str().unwrap_or_default().to_owned();
+            assert!(why.contains("cannot be written"), "{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let failing_seen = failing_seen.expect("writes failed");
+    let unhealthy_seen = unhealthy_seen.expect("503");
+    let lag = unhealthy_seen.saturating_duration_since(failing_seen);
+    eprintln!("database disk full: 503 {lag:?} after the first failed write was seen");
+    assert!(
+        lag < Duration::from_secs(5),
+        "503 only {lag:?} after writes failed"
+    );
+
+    disk.grow("256m");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let mut total = 0;
+    for p in plugins {
+        let (sent, refused) = p
+            .await
+            .expect("a plugin stayed connected through the full disk");
+        assert_eq!(refused, 0, "the spool had room: nothing refused");
+        total += sent;
+    }
+    let (_, debug) = get_json(&tracker.addr, "/debug").await;
+    assert_eq!(debug["peers_timed_out"], 0, "no plugin closed as silent");
+    stored_exactly_at(&url, total, Duration::from_secs(120)).await;
+    let (status, body) = get_json(&tracker.addr, "/health").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The spool's own disk fills up (the database is locked, so nothing leaves the spool): frames
+/// are refused with an error frame the plugin can act on, counted, `/health` says why, no
+/// plugin is closed; once the database stores what the spool holds, its space comes back and
+/// frames are kept again. Every frame not refused is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_disk_refuses_frames_out_loud_and_recovers() {
+    let Some(disk) = SmallDisk::mount("512k") else {
+        return;
+    };
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let spool_dir = disk.path().display().to_string();
+    let tracker = Launched::start(
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("SHARED_SECRET", SECRET),
+            ("SPOOL_DIR", spool_dir.as_str()),
+            ("SQLITE_BUSY_TIMEOUT_MS", "100"),
+            ("RUST_LOG", "info"),
+        ],
+        &[],
+    )
+    .await;
+    let block = block_writes(&db).await;
+    let mut plugin = plugin_at(&tracker.addr).await;
+    let mut sent: i64 = 0;
+    let mut refused = 0;
+    while refused == 0 {
+        assert!(sent < 20_000, "512 KiB never filled up");
+        for _ in 0..100 {
+            plugin.send_json(&frame("Spooled", sent)).await;
+            sent += 1;
+        }
+        refused += all_read_counting_refusals(&mut plugin).await;
+    }
+    // Still refusing (and saying so), still connected.
+    for _ in 0..100 {
+        plugin.send_json(&frame("Spooled", sent)).await;
+        sent += 1;
+    }
+    refused += all_read_counting_refusals(&mut plugin).await;
+    let (status, body) = get_json(&tracker.addr, "/health").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("spool cannot be written")),
+        "{body}"
+    );
+    let (_, debug) = get_json(&tracker.addr, "/debug").await;
+    assert!(
+        debug["frames_not_stored"].as_i64() >= Some(refused),
+        "{debug}"
+    );
+    assert!(debug["spool"]["refused"].as_i64() > Some(0), "{debug}");
+    assert!(
+        tracker.log().contains("the spool cannot be written"),
+        "logged: {}",
+        tracker.log()
+    );
+
+    // The database takes writes again: the spool empties and its disk has room.
+    block.release().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = get_json(&tracker.addr, "/health").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never recovered: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = 300;
+    for _ in 0..after {
+        plugin.send_json(&frame("Spooled", sent)).await;
+        sent += 1;
+    }
+    assert_eq!(
+        all_read_counting_refusals(&mut plugin).await,
+        0,
+        "kept again once the spool had room"
+    );
+    eprintln!("spool disk full: {refused} of {sent} frames refused");
+    stored_exactly(&db, sent - refused, Duration::from_secs(60)).await;
 }

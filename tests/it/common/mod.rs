@@ -48,7 +48,7 @@ macro_rules! both_backends {
     )*};
 }
 
-fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
