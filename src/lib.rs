@@ -116,6 +116,10 @@ impl Server {
             live::LiveLimits {
                 sessions_per_hour: settings.sessions.sessions_per_character_per_hour,
                 rares_per_minute: settings.sessions.rares_per_character_per_minute,
+                late_slack: settings
+                    .placement(chrono::Utc::now())
+                    .tolerance
+                    .unwrap_or_default(),
             },
         ));
         let lifecycle = Arc::new(lifecycle::Lifecycle::apply(&store, &settings).await);

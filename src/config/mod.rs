@@ -14,6 +14,7 @@ mod cli;
 pub use cli::{Cli, Command, HealthcheckArgs, KeyAction, ManageArgs, TokenAction, UserAction};
 
 pub use crate::identity::Role;
+use crate::protocol::clock::Placement;
 pub use crate::secret::Secret;
 use crate::store::StoreOptions;
 
@@ -337,6 +338,12 @@ pub struct SessionSettings {
     /// How many bad frames one connection may send within a minute before it is closed (1008).
     #[arg(long, env = "MAX_FRAME_ERRORS", default_value_t = 10)]
     pub max_frame_errors: u32,
+
+    /// A plugin whose clock is off by more than this many seconds (ahead, behind, or sending
+    /// local time without a zone) has its frames placed at the moment the tracker read them;
+    /// its offset shows in `/debug`. 0 trusts plugin clocks whatever they say.
+    #[arg(long, env = "CLOCK_SKEW_SECS", default_value_t = 5)]
+    pub clock_skew_secs: u64,
 
     /// Most plugin connections served at once; more are refused with 503.
     #[arg(long, env = "MAX_PLUGINS", default_value_t = 10_000)]
@@ -725,6 +732,16 @@ impl Settings {
             sync_interval: Duration::from_millis(w.spool_sync_ms),
             memory: w.write_queue_capacity,
             segment_bytes: (w.spool_max_bytes / 16).clamp(64 * 1024, 64 * 1024 * 1024),
+        }
+    }
+
+    /// How plugin frames read at `read_at` are placed in time (see `CLOCK_SKEW_SECS`).
+    pub fn placement(&self, read_at: chrono::DateTime<chrono::Utc>) -> Placement {
+        let secs = self.sessions.clock_skew_secs;
+        Placement {
+            read_at,
+            // Capped at about a century: chrono cannot hold every u64 of seconds.
+            tolerance: (secs > 0).then(|| chrono::Duration::seconds(secs.min(1 << 32) as i64)),
         }
     }
 

@@ -113,7 +113,8 @@ struct SessionCounters {
     unmeasured_cap: i64,
     /// The session's `kills` baseline: the count kill deltas are measured from.
     last_kills: Option<i64>,
-    /// The plugin's timestamp of the frame that set the baseline: older frames are late.
+    /// The (placed) timestamp of the frame that set the baseline: a frame older by more than
+    /// the slack is a replay.
     last_timestamp: Option<DateTime<Utc>>,
     /// When that frame arrived (server clock, which a plugin cannot forge).
     last_arrival: Option<Instant>,
@@ -138,8 +139,10 @@ impl SessionCounters {
 /// baseline; the rule that keeps totals exact and bounded whatever a plugin sends:
 /// - the first frame of a session (or after a restart) counts its kills, at most
 ///   [`MAX_UNMEASURED_KILLS`];
-/// - a frame older than the one that set the baseline (late or replayed) adds nothing and
-///   leaves the baseline alone;
+/// - frames count in the order they arrive; only one whose (placed) timestamp is older than
+///   the baseline's by more than `slack` (a replay; never a plugin clock corrected within the
+///   tolerance, since larger offsets are placed on the tracker's clock) adds nothing and leaves
+///   the baseline alone;
 /// - a higher count adds the difference, at most [`KILL_BURST`] + [`MAX_KILLS_PER_SEC`] per
 ///   second of server time since the previous frame (so forged counts cannot inflate totals);
 /// - a lower count is a reset of the plugin's counter only when it is near zero (then the new
@@ -148,9 +151,13 @@ fn kill_delta(
     session: &mut SessionCounters,
     kills: i64,
     timestamp: DateTime<Utc>,
+    slack: chrono::Duration,
     now: Instant,
 ) -> i64 {
-    if session.last_timestamp.is_some_and(|last| timestamp < last) {
+    if session
+        .last_timestamp
+        .is_some_and(|last| timestamp < last - slack)
+    {
         return 0;
     }
     let cap = |session: &SessionCounters| match session.last_arrival {
@@ -308,7 +315,7 @@ impl Roster {
             unmeasured_cap: if trusted { MAX_UNMEASURED_KILLS } else { 0 },
             ..SessionCounters::new()
         });
-        let wanted = kill_delta(session, t.kills, t.timestamp, now);
+        let wanted = kill_delta(session, t.kills, t.timestamp, limits.late_slack, now);
         let baseline = session.last_kills.unwrap_or(t.kills);
         session.touched = now;
         let session_rares = session.rares;
@@ -337,7 +344,13 @@ impl Roster {
             .sessions
             .entry((t.character_name.clone(), t.session_id.clone()))
             .or_insert_with(SessionCounters::new);
-        let _ = kill_delta(session, t.kills, t.timestamp, now);
+        let _ = kill_delta(
+            session,
+            t.kills,
+            t.timestamp,
+            LiveLimits::default().late_slack,
+            now,
+        );
         session.rares = totals.session_rares;
         session.touched = now;
         let c = self.mirrored(&t.character_name);
@@ -576,6 +589,8 @@ impl Roster {
 mod tests {
     use super::*;
 
+    const NO_SLACK: chrono::Duration = chrono::Duration::zero();
+
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
     }
@@ -584,14 +599,28 @@ mod tests {
     fn late_frames_add_nothing_and_keep_the_baseline() {
         let mut s = SessionCounters::new();
         let now = Instant::now();
-        assert_eq!(kill_delta(&mut s, 5, at(10), now), 5);
-        assert_eq!(kill_delta(&mut s, 10, at(20), now), 5);
-        assert_eq!(kill_delta(&mut s, 7, at(15), now), 0, "late");
+        assert_eq!(kill_delta(&mut s, 5, at(10), NO_SLACK, now), 5);
+        assert_eq!(kill_delta(&mut s, 10, at(20), NO_SLACK, now), 5);
+        assert_eq!(kill_delta(&mut s, 7, at(15), NO_SLACK, now), 0, "late");
         assert_eq!(s.last_kills, Some(10));
-        assert_eq!(kill_delta(&mut s, 12, at(30), now), 2);
+        assert_eq!(kill_delta(&mut s, 12, at(30), NO_SLACK, now), 2);
         // A lower count that is not near zero is out of line, even when newer.
-        assert_eq!(kill_delta(&mut s, 11, at(40), now), 0);
-        assert_eq!(kill_delta(&mut s, 13, at(50), now), 1);
+        assert_eq!(kill_delta(&mut s, 11, at(40), NO_SLACK, now), 0);
+        assert_eq!(kill_delta(&mut s, 13, at(50), NO_SLACK, now), 1);
+    }
+
+    #[test]
+    fn frames_count_in_arrival_order_within_the_slack() {
+        let slack = chrono::Duration::seconds(5);
+        let mut s = SessionCounters::new();
+        let now = Instant::now();
+        assert_eq!(kill_delta(&mut s, 5, at(10), slack, now), 5);
+        // A clock set back by 3 s: still counted, in the order the frames came.
+        assert_eq!(kill_delta(&mut s, 8, at(7), slack, now), 3);
+        assert_eq!(kill_delta(&mut s, 9, at(9), slack, now), 1);
+        // Older than the baseline by more than the slack: a replay, nothing added.
+        assert_eq!(kill_delta(&mut s, 3, at(1), slack, now), 0);
+        assert_eq!(s.last_kills, Some(9));
     }
 
     #[test]
@@ -601,7 +630,7 @@ mod tests {
         let mut total: i64 = 0;
         for i in 0..10_000 {
             let kills = if i % 2 == 0 { 1_000_000_000_000 } else { 0 };
-            total = total.saturating_add(kill_delta(&mut s, kills, at(i), start));
+            total = total.saturating_add(kill_delta(&mut s, kills, at(i), NO_SLACK, start));
         }
         // No server time passed: after the first frame each increase is capped at the burst.
         assert!(
@@ -610,9 +639,9 @@ mod tests {
         );
         let later = start + Duration::from_secs(10);
         let mut s = SessionCounters::new();
-        kill_delta(&mut s, 0, at(0), start);
+        kill_delta(&mut s, 0, at(0), NO_SLACK, start);
         assert_eq!(
-            kill_delta(&mut s, 1_000, at(10), later),
+            kill_delta(&mut s, 1_000, at(10), NO_SLACK, later),
             KILL_BURST + 10 * MAX_KILLS_PER_SEC
         );
     }

@@ -21,6 +21,10 @@ pub struct LiveLimits {
     pub sessions_per_hour: u32,
     /// Rares one character may report in a minute (RARES_PER_CHARACTER_PER_MINUTE).
     pub rares_per_minute: u32,
+    /// How much older than the session's previous frame a frame may be before it counts as a
+    /// replay (CLOCK_SKEW_SECS: a clock correction within it never loses kills; larger offsets
+    /// are placed on the tracker's clock, in arrival order).
+    pub late_slack: chrono::Duration,
 }
 
 impl Default for LiveLimits {
@@ -28,6 +32,7 @@ impl Default for LiveLimits {
         Self {
             sessions_per_hour: 20,
             rares_per_minute: 5,
+            late_slack: chrono::Duration::seconds(5),
         }
     }
 }
@@ -121,6 +126,7 @@ mod tests {
         let limits = LiveLimits {
             sessions_per_hour: 2,
             rares_per_minute: 1,
+            ..LiveLimits::default()
         };
         let mut g = Guard::new();
         let t0 = Instant::now();

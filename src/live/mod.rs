@@ -17,6 +17,7 @@ mod apply;
 pub(crate) mod batch;
 mod characters;
 mod claims;
+pub(crate) mod clocks;
 pub(crate) mod guard;
 pub(crate) mod hub;
 mod mirror;
@@ -79,6 +80,8 @@ pub struct Live {
     limits: LiveLimits,
     /// Woken whenever a connection's routes are forgotten, for claims waiting on an owner.
     released: Notify,
+    /// Characters whose plugin clock is off.
+    pub(crate) clocks: clocks::Clocks,
 }
 
 impl Live {
@@ -100,6 +103,7 @@ impl Live {
             window,
             limits,
             released: Notify::new(),
+            clocks: clocks::Clocks::default(),
         }
     }
 

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub frames_not_stored: Counter,
     /// Browsers dropped for not reading what they were sent.
     pub browsers_dropped: Counter,
+    /// Plugin frames placed at the moment they were read (their plugin's clock was off).
+    pub frames_placed_on_server_clock: Counter,
     /// When a refusal for want of spool room was last logged (milliseconds since the epoch).
     not_stored_logged_ms: AtomicU64,
     browser_drop_logged_ms: AtomicU64,
@@ -80,6 +82,9 @@ pub struct Metrics {
     pub spool_bytes: Gauge,
     pub spool_oldest_age_seconds: Gauge<f64, AtomicU64>,
     pub write_failing_seconds: Gauge<f64, AtomicU64>,
+    /// Largest clock offset of a character's plugin among those whose clock is off.
+    pub clock_skew_max_seconds: Gauge<f64, AtomicU64>,
+    pub clock_skewed_characters: Gauge,
     pub live_characters: Gauge,
     /// Time to write one batch to the database.
     pub write_batch_seconds: Histogram,
@@ -125,6 +130,7 @@ pub struct MetricsSnapshot {
     pub events_dropped: u64,
     pub frames_not_stored: u64,
     pub browsers_dropped: u64,
+    pub frames_placed_on_server_clock: u64,
     pub broadcast_lagged: u64,
     pub commands_relayed: u64,
     pub peers_timed_out: u64,
@@ -220,6 +226,7 @@ impl Metrics {
             events_dropped: Counter::default(),
             frames_not_stored: Counter::default(),
             browsers_dropped: Counter::default(),
+            frames_placed_on_server_clock: Counter::default(),
             not_stored_logged_ms: AtomicU64::new(0),
             browser_drop_logged_ms: AtomicU64::new(0),
             broadcast_lagged: Counter::default(),
@@ -231,6 +238,8 @@ impl Metrics {
             spool_bytes: Gauge::default(),
             spool_oldest_age_seconds: Gauge::default(),
             write_failing_seconds: Gauge::default(),
+            clock_skew_max_seconds: Gauge::default(),
+            clock_skewed_characters: Gauge::default(),
             live_characters: Gauge::default(),
             write_batch_seconds: latency_histogram(),
             http_requests: Family::new_with_constructor(latency_histogram),
@@ -305,6 +314,11 @@ impl Metrics {
                 "dereth_browsers_dropped",
                 "Browsers dropped for not reading what they were sent",
                 &self.browsers_dropped,
+            ),
+            (
+                "dereth_frames_placed_on_server_clock",
+                "Plugin frames placed at the moment they were read because their plugin's clock was off",
+                &self.frames_placed_on_server_clock,
             ),
             (
                 "dereth_broadcast_lag",
@@ -385,6 +399,16 @@ impl Metrics {
         for (name, help, gauge) in scraped {
             r.register(name, help, gauge.clone());
         }
+        r.register(
+            "dereth_clock_skew_max_seconds",
+            "Largest plugin clock offset (absolute) among characters whose clock is off",
+            self.clock_skew_max_seconds.clone(),
+        );
+        r.register(
+            "dereth_clock_skewed_characters",
+            "Characters whose plugin clock is off by more than CLOCK_SKEW_SECS",
+            self.clock_skewed_characters.clone(),
+        );
         r.register(
             "dereth_spool_oldest_age_seconds",
             "Age of the oldest event not stored yet (0 when none)",
@@ -489,6 +513,7 @@ impl Metrics {
             events_dropped: self.events_dropped.get(),
             frames_not_stored: self.frames_not_stored.get(),
             browsers_dropped: self.browsers_dropped.get(),
+            frames_placed_on_server_clock: self.frames_placed_on_server_clock.get(),
             broadcast_lagged: self.broadcast_lagged.get(),
             commands_relayed: self.commands_relayed.get(),
             peers_timed_out: self.peers_timed_out.get(),

@@ -355,6 +355,22 @@ pub struct Portal {
     pub character_name: String,
     #[serde(default = "now", deserialize_with = "flex::timestamp")]
     pub timestamp: DateTime<Utc>,
+    /// When the tracker read the frame (its own clock). Set by the tracker on every frame it
+    /// reads; a value sent by a plugin is replaced.
+    #[serde(
+        default,
+        deserialize_with = "flex::lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub received_at: Option<DateTime<Utc>>,
+    /// The plugin's clock minus the tracker's when the frame was read, in milliseconds (network
+    /// delay included). Set by the tracker like `received_at`.
+    #[serde(
+        default,
+        deserialize_with = "flex::lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub clock_offset_ms: Option<i64>,
     /// The portal's or destination's name, when the plugin says.
     #[serde(
         default,

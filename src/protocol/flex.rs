@@ -157,3 +157,21 @@ pub(super) fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>
         ))
     })
 }
+
+/// A server-set time (`received_at`): a value that is not one reads as absent rather than
+/// refusing the frame (the tracker overwrites it on every frame it reads anyway).
+pub(super) fn lenient_time<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc)))
+}
+
+/// A server-set whole number (`clock_offset_ms`), read like [`lenient_time`].
+pub(super) fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value.as_i64())
+}

@@ -6,6 +6,7 @@
 
 mod browser;
 mod character;
+pub mod clock;
 mod flex;
 mod plugin;
 pub mod timestamp;

@@ -1,6 +1,7 @@
 //! Frames between plugins and the server: what a plugin sends on `/ws/position` (parsed and
 //! validated here) and the commands the server passes on to it.
 
+use super::clock::{ClockReading, Placement};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -238,6 +239,24 @@ pub struct Telemetry {
     pub session_id: String,
     #[serde(default = "now", deserialize_with = "flex::timestamp")]
     pub timestamp: DateTime<Utc>,
+    /// When the tracker read the frame (its own clock). Set by the tracker on every frame it
+    /// reads; a value sent by a plugin is replaced.
+    #[serde(
+        default,
+        deserialize_with = "flex::lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[sqlx(default)]
+    pub received_at: Option<DateTime<Utc>>,
+    /// The plugin's clock minus the tracker's when the frame was read, in milliseconds (network
+    /// delay included). Set by the tracker like `received_at`.
+    #[serde(
+        default,
+        deserialize_with = "flex::lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[sqlx(default)]
+    pub clock_offset_ms: Option<i64>,
     #[serde(deserialize_with = "flex::f64")]
     pub ew: f64,
     #[serde(deserialize_with = "flex::f64")]
@@ -278,6 +297,22 @@ pub struct Spawn {
     pub mob: String,
     #[serde(default = "now", deserialize_with = "flex::timestamp")]
     pub timestamp: DateTime<Utc>,
+    /// When the tracker read the frame (its own clock). Set by the tracker on every frame it
+    /// reads; a value sent by a plugin is replaced.
+    #[serde(
+        default,
+        deserialize_with = "flex::lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub received_at: Option<DateTime<Utc>>,
+    /// The plugin's clock minus the tracker's when the frame was read, in milliseconds (network
+    /// delay included). Set by the tracker like `received_at`.
+    #[serde(
+        default,
+        deserialize_with = "flex::lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub clock_offset_ms: Option<i64>,
     #[serde(deserialize_with = "flex::f64")]
     pub ew: f64,
     #[serde(deserialize_with = "flex::f64")]
@@ -294,6 +329,22 @@ pub struct Rare {
     pub name: String,
     #[serde(default = "now", deserialize_with = "flex::timestamp")]
     pub timestamp: DateTime<Utc>,
+    /// When the tracker read the frame (its own clock). Set by the tracker on every frame it
+    /// reads; a value sent by a plugin is replaced.
+    #[serde(
+        default,
+        deserialize_with = "flex::lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub received_at: Option<DateTime<Utc>>,
+    /// The plugin's clock minus the tracker's when the frame was read, in milliseconds (network
+    /// delay included). Set by the tracker like `received_at`.
+    #[serde(
+        default,
+        deserialize_with = "flex::lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub clock_offset_ms: Option<i64>,
     #[serde(deserialize_with = "flex::f64")]
     pub ew: f64,
     #[serde(deserialize_with = "flex::f64")]
@@ -335,33 +386,41 @@ pub struct Register {
 /// is not an error: it comes back as [`PluginFrame::Unhandled`], as the original server ignored
 /// such frames.
 pub fn parse_plugin_frame(text: &str) -> Result<PluginFrame, FrameError> {
+    parse(text, None).map(|(frame, _)| frame)
+}
+
+/// [`parse_plugin_frame`] of a frame read from a plugin at `placement.read_at`: its clock is
+/// measured and, when off by more than the tolerance, the frame is placed at that moment
+/// before it is validated (see [`crate::protocol::clock`]).
+pub fn parse_plugin_frame_at(
+    text: &str,
+    placement: &Placement,
+) -> Result<(PluginFrame, Option<ClockReading>), FrameError> {
+    parse(text, Some(placement))
+}
+
+fn parse(
+    text: &str,
+    placement: Option<&Placement>,
+) -> Result<(PluginFrame, Option<ClockReading>), FrameError> {
     let kind = frame_type(text)?;
     let Some(known) = FrameType::from_wire(&kind) else {
-        return Ok(PluginFrame::Unhandled {
-            kind: clip(&kind, 32),
-        });
+        return Ok((
+            PluginFrame::Unhandled {
+                kind: clip(&kind, 32),
+            },
+            None,
+        ));
     };
-    let frame = match known {
+    let mut frame = match known {
         FrameType::Telemetry => PluginFrame::Telemetry(typed(text)?),
         FrameType::Spawn => PluginFrame::Spawn(typed(text)?),
         FrameType::Rare => PluginFrame::Rare(typed(text)?),
         FrameType::Chat => PluginFrame::Chat(typed(text)?),
         FrameType::Register => PluginFrame::Register(typed(text)?),
-        FrameType::Vitals => {
-            let mut v: Vitals = typed(text)?;
-            v.validate()?;
-            return Ok(PluginFrame::Vitals(v));
-        }
-        FrameType::CharacterStats => {
-            let mut s: CharacterSheet = typed(text)?;
-            s.validate()?;
-            return Ok(PluginFrame::CharacterStats(s));
-        }
-        FrameType::Portal => {
-            let mut p: Portal = typed(text)?;
-            p.validate()?;
-            return Ok(PluginFrame::Portal(p));
-        }
+        FrameType::Vitals => PluginFrame::Vitals(typed(text)?),
+        FrameType::CharacterStats => PluginFrame::CharacterStats(typed(text)?),
+        FrameType::Portal => PluginFrame::Portal(typed(text)?),
         relayed => {
             // Only the name is read; the frame itself is relayed as it came.
             #[derive(Deserialize)]
@@ -372,14 +431,24 @@ pub fn parse_plugin_frame(text: &str) -> Result<PluginFrame, FrameError> {
             let Named { character_name } = typed(text)?;
             let character_name = character_name.unwrap_or_default();
             check_name("character_name", &character_name)?;
-            return Ok(PluginFrame::Relayed {
-                kind: relayed,
-                character_name,
-            });
+            return Ok((
+                PluginFrame::Relayed {
+                    kind: relayed,
+                    character_name,
+                },
+                None,
+            ));
         }
     };
-    validate_plugin_frame(&frame)?;
-    Ok(frame)
+    // Placed first: a clock far off is the plugin's clock, not a bad frame.
+    let reading = placement.and_then(|p| frame.place(p));
+    match &mut frame {
+        PluginFrame::Vitals(v) => v.validate()?,
+        PluginFrame::CharacterStats(s) => s.validate()?,
+        PluginFrame::Portal(p) => p.validate()?,
+        other => validate_plugin_frame(other)?,
+    }
+    Ok((frame, reading))
 }
 
 fn validate_plugin_frame(frame: &PluginFrame) -> Result<(), FrameError> {

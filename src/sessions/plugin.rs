@@ -16,7 +16,8 @@ use crate::limits::ErrorBudget;
 use crate::live::{Applied, ClaimKind, ConnId, Origin};
 use crate::ops::alerts::Signal;
 use crate::ops::metrics;
-use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame, to_json};
+use crate::protocol::clock::{ClockReading, Placement};
+use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame_at, to_json};
 use crate::sessions::socket::{self, Incoming, Keepalive, Silence};
 use crate::state::AppState;
 
@@ -189,6 +190,20 @@ async fn drain(
     }
 }
 
+/// Records what a frame said about its plugin's clock: counted when placed on the tracker's
+/// clock, and the character listed in `/debug` while its clock is off.
+fn note_clock(state: &AppState, name: &str, reading: ClockReading, placement: &Placement) {
+    let tolerance = state.settings.sessions.clock_skew_secs.max(1);
+    let skewed = reading.offset_ms.unsigned_abs() > tolerance.saturating_mul(1000);
+    if reading.placed {
+        metrics::bump(&state.metrics.frames_placed_on_server_clock);
+    }
+    state
+        .live
+        .clocks
+        .note(name, reading, skewed, placement.read_at);
+}
+
 /// Validates one text frame and hands it on: live state and browsers first, then the spool (the
 /// next frame is read once the event is written there).
 async fn accept(
@@ -196,7 +211,9 @@ async fn accept(
     this: &mut Connection,
     text: &Utf8Bytes,
 ) -> Result<(), FrameError> {
-    let frame = parse_plugin_frame(text.as_str())?;
+    let read_at = chrono::Utc::now();
+    let placement = state.settings.placement(read_at);
+    let (frame, reading) = parse_plugin_frame_at(text.as_str(), &placement)?;
     let Some(kind) = frame.kind() else {
         if let PluginFrame::Unhandled { kind } = &frame {
             state.metrics.count_unhandled(kind);
@@ -243,6 +260,9 @@ async fn accept(
         }
         if new {
             this.names.insert(name.to_owned());
+        }
+        if let Some(reading) = reading {
+            note_clock(state, name, reading, &placement);
         }
     }
     if let PluginFrame::Rare(r) = &frame

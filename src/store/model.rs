@@ -75,12 +75,23 @@ pub(crate) const TELEMETRY_TABLE: Table = Table {
         "mem_handles",
         "latency_ms",
         "kills_delta",
+        "received_at",
+        "clock_offset_ms",
     ],
 };
 
 const SPAWN_TABLE: Table = Table {
     name: "spawn_events",
-    columns: &["character_name", "mob", "timestamp", "ew", "ns", "z"],
+    columns: &[
+        "character_name",
+        "mob",
+        "timestamp",
+        "ew",
+        "ns",
+        "z",
+        "received_at",
+        "clock_offset_ms",
+    ],
 };
 
 /// Rares and teleports: something named, found or taken somewhere during a session.
@@ -92,6 +103,8 @@ const NAMED_EVENT_COLUMNS: &[&str] = &[
     "ew",
     "ns",
     "z",
+    "received_at",
+    "clock_offset_ms",
 ];
 
 const RARE_TABLE: Table = Table {
@@ -163,6 +176,8 @@ impl Event {
                     t.mem_handles.into(),
                     t.latency_ms.into(),
                     (*kills_delta).into(),
+                    t.received_at.unwrap_or(t.timestamp).into(),
+                    t.clock_offset_ms.into(),
                 ],
             ),
             Self::Spawn(s) => (
@@ -174,6 +189,8 @@ impl Event {
                     s.ew.into(),
                     s.ns.into(),
                     s.z.into(),
+                    s.received_at.unwrap_or(s.timestamp).into(),
+                    s.clock_offset_ms.into(),
                 ],
             ),
             Self::Rare {
@@ -189,6 +206,8 @@ impl Event {
                     r.ew.into(),
                     r.ns.into(),
                     r.z.into(),
+                    r.received_at.unwrap_or(r.timestamp).into(),
+                    r.clock_offset_ms.into(),
                 ],
             ),
             Self::Portal {
@@ -204,6 +223,8 @@ impl Event {
                     p.ew.unwrap_or_default().into(),
                     p.ns.unwrap_or_default().into(),
                     p.z.unwrap_or_default().into(),
+                    p.received_at.unwrap_or(p.timestamp).into(),
+                    p.clock_offset_ms.into(),
                 ],
             ),
             Self::Sheet(sheet) => {
@@ -296,6 +317,8 @@ impl From<EventRecord> for Spawn {
             character_name: r.character_name,
             mob: r.label,
             timestamp: r.timestamp,
+            received_at: None,
+            clock_offset_ms: None,
             ew: r.ew,
             ns: r.ns,
             z: r.z,

@@ -235,7 +235,8 @@ pub(crate) trait Runner: Send + Sync + Debug {
 /// The telemetry columns every read of whole rows selects.
 pub(crate) const TELEMETRY_COLUMNS: &str = "id, character_name, char_tag, session_id, timestamp, \
     ew, ns, z, kills, kills_per_hour, onlinetime, deaths, total_deaths, rares_found, \
-    prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms";
+    prismatic_taper_count, vt_state, mem_mb, cpu_pct, mem_handles, latency_ms, received_at, \
+    clock_offset_ms";
 
 const SUMMARY_SQL: &str = "SELECT c.character_name, c.char_tag, c.first_seen, c.last_seen, \
         coalesce(k.total_kills, 0) AS total_kills, coalesce(r.total_rares, 0) AS total_rares, \

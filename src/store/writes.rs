@@ -313,8 +313,8 @@ mod tests {
         assert_eq!(sqlite.len(), 2);
         assert_eq!(
             sqlite[0].text,
-            "INSERT INTO spawn_events (character_name, mob, timestamp, ew, ns, z) VALUES \
-             ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO spawn_events (character_name, mob, timestamp, ew, ns, z, received_at, \
+             clock_offset_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
         assert_eq!(sqlite[1].text, sqlite[0].text, "one prepared statement");
         assert_eq!(sqlite[1].args[1], Arg::Text("Mite".into()));

@@ -130,7 +130,15 @@ async fn insert_telemetry(tx: &mut Tx<'_>, events: &[Event]) -> Result<(), Store
         csv_opt(&mut csv, t.mem_handles);
         csv.push(',');
         csv_opt(&mut csv, t.latency_ms);
-        let _ = writeln!(csv, ",{kills_delta}");
+        let _ = write!(
+            csv,
+            ",{kills_delta},{},",
+            t.received_at
+                .unwrap_or(t.timestamp)
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        );
+        csv_opt(&mut csv, t.clock_offset_ms);
+        csv.push('\n');
     }
     if csv.is_empty() {
         return Ok(());

@@ -70,6 +70,14 @@ pub(crate) async fn metrics(State(state): State<AppState>, _scraper: Scraper) ->
     });
     m.live_characters
         .set(i64::try_from(state.live.live_count()).unwrap_or(i64::MAX));
+    let skewed = state.live.clocks.report();
+    m.clock_skewed_characters
+        .set(i64::try_from(skewed.len()).unwrap_or(i64::MAX));
+    m.clock_skew_max_seconds.set(
+        skewed
+            .first()
+            .map_or(0.0, |s| s.offset_ms.unsigned_abs() as f64 / 1000.0),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -101,6 +101,35 @@ struct DebugBody {
     counters: MetricsSnapshot,
     /// The other instances of this tracker (`bus: none` for a single instance).
     cluster: crate::cluster::ClusterStatus,
+    /// Plugins whose clock is off.
+    clocks: ClockStatus,
+}
+
+/// Characters whose plugin clock was off on a frame in the last ten minutes.
+#[derive(Serialize)]
+struct ClockStatus {
+    /// `CLOCK_SKEW_SECS`: offsets beyond it are placed on the tracker's clock (0: trusted).
+    tolerance_secs: u64,
+    /// How many characters' clocks are off.
+    skewed: usize,
+    /// The [`CLOCKS_LISTED`] largest offsets.
+    characters: Vec<crate::live::clocks::Skew>,
+}
+
+/// Most skewed characters listed by `/debug`.
+const CLOCKS_LISTED: usize = 100;
+
+impl ClockStatus {
+    fn of(state: &AppState) -> Self {
+        let mut characters = state.live.clocks.report();
+        let skewed = characters.len();
+        characters.truncate(CLOCKS_LISTED);
+        Self {
+            tolerance_secs: state.settings.sessions.clock_skew_secs,
+            skewed,
+            characters,
+        }
+    }
 }
 
 /// Version, uptime, backend, connections, queue depth and counters.
@@ -127,6 +156,7 @@ pub(crate) async fn debug(_reader: Reader, State(state): State<AppState>) -> Jso
         alerts: state.alerts.stats.clone(),
         counters: state.metrics.snapshot(),
         cluster: state.cluster.status(),
+        clocks: ClockStatus::of(&state),
     })
 }
 
