@@ -742,6 +742,7 @@ impl Settings {
             read_at,
             // Capped at about a century: chrono cannot hold every u64 of seconds.
             tolerance: (secs > 0).then(|| chrono::Duration::seconds(secs.min(1 << 32) as i64)),
+            not_before: None,
         }
     }
 

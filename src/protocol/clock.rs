@@ -14,6 +14,10 @@ pub struct Placement {
     pub read_at: DateTime<Utc>,
     /// Largest offset still trusted; `None` trusts plugin clocks whatever they say.
     pub tolerance: Option<Duration>,
+    /// No frame is placed before this (when the connection's previous frames were placed on
+    /// the tracker's clock): a clock corrected to within the tolerance carries on from there
+    /// instead of going back a little.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// What one frame said about its plugin's clock.
@@ -62,6 +66,10 @@ impl PluginFrame {
         let placed = placement.tolerance.is_some_and(|t| offset.abs() > t);
         if placed {
             *timestamp = read_at;
+        } else if let Some(floor) = placement.not_before
+            && *timestamp < floor
+        {
+            *timestamp = floor;
         }
         let offset_ms = offset.num_milliseconds();
         if let Some((received_at, clock_offset_ms)) = self.stamp_mut() {
@@ -89,6 +97,7 @@ mod tests {
         let placement = Placement {
             read_at: at,
             tolerance: Some(Duration::seconds(5)),
+            not_before: None,
         };
         let (frame, reading) = parse_plugin_frame_at(text, &placement).expect("frame");
         let PluginFrame::Telemetry(t) = &frame else {
@@ -147,10 +156,31 @@ mod tests {
     }
 
     #[test]
+    fn a_corrected_clock_carries_on_after_the_placed_frames() {
+        let placement = Placement {
+            read_at: now(),
+            tolerance: Some(Duration::seconds(5)),
+            not_before: Some(now() + Duration::milliseconds(1)),
+        };
+        let (frame, reading) =
+            parse_plugin_frame_at(&telemetry_at("2026-12-06T11:59:59Z"), &placement)
+                .expect("frame");
+        let PluginFrame::Telemetry(t) = frame else {
+            panic!()
+        };
+        assert_eq!(t.timestamp, now() + Duration::milliseconds(1));
+        assert_eq!(
+            reading.map(|r| (r.offset_ms, r.placed)),
+            Some((-1_000, false))
+        );
+    }
+
+    #[test]
     fn without_a_tolerance_plugin_clocks_are_kept_but_still_measured() {
         let placement = Placement {
             read_at: now(),
             tolerance: None,
+            not_before: None,
         };
         let (frame, reading) =
             parse_plugin_frame_at(&telemetry_at("2026-12-06T10:00:00Z"), &placement)

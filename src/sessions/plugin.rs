@@ -61,6 +61,9 @@ struct Connection {
     names: HashSet<String>,
     /// The directory's binding epoch when `names` were last checked against the keys.
     epoch: u64,
+    /// When the latest frame placed on the tracker's clock was read: a frame after it is never
+    /// placed earlier (a corrected clock continues where the placed frames left off).
+    placed_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Serves one plugin connection, authenticated with `key`, until it ends.
@@ -79,6 +82,7 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, id: ConnId, key: Arc
         key,
         commands: commands_tx,
         names: HashSet::new(),
+        placed_until: None,
         epoch: state.directory.binding_epoch(),
     };
 
@@ -212,8 +216,12 @@ async fn accept(
     text: &Utf8Bytes,
 ) -> Result<(), FrameError> {
     let read_at = chrono::Utc::now();
-    let placement = state.settings.placement(read_at);
+    let mut placement = state.settings.placement(read_at);
+    placement.not_before = this.placed_until;
     let (frame, reading) = parse_plugin_frame_at(text.as_str(), &placement)?;
+    if reading.is_some_and(|r| r.placed) {
+        this.placed_until = Some(read_at);
+    }
     let Some(kind) = frame.kind() else {
         if let PluginFrame::Unhandled { kind } = &frame {
             state.metrics.count_unhandled(kind);

@@ -13,6 +13,7 @@ mod chrome;
 
 mod alerts;
 mod browser;
+mod clocks;
 mod cluster;
 mod current_plugin;
 mod durability;
