@@ -59,9 +59,7 @@ impl PluginFrame {
     /// than the tolerance, moves the frame to the moment it was read.
     pub fn place(&mut self, placement: &Placement) -> Option<ClockReading> {
         let read_at = placement.read_at;
-        let Some(timestamp) = self.timestamp_mut() else {
-            return None;
-        };
+        let timestamp = self.timestamp_mut()?;
         let offset = *timestamp - read_at;
         let placed = placement.tolerance.is_some_and(|t| offset.abs() > t);
         if placed {

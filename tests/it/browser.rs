@@ -533,7 +533,8 @@ async fn the_replay_shows_the_world_as_stored_at_an_instant() {
     let Some(chrome) = chrome().await else {
         return;
     };
-    let app = TestApp::spawn(Backend::Sqlite)
+    // History sent with the plugin's past timestamps, kept as sent (CLOCK_SKEW_SECS=0).
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.sessions.clock_skew_secs = 0)
         .await
         .expect("sqlite always runs");
     // Three characters walking for 10 minutes, a point a minute, ending 20 minutes ago.

@@ -285,7 +285,8 @@ async fn relayed_frames_reach_only_browsers_that_asked(backend: Backend) {
 }
 
 async fn epoch_timestamps_are_accepted(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    // The plugin's time exactly as sent: clocks trusted (CLOCK_SKEW_SECS=0).
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.clock_skew_secs = 0).await else {
         return;
     };
     let mut plugin = app.plugin().await;

@@ -10,6 +10,12 @@ fn at(minutes_ago: i64) -> String {
     (Utc::now() - Duration::minutes(minutes_ago)).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// A tracker that keeps plugin timestamps as sent (CLOCK_SKEW_SECS=0), so that [`seed`] can
+/// send a past hour through a plugin connection.
+async fn trusting(backend: Backend) -> Option<TestApp> {
+    TestApp::spawn_with(backend, |s| s.sessions.clock_skew_secs = 0).await
+}
+
 /// Sends `n` telemetry frames for `name`, one per minute ending now, and waits until stored.
 async fn seed(app: &TestApp, name: &str, n: i64, already: i64) {
     let mut plugin = app.plugin().await;
@@ -23,7 +29,7 @@ async fn seed(app: &TestApp, name: &str, n: i64, already: i64) {
 }
 
 async fn history_pages_through_every_row_in_order(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = trusting(backend).await else {
         return;
     };
     seed(&app, "Papa", 25, 0).await;
@@ -76,7 +82,7 @@ async fn history_pages_through_every_row_in_order(backend: Backend) {
 }
 
 async fn history_rejects_bad_parameters(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = trusting(backend).await else {
         return;
     };
     for (query, needle) in [
@@ -107,7 +113,7 @@ async fn history_rejects_bad_parameters(backend: Backend) {
 }
 
 async fn trails_return_recent_positions_per_character(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = trusting(backend).await else {
         return;
     };
     seed(&app, "Romeo", 6, 0).await;
@@ -146,7 +152,7 @@ async fn trails_return_recent_positions_per_character(backend: Backend) {
 }
 
 async fn the_world_at_an_instant_and_past_trails_match_what_was_sent(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = trusting(backend).await else {
         return;
     };
     // Papa: one frame a minute for 20 minutes (ew = minute index); Romeo: only the last 3.
@@ -207,7 +213,11 @@ async fn the_world_at_an_instant_and_past_trails_match_what_was_sent(backend: Ba
 /// the same points in the same order. A row written to the database behind the tracker's back
 /// shows which one answered.
 async fn recent_trails_come_from_memory_exactly_as_the_database_answers(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.queries.trail_memory_secs = 600).await
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.queries.trail_memory_secs = 600;
+        s.sessions.clock_skew_secs = 0;
+    })
+    .await
     else {
         return;
     };

@@ -17,6 +17,7 @@ fn days_ago(days: i64) -> String {
 
 async fn pruning_removes_exactly_the_expired_rows(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.sessions.clock_skew_secs = 0;
         s.retention.retention_telemetry_days = 7;
         s.retention.retention_spawns_days = 3;
         s.retention.prune_interval_secs = 1;
@@ -459,8 +460,11 @@ async fn old_telemetry_is_thinned_with_kill_sums_kept(backend: Backend) {
     };
     // The server itself does not thin (its maintenance task would race this test's own pass
     // when the machine is slow); the test runs the same lifecycle with thinning on.
-    let Some(app) =
-        TestApp::spawn_with(backend, |s| s.retention.thin_telemetry_after_hours = 0).await
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.retention.thin_telemetry_after_hours = 0;
+        s.sessions.clock_skew_secs = 0;
+    })
+    .await
     else {
         return;
     };

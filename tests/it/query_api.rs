@@ -36,7 +36,7 @@ async fn status_and_error(app: &TestApp, path: &str) -> (u16, String) {
 }
 
 async fn spawns_and_rares_are_paged_and_filtered(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.clock_skew_secs = 0).await else {
         return;
     };
     let mut plugin = app.plugin().await;
@@ -107,7 +107,7 @@ async fn spawns_and_rares_are_paged_and_filtered(backend: Backend) {
 }
 
 async fn heatmaps_count_events_per_cell(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.clock_skew_secs = 0).await else {
         return;
     };
     let mut plugin = app.plugin().await;
@@ -185,7 +185,7 @@ async fn heatmaps_count_events_per_cell(backend: Backend) {
 }
 
 async fn characters_and_statistics_reflect_what_was_sent(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.clock_skew_secs = 0).await else {
         return;
     };
     let mut plugin = app.plugin().await;

@@ -778,7 +778,7 @@ async fn alternating_huge_and_zero_kills_keep_totals_bounded_and_rows_stored(bac
 }
 
 async fn late_frames_are_stored_but_not_counted_twice(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.clock_skew_secs = 0).await else {
         return;
     };
     let mut plugin = app.plugin().await;

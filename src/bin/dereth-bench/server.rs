@@ -18,6 +18,16 @@ pub(crate) struct ServerProcess {
     pub child: Child,
     pub addr: SocketAddr,
     pub pid: u32,
+    /// The spool directory made for this run (removed with it), unless SPOOL_DIR was given.
+    spool: Option<PathBuf>,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.spool {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// CPU time and resident memory of a process at one moment.
@@ -45,6 +55,20 @@ impl ServerProcess {
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        // A spool of its own in the temporary directory (never the working directory), unless
+        // the caller chose one.
+        let given =
+            std::env::var_os("SPOOL_DIR").is_some() || env.iter().any(|(k, _)| *k == "SPOOL_DIR");
+        let spool = (!given).then(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            std::env::temp_dir().join(format!("dereth-bench-spool-{}-{nanos}", std::process::id()))
+        });
+        if let Some(dir) = &spool {
+            cmd.env("SPOOL_DIR", dir);
         }
         let mut child = cmd
             .spawn()
@@ -75,6 +99,7 @@ impl ServerProcess {
             child,
             addr: addr.parse().context("tracker address")?,
             pid,
+            spool,
         })
     }
 
