@@ -746,3 +746,48 @@ async fn a_full_spool_disk_refuses_frames_out_loud_and_recovers() {
     eprintln!("spool disk full: {refused} of {sent} frames refused");
     stored_exactly(&db, sent - refused, Duration::from_secs(60)).await;
 }
+
+/// Case 6: a browser that stops reading is dropped once a send to it has waited
+/// SEND_TIMEOUT_SECS, and counted (`/debug` and `/metrics`), while plugins go on unhindered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_stops_reading_is_dropped_and_counted() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |s| s.sessions.send_timeout_secs = 1).await
+    else {
+        return;
+    };
+    // Connected, snapshot read, and then never read again.
+    let (stalled, _) = app.browser().await;
+    let mut plugin = app.plugin().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut sent = 0;
+    loop {
+        // Enough to fill both sides' socket buffers (several MB on loopback).
+        for _ in 0..2_000 {
+            plugin.send_json(&frame("Flood", sent)).await;
+            sent += 1;
+        }
+        all_read(&mut plugin).await;
+        let (_, debug) = app.get("/debug").await;
+        if debug["browsers_dropped"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a browser that never reads was never dropped ({sent} frames): {debug}"
+        );
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", app.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dereth_browsers_dropped_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    drop(stalled);
+    app.wait_for_rows(sent, 0, 0).await;
+}
