@@ -751,7 +751,8 @@ async fn a_full_spool_disk_refuses_frames_out_loud_and_recovers() {
 /// SEND_TIMEOUT_SECS, and counted (`/debug` and `/metrics`), while plugins go on unhindered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_that_stops_reading_is_dropped_and_counted() {
-    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |s| s.sessions.send_timeout_secs = 1).await
+    let Some(app) =
+        TestApp::spawn_with(Backend::Sqlite, |s| s.sessions.send_timeout_secs = 1).await
     else {
         return;
     };
