@@ -121,6 +121,7 @@ podman run -d --name "$CONTAINER" --network=host \
   -e COMPRESS_AFTER_DAYS=7 \
   -e BIND_ADDR="127.0.0.1:$port" \
   -e LOG_FORMAT=json \
+  -e SPOOL_DIR=/data/spool \
   "$IMAGE" >/dev/null
 
 running() { [ "$(podman container inspect -f '{{.State.Running}}' "$CONTAINER" 2>/dev/null)" = "true" ]; }

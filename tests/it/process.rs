@@ -384,7 +384,13 @@ async fn the_cluster_compose_file_runs_two_instances_behind_its_proxy() {
         let mut vars: Vec<(&str, &str)> = env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
-            .filter(|(k, _)| !matches!(*k, "DATABASE_URL" | "DATABASE_PASSWORD" | "BIND_ADDR"))
+            // The spool's path is the container's volume: each local process gets its own.
+            .filter(|(k, _)| {
+                !matches!(
+                    *k,
+                    "DATABASE_URL" | "DATABASE_PASSWORD" | "BIND_ADDR" | "SPOOL_DIR"
+                )
+            })
             .collect();
         vars.push(("DATABASE_URL", &db.url));
         trackers.push(Launched::start(&vars, &[]).await);
@@ -556,7 +562,8 @@ async fn the_compose_environment_starts_a_healthy_tracker_with_any_password() {
         .expect("drop the second role");
 
     let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    vars.retain(|(k, _)| *k != "DATABASE_URL" && *k != "BIND_ADDR");
+    // The spool's path is the container's volume; this process gets one of its own.
+    vars.retain(|(k, _)| !matches!(*k, "DATABASE_URL" | "BIND_ADDR" | "SPOOL_DIR"));
     vars.push(("DATABASE_URL", &local_url));
     let Launched {
         mut child, addr, ..
