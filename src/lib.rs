@@ -76,6 +76,12 @@ pub enum StartError {
 }
 
 impl Server {
+    /// The live state this server serves (for tests and benchmarks that put characters in it
+    /// without a plugin connection each: see [`crate::testing::apply_plugin_frame`]).
+    pub fn live(&self) -> Arc<Live> {
+        self.state.live.clone()
+    }
+
     /// Builds the state. Characters are brought into memory from `store` (totals and recent
     /// session baselines) when they first send, so start-up costs nothing per stored character.
     pub async fn new(settings: Settings, store: Store) -> Result<Self, StartError> {

@@ -31,6 +31,75 @@ impl About {
     }
 }
 
+/// Largest websocket message the tracker composes for a browser (a snapshot's part, a batch),
+/// whatever the number of characters: larger contents are split into several messages. Single
+/// frames are smaller still (a relayed frame is at most [`super::hub::MAX_RELAY_BYTES`]).
+pub const MESSAGE_BOUND: usize = 256 * 1024;
+
+/// Room left in the first snapshot part for the chat backlog (the newest lines that fit).
+const CHAT_BOUND: usize = MESSAGE_BOUND / 2;
+
+/// Longest head a snapshot part can have: `{"type":"snapshot","part":N,"parts":N,"players":[`.
+const SNAPSHOT_HEAD_MAX: usize = 80;
+
+/// A snapshot as messages of at most `bound` bytes: `players` (each already JSON) in order,
+/// split across parts, and the newest `chat` lines (JSON, oldest first) that fit in half a
+/// message, in the first part. One part is exactly the single-message snapshot
+/// (`{"type":"snapshot","players":[...],"chat":[...]}`); several are numbered
+/// (`"part":1,"parts":3`), for the browser to put together.
+pub(crate) fn snapshot_parts(players: &[String], chat: &[String], bound: usize) -> Vec<Utf8Bytes> {
+    let chat_bound = bound.min(MESSAGE_BOUND) / 2;
+    let chat_bound = chat_bound.min(CHAT_BOUND);
+    let mut kept = 0;
+    let mut chat_len = 2;
+    for line in chat.iter().rev() {
+        if chat_len + line.len() + 1 > chat_bound {
+            break;
+        }
+        chat_len += line.len() + 1;
+        kept += 1;
+    }
+    let chat_json = format!("[{}]", chat[chat.len() - kept..].join(","));
+    let tail = r#","chat":"#.len() + 2;
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    let mut start = 0;
+    let mut size = SNAPSHOT_HEAD_MAX + chat_json.len() + tail;
+    for (i, player) in players.iter().enumerate() {
+        if i > start && size + player.len() + 1 > bound {
+            groups.push(start..i);
+            start = i;
+            size = SNAPSHOT_HEAD_MAX + tail;
+        }
+        size += player.len() + 1;
+    }
+    groups.push(start..players.len());
+    let parts = groups.len();
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(k, range)| {
+            let body: usize = players[range.clone()].iter().map(|p| p.len() + 1).sum();
+            let mut out = String::with_capacity(SNAPSHOT_HEAD_MAX + body + chat_json.len() + tail);
+            if parts == 1 {
+                out.push_str(r#"{"type":"snapshot","players":["#);
+            } else {
+                out.push_str(&format!(
+                    r#"{{"type":"snapshot","part":{},"parts":{parts},"players":["#,
+                    k + 1
+                ));
+            }
+            out.push_str(&players[range].join(","));
+            out.push(']');
+            if k == 0 {
+                out.push_str(r#","chat":"#);
+                out.push_str(&chat_json);
+            }
+            out.push('}');
+            Utf8Bytes::from(out)
+        })
+        .collect()
+}
+
 pub(crate) const BATCH_HEAD: &str = r#"{"type":"batch","frames":["#;
 pub(crate) const REFRESH_HEAD: &str = r#"{"type":"batch","refresh":true,"frames":["#;
 const BATCH_TAIL: &str = "]}";
@@ -87,6 +156,31 @@ impl Batch {
             items,
             kind,
         }
+    }
+
+    /// [`Batch::of`] cut into batches of at most `bound` bytes each (at least one batch; a frame
+    /// larger than `bound` on its own makes a batch of its own).
+    pub fn split(
+        frames: &[(Utf8Bytes, Option<About>)],
+        kind: BatchKind,
+        bound: usize,
+    ) -> Vec<Self> {
+        let frame_room = REFRESH_HEAD.len() + BATCH_TAIL.len();
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut size = frame_room;
+        for (i, (frame, _)) in frames.iter().enumerate() {
+            if i > start && size + frame.len() + 1 > bound {
+                out.push(Self::of(&frames[start..i], kind));
+                start = i;
+                size = frame_room;
+            }
+            size += frame.len() + 1;
+        }
+        if start < frames.len() || out.is_empty() {
+            out.push(Self::of(&frames[start..], kind));
+        }
+        out
     }
 
     /// The whole text (what a browser watching the whole map gets).
@@ -154,5 +248,79 @@ impl ViewFilter {
         } else {
             self.inside.remove(&about.character)
         }
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    fn player(i: usize) -> String {
+        format!(
+            r#"{{"character_name":"Character {i:05}","ew":1.5,"ns":-2.5,"padding":"{}"}}"#,
+            "x".repeat(200)
+        )
+    }
+
+    #[test]
+    fn a_small_snapshot_is_one_message_as_before() {
+        let parts = snapshot_parts(
+            &[player(1)],
+            &[r#"{"text":"hi"}"#.to_owned()],
+            MESSAGE_BOUND,
+        );
+        assert_eq!(parts.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(parts[0].as_str()).expect("json");
+        assert_eq!(v["type"], "snapshot");
+        assert!(v.get("part").is_none() && v.get("parts").is_none());
+        assert_eq!(v["players"].as_array().map(Vec::len), Some(1));
+        assert_eq!(v["chat"][0]["text"], "hi");
+        let empty = snapshot_parts(&[], &[], MESSAGE_BOUND);
+        assert_eq!(empty.len(), 1);
+        assert_eq!(
+            empty[0].as_str(),
+            r#"{"type":"snapshot","players":[],"chat":[]}"#
+        );
+    }
+
+    #[test]
+    fn ten_thousand_characters_come_in_bounded_numbered_parts() {
+        let players: Vec<String> = (0..10_000).map(player).collect();
+        // A chat backlog larger than half a message keeps only its newest lines.
+        let chat: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"n":{i},"text":"{}"}}"#, "y".repeat(2_000)))
+            .collect();
+        let parts = snapshot_parts(&players, &chat, MESSAGE_BOUND);
+        assert!(parts.len() > 1);
+        let mut seen = Vec::new();
+        for (k, part) in parts.iter().enumerate() {
+            assert!(
+                part.len() <= MESSAGE_BOUND,
+                "part {k}: {} bytes",
+                part.len()
+            );
+            let v: serde_json::Value = serde_json::from_str(part.as_str()).expect("json");
+            assert_eq!(v["part"], k + 1);
+            assert_eq!(v["parts"], parts.len());
+            assert_eq!(
+                v.get("chat").is_some(),
+                k == 0,
+                "chat in the first part only"
+            );
+            for p in v["players"].as_array().expect("players") {
+                seen.push(p["character_name"].as_str().unwrap_or_default().to_owned());
+            }
+            if k == 0 {
+                let lines = v["chat"].as_array().expect("chat");
+                assert!(!lines.is_empty() && lines.len() < 100);
+                assert_eq!(
+                    lines.last().map(|l| l["n"].clone()),
+                    Some(99.into()),
+                    "newest kept"
+                );
+            }
+        }
+        let expected: Vec<String> = (0..10_000).map(|i| format!("Character {i:05}")).collect();
+        assert_eq!(seen, expected, "every character once, in order");
     }
 }

@@ -30,7 +30,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, broadcast};
 
 use crate::cluster::Cluster;
-use crate::protocol::{BrowserOut, to_json};
+use crate::protocol::to_json;
 use crate::store::CharacterState;
 
 pub use apply::{Applied, Origin};
@@ -165,16 +165,14 @@ impl Live {
         self.lock().roster.live_count(self.window)
     }
 
-    /// The `snapshot` frame for a browser that just connected or fell behind.
-    pub fn snapshot_frame(&self) -> Utf8Bytes {
+    /// The `snapshot` for a browser that just connected or fell behind: one message, or
+    /// several numbered parts when it would be larger than [`batch::MESSAGE_BOUND`].
+    pub fn snapshot_frames(&self) -> Vec<Utf8Bytes> {
         let entries = self.live_entries();
         let chat = self.lock().roster.chat();
-        let players = entries.iter().map(LiveEntry::as_player).collect();
-        to_json(&BrowserOut::Snapshot {
-            players,
-            chat: chat.iter().collect(),
-        })
-        .into()
+        let players: Vec<String> = entries.iter().map(|e| to_json(&e.as_player())).collect();
+        let chat: Vec<String> = chat.iter().map(to_json).collect();
+        batch::snapshot_parts(&players, &chat, batch::MESSAGE_BOUND)
     }
 
     /// Marks characters silent for longer than the live window as offline and tells browsers;

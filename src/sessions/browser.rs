@@ -88,11 +88,13 @@ impl Session {
             .coalesced
             .then(|| self.state.live.hub().subscribe_batches());
         let mut hub = self.wants_frames().then(|| self.state.live.subscribe());
-        if socket::send_text(&mut sink, self.state.live.snapshot_frame(), send_timeout)
-            .await
-            .is_err()
-        {
-            return;
+        for part in self.state.live.snapshot_frames() {
+            if socket::send_text(&mut sink, part, send_timeout)
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
         let mut budget = ErrorBudget::new(settings.sessions.max_frame_errors);
         let mut keepalive = Keepalive::new(&settings);
@@ -116,8 +118,8 @@ impl Session {
                         },
                         Err(err) => Err(err),
                     };
-                    let Some(text) = self.deliverable(received) else { break };
-                    if let Err(err) = socket::send_text(&mut sink, text, send_timeout).await {
+                    let Some(texts) = self.deliverable(received) else { break };
+                    if let Err(err) = send_all(&mut sink, texts, send_timeout).await {
                         self.dropped(&err);
                         break;
                     }
@@ -127,8 +129,8 @@ impl Session {
                         Ok(b) if !self.wants_frame(b.kind) => continue,
                         other => other.map(|b| b.text),
                     };
-                    let Some(text) = self.deliverable(received) else { break };
-                    if let Err(err) = socket::send_text(&mut sink, text, send_timeout).await {
+                    let Some(texts) = self.deliverable(received) else { break };
+                    if let Err(err) = send_all(&mut sink, texts, send_timeout).await {
                         self.dropped(&err);
                         break;
                     }
@@ -193,13 +195,13 @@ impl Session {
 
     /// What to send for an item of the hub or the batches: the item, a fresh snapshot when the
     /// browser fell behind, nothing when the stream ended.
-    fn deliverable(&self, received: Result<Utf8Bytes, RecvError>) -> Option<Utf8Bytes> {
+    fn deliverable(&self, received: Result<Utf8Bytes, RecvError>) -> Option<Outgoing> {
         match received {
-            Ok(text) => Some(text),
+            Ok(text) => Some(Outgoing::One(text)),
             Err(RecvError::Lagged(missed)) => {
                 metrics::bump(&self.state.metrics.broadcast_lagged);
                 tracing::debug!(missed, "browser fell behind; resyncing with a snapshot");
-                Some(self.state.live.snapshot_frame())
+                Some(Outgoing::Parts(self.state.live.snapshot_frames()))
             }
             Err(RecvError::Closed) => None,
         }
@@ -315,5 +317,28 @@ async fn recv<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Result<T, Re
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// What goes to a browser for one item of its streams: the item, or a snapshot's parts.
+enum Outgoing {
+    One(Utf8Bytes),
+    Parts(Vec<Utf8Bytes>),
+}
+
+/// Sends `out` in order; the first failure ends it.
+async fn send_all(
+    sink: &mut socket::Sink,
+    out: Outgoing,
+    timeout: std::time::Duration,
+) -> Result<(), socket::SendError> {
+    match out {
+        Outgoing::One(text) => socket::send_text(sink, text, timeout).await,
+        Outgoing::Parts(parts) => {
+            for part in parts {
+                socket::send_text(sink, part, timeout).await?;
+            }
+            Ok(())
+        }
     }
 }

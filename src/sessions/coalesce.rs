@@ -24,7 +24,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::live::batch::BatchKind;
+use crate::live::batch::{BatchKind, MESSAGE_BOUND};
 use crate::live::{About, Batch, Broadcast, FrameKind, Live};
 use crate::protocol::FrameType;
 
@@ -85,24 +85,28 @@ impl Pending {
         self.frames.clear();
     }
 
-    /// The batch of the pending frames (already JSON), and empties.
-    pub fn take_batch(&mut self) -> Batch {
-        let batch = Batch::of(&self.frames, BatchKind::Tick);
+    /// The batches of the pending frames (already JSON), each at most
+    /// [`MESSAGE_BOUND`] bytes, and empties.
+    pub fn take_batches(&mut self) -> Vec<Batch> {
+        let batches = Batch::split(&self.frames, BatchKind::Tick, MESSAGE_BOUND);
         self.clear();
-        batch
+        batches
     }
 
     /// The latest telemetry of one slice of the characters (slice `n` of `of`, by a hash of the
     /// name), for browsers watching an area: one slice per tick, so every character is
     /// refreshed once per `of` ticks without a burst. `None` when the slice is empty.
-    pub fn refresh(&self, n: u64, of: u64) -> Option<Batch> {
+    pub fn refresh(&self, n: u64, of: u64) -> Vec<Batch> {
         let frames: Vec<(Utf8Bytes, Option<About>)> = self
             .latest
             .iter()
             .filter(|(name, _)| slice_of(name, of) == n % of.max(1))
             .map(|(_, frame)| frame.clone())
             .collect();
-        (!frames.is_empty()).then(|| Batch::of(&frames, BatchKind::Refresh))
+        if frames.is_empty() {
+            return Vec::new();
+        }
+        Batch::split(&frames, BatchKind::Refresh, MESSAGE_BOUND)
     }
 }
 
@@ -141,19 +145,25 @@ pub(crate) async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationT
                     // Missed frames may include offline ones: start the refresh list afresh.
                     pending.forget_latest();
                     pending.clear();
-                    hub_of.publish_batch(Arc::new(Batch::snapshot(live.snapshot_frame())));
+                    for part in live.snapshot_frames() {
+                        hub_of.publish_batch(Arc::new(Batch::snapshot(part)));
+                    }
                 }
                 Err(RecvError::Closed) => return,
             },
             _ = ticks.tick() => {
-                if !pending.is_empty() && !hub_of.publish_batch(Arc::new(pending.take_batch())) {
-                    pending.clear();
+                if !pending.is_empty() {
+                    for batch in pending.take_batches() {
+                        if !hub_of.publish_batch(Arc::new(batch)) {
+                            break; // nobody takes batches now
+                        }
+                    }
                 }
                 tick_no = tick_no.wrapping_add(1);
-                if hub_of.batches_watched()
-                    && let Some(refresh) = pending.refresh(tick_no, slices)
-                {
-                    hub_of.publish_batch(Arc::new(refresh));
+                if hub_of.batches_watched() {
+                    for refresh in pending.refresh(tick_no, slices) {
+                        hub_of.publish_batch(Arc::new(refresh));
+                    }
                 }
             }
         }
@@ -195,7 +205,7 @@ mod tests {
         pending.push(at(FrameType::Telemetry, "Out", 50.0, 1.0));
         pending.push(at(FrameType::Spawn, "In", 60.0, 1.0));
         pending.push(frame(FrameType::Chat, r#"{"c":1}"#));
-        let batch = pending.take_batch();
+        let batch = only(pending.take_batches());
         let mut whole = ViewFilter::default();
         assert_eq!(batch.for_view(&mut whole).as_ref(), Some(batch.text()));
         let mut view = ViewFilter::default();
@@ -212,12 +222,12 @@ mod tests {
         );
         // "In" leaves: its first position outside still goes, later ones do not.
         pending.push(at(FrameType::Telemetry, "In", 30.0, 1.0));
-        let left = pending.take_batch();
+        let left = only(pending.take_batches());
         assert!(view.for_view_text(&left).contains(r#""ew":30"#));
         pending.push(at(FrameType::Telemetry, "In", 31.0, 1.0));
-        assert_eq!(pending.take_batch().for_view(&mut view), None);
+        assert_eq!(only(pending.take_batches()).for_view(&mut view), None);
         // The refresh brings everyone's latest to area watchers only (one slice here).
-        let refresh = pending.refresh(0, 1).expect("a refresh");
+        let refresh = only(pending.refresh(0, 1));
         assert!(refresh.for_view(&mut whole).is_none());
         let text = refresh.for_view(&mut view).expect("refresh");
         assert!(text.as_str().starts_with(REFRESH_HEAD));
@@ -231,7 +241,7 @@ mod tests {
         let mut pending = Pending::default();
         pending.push(at(FrameType::Telemetry, "Gone", 1.0, 1.0));
         pending.push(at(FrameType::Telemetry, "Here", 2.0, 1.0));
-        let _ = pending.take_batch();
+        let _ = only(pending.take_batches());
         let offline = Broadcast {
             kind: FrameKind::Offline,
             text: Utf8Bytes::from_static(r#"{"type":"offline","character_name":"Gone"}"#),
@@ -239,7 +249,7 @@ mod tests {
         };
         pending.note(offline, false);
         assert!(pending.is_empty(), "not queued while nobody watches");
-        let refresh = pending.refresh(0, 1).expect("a refresh");
+        let refresh = only(pending.refresh(0, 1));
         assert!(!refresh.text().as_str().contains("Gone"));
         assert!(refresh.text().as_str().contains("Here"));
     }
@@ -257,13 +267,56 @@ mod tests {
         }
         let mut seen = 0;
         for n in 0..40 {
-            if let Some(batch) = pending.refresh(n, 40) {
+            for batch in pending.refresh(n, 40) {
                 let parsed: serde_json::Value =
                     serde_json::from_str(batch.text().as_str()).expect("json");
                 seen += parsed["frames"].as_array().map_or(0, Vec::len);
             }
         }
         assert_eq!(seen, 100);
+    }
+
+    /// The one batch a small tick makes.
+    fn only(mut batches: Vec<Batch>) -> Batch {
+        assert_eq!(batches.len(), 1, "one batch");
+        batches.pop().expect("a batch")
+    }
+
+    #[test]
+    fn a_burst_larger_than_a_message_is_cut_into_bounded_batches() {
+        let mut pending = Pending::default();
+        let n = 10_000;
+        for i in 0..n {
+            pending.push(at(
+                FrameType::Telemetry,
+                &format!("Burst character number {i:05}"),
+                f64::from(i % 200) - 100.0,
+                0.0,
+            ));
+        }
+        let batches = pending.take_batches();
+        assert!(batches.len() > 1, "split");
+        let mut names = 0;
+        for batch in &batches {
+            assert!(
+                batch.text().len() <= MESSAGE_BOUND,
+                "{}",
+                batch.text().len()
+            );
+            let parsed: serde_json::Value =
+                serde_json::from_str(batch.text().as_str()).expect("each batch is whole JSON");
+            names += parsed["frames"].as_array().map_or(0, Vec::len);
+        }
+        assert_eq!(names, n as usize, "every frame once, none lost at the cuts");
+        let refreshes = pending.refresh(0, 1);
+        assert!(refreshes.iter().all(|b| b.text().len() <= MESSAGE_BOUND));
+        assert_eq!(
+            refreshes
+                .iter()
+                .map(|b| b.text().as_str().matches("Burst character").count())
+                .sum::<usize>(),
+            n as usize
+        );
     }
 
     impl ViewFilter {
@@ -281,7 +334,7 @@ mod tests {
         pending.push(frame(FrameType::Telemetry, r#"{"a":1}"#));
         pending.push(frame(FrameType::Spawn, r#"{"s":1}"#));
         pending.push(frame(FrameType::Telemetry, r#"{"a":2}"#));
-        let batch = pending.take_batch();
+        let batch = only(pending.take_batches());
         let batch = batch.text();
         assert_eq!(
             batch.as_str(),

@@ -1,7 +1,9 @@
 // The /ws/live connection: reconnects with exponential backoff and reports its state. Every
 // (re)connection starts with a `snapshot` frame, from which the app rebuilds its state. The map
 // takes the coalesced stream: a `batch` frame per server tick carrying every update since the
-// previous one, each handed on as if it had arrived alone.
+// previous one, each handed on as if it had arrived alone. A large snapshot arrives as numbered
+// parts (`part` 1..`parts`), put together here before it is handed on; a tick with many updates
+// arrives as several batches.
 
 const MIN_BACKOFF = 500;
 const MAX_BACKOFF = 15000;
@@ -52,10 +54,10 @@ export class LiveConnection {
       }
       if (frame && frame.type === "batch" && Array.isArray(frame.frames)) {
         for (const inner of frame.frames) {
-          if (inner && typeof inner.type === "string") this.onFrame(inner);
+          if (inner && typeof inner.type === "string") this.take(inner);
         }
       } else if (frame && typeof frame.type === "string") {
-        this.onFrame(frame);
+        this.take(frame);
       }
     };
     socket.onclose = (event) => {
@@ -64,6 +66,36 @@ export class LiveConnection {
       if (!this.stopped) this.retry();
     };
     socket.onerror = () => socket.close();
+  }
+
+  /** Hands a frame on; a snapshot's parts only once the last one is in. */
+  take(frame) {
+    if (frame.type !== "snapshot") {
+      // Frames of other kinds may come between a snapshot's parts (relayed ones): on they go.
+      this.onFrame(frame);
+      return;
+    }
+    if (!(Number(frame.parts) > 1)) {
+      this.parts = null;
+      this.onFrame(frame);
+      return;
+    }
+    const part = Number(frame.part);
+    if (part === 1) {
+      this.parts = { players: [], chat: frame.chat || [], next: 1, of: Number(frame.parts) };
+    }
+    // A part out of order (a resync started over): wait for the next part 1.
+    if (!this.parts || part !== this.parts.next || Number(frame.parts) !== this.parts.of) {
+      this.parts = null;
+      return;
+    }
+    for (const p of frame.players || []) this.parts.players.push(p);
+    this.parts.next += 1;
+    if (part === this.parts.of) {
+      const whole = { type: "snapshot", players: this.parts.players, chat: this.parts.chat };
+      this.parts = null;
+      this.onFrame(whole);
+    }
   }
 
   /** Closes the socket and stops reconnecting (until `connect` is called again). */

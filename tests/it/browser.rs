@@ -1159,3 +1159,32 @@ async fn a_zoomed_in_map_streams_only_its_area_and_the_rest_with_the_refresh() {
     );
     chrome.close().await;
 }
+
+/// Issue 25: a map opened on 3,000 live characters gets its snapshot in several parts (over
+/// 256 KiB whole) and shows every character once it has put them together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_in_parts_shows_every_character() {
+    let Some(chrome) = chrome().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    let n = 3_000;
+    for i in 0..n {
+        let text = at(&format!("Part {i:04}"), (i % 180) as f64 - 90.0, 10.0, 1).to_string();
+        let frame = dereth_tracker::protocol::parse_plugin_frame(&text).expect("telemetry");
+        dereth_tracker::testing::apply_plugin_frame(&app.live, frame);
+    }
+    // Over the bound as one message: the map gets parts.
+    let whole = app.live.snapshot_frames().len();
+    assert!(whole > 1, "the snapshot comes in {whole} parts");
+    open(&app, &chrome).await;
+    chrome
+        .wait_for(
+            &format!("return window.__dereth.players().length === {n}"),
+            WAIT,
+        )
+        .await
+        .expect("every character of every part is shown");
+}

@@ -213,7 +213,7 @@ async fn server_to_browser_examples_match_the_serializer() {
     assert_eq!(&sent, example(&c, "server_to_browser", "character_stats"));
 
     assert_eq!(
-        without_last_seen(json(live.snapshot_frame().as_str())),
+        without_last_seen(json(live.snapshot_frames()[0].as_str())),
         without_last_seen(example(&c, "server_to_browser", "snapshot").clone())
     );
 
@@ -234,7 +234,7 @@ async fn server_to_browser_examples_match_the_serializer() {
     // The coalesced stream carries the same frames, as they are, in a `batch`.
     let mut pending = dereth_tracker::testing::Pending::default();
     pending.push(spawn);
-    let batch = json(pending.take_batch().text().as_str());
+    let batch = json(pending.take_batches()[0].text().as_str());
     assert_eq!(&batch, example(&c, "server_to_browser", "batch"));
 
     let PluginFrame::Rare(r) = parse("rare") else {

@@ -15,6 +15,7 @@ mod alerts;
 mod browser;
 mod clocks;
 mod cluster;
+mod crowds;
 mod current_plugin;
 mod durability;
 mod event_formats;

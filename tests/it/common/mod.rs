@@ -235,6 +235,8 @@ pub(crate) struct TestApp {
     /// An API token sent with every request and browser connection of this harness, once set
     /// (see [`TestApp::sign_in_as`]).
     pub token: Option<String>,
+    /// The server's live state (to put characters in it without a plugin connection each).
+    pub live: std::sync::Arc<dereth_tracker::testing::Live>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<WriterReport>>>,
 }
@@ -269,6 +271,7 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let server = Server::new(settings, server_store).await.expect("server");
+        let live = server.live();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(listener, async move {
             let _ = rx.await;
@@ -278,6 +281,7 @@ impl TestApp {
             db,
             store,
             token: None,
+            live,
             shutdown: Some(tx),
             handle: Some(handle),
         }
