@@ -68,6 +68,25 @@ pub(crate) enum Command {
     Ui(UiBenchArgs),
     /// `/trails` for the live window answered from memory: time to pick, thin and serialize.
     Trails(TrailsArgs),
+    /// Many live characters at once: first frames, memory per character, snapshot to a new map.
+    Crowd(CrowdArgs),
+}
+
+/// Settings of `dereth-bench crowd`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CrowdArgs {
+    /// Database for the server (default: a temporary SQLite file).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Live characters.
+    #[arg(long, default_value_t = 10_000)]
+    pub characters: usize,
+    /// New maps timed, one after another.
+    #[arg(long, default_value_t = 10)]
+    pub maps: usize,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
 }
 
 /// Settings of `dereth-bench trails`.

@@ -115,6 +115,12 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<()> {
                     continue;
                 }
                 if text.starts_with("{\"type\":\"snapshot\"") {
+                    // A snapshot's later parts are not another snapshot.
+                    if text.starts_with("{\"type\":\"snapshot\",\"part\":")
+                        && !text.starts_with("{\"type\":\"snapshot\",\"part\":1,")
+                    {
+                        continue;
+                    }
                     snapshots += 1;
                     if snapshots > 1 {
                         resyncs += 1;

@@ -8,6 +8,7 @@
 mod chrome;
 mod cli;
 mod connections;
+mod crowd;
 mod fanout;
 mod ingest;
 mod queries;
@@ -45,6 +46,7 @@ async fn main() -> ExitCode {
         Command::Ui(args) => ui::run(args).await,
         Command::Readers(args) => readers::run(args).await,
         Command::Trails(args) => trails::run(args).await,
+        Command::Crowd(args) => crowd::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
