@@ -416,6 +416,7 @@ window.__dereth = {
   })),
   frameStats: () => map.frameStats(),
   labelStats: () => map.labelStats,
+  markerStats: () => map.markerStats,
   trailSegments: (name) => map.trailSegments(name),
   replay: {
     enter: (iso) => replay.enter(Date.parse(iso)),

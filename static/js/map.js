@@ -464,40 +464,85 @@ export class MapView {
     ctx.font = "600 11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
     const outline = this.css("--panel") || "#fff";
-    for (const [p, s] of visible) {
-      const state = this.players.state(p, now);
-      ctx.globalAlpha = p.alpha ?? 1;
+    // Markers sharing a spot on screen (a cell about a marker wide) are drawn as one badge with
+    // their count: zoomed out, a town's crowd is one number instead of a pile; zooming in spreads
+    // them. The selected and hovered characters are never grouped, and are drawn last, on top.
+    const cell = 2 * r + 4;
+    const cells = new Map();
+    const top = [];
+    for (const v of visible) {
+      if (v[0].name === this.selected || v[0].name === this.hovered) { top.push(v); continue; }
+      const key = `${Math.floor(v[1].x / cell)},${Math.floor(v[1].y / cell)}`;
+      const group = cells.get(key);
+      if (group) group.push(v); else cells.set(key, [v]);
+    }
+    const singles = [];
+    const badges = [];
+    for (const group of cells.values()) {
+      if (group.length === 1) singles.push(group[0]); else badges.push(group);
+    }
+    for (const [p, s] of singles) this.drawMarker(p, s, r, outline, now);
+    const accent = this.css("--accent");
+    let grouped = 0;
+    for (const group of badges) {
+      grouped += group.length;
+      let x = 0, y = 0;
+      for (const [, s] of group) { x += s.x; y += s.y; }
+      x /= group.length; y /= group.length;
+      const text = group.length > 999 ? "999+" : String(group.length);
+      const br = Math.max(r + 3, ctx.measureText(text).width / 2 + 5);
       ctx.beginPath();
-      ctx.arc(s.x, s.y, r, 0, Math.PI * 2);
-      if (state === "idle") {
-        ctx.fillStyle = outline;
-        ctx.fill();
-        ctx.lineWidth = 2.5;
-        ctx.strokeStyle = p.color;
-        ctx.stroke();
-      } else {
-        ctx.fillStyle = p.color;
-        ctx.fill();
-        ctx.lineWidth = 1.5;
-        ctx.strokeStyle = outline;
-        ctx.stroke();
-      }
-      if (p.name === this.selected || p.name === this.hovered) {
-        ctx.beginPath();
-        ctx.arc(s.x, s.y, r + 5, 0, Math.PI * 2);
-        ctx.lineWidth = 2;
-        ctx.strokeStyle = this.css("--accent");
-        ctx.stroke();
-      }
+      ctx.arc(x, y, br, 0, Math.PI * 2);
+      ctx.fillStyle = accent;
+      ctx.fill();
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = outline;
+      ctx.stroke();
+      ctx.fillStyle = outline;
+      ctx.textAlign = "center";
+      ctx.fillText(text, x, y);
+      ctx.textAlign = "start";
+    }
+    for (const [p, s] of top) {
+      this.drawMarker(p, s, r, outline, now);
+      ctx.beginPath();
+      ctx.arc(s.x, s.y, r + 5, 0, Math.PI * 2);
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = accent;
+      ctx.stroke();
     }
     ctx.globalAlpha = 1;
-    this.drawLabels(visible, r, outline);
+    this.markerStats = { singles: singles.length, groups: badges.length, grouped, top: top.map(([p]) => p.name) };
+    this.drawLabels([...singles, ...top], r, outline, grouped);
+  }
+
+  /** One character's marker: filled when active, a ring when idle. */
+  drawMarker(p, s, r, outline, now) {
+    const ctx = this.ctx;
+    const state = this.players.state(p, now);
+    ctx.globalAlpha = p.alpha ?? 1;
+    ctx.beginPath();
+    ctx.arc(s.x, s.y, r, 0, Math.PI * 2);
+    if (state === "idle") {
+      ctx.fillStyle = outline;
+      ctx.fill();
+      ctx.lineWidth = 2.5;
+      ctx.strokeStyle = p.color;
+      ctx.stroke();
+    } else {
+      ctx.fillStyle = p.color;
+      ctx.fill();
+      ctx.lineWidth = 1.5;
+      ctx.strokeStyle = outline;
+      ctx.stroke();
+    }
+    ctx.globalAlpha = 1;
   }
 
   /** Names placed without overlapping each other, town names or markers: the selected and
    * hovered characters first, then the others by name; a name with no free place is left out
    * (its marker stays, and hovering shows it). */
-  drawLabels(visible, r, outline) {
+  drawLabels(visible, r, outline, grouped = 0) {
     const ctx = this.ctx;
     const taken = new BoxGrid(48);
     for (const b of this.townBoxes || []) taken.add(b);
@@ -540,7 +585,8 @@ export class MapView {
       ctx.fillText(p.name, spot.x + 2, spot.y + h / 2);
     }
     ctx.globalAlpha = 1;
-    this.labelStats = { drawn: placed.length, hidden, boxes: placed };
+    // Grouped characters' names are not drawn (their badge's count stands for them).
+    this.labelStats = { drawn: placed.length, hidden: hidden + grouped, boxes: placed };
   }
 
   /** Statistics over the last frames, in milliseconds: the interval between animation frames

@@ -1188,3 +1188,91 @@ async fn a_snapshot_in_parts_shows_every_character() {
         .await
         .expect("every character of every part is shown");
 }
+
+/// Issue 25: a thousand characters in ten crowded spots, zoomed out, show as badges with their
+/// counts instead of piles; zooming in spreads them; the selected character is never hidden in
+/// a badge and is drawn on top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crowds_show_counts_when_zoomed_out_and_spread_when_zoomed_in() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let n = 1_000;
+    for i in 0..n {
+        let spot = (i % 10) as f64;
+        let (ew, ns) = (
+            -60.0 + spot * 12.0 + (i / 10 % 10) as f64 * 0.5,
+            20.0 + (i / 100) as f64 * 0.5,
+        );
+        let text = at(&format!("Crowd {i:04}"), ew, ns, 1).to_string();
+        let frame = dereth_tracker::protocol::parse_plugin_frame(&text).expect("telemetry");
+        dereth_tracker::testing::apply_plugin_frame(&app.live, frame);
+    }
+    // A fresh page gets them all in its snapshot.
+    open(&app, &chrome).await;
+    chrome
+        .wait_for(
+            &format!("return window.__dereth.players().length === {n}"),
+            WAIT,
+        )
+        .await
+        .expect("all shown");
+    let total = |m: &serde_json::Value| {
+        m["singles"].as_u64().unwrap_or(0)
+            + m["grouped"].as_u64().unwrap_or(0)
+            + m["top"].as_array().map_or(0, |t| t.len() as u64)
+    };
+    let all = format!(
+        "const m = window.__dereth.markerStats(); \
+         return m && m.singles + m.grouped + m.top.length === {n} ? m : false;"
+    );
+    let out = chrome
+        .wait_for(&all, WAIT)
+        .await
+        .expect("every marker drawn once");
+    let groups = out["groups"].as_u64().unwrap_or(0);
+    assert!(
+        (10..=40).contains(&groups),
+        "ten spots, a few badges each: {out}"
+    );
+    assert!(out["grouped"].as_u64() > Some(900), "{out}");
+    // The selected character leaves its badge and is drawn on top.
+    chrome
+        .js("window.__dereth.select('Crowd 0005');")
+        .await
+        .expect("select");
+    let selected = chrome
+        .wait_for(
+            "const m = window.__dereth.markerStats(); \
+             return m && m.top.indexOf('Crowd 0005') >= 0 ? m : false;",
+            WAIT,
+        )
+        .await
+        .expect("the selected marker on top");
+    assert!(total(&selected) >= 1, "{selected}");
+    let out = chrome
+        .wait_for(&all.replace("=== 1000", ">= 1"), WAIT)
+        .await
+        .expect("stats");
+    for _ in 0..6 {
+        chrome
+            .js("document.getElementById('zoom-in').click();")
+            .await
+            .expect("zoom in");
+    }
+    let closer = chrome
+        .wait_for(
+            &format!(
+                "const m = window.__dereth.markerStats(); \
+                 return m && m.grouped < {} ? m : false;",
+                out["grouped"]
+            ),
+            WAIT,
+        )
+        .await
+        .expect("zooming in spreads the crowd");
+    assert!(
+        closer["singles"].as_u64() > out["singles"].as_u64(),
+        "{closer}"
+    );
+}
