@@ -35,8 +35,7 @@ struct Crowd {
 
 pub(crate) async fn run(args: CrowdArgs) -> anyhow::Result<()> {
     let (url, temp_db) = crate::report::database_url(args.database_url.as_deref(), "crowd");
-    let limit = (args.characters * 2).to_string();
-    let server = ServerProcess::start(&url, &[("KEY_MAX_CHARACTERS", limit.as_str())]).await?;
+    let server = ServerProcess::start(&url, &[]).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = server.sample()?;
     let debug_url = format!("http://{}/debug", server.addr);

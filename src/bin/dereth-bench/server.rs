@@ -50,6 +50,11 @@ impl ServerProcess {
             .env("SHARED_SECRET", SECRET)
             .env("RUST_LOG", "warn,dereth_tracker=info")
             .env_remove("DEMO")
+            // Load from one loopback client: the per-client and anonymous caps that protect a
+            // public tracker would refuse the benchmark's own maps and characters.
+            .env("MAX_ANONYMOUS_BROWSERS", "1000000")
+            .env("MAX_ANONYMOUS_BROWSERS_PER_CLIENT", "1000000")
+            .env("KEY_MAX_CHARACTERS", "1000000")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
