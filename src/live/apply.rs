@@ -68,7 +68,9 @@ impl Live {
                     Some(c) => {
                         let totals = c.totals.unwrap_or_default();
                         let last_seen = c.last_seen.unwrap_or(row.timestamp);
-                        self.lock().roster.mirror_telemetry(&row, totals, last_seen);
+                        self.lock()
+                            .roster
+                            .mirror_telemetry(&row, totals, last_seen, &self.limits);
                         (totals, last_seen, KillCount::default())
                     }
                 };

@@ -338,6 +338,7 @@ impl Roster {
         t: &Telemetry,
         totals: Totals,
         last_seen: DateTime<Utc>,
+        limits: &LiveLimits,
     ) {
         let now = Instant::now();
         let session = self
@@ -348,7 +349,7 @@ impl Roster {
             session,
             t.kills,
             t.timestamp,
-            LiveLimits::default().late_slack,
+            limits.late_slack,
             now,
         );
         session.rares = totals.session_rares;
