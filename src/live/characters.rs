@@ -345,13 +345,7 @@ impl Roster {
             .sessions
             .entry((t.character_name.clone(), t.session_id.clone()))
             .or_insert_with(SessionCounters::new);
-        let _ = kill_delta(
-            session,
-            t.kills,
-            t.timestamp,
-            limits.late_slack,
-            now,
-        );
+        let _ = kill_delta(session, t.kills, t.timestamp, limits.late_slack, now);
         session.rares = totals.session_rares;
         session.touched = now;
         let c = self.mirrored(&t.character_name);
