@@ -43,6 +43,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::config::Settings;
 use crate::live::Live;
+pub use crate::live::compact::Encoding;
 use crate::live::recent::RecentTrails;
 use crate::ops::lifecycle;
 use crate::ops::metrics::Metrics;

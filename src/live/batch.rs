@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 
+use super::compact::Encoding;
 use crate::protocol::Viewport;
 
 /// The place a broadcast is about.
@@ -111,6 +112,8 @@ pub struct Batch {
     /// Each frame's place in `text` and what it is about (empty for a snapshot).
     items: Vec<(Range<usize>, Option<About>)>,
     kind: BatchKind,
+    /// The browsers it is for: those of one encoding, or every one (`None`).
+    encoding: Option<Encoding>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +133,20 @@ impl Batch {
             text,
             items: Vec::new(),
             kind: BatchKind::Snapshot,
+            encoding: None,
         }
+    }
+
+    /// This batch for browsers of `encoding` only.
+    #[must_use]
+    pub fn only_for(mut self, encoding: Encoding) -> Self {
+        self.encoding = Some(encoding);
+        self
+    }
+
+    /// Whether a browser taking `encoding` takes this batch.
+    pub fn is_for(&self, encoding: Encoding) -> bool {
+        self.encoding.is_none_or(|e| e == encoding)
     }
 
     pub fn of(frames: &[(Utf8Bytes, Option<About>)], kind: BatchKind) -> Self {
@@ -155,6 +171,7 @@ impl Batch {
             text: Utf8Bytes::from(out),
             items,
             kind,
+            encoding: None,
         }
     }
 

@@ -3,13 +3,14 @@
 //! instance watches, nothing is serialized at all.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use super::batch::{About, Batch};
+use super::compact;
 use crate::protocol::{
     BrowserOut, CharacterSheet, Chat, FrameType, LivePlayer, OFFLINE, Portal, Rare, RareOut, Spawn,
     Telemetry, Totals, Vitals, to_json,
@@ -62,6 +63,9 @@ impl FrameKind {
 pub struct Broadcast {
     pub kind: FrameKind,
     pub text: Utf8Bytes,
+    /// The frame in the compact encoding (telemetry, while a compact browser watches), else
+    /// browsers of either encoding take `text`.
+    pub compact: Option<Utf8Bytes>,
     /// Where on the map the frame is about, for browsers watching one area (`None`: everyone).
     pub about: Option<About>,
 }
@@ -74,6 +78,19 @@ pub struct Hub {
     batches: broadcast::Sender<Arc<Batch>>,
     /// The coalescer holds a frame receiver of its own (which alone is no reason to serialize).
     coalescer_attached: AtomicBool,
+    /// Browsers that take the compact encoding: while there are any, telemetry is serialized in
+    /// both encodings.
+    compact_browsers: Arc<AtomicUsize>,
+}
+
+/// Held by a browser that takes the compact encoding.
+#[derive(Debug)]
+pub struct CompactBrowser(Arc<AtomicUsize>);
+
+impl Drop for CompactBrowser {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Hub {
@@ -86,6 +103,7 @@ impl Hub {
             frames,
             batches,
             coalescer_attached: AtomicBool::new(false),
+            compact_browsers: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -103,6 +121,17 @@ impl Hub {
     /// A receiver of the coalesced stream's batches.
     pub fn subscribe_batches(&self) -> broadcast::Receiver<Arc<Batch>> {
         self.batches.subscribe()
+    }
+
+    /// Counts a browser that takes the compact encoding for as long as it holds the result.
+    pub fn compact_browser(&self) -> CompactBrowser {
+        self.compact_browsers.fetch_add(1, Ordering::Relaxed);
+        CompactBrowser(self.compact_browsers.clone())
+    }
+
+    /// Whether any browser takes the compact encoding.
+    pub fn compact_watched(&self) -> bool {
+        self.compact_browsers.load(Ordering::Relaxed) > 0
     }
 
     /// Sends one batch to every coalesced browser; false when none is listening.
@@ -128,6 +157,7 @@ impl Hub {
         let _ = self.frames.send(Broadcast {
             kind,
             text: text.into(),
+            compact: None,
             about,
         });
     }
@@ -146,15 +176,24 @@ impl Hub {
     }
 
     pub fn telemetry(&self, t: &Telemetry, totals: Totals, last_seen: DateTime<Utc>) {
-        let about = About::moving(&t.character_name, t.ew, t.ns);
-        self.publish(FrameType::Telemetry, about, || {
-            to_json(&BrowserOut::Telemetry(LivePlayer {
-                telemetry: t,
-                totals,
-                last_seen,
-                vitals: None,
-                character_stats: None,
-            }))
+        if !self.watched() {
+            return;
+        }
+        let player = LivePlayer {
+            telemetry: t,
+            totals,
+            last_seen,
+            vitals: None,
+            character_stats: None,
+        };
+        let compact = self
+            .compact_watched()
+            .then(|| Utf8Bytes::from(compact::row(&player)));
+        let _ = self.frames.send(Broadcast {
+            kind: FrameKind::Plugin(FrameType::Telemetry),
+            text: to_json(&BrowserOut::Telemetry(player)).into(),
+            compact,
+            about: About::moving(&t.character_name, t.ew, t.ns),
         });
     }
 

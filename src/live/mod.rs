@@ -18,6 +18,7 @@ pub(crate) mod batch;
 mod characters;
 mod claims;
 pub(crate) mod clocks;
+pub(crate) mod compact;
 pub(crate) mod guard;
 pub(crate) mod hub;
 mod mirror;
@@ -166,11 +167,18 @@ impl Live {
     }
 
     /// The `snapshot` for a browser that just connected or fell behind: one message, or
-    /// several numbered parts when it would be larger than [`batch::MESSAGE_BOUND`].
-    pub fn snapshot_frames(&self) -> Vec<Utf8Bytes> {
+    /// several numbered parts when it would be larger than [`batch::MESSAGE_BOUND`]; players in
+    /// `encoding`.
+    pub fn snapshot_frames(&self, encoding: compact::Encoding) -> Vec<Utf8Bytes> {
         let entries = self.live_entries();
         let chat = self.lock().roster.chat();
-        let players: Vec<String> = entries.iter().map(|e| to_json(&e.as_player())).collect();
+        let players: Vec<String> = match encoding {
+            compact::Encoding::Json => entries.iter().map(|e| to_json(&e.as_player())).collect(),
+            compact::Encoding::Compact => entries
+                .iter()
+                .map(|e| compact::row(&e.as_player()))
+                .collect(),
+        };
         let chat: Vec<String> = chat.iter().map(to_json).collect();
         batch::snapshot_parts(&players, &chat, batch::MESSAGE_BOUND)
     }

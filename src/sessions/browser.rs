@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::identity::{Principal, Role, Watch};
 use crate::limits::{CommandBudget, ErrorBudget};
+use crate::live::compact::{self, Encoding};
 use crate::live::{FrameKind, ViewFilter};
 use crate::ops::metrics;
 use crate::protocol::{
@@ -47,17 +48,21 @@ pub(crate) struct Session {
     commands: CommandBudget,
     /// The area of the map it watches (coalesced browsers only).
     view: ViewFilter,
+    /// How it wants live characters encoded.
+    encoding: Encoding,
 }
 
 impl Session {
     /// A session for a browser that stands for `who`; `connect_token` is a command token it
-    /// gave when connecting (legacy); `coalesced`: it takes the coalesced stream.
+    /// gave when connecting (legacy); `coalesced`: it takes the coalesced stream; `encoding`:
+    /// how it wants live characters encoded.
     pub(crate) fn new(
         state: AppState,
         who: Option<Principal>,
         client: std::net::IpAddr,
         connect_token: Option<String>,
         coalesced: bool,
+        encoding: Encoding,
     ) -> Self {
         let withdrawn = match &who {
             Some(p) => state.directory.watch(Watch::of(p)),
@@ -74,6 +79,7 @@ impl Session {
             coalesced,
             commands: CommandBudget::new(),
             view: ViewFilter::default(),
+            encoding,
         }
     }
 
@@ -83,12 +89,22 @@ impl Session {
         let (mut sink, mut stream) = socket.split();
         let settings = self.state.settings.clone();
         let send_timeout = settings.send_timeout();
+        // Counted before subscribing, so every frame it receives has its compact form.
+        let _compact =
+            (self.encoding == Encoding::Compact).then(|| self.state.live.hub().compact_browser());
+        if self.encoding == Encoding::Compact
+            && socket::send_text(&mut sink, compact::announcement(), send_timeout)
+                .await
+                .is_err()
+        {
+            return;
+        }
         // Subscribe before taking the snapshot so nothing falls between the two.
         let mut batches = self
             .coalesced
             .then(|| self.state.live.hub().subscribe_batches());
         let mut hub = self.wants_frames().then(|| self.state.live.subscribe());
-        for part in self.state.live.snapshot_frames() {
+        for part in self.state.live.snapshot_frames(self.encoding) {
             if socket::send_text(&mut sink, part, send_timeout)
                 .await
                 .is_err()
@@ -112,6 +128,7 @@ impl Session {
                 }
                 received = recv(&mut batches) => {
                     let received = match received {
+                        Ok(batch) if !batch.is_for(self.encoding) => continue,
                         Ok(batch) => match batch.for_view(&mut self.view) {
                             Some(text) => Ok(text),
                             None => continue,
@@ -127,7 +144,10 @@ impl Session {
                 received = recv(&mut hub) => {
                     let received = match received {
                         Ok(b) if !self.wants_frame(b.kind) => continue,
-                        other => other.map(|b| b.text),
+                        other => other.map(|b| match (self.encoding, b.compact) {
+                            (Encoding::Compact, Some(compact)) => compact,
+                            _ => b.text,
+                        }),
                     };
                     let Some(texts) = self.deliverable(received) else { break };
                     if let Err(err) = send_all(&mut sink, texts, send_timeout).await {
@@ -201,7 +221,9 @@ impl Session {
             Err(RecvError::Lagged(missed)) => {
                 metrics::bump(&self.state.metrics.broadcast_lagged);
                 tracing::debug!(missed, "browser fell behind; resyncing with a snapshot");
-                Some(Outgoing::Parts(self.state.live.snapshot_frames()))
+                Some(Outgoing::Parts(
+                    self.state.live.snapshot_frames(self.encoding),
+                ))
             }
             Err(RecvError::Closed) => None,
         }

@@ -25,17 +25,27 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::live::batch::{BatchKind, MESSAGE_BOUND};
+use crate::live::compact::Encoding;
 use crate::live::{About, Batch, Broadcast, FrameKind, Live};
 use crate::protocol::FrameType;
 
 /// How often browsers watching an area get every character's latest telemetry.
 pub(crate) const REFRESH: Duration = Duration::from_secs(10);
 
+/// One frame as the coalescer keeps it: its JSON text, its compact text when it has one, and
+/// what it is about.
+#[derive(Debug, Clone)]
+struct Item {
+    text: Utf8Bytes,
+    compact: Option<Utf8Bytes>,
+    about: Option<About>,
+}
+
 /// The frames of one tick, in broadcast order, and every character's latest telemetry.
 #[derive(Debug, Default)]
 pub struct Pending {
-    frames: Vec<(Utf8Bytes, Option<About>)>,
-    latest: HashMap<Arc<str>, (Utf8Bytes, Option<About>)>,
+    frames: Vec<Item>,
+    latest: HashMap<Arc<str>, Item>,
 }
 
 /// The `character_name` of an `offline` frame.
@@ -54,21 +64,30 @@ impl Pending {
     /// offline) whether or not anyone takes batches now; queues the frame for the next batch only
     /// when `queue`.
     pub fn note(&mut self, broadcast: Broadcast, queue: bool) {
-        let Broadcast { kind, text, about } = broadcast;
-        match (kind, &about) {
+        let Broadcast {
+            kind,
+            text,
+            compact,
+            about,
+        } = broadcast;
+        let item = Item {
+            text,
+            compact,
+            about,
+        };
+        match (kind, &item.about) {
             (FrameKind::Plugin(FrameType::Telemetry), Some(a)) => {
-                self.latest
-                    .insert(a.character.clone(), (text.clone(), about.clone()));
+                self.latest.insert(a.character.clone(), item.clone());
             }
             (FrameKind::Offline, _) => {
-                if let Ok(gone) = serde_json::from_str::<OfflineName>(text.as_str()) {
+                if let Ok(gone) = serde_json::from_str::<OfflineName>(item.text.as_str()) {
                     self.latest.remove(gone.character_name.as_str());
                 }
             }
             _ => {}
         }
         if queue {
-            self.frames.push((text, about));
+            self.frames.push(item);
         }
     }
 
@@ -85,29 +104,61 @@ impl Pending {
         self.frames.clear();
     }
 
-    /// The batches of the pending frames (already JSON), each at most
-    /// [`MESSAGE_BOUND`] bytes, and empties.
-    pub fn take_batches(&mut self) -> Vec<Batch> {
-        let batches = Batch::split(&self.frames, BatchKind::Tick, MESSAGE_BOUND);
+    /// The batches of the pending frames (already text), each at most [`MESSAGE_BOUND`]
+    /// bytes, and empties. When `compact` browsers watch and some frames have a compact form,
+    /// the batches come in both encodings, each for its own browsers.
+    pub fn take_batches(&mut self, compact: bool) -> Vec<Batch> {
+        let batches = encoded(&self.frames, BatchKind::Tick, compact);
         self.clear();
         batches
     }
 
     /// The latest telemetry of one slice of the characters (slice `n` of `of`, by a hash of the
     /// name), for browsers watching an area: one slice per tick, so every character is
-    /// refreshed once per `of` ticks without a burst. `None` when the slice is empty.
-    pub fn refresh(&self, n: u64, of: u64) -> Vec<Batch> {
-        let frames: Vec<(Utf8Bytes, Option<About>)> = self
+    /// refreshed once per `of` ticks without a burst. Empty when the slice is.
+    pub fn refresh(&self, n: u64, of: u64, compact: bool) -> Vec<Batch> {
+        let items: Vec<Item> = self
             .latest
             .iter()
             .filter(|(name, _)| slice_of(name, of) == n % of.max(1))
-            .map(|(_, frame)| frame.clone())
+            .map(|(_, item)| item.clone())
             .collect();
-        if frames.is_empty() {
+        if items.is_empty() {
             return Vec::new();
         }
-        Batch::split(&frames, BatchKind::Refresh, MESSAGE_BOUND)
+        encoded(&items, BatchKind::Refresh, compact)
     }
+}
+
+/// The batches of `items`: for every browser, or (when `compact` browsers watch and an item has
+/// a compact form) JSON ones and compact ones, each for its own browsers.
+fn encoded(items: &[Item], kind: BatchKind, compact: bool) -> Vec<Batch> {
+    let json: Vec<(Utf8Bytes, Option<About>)> = items
+        .iter()
+        .map(|i| (i.text.clone(), i.about.clone()))
+        .collect();
+    if !compact || items.iter().all(|i| i.compact.is_none()) {
+        return Batch::split(&json, kind, MESSAGE_BOUND);
+    }
+    let small: Vec<(Utf8Bytes, Option<About>)> = items
+        .iter()
+        .map(|i| {
+            (
+                i.compact.as_ref().unwrap_or(&i.text).clone(),
+                i.about.clone(),
+            )
+        })
+        .collect();
+    let mut out: Vec<Batch> = Batch::split(&json, kind, MESSAGE_BOUND)
+        .into_iter()
+        .map(|b| b.only_for(Encoding::Json))
+        .collect();
+    out.extend(
+        Batch::split(&small, kind, MESSAGE_BOUND)
+            .into_iter()
+            .map(|b| b.only_for(Encoding::Compact)),
+    );
+    out
 }
 
 /// Which of `of` slices a character's refresh falls in (FNV-1a of its name: stable and cheap).
@@ -145,15 +196,20 @@ pub(crate) async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationT
                     // Missed frames may include offline ones: start the refresh list afresh.
                     pending.forget_latest();
                     pending.clear();
-                    for part in live.snapshot_frames() {
-                        hub_of.publish_batch(Arc::new(Batch::snapshot(part)));
+                    for part in live.snapshot_frames(Encoding::Json) {
+                        hub_of.publish_batch(Arc::new(Batch::snapshot(part).only_for(Encoding::Json)));
+                    }
+                    if hub_of.compact_watched() {
+                        for part in live.snapshot_frames(Encoding::Compact) {
+                            hub_of.publish_batch(Arc::new(Batch::snapshot(part).only_for(Encoding::Compact)));
+                        }
                     }
                 }
                 Err(RecvError::Closed) => return,
             },
             _ = ticks.tick() => {
                 if !pending.is_empty() {
-                    for batch in pending.take_batches() {
+                    for batch in pending.take_batches(hub_of.compact_watched()) {
                         if !hub_of.publish_batch(Arc::new(batch)) {
                             break; // nobody takes batches now
                         }
@@ -161,7 +217,7 @@ pub(crate) async fn run(live: Arc<Live>, tick: Duration, shutdown: CancellationT
                 }
                 tick_no = tick_no.wrapping_add(1);
                 if hub_of.batches_watched() {
-                    for refresh in pending.refresh(tick_no, slices) {
+                    for refresh in pending.refresh(tick_no, slices, hub_of.compact_watched()) {
                         hub_of.publish_batch(Arc::new(refresh));
                     }
                 }
@@ -181,6 +237,7 @@ mod tests {
         Broadcast {
             kind: FrameKind::Plugin(kind),
             text: Utf8Bytes::from(text.to_owned()),
+            compact: None,
             about: None,
         }
     }
@@ -189,6 +246,7 @@ mod tests {
         Broadcast {
             kind: FrameKind::Plugin(kind),
             text: Utf8Bytes::from(format!(r#"{{"n":"{name}","ew":{ew}}}"#)),
+            compact: None,
             about: Some(About {
                 character: Arc::from(name),
                 ew,
@@ -205,7 +263,7 @@ mod tests {
         pending.push(at(FrameType::Telemetry, "Out", 50.0, 1.0));
         pending.push(at(FrameType::Spawn, "In", 60.0, 1.0));
         pending.push(frame(FrameType::Chat, r#"{"c":1}"#));
-        let batch = only(pending.take_batches());
+        let batch = only(pending.take_batches(false));
         let mut whole = ViewFilter::default();
         assert_eq!(batch.for_view(&mut whole).as_ref(), Some(batch.text()));
         let mut view = ViewFilter::default();
@@ -222,12 +280,12 @@ mod tests {
         );
         // "In" leaves: its first position outside still goes, later ones do not.
         pending.push(at(FrameType::Telemetry, "In", 30.0, 1.0));
-        let left = only(pending.take_batches());
+        let left = only(pending.take_batches(false));
         assert!(view.for_view_text(&left).contains(r#""ew":30"#));
         pending.push(at(FrameType::Telemetry, "In", 31.0, 1.0));
-        assert_eq!(only(pending.take_batches()).for_view(&mut view), None);
+        assert_eq!(only(pending.take_batches(false)).for_view(&mut view), None);
         // The refresh brings everyone's latest to area watchers only (one slice here).
-        let refresh = only(pending.refresh(0, 1));
+        let refresh = only(pending.refresh(0, 1, false));
         assert!(refresh.for_view(&mut whole).is_none());
         let text = refresh.for_view(&mut view).expect("refresh");
         assert!(text.as_str().starts_with(REFRESH_HEAD));
@@ -241,15 +299,16 @@ mod tests {
         let mut pending = Pending::default();
         pending.push(at(FrameType::Telemetry, "Gone", 1.0, 1.0));
         pending.push(at(FrameType::Telemetry, "Here", 2.0, 1.0));
-        let _ = only(pending.take_batches());
+        let _ = only(pending.take_batches(false));
         let offline = Broadcast {
             kind: FrameKind::Offline,
             text: Utf8Bytes::from_static(r#"{"type":"offline","character_name":"Gone"}"#),
+            compact: None,
             about: None,
         };
         pending.note(offline, false);
         assert!(pending.is_empty(), "not queued while nobody watches");
-        let refresh = only(pending.refresh(0, 1));
+        let refresh = only(pending.refresh(0, 1, false));
         assert!(!refresh.text().as_str().contains("Gone"));
         assert!(refresh.text().as_str().contains("Here"));
     }
@@ -267,7 +326,7 @@ mod tests {
         }
         let mut seen = 0;
         for n in 0..40 {
-            for batch in pending.refresh(n, 40) {
+            for batch in pending.refresh(n, 40, false) {
                 let parsed: serde_json::Value =
                     serde_json::from_str(batch.text().as_str()).expect("json");
                 seen += parsed["frames"].as_array().map_or(0, Vec::len);
@@ -294,7 +353,7 @@ mod tests {
                 0.0,
             ));
         }
-        let batches = pending.take_batches();
+        let batches = pending.take_batches(false);
         assert!(batches.len() > 1, "split");
         let mut names = 0;
         for batch in &batches {
@@ -308,7 +367,7 @@ mod tests {
             names += parsed["frames"].as_array().map_or(0, Vec::len);
         }
         assert_eq!(names, n as usize, "every frame once, none lost at the cuts");
-        let refreshes = pending.refresh(0, 1);
+        let refreshes = pending.refresh(0, 1, false);
         assert!(refreshes.iter().all(|b| b.text().len() <= MESSAGE_BOUND));
         assert_eq!(
             refreshes
@@ -334,7 +393,7 @@ mod tests {
         pending.push(frame(FrameType::Telemetry, r#"{"a":1}"#));
         pending.push(frame(FrameType::Spawn, r#"{"s":1}"#));
         pending.push(frame(FrameType::Telemetry, r#"{"a":2}"#));
-        let batch = only(pending.take_batches());
+        let batch = only(pending.take_batches(false));
         let batch = batch.text();
         assert_eq!(
             batch.as_str(),
@@ -343,5 +402,47 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(batch.as_str()).expect("json");
         assert_eq!(parsed["frames"].as_array().map(Vec::len), Some(3));
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn compact_browsers_get_batches_of_their_own_and_others_the_json_ones() {
+        let compact_at = |name: &str, ew: f64| {
+            let mut b = at(FrameType::Telemetry, name, ew, 0.0);
+            b.compact = Some(Utf8Bytes::from(format!(r#"[1,"{name}",{ew}]"#)));
+            b
+        };
+        let mut pending = Pending::default();
+        pending.push(compact_at("A", 1.0));
+        pending.push(frame(FrameType::Chat, r#"{"c":1}"#));
+        pending.push(compact_at("B", 2.0));
+        let batches = pending.take_batches(true);
+        assert_eq!(batches.len(), 2);
+        let for_json: Vec<&Batch> = batches
+            .iter()
+            .filter(|b| b.is_for(Encoding::Json))
+            .collect();
+        let for_compact: Vec<&Batch> = batches
+            .iter()
+            .filter(|b| b.is_for(Encoding::Compact))
+            .collect();
+        assert_eq!(for_json.len(), 1);
+        assert_eq!(for_compact.len(), 1);
+        assert_eq!(
+            for_json[0].text().as_str(),
+            r#"{"type":"batch","frames":[{"n":"A","ew":1},{"c":1},{"n":"B","ew":2}]}"#
+        );
+        assert_eq!(
+            for_compact[0].text().as_str(),
+            r#"{"type":"batch","frames":[[1,"A",1],{"c":1},[1,"B",2]]}"#
+        );
+        // The refresh too; and with nobody compact watching, one batch for all.
+        let refresh = pending.refresh(0, 1, true);
+        assert!(refresh.iter().any(|b| b.is_for(Encoding::Compact)
+            && !b.is_for(Encoding::Json)
+            && b.text().as_str().contains(r#"[1,"A",1]"#)));
+        pending.push(compact_at("A", 3.0));
+        let shared = only(pending.take_batches(false));
+        assert!(shared.is_for(Encoding::Json) && shared.is_for(Encoding::Compact));
+        assert!(shared.text().as_str().contains(r#"{"n":"A","ew":3}"#));
     }
 }

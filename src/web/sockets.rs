@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::live::compact::Encoding;
 use crate::net;
 use crate::ops::metrics::{self, ConnectionSlot, Peer};
 use crate::sessions::browser::Session;
@@ -128,6 +129,8 @@ pub(crate) struct LiveQuery {
     token: Option<String>,
     /// `1` (or `true`): the coalesced stream, one `batch` frame per tick (see `crate::sessions::coalesce`).
     coalesce: Option<String>,
+    /// `json` (the default) or `compact` (see `crate::live::compact`).
+    encoding: Option<String>,
 }
 
 /// The browser websocket: a `snapshot`, then live frames; accepts `subscribe` and command frames
@@ -136,6 +139,7 @@ pub(crate) struct LiveQuery {
     params(
         ("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)"),
         ("coalesce" = Option<bool>, Query, description = "`1` or `true`: receive one `batch` frame per tick (COALESCE_MS) carrying every update since the previous one, instead of a frame per update"),
+        ("encoding" = Option<String>, Query, description = "`json` (default) or `compact`: live characters as arrays of the columns named by a first `encoding` frame (EVENT_FORMATS.json)"),
     ),
     security(("session" = []), ("token" = []), ()),
     responses(
@@ -168,6 +172,16 @@ pub(crate) async fn browser_socket(
             return ApiError::BadRequest("`coalesce` must be 1, true, 0 or false".into())
                 .into_response();
         }
+    };
+    let encoding = match query.encoding.as_deref() {
+        None => Encoding::Json,
+        Some(name) => match Encoding::from_name(name) {
+            Some(e) => e,
+            None => {
+                return ApiError::BadRequest("`encoding` must be json or compact".into())
+                    .into_response();
+            }
+        },
     };
     let client = net::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
     // A client that keeps failing (wrong credentials, refused commands) waits out the minute.
@@ -231,7 +245,7 @@ pub(crate) async fn browser_socket(
             let _slot = slot;
             let _place = place;
             let span = tracing::info_span!("browser", %peer);
-            let session = Session::new(state, who, client, query.token, coalesced);
+            let session = Session::new(state, who, client, query.token, coalesced, encoding);
             tracing::Instrument::instrument(session.run(socket), span).await;
         })
 }

@@ -409,6 +409,7 @@ checkAccess().then((me) => { if (me.may_read) connection.connect(); });
 
 window.__dereth = {
   watching: () => connection.watching,
+  encoding: () => (connection.columns ? "compact" : "json"),
   project: (ew, ns) => map.project(ew, ns),
   players: () => [...shownPlayers().values()].map((p) => ({
     name: p.name, color: p.color, x: p.x, y: p.y, state: players.state(p), alpha: p.alpha ?? 1,

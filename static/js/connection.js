@@ -3,7 +3,9 @@
 // takes the coalesced stream: a `batch` frame per server tick carrying every update since the
 // previous one, each handed on as if it had arrived alone. A large snapshot arrives as numbered
 // parts (`part` 1..`parts`), put together here before it is handed on; a tick with many updates
-// arrives as several batches.
+// arrives as several batches. The map asks for the compact encoding: live characters come as
+// arrays of the columns the first (`encoding`) frame names, turned back into objects here, so
+// the rest of the map reads the same frames either way.
 
 const MIN_BACKOFF = 500;
 const MAX_BACKOFF = 15000;
@@ -20,13 +22,15 @@ export class LiveConnection {
     this.token = takeToken();
     // The `viewport` frame in force (text), sent again after every reconnection.
     this.watching = null;
+    // The columns of the compact encoding, once the server has named them.
+    this.columns = null;
   }
 
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     // The command token never travels in a URL (URLs end up in logs and histories): it rides
     // in each command frame instead.
-    return `${scheme}//${location.host}/ws/live?coalesce=1`;
+    return `${scheme}//${location.host}/ws/live?coalesce=1&encoding=compact`;
   }
 
   connect() {
@@ -52,11 +56,26 @@ export class LiveConnection {
       } catch {
         return;
       }
-      if (frame && frame.type === "batch" && Array.isArray(frame.frames)) {
+      if (frame && frame.type === "encoding") {
+        this.columns = Array.isArray(frame.columns) ? frame.columns : null;
+      } else if (Array.isArray(frame)) {
+        const update = this.expand(frame, "telemetry");
+        if (update) this.take(update);
+      } else if (frame && frame.type === "batch" && Array.isArray(frame.frames)) {
         for (const inner of frame.frames) {
-          if (inner && typeof inner.type === "string") this.take(inner);
+          if (Array.isArray(inner)) {
+            const update = this.expand(inner, "telemetry");
+            if (update) this.take(update);
+          } else if (inner && typeof inner.type === "string") {
+            this.take(inner);
+          }
         }
       } else if (frame && typeof frame.type === "string") {
+        if (frame.type === "snapshot" && Array.isArray(frame.players)) {
+          frame.players = frame.players
+            .map((p) => (Array.isArray(p) ? this.expand(p) : p))
+            .filter(Boolean);
+        }
         this.take(frame);
       }
     };
@@ -66,6 +85,24 @@ export class LiveConnection {
       if (!this.stopped) this.retry();
     };
     socket.onerror = () => socket.close();
+  }
+
+  /**
+   * A compact character (an array of the announced columns) as the object the JSON encoding
+   * would have sent; times (milliseconds) become ISO strings. Null before the columns are known.
+   */
+  expand(row, type) {
+    if (!this.columns) return null;
+    const out = type ? { type } : {};
+    this.columns.forEach((name, i) => {
+      const value = i < row.length ? row[i] : null;
+      out[name] = (name === "timestamp" || name === "last_seen") && typeof value === "number"
+        ? new Date(value).toISOString()
+        : value;
+    });
+    if (out.vitals == null) delete out.vitals;
+    if (out.character_stats == null) delete out.character_stats;
+    return typeof out.character_name === "string" ? out : null;
   }
 
   /** Hands a frame on; a snapshot's parts only once the last one is in. */

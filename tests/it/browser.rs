@@ -1177,8 +1177,20 @@ async fn a_snapshot_in_parts_shows_every_character() {
         dereth_tracker::testing::apply_plugin_frame(&app.live, frame);
     }
     // Over the bound as one message: the map gets parts.
-    let whole = app.live.snapshot_frames().len();
+    let whole = app
+        .live
+        .snapshot_frames(dereth_tracker::Encoding::Json)
+        .len();
     assert!(whole > 1, "the snapshot comes in {whole} parts");
+    // The map takes the compact encoding, whose snapshot is smaller but still in parts.
+    let compact = app
+        .live
+        .snapshot_frames(dereth_tracker::Encoding::Compact)
+        .len();
+    assert!(
+        compact > 1 && compact < whole,
+        "{compact} compact parts, {whole} JSON"
+    );
     open(&app, &chrome).await;
     chrome
         .wait_for(
@@ -1187,6 +1199,27 @@ async fn a_snapshot_in_parts_shows_every_character() {
         )
         .await
         .expect("every character of every part is shown");
+    let encoding = chrome
+        .js("return window.__dereth.encoding()")
+        .await
+        .expect("encoding");
+    assert_eq!(encoding, "compact");
+    // An update (a compact array in a batch) moves a character on the map.
+    let before = chrome
+        .js("return window.__dereth.players().find((p) => p.name === 'Part 0000').x")
+        .await
+        .expect("x");
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Part 0000", 60.0, 10.0, 2)).await;
+    chrome
+        .wait_for(
+            &format!(
+                "return window.__dereth.players().find((p) => p.name === 'Part 0000').x !== {before}"
+            ),
+            WAIT,
+        )
+        .await
+        .expect("the update moved the marker");
 }
 
 /// Issue 25: a thousand characters in ten crowded spots, zoomed out, show as badges with their

@@ -92,6 +92,7 @@ fn every_direction_documents_the_frames_the_code_knows() {
         .chain([
             "batch",
             "command_result",
+            "encoding",
             "error",
             "offline",
             "snapshot",
@@ -213,7 +214,9 @@ async fn server_to_browser_examples_match_the_serializer() {
     assert_eq!(&sent, example(&c, "server_to_browser", "character_stats"));
 
     assert_eq!(
-        without_last_seen(json(live.snapshot_frames()[0].as_str())),
+        without_last_seen(json(
+            live.snapshot_frames(dereth_tracker::Encoding::Json)[0].as_str()
+        )),
         without_last_seen(example(&c, "server_to_browser", "snapshot").clone())
     );
 
@@ -234,7 +237,7 @@ async fn server_to_browser_examples_match_the_serializer() {
     // The coalesced stream carries the same frames, as they are, in a `batch`.
     let mut pending = dereth_tracker::testing::Pending::default();
     pending.push(spawn);
-    let batch = json(pending.take_batches()[0].text().as_str());
+    let batch = json(pending.take_batches(false)[0].text().as_str());
     assert_eq!(&batch, example(&c, "server_to_browser", "batch"));
 
     let PluginFrame::Rare(r) = parse("rare") else {

@@ -15,6 +15,7 @@ mod alerts;
 mod browser;
 mod clocks;
 mod cluster;
+mod compact;
 mod crowds;
 mod current_plugin;
 mod durability;
