@@ -3,6 +3,7 @@
 //! `prometheus-client` crate from the registry built here, with the series names dashboards
 //! already use).
 
+use super::log_gate::LogGate;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,9 +68,12 @@ pub struct Metrics {
     pub browsers_dropped: Counter,
     /// Plugin frames placed at the moment they were read (their plugin's clock was off).
     pub frames_placed_on_server_clock: Counter,
-    /// When a refusal for want of spool room was last logged (milliseconds since the epoch).
-    not_stored_logged_ms: AtomicU64,
-    browser_drop_logged_ms: AtomicU64,
+    /// Returning characters whose totals the database did not give in time (they carry on and
+    /// are retried on a later frame).
+    pub restores_deferred: Counter,
+    not_stored_log: LogGate,
+    browser_drop_log: LogGate,
+    restore_log: LogGate,
     pub broadcast_lagged: Counter,
     pub commands_relayed: Counter,
     pub peers_timed_out: Counter,
@@ -130,6 +134,7 @@ pub struct MetricsSnapshot {
     pub events_dropped: u64,
     pub frames_not_stored: u64,
     pub browsers_dropped: u64,
+    pub restores_deferred: u64,
     pub frames_placed_on_server_clock: u64,
     pub broadcast_lagged: u64,
     pub commands_relayed: u64,
@@ -156,14 +161,7 @@ pub(crate) fn add(c: &Counter, n: u64) {
 impl Metrics {
     /// Logs, at most once a minute, that frames are refused for want of spool room.
     pub(crate) fn note_not_stored(&self, err: &impl std::fmt::Display) {
-        let now = now_ms();
-        let last = self.not_stored_logged_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 60_000
-            && self
-                .not_stored_logged_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.not_stored_log.open() {
             tracing::error!(error = %err, refused = self.frames_not_stored.get(), "plugin frames are being refused: the tracker cannot keep them");
         }
     }
@@ -171,17 +169,24 @@ impl Metrics {
     /// Logs, at most once a minute, that a browser was dropped for not reading.
     pub(crate) fn note_browser_dropped(&self) {
         self.browsers_dropped.inc();
-        let now = now_ms();
-        let last = self.browser_drop_logged_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 60_000
-            && self
-                .browser_drop_logged_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.browser_drop_log.open() {
             tracing::warn!(
                 dropped = self.browsers_dropped.get(),
                 "a browser that stopped reading was dropped (counted in browsers_dropped)"
+            );
+        }
+    }
+
+    /// Counts a returning character whose totals the database did not give (`why`), logged at
+    /// most once a minute: a crowd logging in on a slow database is one line, not one per frame.
+    pub(crate) fn note_restore_deferred(&self, character: &str, why: &dyn std::fmt::Display) {
+        self.restores_deferred.inc();
+        if self.restore_log.open() {
+            tracing::warn!(
+                character,
+                %why,
+                deferred = self.restores_deferred.get(),
+                "returning characters' totals could not be loaded in time; they carry on and are retried on a later frame (counted in restores_deferred)"
             );
         }
     }
@@ -227,8 +232,10 @@ impl Metrics {
             frames_not_stored: Counter::default(),
             browsers_dropped: Counter::default(),
             frames_placed_on_server_clock: Counter::default(),
-            not_stored_logged_ms: AtomicU64::new(0),
-            browser_drop_logged_ms: AtomicU64::new(0),
+            restores_deferred: Counter::default(),
+            not_stored_log: LogGate::per_minute(),
+            browser_drop_log: LogGate::per_minute(),
+            restore_log: LogGate::per_minute(),
             broadcast_lagged: Counter::default(),
             commands_relayed: Counter::default(),
             peers_timed_out: Counter::default(),
@@ -314,6 +321,11 @@ impl Metrics {
                 "dereth_browsers_dropped",
                 "Browsers dropped for not reading what they were sent",
                 &self.browsers_dropped,
+            ),
+            (
+                "dereth_restores_deferred",
+                "Returning characters whose totals the database did not give in time (retried on a later frame)",
+                &self.restores_deferred,
             ),
             (
                 "dereth_frames_placed_on_server_clock",
@@ -513,6 +525,7 @@ impl Metrics {
             events_dropped: self.events_dropped.get(),
             frames_not_stored: self.frames_not_stored.get(),
             browsers_dropped: self.browsers_dropped.get(),
+            restores_deferred: self.restores_deferred.get(),
             frames_placed_on_server_clock: self.frames_placed_on_server_clock.get(),
             broadcast_lagged: self.broadcast_lagged.get(),
             commands_relayed: self.commands_relayed.get(),

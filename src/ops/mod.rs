@@ -3,4 +3,5 @@
 
 pub(crate) mod alerts;
 pub(crate) mod lifecycle;
+pub(crate) mod log_gate;
 pub(crate) mod metrics;

@@ -373,14 +373,13 @@ async fn restore(state: &AppState, name: &str) {
     match loaded {
         Ok(Ok(character)) => state.live.restore(name, Some(&character)),
         Ok(Err(err)) => {
-            tracing::warn!(character = name, %err, "could not load a returning character's totals; retrying later");
+            state.metrics.note_restore_deferred(name, &err);
             state.live.restore(name, None);
         }
         Err(_) => {
-            tracing::warn!(
-                character = name,
-                "the database did not answer in time for a returning character's totals; retrying later"
-            );
+            state
+                .metrics
+                .note_restore_deferred(name, &"the database did not answer in time");
             state.live.restore(name, None);
         }
     }

@@ -418,6 +418,7 @@ window.__dereth = {
   frameStats: () => map.frameStats(),
   labelStats: () => map.labelStats,
   markerStats: () => map.markerStats,
+  townLabels: () => (map.townBoxes || []).filter((b) => b.name).map(({ name, x, y, w, h }) => ({ name, x, y, w, h })),
   trailSegments: (name) => map.trailSegments(name),
   replay: {
     enter: (iso) => replay.enter(Date.parse(iso)),

@@ -295,6 +295,7 @@ export class MapView {
     this.drawTowns();
     if (this.showTrails) this.drawTrails();
     this.drawMarkers(now);
+    this.drawTownNames();
   }
 
   drawGrid() {
@@ -347,10 +348,23 @@ export class MapView {
       const w = ctx.measureText(t.name).width + 4;
       const box = { x: s.x + 5, y: s.y - 7, w, h: 14 };
       if (box.x + w > this.width || this.townBoxes.some((b) => b.w > 6 && overlaps(box, w, 14, b))) continue;
-      this.townBoxes.push(box);
-      ctx.lineWidth = 3;
-      ctx.strokeText(t.name, s.x + 6, s.y);
-      ctx.fillText(t.name, s.x + 6, s.y);
+      this.townBoxes.push({ ...box, name: t.name, tx: s.x + 6, ty: s.y });
+    }
+  }
+
+  /** Town names, drawn after the markers so a crowd in a town never covers its name (their
+   * places were chosen with the squares, so characters' names keep clear of them). */
+  drawTownNames() {
+    const ctx = this.ctx;
+    ctx.fillStyle = this.css("--town");
+    ctx.strokeStyle = this.css("--panel") || "#fff";
+    ctx.font = "600 11px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    ctx.lineWidth = 3;
+    for (const b of this.townBoxes || []) {
+      if (!b.name) continue;
+      ctx.strokeText(b.name, b.tx, b.ty);
+      ctx.fillText(b.name, b.tx, b.ty);
     }
   }
 

@@ -1309,3 +1309,67 @@ async fn crowds_show_counts_when_zoomed_out_and_spread_when_zoomed_in() {
         "{closer}"
     );
 }
+
+/// Issue 25: a town's name stays readable above a crowd standing on it (names are drawn after
+/// the markers and badges, with their outline): the name's glyph pixels with the crowd there are
+/// as many as without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_town_name_stays_readable_above_a_crowd_on_it() {
+    let Some(chrome) = chrome().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    chrome
+        .client
+        .goto(&app.url("/?cx=34.0&cy=42.1&z=12&theme=light"))
+        .await
+        .expect("open the map");
+    // Pixels of the town colour (#7a1f1f in the light theme) inside Holtburg's name box.
+    let glyphs = "const t = window.__dereth && window.__dereth.townLabels().find((b) => b.name === 'Holtburg'); \
+         if (!t) return false; \
+         const c = document.getElementById('map'); \
+         const dpr = c.width / c.clientWidth; \
+         const d = c.getContext('2d').getImageData(Math.round(t.x * dpr), Math.round(t.y * dpr), \
+           Math.round(t.w * dpr), Math.round(t.h * dpr)).data; \
+         let hits = 0; \
+         for (let i = 0; i < d.length; i += 4) { \
+           if (Math.abs(d[i] - 122) < 16 && Math.abs(d[i + 1] - 31) < 16 && Math.abs(d[i + 2] - 31) < 16) hits++; \
+         } \
+         const m = window.__dereth.markerStats(); \
+         return { hits, shown: window.__dereth.players().length, markers: m, box: t };";
+    let alone = chrome
+        .wait_for(glyphs, WAIT)
+        .await
+        .expect("the town's name is placed");
+    let alone_hits = alone["hits"].as_u64().unwrap_or(0);
+    assert!(alone_hits >= 20, "the name is drawn: {alone}");
+    // Holtburg is at 33.6E 42.1N; its name is drawn just east of it. Four hundred characters
+    // stand all over that spot.
+    let n = 400;
+    for i in 0..n {
+        let (ew, ns) = (
+            33.62 + (i % 40) as f64 * 0.02,
+            42.1 + ((i / 40) as f64 - 5.0) * 0.01,
+        );
+        let text = at(&format!("Townsfolk {i:03}"), ew, ns, 1).to_string();
+        let frame = dereth_tracker::protocol::parse_plugin_frame(&text).expect("telemetry");
+        dereth_tracker::testing::apply_plugin_frame(&app.live, frame);
+    }
+    let crowded = chrome
+        .wait_for(
+            &format!(
+                "const r = (() => {{ {glyphs} }})(); \
+                 return r && r.shown === {n} && r.markers && r.markers.grouped + r.markers.singles === {n} ? r : false;"
+            ),
+            WAIT,
+        )
+        .await
+        .expect("the crowd is drawn");
+    let hits = crowded["hits"].as_u64().unwrap_or(0);
+    assert!(
+        hits * 10 >= alone_hits * 9,
+        "the name's glyphs show through the crowd: {hits} pixels with it, {alone_hits} without; {crowded}"
+    );
+}

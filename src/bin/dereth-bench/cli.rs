@@ -70,6 +70,22 @@ pub(crate) enum Command {
     Trails(TrailsArgs),
     /// Many live characters at once: first frames, memory per character, snapshot to a new map.
     Crowd(CrowdArgs),
+    /// Heap per live, offline and evicted character, counted by the allocator.
+    Memory(MemoryArgs),
+}
+
+/// Settings of `dereth-bench memory`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MemoryArgs {
+    /// Characters.
+    #[arg(long, default_value_t = 10_000)]
+    pub characters: usize,
+    /// Frames each character sends (one a second) before falling silent.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub frames: u64,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
 }
 
 /// Settings of `dereth-bench crowd`.
@@ -141,6 +157,10 @@ pub(crate) struct UiBenchArgs {
     /// Seconds of frames measured.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub seconds: u64,
+    /// Trails off: only the live map's frame times are measured (no replay, no screenshots),
+    /// for a crowd too large to draw trails for (`--characters 10000 --no-trails`).
+    #[arg(long)]
+    pub no_trails: bool,
     /// Folder for the screenshots.
     #[arg(long, default_value = "docs/screenshots")]
     pub screenshots: std::path::PathBuf,
@@ -204,8 +224,14 @@ pub(crate) struct FanoutArgs {
     pub coalesce: bool,
     /// With --coalesce: each browser watches a 50 x 50 area of the map (a `viewport` frame)
     /// around a random point, so it receives only part of the updates (plus the 10 s refresh).
-    #[arg(long, requires = "coalesce")]
-    pub viewport: bool,
+    /// A fraction (`--viewport 0.5`) makes that share of the browsers watch an area and the
+    /// rest the whole map.
+    #[arg(long, requires = "coalesce", num_args = 0..=1, default_missing_value = "1",
+          value_parser = viewport_share)]
+    pub viewport: Option<f64>,
+    /// How browsers want live characters encoded: `json` or `compact` (`/ws/live?encoding=`).
+    #[arg(long, default_value = "json", value_parser = ["json", "compact"])]
+    pub encoding: String,
     /// Two instances joined by this bus (`postgres`, or `nats` to start a nats-server on
     /// loopback for the run, or a `nats://` URL): plugins on one, browsers on the other.
     /// Needs a PostgreSQL `--database-url`.
@@ -257,4 +283,14 @@ pub(crate) struct QueryBenchArgs {
     /// Markdown file to record the figures in.
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     pub report: std::path::PathBuf,
+}
+
+/// A share of the browsers, 0 to 1.
+fn viewport_share(text: &str) -> Result<f64, String> {
+    let share: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err("a share of the browsers, from 0 to 1".to_owned())
+    }
 }

@@ -11,6 +11,7 @@ mod connections;
 mod crowd;
 mod fanout;
 mod ingest;
+mod memory;
 mod queries;
 mod readers;
 mod report;
@@ -47,6 +48,7 @@ async fn main() -> ExitCode {
         Command::Readers(args) => readers::run(args).await,
         Command::Trails(args) => trails::run(args).await,
         Command::Crowd(args) => crowd::run(args).await,
+        Command::Memory(args) => memory::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
