@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs and starts PostgreSQL and
-# installs headless Chromium with its WebDriver, nats-server and haproxy if needed, creates the test role,
+# installs headless Chromium with its WebDriver, nats-server, haproxy and promtool if needed, creates the test role,
 # then runs fmt, clippy and every test (SQLite, PostgreSQL, two-instance cluster and browser
 # end-to-end tests).
 #
@@ -69,6 +69,12 @@ if ! command -v nats-server >/dev/null 2>&1 || ! command -v haproxy >/dev/null 2
   log "installing nats-server and haproxy (cluster tests: NATS bus, rolling restart behind a proxy)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server haproxy >/dev/null
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing prometheus (promtool checks the alert rules in deploy/prometheus)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -84,6 +84,13 @@ pub struct Metrics {
     /// Read when `/metrics` is scraped: the writer queue and the live characters.
     pub write_queue_depth: Gauge,
     pub spool_bytes: Gauge,
+    /// SPOOL_MAX_BYTES.
+    pub spool_max_bytes: Gauge,
+    /// Free and total bytes of the spool's disk.
+    pub spool_disk_free_bytes: Gauge,
+    pub spool_disk_size_bytes: Gauge,
+    /// 1 when `/health` finds nothing wrong beside the database ping, else 0.
+    pub healthy: Gauge,
     pub spool_oldest_age_seconds: Gauge<f64, AtomicU64>,
     pub write_failing_seconds: Gauge<f64, AtomicU64>,
     /// Largest clock offset of a character's plugin among those whose clock is off.
@@ -243,6 +250,10 @@ impl Metrics {
             rows_thinned: Counter::default(),
             write_queue_depth: Gauge::default(),
             spool_bytes: Gauge::default(),
+            spool_max_bytes: Gauge::default(),
+            spool_disk_free_bytes: Gauge::default(),
+            spool_disk_size_bytes: Gauge::default(),
+            healthy: Gauge::default(),
             spool_oldest_age_seconds: Gauge::default(),
             write_failing_seconds: Gauge::default(),
             clock_skew_max_seconds: Gauge::default(),
@@ -420,6 +431,26 @@ impl Metrics {
             "dereth_clock_skewed_characters",
             "Characters whose plugin clock is off by more than CLOCK_SKEW_SECS",
             self.clock_skewed_characters.clone(),
+        );
+        r.register(
+            "dereth_spool_max_bytes",
+            "Most bytes the spool may hold (SPOOL_MAX_BYTES)",
+            self.spool_max_bytes.clone(),
+        );
+        r.register(
+            "dereth_spool_disk_free_bytes",
+            "Bytes free on the spool's disk",
+            self.spool_disk_free_bytes.clone(),
+        );
+        r.register(
+            "dereth_spool_disk_size_bytes",
+            "Size of the spool's disk in bytes",
+            self.spool_disk_size_bytes.clone(),
+        );
+        r.register(
+            "dereth_healthy",
+            "1 when /health finds the tracker doing its job (spool, writes, lag, telemetry), else 0; the reason is in /health",
+            self.healthy.clone(),
         );
         r.register(
             "dereth_spool_oldest_age_seconds",

@@ -113,6 +113,8 @@ struct Shared {
     ages: Mutex<VecDeque<(u64, Instant)>>,
     max_bytes: u64,
     replayed_at_start: u64,
+    /// Its directory (for the free space of its disk).
+    dir: PathBuf,
     /// The head when the spool was opened: events before it are from an earlier run.
     start_head: u64,
     /// Wakes the reader when events were written while the memory queue could not take them.
@@ -231,6 +233,7 @@ impl Spool {
             ages: Mutex::new(VecDeque::from([(oldest, Instant::now())])),
             max_bytes: options.max_bytes,
             replayed_at_start: pending,
+            dir: dir.clone(),
             start_head: head,
             written: tokio::sync::Notify::new(),
         });
@@ -368,6 +371,16 @@ impl Spool {
         if matches!(sent, Ok(Ok(()))) {
             let _ = rx.await;
         }
+    }
+
+    /// Bytes free (to an unprivileged writer) and in all on the spool's disk, if it can be
+    /// asked.
+    pub fn disk(&self) -> Option<(u64, u64)> {
+        let vfs = rustix::fs::statvfs(&self.shared.dir).ok()?;
+        Some((
+            vfs.f_bavail.saturating_mul(vfs.f_frsize),
+            vfs.f_blocks.saturating_mul(vfs.f_frsize),
+        ))
     }
 
     pub fn status(&self) -> SpoolStatus {

@@ -468,12 +468,6 @@ export class MapView {
 
   drawMarkers(now) {
     const ctx = this.ctx;
-    const visible = [];
-    for (const p of this.players.shown()) {
-      const s = this.project(p.x, p.y);
-      if (s.x < -10 || s.y < -10 || s.x > this.width + 10 || s.y > this.height + 10) continue;
-      visible.push([p, s]);
-    }
     const r = Math.max(4, Math.min(7, this.scale * 0.9));
     ctx.font = "600 11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
@@ -481,29 +475,35 @@ export class MapView {
     // Markers sharing a spot on screen (a cell about a marker wide) are drawn as one badge with
     // their count: zoomed out, a town's crowd is one number instead of a pile; zooming in spreads
     // them. The selected and hovered characters are never grouped, and are drawn last, on top.
+    // With ten thousand characters this runs every frame: cells are numbered, not named, and
+    // a group keeps sums rather than its members, so a frame makes little garbage.
     const cell = 2 * r + 4;
     const cells = new Map();
     const top = [];
-    for (const v of visible) {
-      if (v[0].name === this.selected || v[0].name === this.hovered) { top.push(v); continue; }
-      const key = `${Math.floor(v[1].x / cell)},${Math.floor(v[1].y / cell)}`;
-      const group = cells.get(key);
-      if (group) group.push(v); else cells.set(key, [v]);
+    const halfW = this.width / 2, halfH = this.height / 2, cx = this.cx, cy = this.cy, scale = this.scale;
+    for (const p of this.players.shown()) {
+      const x = halfW + (p.x - cx) * scale;
+      const y = halfH - (p.y - cy) * scale;
+      if (x < -10 || y < -10 || x > this.width + 10 || y > this.height + 10) continue;
+      if (p.name === this.selected || p.name === this.hovered) { top.push([p, { x, y }]); continue; }
+      // Cell rows are far fewer than 65,536 and start at -1: one number per cell.
+      const key = Math.floor(x / cell) * 65536 + Math.floor(y / cell);
+      let group = cells.get(key);
+      if (!group) { group = { n: 0, sx: 0, sy: 0, p, x, y }; cells.set(key, group); }
+      group.n += 1; group.sx += x; group.sy += y;
     }
     const singles = [];
     const badges = [];
     for (const group of cells.values()) {
-      if (group.length === 1) singles.push(group[0]); else badges.push(group);
+      if (group.n === 1) singles.push([group.p, { x: group.x, y: group.y }]); else badges.push(group);
     }
     for (const [p, s] of singles) this.drawMarker(p, s, r, outline, now);
     const accent = this.css("--accent");
     let grouped = 0;
     for (const group of badges) {
-      grouped += group.length;
-      let x = 0, y = 0;
-      for (const [, s] of group) { x += s.x; y += s.y; }
-      x /= group.length; y /= group.length;
-      const text = group.length > 999 ? "999+" : String(group.length);
+      grouped += group.n;
+      const x = group.sx / group.n, y = group.sy / group.n;
+      const text = group.n > 999 ? "999+" : String(group.n);
       const br = Math.max(r + 3, ctx.measureText(text).width / 2 + 5);
       ctx.beginPath();
       ctx.arc(x, y, br, 0, Math.PI * 2);

@@ -713,6 +713,27 @@ async fn a_full_spool_disk_refuses_frames_out_loud_and_recovers() {
         "{debug}"
     );
     assert!(debug["spool"]["refused"].as_i64() > Some(0), "{debug}");
+    // What the operator's alert rules read (deploy/prometheus): unhealthy, frames refused, the
+    // spool's small disk nearly full.
+    let scrape = reqwest::get(format!("http://{}/metrics", tracker.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |name: &str| -> f64 {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {scrape}"))
+    };
+    assert_eq!(value("dereth_healthy"), 0.0);
+    assert!(value("dereth_frames_not_stored_total") > 0.0);
+    assert!(
+        value("dereth_spool_disk_free_bytes") < 0.2 * value("dereth_spool_disk_size_bytes"),
+        "{scrape}"
+    );
     assert!(
         tracker.log().contains("the spool cannot be written"),
         "logged: {}",

@@ -25,6 +25,7 @@ mod identity;
 mod integrity;
 mod operations;
 mod process;
+mod prometheus_rules;
 mod query_api;
 mod security;
 mod simulate;

@@ -58,6 +58,16 @@ pub(crate) async fn metrics(State(state): State<AppState>, _scraper: Scraper) ->
     m.spool_bytes
         .set(i64::try_from(spool.bytes).unwrap_or(i64::MAX));
     m.spool_oldest_age_seconds.set(spool.oldest_age_secs);
+    m.spool_max_bytes
+        .set(i64::try_from(spool.max_bytes).unwrap_or(i64::MAX));
+    if let Some((free, size)) = state.spool.disk() {
+        m.spool_disk_free_bytes
+            .set(i64::try_from(free).unwrap_or(i64::MAX));
+        m.spool_disk_size_bytes
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+    }
+    m.healthy
+        .set(i64::from(super::status::degraded(&state).is_none()));
     m.write_failing_seconds.set({
         let since = m
             .write_failing_since_ms

@@ -196,7 +196,7 @@ const WRITES_FAILING_MS: u64 = 2_000;
 /// Why the tracker is not doing its job although the database answers, if it is not: the spool
 /// cannot take frames, the database cannot be written, stored events lag far behind, or plugins
 /// are connected but telemetry stopped.
-fn degraded(state: &AppState) -> Option<String> {
+pub(crate) fn degraded(state: &AppState) -> Option<String> {
     use std::sync::atomic::Ordering;
     let now = crate::ops::metrics::now_ms();
     let settings = &state.settings;
