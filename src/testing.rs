@@ -3,6 +3,7 @@
 //! writer, recent trails, the data lifecycle). Not an API for embedding: everything else of the
 //! crate is private to it.
 
+pub use crate::cluster::packet::{BUS_VERSION, sign as sign_bus_message};
 pub use crate::live::batch::{Batch, MESSAGE_BOUND};
 pub use crate::live::guard::{MAX_KILLS_PER_SEC, MAX_UNMEASURED_KILLS};
 pub use crate::live::recent::RecentTrails;

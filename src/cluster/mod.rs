@@ -19,7 +19,7 @@
 pub(crate) mod bus;
 pub(crate) mod message;
 pub(crate) mod nats;
-mod packet;
+pub(crate) mod packet;
 pub(crate) mod postgres;
 mod tasks;
 
@@ -114,6 +114,8 @@ struct Node {
     /// shared again.
     overflowed: AtomicBool,
     stats: Stats,
+    /// Packets of a bus format this build cannot read are logged at most once a minute.
+    version_log: crate::ops::log_gate::LogGate,
 }
 
 impl Node {
@@ -137,6 +139,7 @@ impl Node {
             asked_everyone: Mutex::new(None),
             overflowed: AtomicBool::new(false),
             stats: Stats::default(),
+            version_log: crate::ops::log_gate::LogGate::per_minute(),
         }
     }
 }
@@ -159,6 +162,8 @@ struct Stats {
     state_requests: AtomicU64,
     /// Packets dropped: without a valid signature, or replayed.
     rejected: AtomicU64,
+    /// Packets of a bus format this build cannot read.
+    version_refused: AtomicU64,
 }
 
 /// What `/debug` shows about the cluster.
@@ -180,6 +185,10 @@ pub struct ClusterStatus {
     pub state_requests: u64,
     /// Packets dropped: without a valid signature (CLUSTER_KEY), or replayed.
     pub rejected: u64,
+    /// The bus format this build writes, and packets dropped because their format is one this
+    /// build cannot read (an instance too new or too old shares the bus).
+    pub bus_version: u32,
+    pub version_refused: u64,
 }
 
 /// Another instance, as its heartbeats describe it.
@@ -333,6 +342,8 @@ impl Cluster {
                 gaps: 0,
                 state_requests: 0,
                 rejected: 0,
+                bus_version: packet::BUS_VERSION,
+                version_refused: 0,
             };
         };
         let mut peers: Vec<PeerStatus> = lock(&node.peers)
@@ -358,6 +369,8 @@ impl Cluster {
             gaps: s.gaps.load(Ordering::Relaxed),
             state_requests: s.state_requests.load(Ordering::Relaxed),
             rejected: s.rejected.load(Ordering::Relaxed),
+            bus_version: packet::BUS_VERSION,
+            version_refused: s.version_refused.load(Ordering::Relaxed),
         }
     }
 }

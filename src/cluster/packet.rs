@@ -12,7 +12,7 @@ pub(crate) const SIGNATURE_LEN: usize = 65;
 
 /// Signs a packet for the bus: the hex HMAC-SHA256 of the packet with the cluster's key, a
 /// newline, then the packet.
-pub(crate) fn sign(key: &[u8], packet: &str) -> String {
+pub fn sign(key: &[u8], packet: &str) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
         return String::new();
     };
@@ -38,9 +38,19 @@ pub(crate) fn verify<'a>(key: &[u8], signed: &'a str) -> Option<&'a str> {
     Some(packet)
 }
 
+/// The bus format this build writes. Additive changes (a new message kind, a new optional
+/// field) keep it: older builds ignore what they do not know. A change an older build could
+/// misread raises it, and the build that raises it still reads the previous version, so a
+/// rolling upgrade (old and new instances on one bus for a while) keeps working.
+pub const BUS_VERSION: u32 = 2;
+/// The oldest bus format this build reads: 1 is the format before packets carried a version.
+pub(crate) const OLDEST_READABLE: u32 = 1;
+
 /// A packet as sent.
 #[derive(Debug, Serialize)]
 pub(super) struct PacketOut<'a> {
+    /// [`BUS_VERSION`].
+    pub v: u32,
     pub from: &'a str,
     /// Random per process: a restarted instance under the same name is a new peer.
     pub boot: u64,
@@ -51,12 +61,26 @@ pub(super) struct PacketOut<'a> {
 /// A packet as received.
 #[derive(Debug, Deserialize)]
 pub(super) struct PacketIn {
+    /// Its bus format; packets of builds before versions were written are version 1.
+    #[serde(default = "first_version")]
+    pub v: u32,
     pub from: String,
     #[serde(default)]
     pub boot: u64,
     pub seq: u64,
     /// Each message is parsed on its own, so one this version does not know costs only itself.
     pub msgs: Vec<Box<RawValue>>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+impl PacketIn {
+    /// Whether this build can read the packet's format.
+    pub(super) fn readable(&self) -> bool {
+        (OLDEST_READABLE..=BUS_VERSION).contains(&self.v)
+    }
 }
 
 /// Marks a chunk of a packet too large for one bus message.
@@ -166,6 +190,61 @@ mod tests {
             whole = r.accept(p);
         }
         assert_eq!(whole.as_deref(), Some(packet.as_str()));
+    }
+
+    /// A packet exactly as the build before bus versions sent it (recorded from its tests'
+    /// bus): read as version 1, its messages understood.
+    const RECORDED_V1: &str = r#"{"from":"bench-plugins","boot":5871936310785871711,"seq":42,"msgs":[{"t":"claimed","c":{"name":"Olthoi Slayer","at_ms":1764849600000}},{"t":"heartbeat","c":{"plugins":3,"browsers":0,"owned":3}},{"t":"hello","c":{"to":null}},{"t":"released","c":{"names":["Olthoi Slayer"]}},{"t":"bye"}]}"#;
+
+    /// The packet as the build before bus versions read it (its `PacketIn`).
+    #[derive(Debug, Deserialize)]
+    struct PacketInV1 {
+        from: String,
+        #[serde(default)]
+        boot: u64,
+        seq: u64,
+        msgs: Vec<Box<RawValue>>,
+    }
+
+    #[test]
+    fn the_previous_bus_format_and_this_one_read_each_other() {
+        let old: PacketIn = serde_json::from_str(RECORDED_V1).expect("a v1 packet");
+        assert_eq!(old.v, 1);
+        assert!(old.readable());
+        assert_eq!((old.from.as_str(), old.seq), ("bench-plugins", 42));
+        for raw in &old.msgs {
+            serde_json::from_str::<super::super::message::Message>(raw.get())
+                .unwrap_or_else(|e| panic!("{raw}: {e}"));
+        }
+        // What this build sends, the previous one reads (it ignores `v`).
+        let msgs = old.msgs.clone();
+        let text = serde_json::to_string(&PacketOut {
+            v: BUS_VERSION,
+            from: "new",
+            boot: 9,
+            seq: 1,
+            msgs: &msgs,
+        })
+        .expect("json");
+        let read_by_old: PacketInV1 = serde_json::from_str(&text).expect("old build reads it");
+        assert_eq!(
+            (read_by_old.from.as_str(), read_by_old.boot, read_by_old.seq),
+            ("new", 9, 1)
+        );
+        assert_eq!(read_by_old.msgs.len(), 5);
+        let again: PacketIn = serde_json::from_str(&text).expect("this build reads it");
+        assert_eq!(again.v, BUS_VERSION);
+        assert!(again.readable());
+    }
+
+    #[test]
+    fn a_bus_format_this_build_cannot_read_is_refused() {
+        let newer = RECORDED_V1.replacen('{', &format!(r#"{{"v":{},"#, BUS_VERSION + 1), 1);
+        let packet: PacketIn = serde_json::from_str(&newer).expect("parses");
+        assert!(!packet.readable());
+        let ancient = RECORDED_V1.replacen('{', r#"{"v":0,"#, 1);
+        let packet: PacketIn = serde_json::from_str(&ancient).expect("parses");
+        assert!(!packet.readable());
     }
 
     #[test]

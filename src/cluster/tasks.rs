@@ -94,6 +94,7 @@ async fn send_packet(node: &Node, seq: u64, messages: &[Message]) {
         })
         .collect();
     let packet = crate::protocol::to_json(&PacketOut {
+        v: packet::BUS_VERSION,
         from: &node.me,
         boot: node.boot,
         seq,
@@ -204,6 +205,21 @@ async fn receive_loop(
             }
         };
         if *packet.from == *node.me {
+            continue;
+        }
+        if !packet.readable() {
+            // A build too new or too old for this one shares the bus: what it says is not
+            // applied (it could be misread), and the operator is told which versions meet.
+            node.stats.version_refused.fetch_add(1, Ordering::Relaxed);
+            if node.version_log.open() {
+                tracing::error!(
+                    instance = %packet.from,
+                    version = packet.v,
+                    reads = format!("{}..={}", packet::OLDEST_READABLE, packet::BUS_VERSION),
+                    refused = node.stats.version_refused.load(Ordering::Relaxed),
+                    "cluster bus: an instance speaks a bus format this build cannot read; its packets are ignored (upgrade one step at a time: see docs/OPERATIONS.md, Upgrade)"
+                );
+            }
             continue;
         }
         let Some(from) = track_peer(&node, member.as_ref(), &packet) else {

@@ -391,6 +391,79 @@ async fn a_packet_forged_on_the_bus_by_another_role_is_dropped() {
         .expect("drop role");
 }
 
+/// Issue 27: instances of adjacent builds share a bus during a rolling upgrade. A packet exactly
+/// as the build before bus versions sent it (no `v`) is read and applied; a packet of a format
+/// this build cannot read is refused, counted and logged, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previous_bus_format_is_read_and_an_unreadable_one_refused_loudly() {
+    let Some(pair) = pair(BusKind::Postgres).await else {
+        return;
+    };
+    let notify = sqlx::PgPool::connect(&pair.a.db.url).await.expect("pool");
+    let send = |packet: serde_json::Value| {
+        let signed =
+            dereth_tracker::testing::sign_bus_message(CLUSTER_KEY.as_bytes(), &packet.to_string());
+        let notify = notify.clone();
+        async move {
+            sqlx::query("SELECT pg_notify('dereth_cluster', $1)")
+                .bind(&signed)
+                .execute(&notify)
+                .await
+                .expect("NOTIFY");
+        }
+    };
+    // An old build's instance claims "Elder" (the previous format: no version field).
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    send(json!({"from": "node-old", "boot": 77, "seq": 1, "msgs": [
+        {"t": "claimed", "c": {"name": "Elder", "at_ms": now_ms}},
+        {"t": "heartbeat", "c": {"plugins": 1, "browsers": 0, "owned": 1}},
+    ]}))
+    .await;
+    pair.a
+        .wait_debug("the old instance heard", |d| {
+            d["cluster"]["peers"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["instance"] == "node-old"))
+        })
+        .await;
+    // Its claim holds: a plugin here may not speak for Elder.
+    let mut plugin = pair.a.plugin().await;
+    plugin.send_json(&telemetry("Elder", "s1", 1)).await;
+    let refused = plugin.recv_type("error").await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("another")),
+        "{refused}"
+    );
+    // A build too new: its packet (a claim of "Younger") is refused and counted.
+    let version = dereth_tracker::testing::BUS_VERSION + 1;
+    send(
+        json!({"v": version, "from": "node-new", "boot": 78, "seq": 1, "msgs": [
+            {"t": "claimed", "c": {"name": "Younger", "at_ms": now_ms}},
+        ]}),
+    )
+    .await;
+    let debug = pair
+        .a
+        .wait_debug("the newer format refused", |d| {
+            d["cluster"]["version_refused"].as_u64() >= Some(1)
+        })
+        .await;
+    assert_eq!(
+        debug["cluster"]["bus_version"],
+        dereth_tracker::testing::BUS_VERSION
+    );
+    assert!(
+        !debug["cluster"]["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["instance"] == "node-new")),
+        "{debug}"
+    );
+    plugin.send_json(&telemetry("Younger", "s1", 1)).await;
+    wait_live(&pair.a, "Younger", |_| true).await;
+}
+
 both_buses!(
     telemetry_chat_and_spawns_cross_instances,
     commands_reach_the_plugin_on_the_other_instance,
