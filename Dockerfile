@@ -18,6 +18,8 @@ FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin dereth-tracker
 COPY . .
+# The commit for `--version` (the context has no .git): `--build-arg DERETH_COMMIT=$(git rev-parse --short=12 HEAD)`.
+ARG DERETH_COMMIT=unknown
 RUN cargo build --release --locked --bin dereth-tracker
 
 # --- runtime -------------------------------------------------------------------------------------

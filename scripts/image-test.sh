@@ -85,10 +85,15 @@ fi
 printf '[net]\noffline = true\n' >"$WORK/cargo-offline.toml"
 
 log "podman build (the real Dockerfile, offline)"
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 podman build --format docker --network=none \
+  --build-arg DERETH_COMMIT="$commit" \
   -v "$cargo_home/registry:/usr/local/cargo/registry" \
   -v "$WORK/cargo-offline.toml:/usr/local/cargo/config.toml:ro" \
   -t "$IMAGE" .
+
+log "the image says which commit it was built from"
+podman run --rm "$IMAGE" --version | tee /dev/stderr | grep -q "(commit $commit)"
 
 log "running the image with the compose environment"
 db="dt_image_$$"

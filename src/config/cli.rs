@@ -7,9 +7,17 @@ use clap::{Args, Parser, Subcommand};
 
 use super::{DatabaseSettings, Role, Settings};
 
+/// This build: the package version and the commit it was built from (see `build.rs`).
+pub(super) const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DERETH_COMMIT"),
+    ")"
+);
+
 /// Real-time telemetry server and live map for Asheron's Call characters.
 #[derive(Debug, Parser)]
-#[command(name = "dereth-tracker", version, about, long_about = None)]
+#[command(name = "dereth-tracker", version = VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -838,3 +838,53 @@ async fn the_server_binary_carries_no_benchmark_or_simulator_tools() {
         "{usage}"
     );
 }
+
+/// Issue 27: a build says which commit it was made from, in `--version` and `/debug`.
+#[tokio::test]
+async fn the_build_names_its_version_and_commit() {
+    let out = std::process::Command::new(BIN)
+        .arg("--version")
+        .output()
+        .expect("--version runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        text.starts_with(&format!(
+            "dereth-tracker {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    // In a clone with its history (as CI builds), the commit is the one checked out (or the
+    // tree was built from before a later commit: a prefix of a real object).
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let commit = text
+        .rsplit_once("(commit ")
+        .and_then(|(_, c)| c.strip_suffix(')'))
+        .expect("a commit")
+        .to_owned();
+    if let Some(head) = head {
+        assert_ne!(commit, "unknown", "built inside a git checkout");
+        let known = std::process::Command::new("git")
+            .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            known,
+            "{commit} is a commit of this repository (HEAD is {head})"
+        );
+    }
+    let Some(app) = crate::common::TestApp::spawn(crate::common::Backend::Sqlite).await else {
+        return;
+    };
+    let (_, debug) = app.get("/debug").await;
+    assert_eq!(debug["commit"], commit.as_str(), "{debug}");
+    assert_eq!(debug["version"], env!("CARGO_PKG_VERSION"));
+}

@@ -77,6 +77,8 @@ impl WriteStatus {
 #[derive(Serialize)]
 struct DebugBody {
     version: &'static str,
+    /// The commit this build was made from ("unknown" when it was built without its history).
+    commit: &'static str,
     uptime_secs: u64,
     backend: Backend,
     timescaledb: bool,
@@ -139,6 +141,7 @@ impl ClockStatus {
 pub(crate) async fn debug(_reader: Reader, State(state): State<AppState>) -> Json<impl Serialize> {
     Json(DebugBody {
         version: env!("CARGO_PKG_VERSION"),
+        commit: env!("DERETH_COMMIT"),
         uptime_secs: state.started.elapsed().as_secs(),
         backend: state.store.backend(),
         timescaledb: state.store.timescaledb(),
