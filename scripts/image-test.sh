@@ -93,7 +93,12 @@ podman build --format docker --network=none \
   -t "$IMAGE" .
 
 log "the image says which commit it was built from"
-podman run --rm "$IMAGE" --version | tee /dev/stderr | grep -q "(commit $commit)"
+version=$(podman run --rm "$IMAGE" --version)
+echo "$version"
+case "$version" in
+  *"(commit $commit)"*) ;;
+  *) echo "the image should name commit $commit" >&2; exit 1 ;;
+esac
 
 log "running the image with the compose environment"
 db="dt_image_$$"
