@@ -19,7 +19,8 @@ use serde::Serialize;
 use crate::protocol::LivePlayer;
 
 /// How a browser wants live characters encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// Objects, as EVENT_FORMATS.json describes the `telemetry` frame to browsers.
     #[default]

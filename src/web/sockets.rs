@@ -139,7 +139,7 @@ pub(crate) struct LiveQuery {
     params(
         ("token" = Option<String>, Query, description = "Command token (legacy; send it in command frames instead: it is never logged there)"),
         ("coalesce" = Option<bool>, Query, description = "`1` or `true`: receive one `batch` frame per tick (COALESCE_MS) carrying every update since the previous one, instead of a frame per update"),
-        ("encoding" = Option<String>, Query, description = "`json` (default) or `compact`: live characters as arrays of the columns named by a first `encoding` frame (EVENT_FORMATS.json)"),
+        ("encoding" = inline(Option<Encoding>), Query, description = "`json` (default) or `compact`: live characters as arrays of the columns named by a first `encoding` frame (EVENT_FORMATS.json)"),
     ),
     security(("session" = []), ("token" = []), ()),
     responses(
