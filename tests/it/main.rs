@@ -30,3 +30,4 @@ mod query_api;
 mod security;
 mod simulate;
 mod tracker;
+mod upgrade;
