@@ -45,6 +45,7 @@ use crate::config::Settings;
 use crate::live::Live;
 pub use crate::live::compact::Encoding;
 use crate::live::recent::RecentTrails;
+pub use crate::ops::backup;
 use crate::ops::lifecycle;
 use crate::ops::metrics::Metrics;
 use crate::state::AppState;

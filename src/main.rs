@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use dereth_tracker::Server;
 use dereth_tracker::config::{
-    Cli, Command, DatabaseSettings, HealthcheckArgs, LogFormat, ManageArgs, Settings, UserAction,
+    BackupArgs, Cli, Command, DatabaseSettings, HealthcheckArgs, LogFormat, ManageArgs,
+    RestoreArgs, Settings, UserAction,
 };
 use dereth_tracker::manage;
 use dereth_tracker::process::{raise_file_limit, shutdown_signal};
@@ -35,6 +36,8 @@ async fn main() -> ExitCode {
             Ok(store) => report(manage::key(&store, &args.action).await),
             Err(err) => Err(err),
         },
+        Some(Command::Backup(args)) => backup(args).await,
+        Some(Command::Restore(args)) => restore(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,6 +130,40 @@ async fn open(database: &DatabaseSettings) -> anyhow::Result<Store> {
     Store::connect(&database.database_url, &options)
         .await
         .with_context(|| format!("opening the database at {url}"))
+}
+
+/// `backup --to FILE`: prints what the archive holds.
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let url = &args.database.database_url;
+    let summary =
+        dereth_tracker::backup::backup(url, args.database.database_password.as_ref(), &args.to)
+            .await
+            .with_context(|| format!("backing up {}", redact_url(url)))?;
+    println!(
+        "backup of {} written to {}:\n{summary}",
+        redact_url(url),
+        args.to.display()
+    );
+    Ok(())
+}
+
+/// `restore --from FILE`: prints what the database holds afterwards (equal to the archive).
+async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let url = &args.database.database_url;
+    let summary = dereth_tracker::backup::restore(
+        url,
+        args.database.database_password.as_ref(),
+        &args.from,
+        args.replace,
+    )
+    .await
+    .with_context(|| format!("restoring {} into {}", args.from.display(), redact_url(url)))?;
+    println!(
+        "restored {} into {}:\n{summary}",
+        args.from.display(),
+        redact_url(url)
+    );
+    Ok(())
 }
 
 /// Prints what a management command did, or fails with why.

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use super::{DatabaseSettings, Role, Settings};
 
 /// This build: the package version and the commit it was built from (see `build.rs`).
-pub(super) const VERSION: &str = concat!(
+pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("DERETH_COMMIT"),
@@ -70,6 +70,38 @@ pub enum Command {
     /// Plugin keys: `key add NAME [--characters A,B]` prints the key once; `key list`,
     /// `key revoke NAME`, `key move NAME --characters A,B`, `key free A,B`.
     Key(ManageArgs<KeyAction>),
+    /// A consistent backup of every table the tracker keeps, while it runs or not, in one
+    /// checksummed archive that restores into either backend: `backup --to FILE`.
+    Backup(BackupArgs),
+    /// Restores a backup into an empty database of either backend (SQLite to PostgreSQL moves
+    /// a guild off the default): `restore --from FILE [--replace]`.
+    Restore(RestoreArgs),
+}
+
+/// Settings of `backup`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The archive to write (replaced only once the new one is complete).
+    #[arg(long)]
+    pub to: std::path::PathBuf,
+
+    #[command(flatten, next_help_heading = "Database")]
+    pub database: DatabaseSettings,
+}
+
+/// Settings of `restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The archive to restore.
+    #[arg(long)]
+    pub from: std::path::PathBuf,
+
+    /// Delete what the database holds first (without it, a database holding data is refused).
+    #[arg(long)]
+    pub replace: bool,
+
+    #[command(flatten, next_help_heading = "Database")]
+    pub database: DatabaseSettings,
 }
 
 /// A management command: the database it works on and what to do.

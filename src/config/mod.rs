@@ -12,7 +12,10 @@ use clap::{Args, ValueEnum};
 
 mod cli;
 mod derived;
-pub use cli::{Cli, Command, HealthcheckArgs, KeyAction, ManageArgs, TokenAction, UserAction};
+pub use cli::{
+    BackupArgs, Cli, Command, HealthcheckArgs, KeyAction, ManageArgs, RestoreArgs, TokenAction,
+    UserAction, VERSION,
+};
 
 pub use crate::identity::Role;
 pub use crate::secret::Secret;

@@ -2,6 +2,7 @@
 //! characters, and the data lifecycle (retention, thinning, TimescaleDB policies).
 
 pub(crate) mod alerts;
+pub mod backup;
 pub(crate) mod lifecycle;
 pub(crate) mod log_gate;
 pub(crate) mod metrics;

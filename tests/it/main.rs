@@ -12,6 +12,7 @@ mod common;
 mod chrome;
 
 mod alerts;
+mod backup;
 mod browser;
 mod clocks;
 mod cluster;

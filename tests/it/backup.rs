@@ -1,0 +1,227 @@
+//! Backups that restore (issue 27): `dereth-tracker backup` while plugins stream gives one
+//! consistent snapshot, which restores into an empty database of the other backend with every
+//! row and total equal; a damaged or cut-short archive changes nothing; a database holding data
+//! is refused unless told to replace it.
+
+use crate::common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Backend, TestApp, TestDb};
+use dereth_tracker::backup::{self, BackupError, Summary};
+use serde_json::Value;
+
+/// Sum of a column of one table in an archive, read from the file itself.
+fn archived_sum(archive: &Path, table: &str, column: &str) -> i64 {
+    let text = std::fs::read_to_string(archive).expect("archive");
+    let mut index = None;
+    let mut sum = 0;
+    for line in text.lines() {
+        if line.starts_with('{') {
+            let v: Value = serde_json::from_str(line).expect("json");
+            index = (v["table"] == table).then(|| {
+                v["columns"]
+                    .as_array()
+                    .and_then(|c| c.iter().position(|c| c == column))
+                    .expect("column")
+            });
+        } else if let Some(i) = index {
+            let row: Vec<Value> = serde_json::from_str(line).expect("row");
+            sum += row[i].as_i64().unwrap_or(0);
+        }
+    }
+    sum
+}
+
+fn other(backend: Backend) -> Backend {
+    match backend {
+        Backend::Sqlite => Backend::Postgres,
+        Backend::Postgres => Backend::Sqlite,
+    }
+}
+
+/// A hundred characters stream (ten plugin connections of ten); the backup is taken while they
+/// do. Its totals agree with its own rows (a snapshot, not a smear of moments), and it restores
+/// into the other backend with every row and total equal.
+async fn a_backup_taken_while_plugins_stream_restores_into_the_other_backend(source: Backend) {
+    let Some(app) = TestApp::spawn(source).await else {
+        return;
+    };
+    let Some(target) = TestDb::create(other(source)).await else {
+        return;
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut plugins = Vec::new();
+    for p in 0..10 {
+        let mut plugin = app.plugin().await;
+        let stop = stop.clone();
+        plugins.push(tokio::spawn(async move {
+            let mut kills = 0;
+            while !stop.is_cancelled() {
+                kills += 1;
+                for c in 0..10 {
+                    let name = format!("Streamer {p}-{c}");
+                    plugin
+                        .send_json(&common::telemetry(&name, "s1", kills))
+                        .await;
+                    if kills % 5 == 0 {
+                        plugin
+                            .send_json(&common::spawn_frame(&name, "Drudge"))
+                            .await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+    app.wait_for_rows(1_000, 0, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join("guild.backup");
+    let taken = backup::backup(&app.db.url, None, &archive)
+        .await
+        .expect("a backup while plugins stream");
+    // It was taken mid-stream: more rows arrive after it.
+    app.wait_for_rows(taken.rows["telemetry_events"] + 500, 0, 0)
+        .await;
+    stop.cancel();
+    for p in plugins {
+        p.await.expect("plugin");
+    }
+    assert!(taken.rows["telemetry_events"] >= 1_000, "{taken:?}");
+    assert_eq!(taken.characters, 100, "{taken:?}");
+    // One snapshot: the kill totals are the sum of the per-frame kills in the same archive.
+    assert_eq!(
+        taken.total_kills,
+        archived_sum(&archive, "telemetry_events", "kills_delta"),
+        "totals and rows from one moment"
+    );
+    assert_eq!(backup::verify(&archive).expect("verifies"), taken);
+
+    let restored = backup::restore(&target.url, None, &archive, false)
+        .await
+        .expect("restores into the other backend");
+    assert_eq!(restored, taken, "every row and total equal");
+    // The restored database serves: a tracker on it lists the characters and their totals.
+    let mut settings = common::test_settings(&target);
+    settings.retention.thin_telemetry_after_hours = 0;
+    let restored_app = TestApp::start(target, settings).await;
+    let counts = restored_app.store.row_counts().await.expect("counts");
+    assert_eq!(counts.telemetry, taken.rows["telemetry_events"]);
+    assert_eq!(counts.spawns, taken.rows["spawn_events"]);
+    let (status, history) = restored_app
+        .get("/history?character=Streamer%200-0&limit=5")
+        .await;
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(
+        history["data"].as_array().map(Vec::len),
+        Some(5),
+        "{history}"
+    );
+}
+
+both_backends!(a_backup_taken_while_plugins_stream_restores_into_the_other_backend);
+
+/// What a restore refuses, and that it then changes nothing; the commands as the README gives
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_archive_or_a_database_holding_data_is_refused_and_nothing_changes() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    for k in 1..=20 {
+        plugin
+            .send_json(&common::telemetry("Keeper", "s1", k))
+            .await;
+    }
+    app.wait_for_rows(20, 0, 0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join("a.backup");
+    // The command line, as the README has it.
+    let out = std::process::Command::new(crate::process::BIN)
+        .args(["backup", "--to"])
+        .arg(&archive)
+        .env("DATABASE_URL", &app.db.url)
+        .output()
+        .expect("backup runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("telemetry_events") && printed.contains("20 rows"),
+        "{printed}"
+    );
+    let good = backup::verify(&archive).expect("verifies");
+
+    let empty = || async { TestDb::create(Backend::Sqlite).await.expect("sqlite") };
+    let assert_untouched = |db: &TestDb| {
+        let url = db.url.clone();
+        async move {
+            let store = dereth_tracker::store::Store::connect(
+                &url,
+                &dereth_tracker::store::StoreOptions::default(),
+            )
+            .await
+            .expect("opens");
+            let counts = store.row_counts().await.expect("counts");
+            assert_eq!(counts.telemetry, 0, "nothing was written");
+        }
+    };
+
+    // One byte changed: refused before anything is written.
+    let text = std::fs::read_to_string(&archive).expect("read");
+    let tampered = dir.path().join("tampered.backup");
+    std::fs::write(&tampered, text.replacen("\"Keeper\"", "\"Keepor\"", 1)).expect("write");
+    let target = empty().await;
+    let err = backup::restore(&target.url, None, &tampered, false)
+        .await
+        .expect_err("a changed archive");
+    assert!(matches!(err, BackupError::Damaged(_)), "{err}");
+    assert!(err.to_string().contains("checksum"), "{err}");
+    assert_untouched(&target).await;
+    // Cut short (a copy that did not finish).
+    let cut = dir.path().join("cut.backup");
+    std::fs::write(&cut, &text[..text.len() / 2]).expect("write");
+    let err = backup::restore(&target.url, None, &cut, false)
+        .await
+        .expect_err("a cut archive");
+    assert!(matches!(err, BackupError::Damaged(_)), "{err}");
+    assert_untouched(&target).await;
+    // Not a backup at all.
+    let foreign = dir.path().join("foreign.backup");
+    std::fs::write(&foreign, "{\"hello\":1}\n").expect("write");
+    assert!(matches!(
+        backup::restore(&target.url, None, &foreign, false).await,
+        Err(BackupError::Damaged(_))
+    ));
+
+    // Into a database holding data: refused, untouched; with --replace, replaced.
+    let err = backup::restore(&app.db.url, None, &archive, false)
+        .await
+        .expect_err("a database with data");
+    assert!(matches!(err, BackupError::NotEmpty(_)), "{err}");
+    let out = std::process::Command::new(crate::process::BIN)
+        .args(["restore", "--replace", "--from"])
+        .arg(&archive)
+        .env("DATABASE_URL", &target.url)
+        .output()
+        .expect("restore runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored: Summary = backup::verify(&archive).expect("still good");
+    assert_eq!(restored, good);
+    let store = dereth_tracker::store::Store::connect(
+        &target.url,
+        &dereth_tracker::store::StoreOptions::default(),
+    )
+    .await
+    .expect("opens");
+    assert_eq!(store.row_counts().await.expect("counts").telemetry, 20);
+}
