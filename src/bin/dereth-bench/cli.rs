@@ -72,6 +72,29 @@ pub(crate) enum Command {
     Crowd(CrowdArgs),
     /// Heap per live, offline and evicted character, counted by the allocator.
     Memory(MemoryArgs),
+    /// A guild outgrowing SQLite: a stretch of history backed up from SQLite and restored into
+    /// PostgreSQL, timed, totals compared.
+    Move(MoveArgs),
+}
+
+/// Settings of `dereth-bench move`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MoveArgs {
+    /// An empty PostgreSQL database to restore into.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Characters.
+    #[arg(long, default_value_t = 500)]
+    pub characters: usize,
+    /// Hours of history (a point every 2 s per character).
+    #[arg(long, default_value_t = 1.0)]
+    pub hours: f64,
+    /// Delete what the PostgreSQL database holds first.
+    #[arg(long)]
+    pub replace: bool,
+    /// Markdown file to record the figures in.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    pub report: std::path::PathBuf,
 }
 
 /// Settings of `dereth-bench memory`.

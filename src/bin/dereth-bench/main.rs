@@ -12,6 +12,7 @@ mod crowd;
 mod fanout;
 mod ingest;
 mod memory;
+mod moving;
 mod queries;
 mod readers;
 mod report;
@@ -49,6 +50,7 @@ async fn main() -> ExitCode {
         Command::Trails(args) => trails::run(args).await,
         Command::Crowd(args) => crowd::run(args).await,
         Command::Memory(args) => memory::run(args).await,
+        Command::Move(args) => moving::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
