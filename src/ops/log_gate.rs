@@ -4,8 +4,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::metrics::now_ms;
-
 /// Opens once per period.
 #[derive(Debug)]
 pub(crate) struct LogGate {
@@ -24,7 +22,7 @@ impl LogGate {
 
     /// Whether a line may be logged now (true for one caller per period).
     pub(crate) fn open(&self) -> bool {
-        self.open_at(now_ms())
+        self.open_at(u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0))
     }
 
     fn open_at(&self, now: u64) -> bool {
