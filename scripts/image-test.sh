@@ -114,11 +114,11 @@ host_port=${host_port%%/*}
 # then answer from that process while the container failed to bind.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cleanup() {
-  podman rm -f "$CONTAINER" >/dev/null 2>&1 || true
+  podman rm -f -v "$CONTAINER" >/dev/null 2>&1 || true
   admin_psql "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-podman rm -f "$CONTAINER" >/dev/null 2>&1 || true
+podman rm -f -v "$CONTAINER" >/dev/null 2>&1 || true
 # As compose gives them (environment + .env): password apart from the URL, empty optional values.
 podman run -d --name "$CONTAINER" --network=host \
   -e DATABASE_URL="postgres://${user_pass%%:*}@$host_port/$db" \

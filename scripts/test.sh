@@ -142,4 +142,6 @@ if [ "${SKIP_IMAGE_TEST:-}" = "1" ] && [ "${CI:-}" != "true" ]; then
 else
   log "container image: build with podman and run with the compose environment"
   ./scripts/image-test.sh
+  log "docker-compose.yml and docker-compose.cluster.yml run for real with podman-compose"
+  ./scripts/compose-test.sh
 fi

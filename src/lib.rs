@@ -137,7 +137,12 @@ impl Server {
         // when it starts, should the database not answer now).
         if let Ok(Some(upto)) = store.spool_mark(spool.id()).await {
             spooled.skip_to(upto + 1);
-            spool.committed(upto);
+            spool.already_stored(upto);
+        }
+        // Counted after the skip: events the database already has are not "from before".
+        let pending = spool.status().replayed_at_start;
+        if pending > 0 {
+            tracing::info!(events = pending, dir = %settings.spool_options().dir.display(), "spool holds events from before the start; they are stored first");
         }
         let metrics = Arc::new(Metrics::default());
         // Learn at once whether the database can be written (a read-only file, a full disk):
@@ -243,6 +248,14 @@ impl Server {
             state.metrics.clone(),
             state.shutdown.clone(),
         ));
+        if let Some(schedule) = ops::backup_schedule::BackupSchedule::from_settings(&state.settings)
+        {
+            tokio::spawn(ops::backup_schedule::run(
+                schedule,
+                state.metrics.backups.clone(),
+                state.shutdown.clone(),
+            ));
+        }
 
         let stop = state.shutdown.clone();
         // When the shutdown began: everything after it fits in SHUTDOWN_GRACE_SECS +

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+mod backups;
 mod cli;
 mod derived;
+pub use backups::{BackupSettings, Every};
 pub use cli::{
     BackupArgs, Cli, Command, HealthcheckArgs, KeyAction, ManageArgs, RestoreArgs, TokenAction,
     UserAction, VERSION,
@@ -114,6 +116,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     #[command(flatten, next_help_heading = "Cluster")]
     pub cluster: ClusterSettings,
+    #[command(flatten, next_help_heading = "Backups")]
+    pub backups: BackupSettings,
 }
 
 /// Several instances acting as one tracker.
@@ -649,6 +653,7 @@ impl Settings {
         {
             self.writer.spool_dir = None;
         }
+        self.backups.normalize();
         for list in [
             &mut self.access.allowed_hosts,
             &mut self.access.allowed_origins,

@@ -112,6 +112,8 @@ pub struct Metrics {
     pub last_write_ok_ms: AtomicU64,
     /// Why the last write failed.
     pub last_write_error: std::sync::Mutex<Option<String>>,
+    /// Scheduled backups.
+    pub backups: Arc<super::backup_schedule::BackupMetrics>,
     registry: Registry,
 }
 
@@ -266,6 +268,7 @@ impl Metrics {
             write_failure_streak: AtomicU64::new(0),
             last_write_ok_ms: AtomicU64::new(0),
             last_write_error: std::sync::Mutex::new(None),
+            backups: Default::default(),
             registry: Registry::default(),
         };
         m.register();
@@ -472,6 +475,7 @@ impl Metrics {
             "HTTP request durations by route",
             self.http_requests.clone(),
         );
+        self.backups.register(r);
     }
 
     /// Every metric in the Prometheus text format (version 0.0.4).

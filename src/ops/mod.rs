@@ -3,6 +3,7 @@
 
 pub(crate) mod alerts;
 pub mod backup;
+pub(crate) mod backup_schedule;
 pub(crate) mod lifecycle;
 pub(crate) mod log_gate;
 pub(crate) mod metrics;

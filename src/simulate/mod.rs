@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,8 @@ pub struct SimConfig {
 #[derive(Debug, Default)]
 pub struct SimStats {
     pub frames_sent: AtomicU64,
+    /// Of `frames_sent`, the telemetry frames (one stored row each).
+    pub telemetry_sent: AtomicU64,
     pub commands_received: AtomicU64,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
@@ -48,6 +51,7 @@ pub struct SimStats {
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct SimReport {
     pub frames_sent: u64,
+    pub telemetry_sent: u64,
     pub commands_received: u64,
     pub connects: u64,
     pub connect_failures: u64,
@@ -57,6 +61,7 @@ impl SimStats {
     pub fn report(&self) -> SimReport {
         SimReport {
             frames_sent: self.frames_sent.load(Ordering::Relaxed),
+            telemetry_sent: self.telemetry_sent.load(Ordering::Relaxed),
             commands_received: self.commands_received.load(Ordering::Relaxed),
             connects: self.connects.load(Ordering::Relaxed),
             connect_failures: self.connect_failures.load(Ordering::Relaxed),
@@ -166,10 +171,14 @@ async fn stream(
                 let mut frames = character.step(config.interval, config.speed, now);
                 frames.insert(0, character.telemetry_frame(now));
                 for frame in frames {
+                    let telemetry = frame.get("type").and_then(Value::as_str) == Some("telemetry");
                     if tx.send(Message::text(frame.to_string())).await.is_err() {
                         return Ended::Disconnected;
                     }
                     stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                    if telemetry {
+                        stats.telemetry_sent.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             msg = rx.next() => match msg {
@@ -186,6 +195,7 @@ async fn stream(
                             return Ended::Disconnected;
                         }
                         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                        stats.telemetry_sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Some(Ok(_)) => {}

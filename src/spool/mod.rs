@@ -112,7 +112,8 @@ struct Shared {
     /// (sequence number, when written), sampled: for the age of the oldest pending event.
     ages: Mutex<VecDeque<(u64, Instant)>>,
     max_bytes: u64,
-    replayed_at_start: u64,
+    /// Events from before the start not in the database (lowered by [`Spool::already_stored`]).
+    replayed_at_start: AtomicU64,
     /// Its directory (for the free space of its disk).
     dir: PathBuf,
     /// The head when the spool was opened: events before it are from an earlier run.
@@ -215,10 +216,6 @@ impl Spool {
         };
         segment::sync_dir(&dir).map_err(io)?;
         let bytes: u64 = segments.iter().map(|s| s.1).sum();
-        let pending = head.saturating_sub(oldest);
-        if pending > 0 {
-            tracing::info!(events = pending, bytes, dir = %dir.display(), "spool holds events from before the start; they are stored first");
-        }
         let shared = Arc::new(Shared {
             head: AtomicU64::new(head),
             committed: AtomicU64::new(oldest),
@@ -232,7 +229,7 @@ impl Spool {
             overflow: AtomicBool::new(true),
             ages: Mutex::new(VecDeque::from([(oldest, Instant::now())])),
             max_bytes: options.max_bytes,
-            replayed_at_start: pending,
+            replayed_at_start: AtomicU64::new(head.saturating_sub(oldest)),
             dir: dir.clone(),
             start_head: head,
             written: tokio::sync::Notify::new(),
@@ -287,6 +284,19 @@ impl Spool {
     /// The sequence number the next event will get: every smaller one is written.
     pub fn head(&self) -> u64 {
         self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// At the start: the database already has every event up to `upto` (its spool mark), so
+    /// only those after it are from before the start and still to store.
+    pub fn already_stored(&self, upto: u64) {
+        self.committed(upto);
+        let left = self
+            .shared
+            .start_head
+            .saturating_sub(upto.saturating_add(1));
+        self.shared
+            .replayed_at_start
+            .fetch_min(left, Ordering::Relaxed);
     }
 
     /// Whether every event from before this start is stored (or there were none).
@@ -408,7 +418,7 @@ impl Spool {
             refused: s.refused.load(Ordering::Relaxed),
             corrupt: s.corrupt.load(Ordering::Relaxed),
             failing: s.failing.load(Ordering::Relaxed),
-            replayed_at_start: s.replayed_at_start,
+            replayed_at_start: s.replayed_at_start.load(Ordering::Relaxed),
         }
     }
 }

@@ -286,3 +286,127 @@ async fn a_failed_backup_leaves_no_file() {
     assert!(matches!(err, BackupError::Database(_)), "{err}");
     assert!(!to.exists() && !to.with_extension("partial").exists());
 }
+
+/// A metric's value in a `/metrics` scrape of `app`.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in the scrape:\n{text}"))
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// BACKUP_DIR, BACKUP_EVERY, BACKUP_KEEP: the running tracker writes archives that verify and
+/// hold what it stored, keeps the newest BACKUP_KEEP of its own, removes a backup an earlier run
+/// cut short, and leaves every other file alone.
+async fn scheduled_backups_are_written_kept_and_pruned(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let old = [
+        "dereth-20260101T000000Z.backup",
+        "dereth-20260102T000000Z.backup",
+    ];
+    for name in old {
+        std::fs::write(dir.path().join(name), b"an older archive").expect("write");
+    }
+    std::fs::write(dir.path().join("notes.txt"), b"the operator's").expect("write");
+    std::fs::write(
+        dir.path().join("dereth-20260103T000000Z.partial"),
+        b"cut short",
+    )
+    .expect("write");
+    let backups = dir.path().to_owned();
+    let Some(mut app) = TestApp::spawn_with(backend, |s| {
+        s.backups.backup_dir = Some(backups);
+        // Below the 10 s the setting accepts, to keep the test short.
+        s.backups.backup_every = dereth_tracker::config::Every(Duration::from_secs(2));
+        s.backups.backup_keep = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    for i in 0..20 {
+        plugin
+            .send_json(&common::telemetry(&format!("Saved {}", i % 2), "s1", i / 2))
+            .await;
+    }
+    app.wait_for_rows(20, 0, 0).await;
+    // Two backups after the rows are in push both older archives out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while old.iter().any(|name| dir.path().join(name).exists()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "old archives never pruned: {:?}",
+            names_in(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(metric(&app, "dereth_backup_interval_seconds").await, 2.0);
+    assert_eq!(metric(&app, "dereth_backup_failures_total").await, 0.0);
+    let last = metric(&app, "dereth_backup_last_success_timestamp_seconds").await;
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!((now - last).abs() < 30.0, "last success {last}, now {now}");
+    assert!(metric(&app, "dereth_backup_last_bytes").await > 0.0);
+    app.shutdown().await;
+
+    let names = names_in(dir.path());
+    let archives: Vec<&String> = names.iter().filter(|n| n.ends_with(".backup")).collect();
+    assert_eq!(archives.len(), 2, "{names:?}");
+    assert!(names.contains(&"notes.txt".to_owned()), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
+    for name in archives {
+        let summary = backup::verify(&dir.path().join(name)).expect("a whole archive");
+        assert_eq!(summary.rows["telemetry_events"], 20, "{name}");
+        assert_eq!(summary.characters, 2, "{name}");
+    }
+}
+
+both_backends!(scheduled_backups_are_written_kept_and_pruned);
+
+/// A backup directory that cannot be used is a counted, logged failure; the tracker carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_directory_that_cannot_be_written_is_a_counted_failure() {
+    let dir = tempfile::tempdir().expect("dir");
+    let not_a_dir = dir.path().join("a-file");
+    std::fs::write(&not_a_dir, b"x").expect("write");
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.backups.backup_dir = Some(not_a_dir.clone());
+        s.backups.backup_every = dereth_tracker::config::Every(Duration::from_secs(1));
+    })
+    .await
+    else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while metric(&app, "dereth_backup_failures_total").await < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "no failure counted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        metric(&app, "dereth_backup_last_success_timestamp_seconds").await,
+        0.0
+    );
+    let (status, _) = app.get("/health").await;
+    assert_eq!(status, 200, "backups do not make the tracker unhealthy");
+    let mut plugin = app.plugin().await;
+    plugin
+        .send_json(&common::telemetry("Still Here", "s1", 1))
+        .await;
+    app.wait_for_rows(1, 0, 0).await;
+    assert_eq!(std::fs::read(&not_a_dir).expect("file"), b"x");
+}

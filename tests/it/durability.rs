@@ -149,6 +149,56 @@ async fn a_sigkilled_tracker_stores_every_event_it_read_after_restart(backend: B
     );
 }
 
+/// A clean stop leaves the spool's files (its segments are dropped only when full), but the
+/// database's spool mark says every event in them is stored: the next start has nothing from
+/// before it, says nothing of the kind, and stores nothing twice. It used to log that the whole
+/// segment was "from before the start" and report it in /debug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_has_nothing_from_before_the_start() {
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let spool = tempfile::tempdir().expect("spool dir");
+    let spool_dir = spool.path().display().to_string();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("SHARED_SECRET", SECRET),
+        ("SPOOL_DIR", spool_dir.as_str()),
+        ("RUST_LOG", "info"),
+    ];
+    let mut tracker = Launched::start(&env, &[]).await;
+    let mut plugin = plugin_at(&tracker.addr).await;
+    let n: i64 = 300;
+    for i in 0..n {
+        plugin.send_json(&frame("Clean", i)).await;
+    }
+    all_read(&mut plugin).await;
+    stored_exactly(&db, n, Duration::from_secs(30)).await;
+    drop(plugin);
+    kill(&tracker.child, "-TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), tracker.child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        tracker.log().contains("stopped cleanly"),
+        "{}",
+        tracker.log()
+    );
+
+    let restarted = Launched::start(&env, &[]).await;
+    let (status, debug) = get_json(&restarted.addr, "/debug").await;
+    assert_eq!(status, 200, "{debug}");
+    assert_eq!(debug["spool"]["replayed_at_start"], 0, "{debug}");
+    assert!(
+        !restarted.log().contains("from before the start"),
+        "{}",
+        restarted.log()
+    );
+    stored_exactly(&db, n, Duration::from_secs(10)).await;
+}
+
 /// Case 1: SIGTERM while the database takes nothing (SQLite locked: writes fail; PostgreSQL
 /// locked: a write hangs) exits within SHUTDOWN_GRACE_SECS + SHUTDOWN_FLUSH_SECS, saying how
 /// much it leaves; the next start stores it all, once.

@@ -388,7 +388,7 @@ async fn the_cluster_compose_file_runs_two_instances_behind_its_proxy() {
             .filter(|(k, _)| {
                 !matches!(
                     *k,
-                    "DATABASE_URL" | "DATABASE_PASSWORD" | "BIND_ADDR" | "SPOOL_DIR"
+                    "DATABASE_URL" | "DATABASE_PASSWORD" | "BIND_ADDR" | "SPOOL_DIR" | "BACKUP_DIR"
                 )
             })
             .collect();
@@ -563,7 +563,12 @@ async fn the_compose_environment_starts_a_healthy_tracker_with_any_password() {
 
     let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // The spool's path is the container's volume; this process gets one of its own.
-    vars.retain(|(k, _)| !matches!(*k, "DATABASE_URL" | "BIND_ADDR" | "SPOOL_DIR"));
+    vars.retain(|(k, _)| {
+        !matches!(
+            *k,
+            "DATABASE_URL" | "BIND_ADDR" | "SPOOL_DIR" | "BACKUP_DIR"
+        )
+    });
     vars.push(("DATABASE_URL", &local_url));
     let Launched {
         mut child, addr, ..
