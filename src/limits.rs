@@ -350,6 +350,30 @@ impl QueryBudget {
         )))
     }
 
+    /// Refuses a query of per-hour rows (`kill_hours`) over [from, to) for `characters`
+    /// characters that would read more rows than allowed: one row per character and hour.
+    pub(crate) fn check_hours(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        characters: i64,
+        narrow: &str,
+    ) -> Result<(), Refused> {
+        let characters = u64::try_from(characters.max(1)).unwrap_or(1);
+        let secs = u64::try_from((to - from).num_seconds().max(0)).unwrap_or(0);
+        // The first hour counts whole, and a range ending mid-hour reads that hour too.
+        let hours = secs.div_ceil(3600) + 1;
+        let estimate = hours.saturating_mul(characters);
+        if estimate <= self.max_rows {
+            return Ok(());
+        }
+        Err(Refused::TooLarge(format!(
+            "this query would read about {estimate} hourly rows ({characters} character(s) \
+             over {hours} hours), more than the {} allowed (MAX_QUERY_ROWS): {narrow}",
+            self.max_rows
+        )))
+    }
+
     /// Waits (up to the configured wait) for a turn to run an expensive query.
     pub(crate) async fn admit(&self) -> Result<HeavyPermit, Refused> {
         let busy = || {

@@ -11,7 +11,7 @@ pub struct BackupSettings {
     /// Directory for scheduled backups (the `dereth-tracker backup` archive, named
     /// `dereth-YYYYMMDDTHHMMSSZ.backup`). Unset or empty: no scheduled backups. In a cluster,
     /// set it on one instance.
-    #[arg(long, env = "BACKUP_DIR")]
+    #[arg(long, env = "BACKUP_DIR", value_parser = super::path_or_empty)]
     pub backup_dir: Option<PathBuf>,
 
     /// Time between scheduled backups: a number and a unit, `s`, `m`, `h` or `d` (10s to 30d).

@@ -43,7 +43,7 @@ impl Cli {
         Self::parse_from(args).normalized()
     }
 
-    fn normalized(mut self) -> Self {
+    pub(crate) fn normalized(mut self) -> Self {
         self.settings.normalize();
         if let Some(Command::Serve(settings)) = &mut self.command {
             settings.normalize();

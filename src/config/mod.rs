@@ -14,6 +14,12 @@ mod backups;
 mod cli;
 mod derived;
 pub use backups::{BackupSettings, Every};
+
+/// A path, or an empty value meaning "not set" (`SPOOL_DIR=` in an `.env` file, `""` in a
+/// compose file): clap's own path parser refuses empty values, which stopped the tracker.
+pub(crate) fn path_or_empty(raw: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(raw))
+}
 pub use cli::{
     BackupArgs, Cli, Command, HealthcheckArgs, KeyAction, ManageArgs, RestoreArgs, TokenAction,
     UserAction, VERSION,
@@ -170,7 +176,7 @@ pub struct ServerSettings {
 
     /// Serve the map UI from this directory instead of the copy built into the binary
     /// (for UI development).
-    #[arg(long, env = "STATIC_DIR")]
+    #[arg(long, env = "STATIC_DIR", value_parser = path_or_empty)]
     pub static_dir: Option<PathBuf>,
 
     /// Log output format.
@@ -428,7 +434,7 @@ pub struct WriterSettings {
     /// SPOOL_SYNC_MS, power loss). Default: beside a SQLite database file
     /// (`dereth-tracker.db.spool`), else `dereth-tracker-spool` in the working directory. One
     /// tracker per directory.
-    #[arg(long, env = "SPOOL_DIR")]
+    #[arg(long, env = "SPOOL_DIR", value_parser = path_or_empty)]
     pub spool_dir: Option<PathBuf>,
 
     /// Most bytes the spool may hold (how long a database outage can last: about 700 bytes per

@@ -88,6 +88,32 @@ fn empty_values_of_optional_settings_mean_not_set() {
 }
 
 #[test]
+fn empty_directories_mean_not_set() {
+    // As `.env` files and compose give them: `SPOOL_DIR=`, `BACKUP_DIR: ""`. clap's path parser
+    // refused them, so the tracker did not start.
+    let cli = Cli::try_parse_from([
+        "dereth-tracker",
+        "--spool-dir",
+        "",
+        "--backup-dir",
+        "",
+        "--static-dir",
+        "",
+    ])
+    .expect("empty directories parse")
+    .normalized();
+    let s = &cli.settings;
+    assert!(s.writer.spool_dir.is_none());
+    assert!(s.backups.backup_dir.is_none());
+    assert!(s.server.static_dir.is_none());
+    let set = Cli::load_from(["dereth-tracker", "--backup-dir", "/data/backups"]);
+    assert_eq!(
+        set.settings.backups.backup_dir.as_deref(),
+        Some(std::path::Path::new("/data/backups"))
+    );
+}
+
+#[test]
 fn cli_definition_is_consistent() {
     use clap::CommandFactory;
     Cli::command().debug_assert();

@@ -48,7 +48,7 @@ pub const LEFT_OUT: [&str; 6] = [
 ];
 
 /// The tables in the archive, in an order that restores (nothing refers to a later one).
-pub const TABLES: [&str; 16] = [
+pub const TABLES: [&str; 17] = [
     "accounts",
     "api_tokens",
     "plugin_keys",
@@ -62,6 +62,7 @@ pub const TABLES: [&str; 16] = [
     "telemetry_events",
     "spawn_events",
     "spawn_cells",
+    "kill_hours",
     "rare_events",
     "portal_events",
     "character_sheets",

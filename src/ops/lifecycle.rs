@@ -170,6 +170,18 @@ impl Lifecycle {
                 Err(err) => tracing::warn!(?table, %err, "pruning failed; will retry next time"),
             }
         }
+        // The hourly kill counts follow raw telemetry's retention (TimescaleDB's policy drops
+        // telemetry itself, not these).
+        if self.telemetry_retention_days > 0 {
+            let before = chrono::Utc::now()
+                - chrono::Duration::days(i64::from(self.telemetry_retention_days));
+            match store.prune_kill_hours(before).await {
+                Ok(n) => total += n,
+                Err(err) => {
+                    tracing::warn!(%err, "pruning hourly kills failed; will retry next time")
+                }
+            }
+        }
         // Batch keys only guard retries of the last minutes; a day is plenty.
         let keys_before = chrono::Utc::now() - chrono::Duration::days(1);
         if let Err(err) = store.prune_batch_keys(keys_before).await {

@@ -23,6 +23,16 @@ pub(crate) struct CounterUpdates {
     pub seen: HashMap<String, Seen>,
     /// Spawns to add per (hour, cell) of [`SPAWN_CELL`] map units.
     pub spawn_cells: HashMap<(DateTime<Utc>, i64, i64), i64>,
+    /// Kills and kills-per-hour samples to add per (character, hour).
+    pub kill_hours: HashMap<(String, DateTime<Utc>), KillHour>,
+}
+
+/// What a batch adds to one character's hour in `kill_hours`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct KillHour {
+    pub kills: i64,
+    pub kph_sum: f64,
+    pub kph_samples: i64,
 }
 
 /// Side of the cells spawn counts are kept in per hour; heatmap bins that are multiples of it
@@ -95,6 +105,15 @@ impl CounterUpdates {
                         (row.character_name.clone(), row.session_id.clone()),
                         *kills_baseline,
                     );
+                    let hour = out
+                        .kill_hours
+                        .entry((row.character_name.clone(), hour_of(row.timestamp)))
+                        .or_default();
+                    hour.kills = hour.kills.saturating_add(*kills_delta);
+                    if let Some(kph) = row.kills_per_hour.filter(|v| v.is_finite()) {
+                        hour.kph_sum += kph;
+                        hour.kph_samples += 1;
+                    }
                 }
                 Event::Rare { rare, session_id } => {
                     *out.rares.entry(rare.character_name.clone()).or_default() += 1;

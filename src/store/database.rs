@@ -151,6 +151,10 @@ pub trait StoreUpkeep: Send + Sync + Debug {
     /// Deletes the rows of `table` older than `before`, in batches; returns how many.
     async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Deletes the hourly kill counts of hours before the one `before` falls in (kept as long
+    /// as raw telemetry, whichever way that is dropped).
+    async fn prune_kill_hours(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Forgets the keys of batches committed before `before`.
     async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 

@@ -12,6 +12,7 @@ use sqlx::sqlite::SqliteRow;
 
 use futures_util::TryStreamExt;
 
+use super::hour_of;
 use super::sql::{Arg, Column, Dialect, Sql, sqlite_time};
 use super::{
     ActivityQuery, CharacterStats, CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell,
@@ -428,16 +429,18 @@ impl<R: Runner> StoreRead for R {
 
     async fn leaderboard(&self, q: &LeaderQuery) -> Result<Vec<LeaderRow>, StoreError> {
         let text = match q.metric {
+            // Kills and rates come by the hour (`kill_hours`): every hour that starts in
+            // [hour of `from`, `to`) counts whole.
             LeaderMetric::Kills => {
-                "SELECT character_name, CAST(sum(kills_delta) AS DOUBLE PRECISION) AS value \
-                 FROM telemetry_events WHERE timestamp >= $1 AND timestamp < $2 GROUP BY 1 \
-                 HAVING sum(kills_delta) > 0 ORDER BY value DESC, character_name LIMIT $3"
+                "SELECT character_name, CAST(sum(kills) AS DOUBLE PRECISION) AS value \
+                 FROM kill_hours WHERE hour >= $1 AND hour < $2 GROUP BY 1 \
+                 HAVING sum(kills) > 0 ORDER BY value DESC, character_name LIMIT $3"
             }
             LeaderMetric::KillsPerHour => {
-                "SELECT character_name, CAST(avg(kills_per_hour) AS DOUBLE PRECISION) AS value \
-                 FROM telemetry_events \
-                 WHERE timestamp >= $1 AND timestamp < $2 AND kills_per_hour IS NOT NULL \
-                 GROUP BY 1 ORDER BY value DESC, character_name LIMIT $3"
+                "SELECT character_name, \
+                        CAST(sum(kph_sum) AS DOUBLE PRECISION) / sum(kph_samples) AS value \
+                 FROM kill_hours WHERE hour >= $1 AND hour < $2 GROUP BY 1 \
+                 HAVING sum(kph_samples) > 0 ORDER BY value DESC, character_name LIMIT $3"
             }
             LeaderMetric::Rares => {
                 "SELECT character_name, CAST(count(*) AS DOUBLE PRECISION) AS value \
@@ -445,7 +448,11 @@ impl<R: Runner> StoreRead for R {
                  ORDER BY value DESC, character_name LIMIT $3"
             }
         };
-        let sql = Sql::new(text, vec![q.from.into(), q.to.into(), q.limit.into()]);
+        let from = match q.metric {
+            LeaderMetric::Rares => q.from,
+            LeaderMetric::Kills | LeaderMetric::KillsPerHour => hour_of(q.from),
+        };
+        let sql = Sql::new(text, vec![from.into(), q.to.into(), q.limit.into()]);
         let rows: Vec<(String, f64)> = self.rows(sql).await?;
         Ok(rows
             .into_iter()

@@ -74,6 +74,14 @@ impl<R: Runner> StoreUpkeep for R {
         Ok(total)
     }
 
+    async fn prune_kill_hours(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let sql = Sql::new(
+            "DELETE FROM kill_hours WHERE hour < $1",
+            vec![hour_of(before).into()],
+        );
+        self.write_pool().execute(sql).await
+    }
+
     async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let sql = Sql::new(
             "DELETE FROM write_batches WHERE written_at < $1",

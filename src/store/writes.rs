@@ -227,6 +227,16 @@ const SPAWN_CELLS: Table = Table {
 const SPAWN_CELLS_MERGE: &str =
     " ON CONFLICT (hour, cx, cy) DO UPDATE SET count = spawn_cells.count + excluded.count";
 
+/// Kills and kills-per-hour samples per character and hour (what leaderboards read).
+const KILL_HOURS: Table = Table {
+    name: "kill_hours",
+    columns: &["character_name", "hour", "kills", "kph_sum", "kph_samples"],
+};
+const KILL_HOURS_MERGE: &str = " ON CONFLICT (character_name, hour) DO UPDATE SET \
+    kills = kill_hours.kills + excluded.kills, \
+    kph_sum = kill_hours.kph_sum + excluded.kph_sum, \
+    kph_samples = kill_hours.kph_samples + excluded.kph_samples";
+
 /// The upserts that add `updates` to the running totals, stamped `now`. Rows go in key order,
 /// so concurrent writers (instances of a cluster) take row locks in the same order.
 fn counter_upserts(dialect: Dialect, updates: &CounterUpdates, now: DateTime<Utc>) -> Vec<Sql> {
@@ -272,6 +282,18 @@ fn counter_upserts(dialect: Dialect, updates: &CounterUpdates, now: DateTime<Utc
             })
             .collect()
     };
+    let kill_hours: Vec<Vec<Arg>> = sorted(&updates.kill_hours)
+        .into_iter()
+        .map(|((name, hour), h)| {
+            vec![
+                name.into(),
+                hour.into(),
+                h.kills.into(),
+                Arg::Float(h.kph_sum),
+                h.kph_samples.into(),
+            ]
+        })
+        .collect();
     let of = |t: &Table| (t.name, t.columns);
     let mut statements = multi_row(dialect, of(&CHARACTERS), &characters, CHARACTERS_MERGE);
     statements.extend(multi_row(
@@ -279,6 +301,12 @@ fn counter_upserts(dialect: Dialect, updates: &CounterUpdates, now: DateTime<Utc
         of(&SPAWN_CELLS),
         &cells,
         SPAWN_CELLS_MERGE,
+    ));
+    statements.extend(multi_row(
+        dialect,
+        of(&KILL_HOURS),
+        &kill_hours,
+        KILL_HOURS_MERGE,
     ));
     for (counter, rows) in [
         (&CHAR_STATS, per_name(&updates.kills)),

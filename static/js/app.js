@@ -172,7 +172,15 @@ function checkAccess() {
 async function getJson(path) {
   const resp = await fetch(path);
   if (resp.status === 401) checkAccess();
-  if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
+  if (!resp.ok) {
+    // The server says why (its `error`); the URL is no use to a reader.
+    let reason = `the server answered ${resp.status}`;
+    try {
+      const body = await resp.json();
+      if (body && typeof body.error === "string") reason = body.error;
+    } catch (_) { /* not JSON: keep the status */ }
+    throw new Error(reason);
+  }
   return resp.json();
 }
 

@@ -24,6 +24,7 @@ mod event_formats;
 mod history;
 mod identity;
 mod integrity;
+mod leaderboard;
 mod operations;
 mod process;
 mod prometheus_rules;

@@ -243,11 +243,27 @@ async fn characters_and_statistics_reflect_what_was_sent(backend: Backend) {
     let (_, rares) = app.get("/stats/leaderboard?by=rares").await;
     assert_eq!(rares["entries"][0]["character_name"], "Whiskey");
     assert_eq!(rares["entries"][0]["value"], 2.0);
-    // A range that excludes Victor's hour.
+    // Kills count by the hour: a range from 45 minutes ago starts at that hour's beginning,
+    // which holds Victor's last frame (57 minutes ago) only when both fall in one clock hour.
+    let from = at(45);
+    let hour = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .expect("time")
+            .timestamp()
+            .div_euclid(3600)
+    };
+    let victor_counted = hour(&at(57)) == hour(&from);
     let (_, late) = app
-        .get(&format!("/stats/leaderboard?by=kills&from={}", at(45)))
+        .get(&format!("/stats/leaderboard?by=kills&from={from}"))
         .await;
-    assert_eq!(late["entries"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        late["entries"].as_array().map(Vec::len),
+        Some(1 + usize::from(victor_counted)),
+        "{late}"
+    );
+    let whole_hours =
+        chrono::DateTime::parse_from_rfc3339(late["from"].as_str().expect("from")).expect("from");
+    assert_eq!(whole_hours.timestamp(), hour(&from) * 3600);
 
     let (status, stats) = app.get("/stats/Victor?bucket=600").await;
     assert_eq!(status, 200, "{stats}");

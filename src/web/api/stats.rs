@@ -55,6 +55,8 @@ pub(crate) struct LeaderboardParams {
     #[param(value_type = Option<LeaderMetric>)]
     by: Option<String>,
     /// Inclusive start, RFC 3339 (UTC); default: a day before `to`; at most 366 days before `to`.
+    /// Kills and kills per hour are counted by the hour: the hour `from` falls in counts from its
+    /// start (the answer's `from` says so).
     #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Exclusive end, RFC 3339 (UTC); default: now.
@@ -115,7 +117,7 @@ pub(crate) async fn leaderboard(
     let _permit = state.queries.admit().await?;
     if by != LeaderMetric::Rares {
         let characters = characters_covered(&state, None, from).await?;
-        state.queries.check_range(
+        state.queries.check_hours(
             from,
             to,
             characters,
@@ -131,6 +133,10 @@ pub(crate) async fn leaderboard(
             limit,
         })
         .await?;
+    let from = match by {
+        LeaderMetric::Rares => from,
+        LeaderMetric::Kills | LeaderMetric::KillsPerHour => crate::store::hour_of(from),
+    };
     Ok(Json(Leaderboard {
         by,
         from,
