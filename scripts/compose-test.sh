@@ -127,6 +127,8 @@ cleanup() {
   if [ -n "$PROJECT" ]; then
     compose down -v >/dev/null 2>&1 || true
     podman volume ls -q | grep "^${PROJECT}_" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
+    # podman-compose 1.0.3 leaves the project's network behind.
+    podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
   fi
   rm -rf "$PROJECT_DIR"
 }
@@ -241,6 +243,7 @@ restored=$(awk '$1 == "telemetry_events" {print $2}' "$PROJECT_DIR/restore.txt")
 echo "$(basename "$archive") restores into SQLite: $restored telemetry rows (the database: $(db_rows))"
 [ "$restored" = "$more" ] || fail "the scheduled backup holds $restored telemetry rows of $more"
 compose down -v >/dev/null 2>&1 || true
+podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
 echo "compose test (single instance) passed in $(( $(date +%s) - started ))s"
 
 if [ "${COMPOSE_TEST_CLUSTER:-1}" = "0" ]; then

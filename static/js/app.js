@@ -5,7 +5,7 @@
 import { Account, Accounts } from "./account.js";
 import { Chat } from "./chat.js";
 import { LiveConnection } from "./connection.js";
-import { MapView } from "./map.js";
+import { HEAT_RGB, MapView } from "./map.js";
 import { Players } from "./players.js";
 import { Replay } from "./replay.js";
 import { Roster } from "./roster.js";
@@ -38,7 +38,11 @@ function showTooltip(p, x, y) {
   const d = p.data;
   const lines = [p.name];
   if (d.char_tag) lines.push(d.char_tag);
-  lines.push(`${shownPlayers().state(p)} · ${d.vt_state || "–"}`);
+  // The state once, and VTank's state beside it only when it says something else.
+  const state = shownPlayers().state(p);
+  const vt = String(d.vt_state || "");
+  const offline = shownPlayers().offlineFor(p);
+  lines.push(offline || (vt && vt.toLowerCase() !== state ? `${state} · ${vt}` : state));
   lines.push(`kills ${d.total_kills ?? d.kills ?? 0} · ${Math.round(Number(d.kills_per_hour) || 0)}/h`);
   tip.textContent = lines.join("\n");
   tip.hidden = false;
@@ -203,16 +207,24 @@ function heatBin() {
   return [2, 4, 6, 10, 20].find((b) => b >= units) || 20;
 }
 
+/** One legend entry per heatmap shown, its swatch in the colour its cells are drawn in. */
 function updateHeatLegend() {
-  const parts = [];
+  const legend = $("heat-legend");
+  legend.replaceChildren();
   for (const kind of ["spawns", "rares"]) {
     const data = map.heat[kind];
     if (!data) continue;
     const max = data.cells.reduce((m, c) => Math.max(m, c.count), 0);
-    parts.push(`${kind}: 1 to ${max} per ${data.bin}×${data.bin} cell`);
+    const entry = document.createElement("span");
+    entry.dataset.kind = kind;
+    const swatch = document.createElement("i");
+    swatch.className = "swatch heat";
+    const rgb = HEAT_RGB[kind];
+    swatch.style.background = `linear-gradient(90deg, rgba(${rgb}, 0.15), rgba(${rgb}, 0.8))`;
+    entry.append(swatch, `${kind}: 1 to ${max} per ${data.bin}×${data.bin} cell`);
+    legend.append(entry);
   }
-  $("heat-legend").hidden = parts.length === 0;
-  $("heat-legend-text").textContent = parts.join("; ");
+  legend.hidden = legend.childElementCount === 0;
 }
 
 async function loadHeat(kind) {
@@ -270,6 +282,16 @@ $("zoom-reset").addEventListener("click", () => map.reset());
 // --- theme --------------------------------------------------------------------------------------
 
 const params = new URLSearchParams(location.search);
+// How long offline characters stay listed and on the map, greyed: `?offline=MINUTES` (0 to
+// 1440, default 60).
+const offlineMinutes = Number(params.get("offline"));
+if (params.has("offline") && Number.isFinite(offlineMinutes) && offlineMinutes >= 0) {
+  players.offlineKeepMs = Math.min(offlineMinutes, 1440) * 60000;
+}
+// Forget characters offline past that, and keep "offline N min" current.
+setInterval(() => {
+  if (players.sweep() === 0 && [...players.values()].some((p) => p.offlineAt)) players.version++;
+}, 15000);
 const savedTheme = params.get("theme") || localStorage.getItem("dereth-theme");
 if (savedTheme === "light" || savedTheme === "dark") document.documentElement.dataset.theme = savedTheme;
 $("theme-toggle").addEventListener("click", () => {

@@ -12,6 +12,17 @@ export class Chat {
     this.onCommand = onCommand;
     this.selected = null;
     this.filterText = "";
+    // Whether the log follows the newest line: true until the reader scrolls up, true again
+    // when they scroll back to the bottom. A log appended to while hidden (the phone's chat
+    // tab, a collapsed panel) opens at its newest line when it is shown.
+    this.follow = true;
+    const atBottom = () => log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    log.addEventListener("scroll", () => {
+      if (log.clientHeight > 0) this.follow = atBottom();
+    });
+    new ResizeObserver(() => {
+      if (this.follow && log.clientHeight > 0) log.scrollTop = log.scrollHeight;
+    }).observe(log);
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       const text = input.value.trim();
@@ -20,7 +31,8 @@ export class Chat {
         this.showResult("error", "select a character first");
         return;
       }
-      const command = text.startsWith("/") ? text : `/${text}`;
+      // Sent as typed: the game says a line without "/" in chat, and runs one with it.
+      const command = text;
       if (this.onCommand(this.selected, command)) {
         this.showResult("pending", `sending ${command} to ${this.selected}…`);
         input.value = "";
@@ -74,10 +86,9 @@ export class Chat {
   append(li) {
     this.applyFilter(li);
     const log = this.el.log;
-    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
     log.append(li);
     while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
-    if (atBottom) log.scrollTop = log.scrollHeight;
+    if (this.follow) log.scrollTop = log.scrollHeight;
   }
 
   commandResult(frame) {

@@ -19,6 +19,9 @@ const FRAME_SAMPLES = 18000;
 const TRAIL_POINT_BUDGET = 30000;
 const MIN_TRAIL_POINTS = 30;
 
+/** The colour of each heatmap's cells (the legend shows the same). */
+export const HEAT_RGB = { spawns: "255, 120, 0", rares: "190, 60, 255" };
+
 export class MapView {
   constructor(canvas, players, { onSelect, onCursor, onHover }) {
     this.canvas = canvas;
@@ -289,8 +292,8 @@ export class MapView {
       ctx.imageSmoothingEnabled = true;
       ctx.drawImage(this.background, tl.x, tl.y, side, side);
     }
-    this.drawHeat("spawns", "255, 120, 0");
-    this.drawHeat("rares", "190, 60, 255");
+    this.drawHeat("spawns", HEAT_RGB.spawns);
+    this.drawHeat("rares", HEAT_RGB.rares);
     this.drawGrid();
     this.drawTowns();
     if (this.showTrails) this.drawTrails();
@@ -530,14 +533,27 @@ export class MapView {
     this.drawLabels([...singles, ...top], r, outline, grouped);
   }
 
-  /** One character's marker: filled when active, a ring when idle. */
+  /** One character's marker: filled when active, a ring when idle, a cross when dead, faint
+   * when offline. */
   drawMarker(p, s, r, outline, now) {
     const ctx = this.ctx;
     const state = this.players.state(p, now);
     ctx.globalAlpha = p.alpha ?? 1;
     ctx.beginPath();
     ctx.arc(s.x, s.y, r, 0, Math.PI * 2);
-    if (state === "idle") {
+    if (state === "dead") {
+      ctx.fillStyle = outline;
+      ctx.fill();
+      ctx.lineWidth = 1.5;
+      ctx.strokeStyle = p.color;
+      ctx.stroke();
+      const d = r * 0.6;
+      ctx.beginPath();
+      ctx.moveTo(s.x - d, s.y - d); ctx.lineTo(s.x + d, s.y + d);
+      ctx.moveTo(s.x + d, s.y - d); ctx.lineTo(s.x - d, s.y + d);
+      ctx.lineWidth = 2.5;
+      ctx.stroke();
+    } else if (state === "idle") {
       ctx.fillStyle = outline;
       ctx.fill();
       ctx.lineWidth = 2.5;

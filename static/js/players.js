@@ -5,7 +5,7 @@ import { paletteColor } from "./format.js";
 
 const MOVE_MS = 1800;        // glide to a new position over about one update interval
 const IDLE_MS = 120000;      // no kills and no movement for this long: idle
-const FADE_MS = 15000;       // offline characters fade out over this long, then leave the map
+const OFFLINE_ALPHA = 0.35; // how offline characters are drawn while they are kept
 const STUCK_MS = 120000;     // in combat state without moving for this long: stuck
 const DIED_MS = 60000;       // a death within this long is flagged
 
@@ -18,6 +18,7 @@ export class Players {
     this.filter = null;            // search predicate shared by the list, the map and the count
     this.colorMode = "character";  // "character": a distinct colour each; "tag": one per guild tag
     this.order = new Map();        // name or tag -> order of first appearance, for the palette
+    this.offlineKeepMs = 3600000;  // offline characters stay listed (greyed) this long
   }
 
   reset(players) {
@@ -142,26 +143,16 @@ export class Players {
     if (i > 0) p.trail.splice(0, i);
   }
 
-  /** Advances interpolation; drops characters that have faded out. Returns whether anything moves. */
+  /** Advances interpolation. Returns whether anything moves. */
   tick(now) {
     let animating = false;
-    for (const [name, p] of this.byName) {
+    for (const p of this.byName.values()) {
       const t = Math.min(1, (now - p.moveStart) / MOVE_MS);
       const e = t < 1 ? t * (2 - t) : 1;
       p.x = p.fromX + (p.toX - p.fromX) * e;
       p.y = p.fromY + (p.toY - p.fromY) * e;
       if (t < 1) animating = true;
-      if (p.offlineAt) {
-        p.alpha = Math.max(0, 1 - (now - p.offlineAt) / FADE_MS);
-        if (p.alpha === 0) {
-          this.byName.delete(name);
-          this.version++;
-        } else {
-          animating = true;
-        }
-      } else {
-        p.alpha = 1;
-      }
+      p.alpha = p.offlineAt ? OFFLINE_ALPHA : 1;
     }
     return animating;
   }
@@ -183,12 +174,32 @@ export class Players {
     this.version++;
   }
 
+  /** Forgets characters offline for longer than `offlineKeepMs`; returns how many went. */
+  sweep(now = performance.now()) {
+    let gone = 0;
+    for (const [name, p] of this.byName) {
+      if (p.offlineAt && now - p.offlineAt > this.offlineKeepMs) {
+        this.byName.delete(name);
+        gone++;
+      }
+    }
+    if (gone) this.version++;
+    return gone;
+  }
+
+  /** How long a character has been offline, as the list says it ("offline 3 min"). */
+  offlineFor(p, now = performance.now()) {
+    if (!p.offlineAt) return "";
+    const minutes = Math.floor((now - p.offlineAt) / 60000);
+    return minutes < 1 ? "offline just now" : minutes < 60 ? `offline ${minutes} min`
+      : `offline ${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
+
   /** What needs a guild leader's attention first: dead, stuck, idle, recently offline (rank 0
    * to 3), everything else 4. */
   attention(p, now = performance.now()) {
     if (p.offlineAt) return { rank: 3, flag: "offline" };
-    const health = Number(p.vitals?.health_percentage);
-    if ((Number.isFinite(health) && health <= 0) || (p.diedAt && now - p.diedAt < DIED_MS)) return { rank: 0, flag: "dead" };
+    if (this.state(p, now) === "dead") return { rank: 0, flag: "dead" };
     if (/combat/i.test(String(p.data.vt_state || "")) && now - (p.lastMove ?? now) > STUCK_MS) return { rank: 1, flag: "stuck" };
     if (this.state(p, now) === "idle") return { rank: 2, flag: "idle" };
     return { rank: 4, flag: "" };
@@ -197,6 +208,9 @@ export class Players {
   state(p, now = performance.now()) {
     if (p.offlineAt) return "offline";
     const vt = String(p.data.vt_state || "");
+    const health = Number(p.vitals?.health_percentage);
+    if (/dead/i.test(vt) || (Number.isFinite(health) && health <= 0)
+      || (p.diedAt && now - p.diedAt < DIED_MS)) return "dead";
     if (/idle|stop/i.test(vt) || now - p.lastChange > IDLE_MS) return "idle";
     return "active";
   }

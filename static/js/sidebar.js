@@ -1,5 +1,6 @@
 // The character list (search, sort, select) and the selected character's details. The list is
-// rebuilt at most a few times a second, whatever the telemetry rate.
+// brought up to date at most a few times a second, whatever the telemetry rate, its rows updated
+// in place.
 
 import { formatCoords, formatNumber, formatOnline, onlineSeconds } from "./format.js";
 
@@ -27,9 +28,11 @@ export class Sidebar {
     this.selected = null;
     this.shownVersion = -1;
     this.history = new Map(); // name -> { at, loading, data } from /stats/{character}
+    this.rowEls = new Map();  // name -> its row in the list, kept across renders
     this.lastRender = 0;
     search.addEventListener("input", () => { this.applyFilter(); this.render(true); });
-    sort.addEventListener("change", () => this.render(true));
+    // A new order starts at its top ("attention first" puts the flagged rows there).
+    sort.addEventListener("change", () => { this.render(true); list.scrollTop = 0; });
     list.addEventListener("click", (e) => {
       const li = e.target.closest("li[data-name]");
       if (li) this.onSelect(li.dataset.name);
@@ -55,6 +58,61 @@ export class Sidebar {
       setTimeout(tick, this.players.size > MAX_ROWS ? BUSY_REFRESH_MS : REFRESH_MS);
     };
     setTimeout(tick, REFRESH_MS);
+  }
+
+  /** The row of `p`, created once and updated in place (only what changed is written). */
+  row(p, by, now) {
+    let li = this.rowEls.get(p.name);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.name = p.name;
+      li.setAttribute("role", "option");
+      const dot = document.createElement("span");
+      dot.className = "dot";
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = p.name;
+      const stat = document.createElement("span");
+      stat.className = "stat";
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      li.append(dot, name, stat, meta);
+      this.rowEls.set(p.name, li);
+    }
+    const [dot, , stat, meta] = li.children;
+    // One tab stop for the whole list (the selected row, else the first); arrows move within.
+    li.tabIndex = -1;
+    const selected = String(p.name === this.selected);
+    if (li.getAttribute("aria-selected") !== selected) li.setAttribute("aria-selected", selected);
+    li.classList.toggle("offline", !!p.offlineAt);
+    if (dot.dataset.color !== p.color) {
+      dot.dataset.color = p.color;
+      dot.style.background = p.color;
+    }
+    // The column shows what the list is sorted by.
+    const statText = by === "kph" ? `${formatNumber(p.data.kills_per_hour)}/h`
+      : by === "rares" ? `${formatNumber(p.data.total_rares ?? 0)} rares`
+        : by === "online" ? formatOnline(p.data.onlinetime)
+          : `${formatNumber(p.data.total_kills ?? p.data.kills)} kills`;
+    if (stat.textContent !== statText) stat.textContent = statText;
+    const tag = p.data.char_tag ? `${p.data.char_tag} · ` : "";
+    const metaText = p.offlineAt ? `${tag}${this.players.offlineFor(p, now)}`
+      : `${tag}${p.data.vt_state || "–"} · ${formatNumber(p.data.kills_per_hour)}/h`;
+    // An offline row says so in its text already.
+    const flag = this.players.attention(p, now).flag;
+    const shownFlag = flag && flag !== "offline" ? flag : "";
+    if (meta.dataset.text !== metaText || meta.dataset.flag !== shownFlag) {
+      meta.dataset.text = metaText;
+      meta.dataset.flag = shownFlag;
+      meta.textContent = metaText;
+      if (shownFlag) {
+        const badge = document.createElement("span");
+        badge.className = `flag ${shownFlag}`;
+        badge.textContent = shownFlag;
+        meta.prepend(badge);
+      }
+    }
+    return li;
   }
 
   select(name) {
@@ -89,55 +147,28 @@ export class Sidebar {
     const rows = this.players.shown()
       .sort((a, b) => sort(a, b) || a.name.localeCompare(b.name));
     if (this.el.noMatch) this.el.noMatch.hidden = !(rows.length === 0 && this.players.size > 0);
-    const focused = document.activeElement?.closest?.("li[data-name]")?.dataset.name;
-    const frag = document.createDocumentFragment();
-    for (const p of rows.slice(0, MAX_ROWS)) {
-      const li = document.createElement("li");
-      li.dataset.name = p.name;
-      // One tab stop for the whole list (the selected row, else the first); arrows move within.
-      li.tabIndex = -1;
-      li.setAttribute("role", "option");
-      li.setAttribute("aria-selected", String(p.name === this.selected));
-      if (p.offlineAt) li.classList.add("offline");
-      const dot = document.createElement("span");
-      dot.className = "dot";
-      dot.style.background = p.color;
-      const name = document.createElement("span");
-      name.className = "name";
-      name.textContent = p.name;
-      const stat = document.createElement("span");
-      stat.className = "stat";
-      // The column shows what the list is sorted by.
-      const by = this.el.sort.value;
-      stat.textContent = by === "kph" ? `${formatNumber(p.data.kills_per_hour)}/h`
-        : by === "rares" ? `${formatNumber(p.data.total_rares ?? 0)} rares`
-          : by === "online" ? formatOnline(p.data.onlinetime)
-            : `${formatNumber(p.data.total_kills ?? p.data.kills)} kills`;
-      const meta = document.createElement("span");
-      meta.className = "meta";
-      const tag = p.data.char_tag ? `${p.data.char_tag} · ` : "";
-      meta.textContent = `${tag}${p.data.vt_state || "–"} · ${formatNumber(p.data.kills_per_hour)}/h`;
-      const flag = this.players.attention(p, now).flag;
-      if (flag) {
-        const badge = document.createElement("span");
-        badge.className = `flag ${flag}`;
-        badge.textContent = flag;
-        meta.prepend(badge);
-      }
-      li.append(dot, name, stat, meta);
-      frag.append(li);
-    }
+    const by = this.el.sort.value;
+    const wanted = [];
+    for (const p of rows.slice(0, MAX_ROWS)) wanted.push(this.row(p, by, now));
     if (rows.length > MAX_ROWS) {
-      const more = document.createElement("li");
-      more.className = "more";
-      more.textContent = `${rows.length - MAX_ROWS} more: search to narrow the list`;
-      frag.append(more);
+      this.more = this.more || document.createElement("li");
+      this.more.className = "more";
+      this.more.textContent = `${rows.length - MAX_ROWS} more: search to narrow the list`;
+      wanted.push(this.more);
     }
-    this.el.list.replaceChildren(frag);
+    // Rows are kept and updated in place, moved only when their order changed: a click (press
+    // and release on one row) lands whatever arrives meanwhile. Rebuilding the list twice a
+    // second lost clicks held 100-200 ms.
+    const list = this.el.list;
+    wanted.forEach((li, i) => {
+      if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+    });
+    while (list.children.length > wanted.length) list.lastElementChild.remove();
+    const kept = new Set(wanted);
+    for (const [name, li] of this.rowEls) if (!kept.has(li)) this.rowEls.delete(name);
     const stop = (this.selected && this.el.list.querySelector(`li[data-name="${CSS.escape(this.selected)}"]`))
       || this.el.list.querySelector("li[data-name]");
     if (stop) stop.tabIndex = 0;
-    if (focused) this.el.list.querySelector(`li[data-name="${CSS.escape(focused)}"]`)?.focus();
     const live = rows.filter((p) => !p.offlineAt).length;
     this.el.count.textContent = this.players.filter ? `${live} of ${this.players.size} online` : `${live} online`;
     this.renderDetails();

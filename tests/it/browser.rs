@@ -11,7 +11,7 @@ use dereth_tracker::config::{Role, UserAction};
 use dereth_tracker::manage;
 use serde_json::{Value, json};
 
-async fn chrome() -> Option<Chrome> {
+pub(crate) async fn chrome() -> Option<Chrome> {
     if chromedriver_path().is_none() {
         assert!(
             std::env::var("CI").map_or(true, |v| v != "true"),
@@ -24,7 +24,7 @@ async fn chrome() -> Option<Chrome> {
 }
 
 /// A browser on the map of a fresh SQLite-backed tracker, connected; `None` when skipped.
-async fn map_page() -> Option<(Chrome, TestApp)> {
+pub(crate) async fn map_page() -> Option<(Chrome, TestApp)> {
     let chrome = chrome().await?;
     let app = TestApp::spawn(Backend::Sqlite)
         .await
@@ -34,7 +34,7 @@ async fn map_page() -> Option<(Chrome, TestApp)> {
 }
 
 /// Waits until the character list shows `name`.
-async fn listed(chrome: &Chrome, name: &str) {
+pub(crate) async fn listed(chrome: &Chrome, name: &str) {
     chrome
         .wait_for(
             &format!("return document.querySelector('#players li[data-name=\"{name}\"]') !== null"),
@@ -44,7 +44,7 @@ async fn listed(chrome: &Chrome, name: &str) {
         .unwrap_or_else(|e| panic!("{name} is listed: {e}"));
 }
 
-async fn open(app: &TestApp, chrome: &Chrome) {
+pub(crate) async fn open(app: &TestApp, chrome: &Chrome) {
     chrome
         .client
         .goto(&app.url("/"))
@@ -59,7 +59,7 @@ async fn open(app: &TestApp, chrome: &Chrome) {
         .expect("the page connects");
 }
 
-fn at(name: &str, ew: f64, ns: f64, kills: i64) -> Value {
+pub(crate) fn at(name: &str, ew: f64, ns: f64, kills: i64) -> Value {
     let mut t = telemetry(name, "s", kills);
     t["ew"] = json!(ew);
     t["ns"] = json!(ns);
@@ -182,7 +182,7 @@ async fn chat_lines_are_shown_escaped() {
 }
 
 /// Creates an account as `dereth-tracker user add` does (the password on standard input).
-async fn account(app: &TestApp, name: &str, role: Role) {
+pub(crate) async fn account(app: &TestApp, name: &str, role: Role) {
     let mut input = std::io::Cursor::new(format!("{name}-password-123\n").into_bytes());
     let source = manage::PasswordSource {
         input: &mut input,
@@ -198,7 +198,7 @@ async fn account(app: &TestApp, name: &str, role: Role) {
 }
 
 /// Signs in through the page's sign-in dialog; returns once the map is live again.
-async fn sign_in(chrome: &Chrome, app: &TestApp, name: &str) {
+pub(crate) async fn sign_in(chrome: &Chrome, app: &TestApp, name: &str) {
     chrome
         .client
         .goto(&app.url("/"))

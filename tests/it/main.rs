@@ -17,6 +17,7 @@ mod browser;
 mod clocks;
 mod cluster;
 mod compact;
+mod console;
 mod crowds;
 mod current_plugin;
 mod durability;

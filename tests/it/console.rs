@@ -1,0 +1,387 @@
+//! The guild leader's console (issue 26), in headless Chromium against a real tracker: the
+//! defects found by using the map for an evening, each with the test that failed before its fix.
+
+use crate::browser::{account, at, chrome, listed, map_page, open, sign_in};
+use crate::common;
+
+use std::time::Duration;
+
+use crate::chrome::{Chrome, chromedriver_path};
+use common::{Backend, TestApp, WAIT};
+use dereth_tracker::config::Role;
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+use serde_json::{Value, json};
+
+/// Defect 2: a click held 100-200 ms on a row of a list that updates twice a second selected
+/// it about two times in three (the list was rebuilt between press and release). Fifteen held
+/// clicks on rows of 50 characters that keep sending select fifteen times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_clicks_on_a_busy_list_all_select() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    let names: Vec<String> = (0..50).map(|i| format!("Busy {i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        plugin.send_json(&at(name, i as f64, 10.0, 1)).await;
+    }
+    listed(&chrome, "Busy 49").await;
+    // Every character keeps moving: the list changes several times a second.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sender = tokio::spawn({
+        let stop = stop.clone();
+        let names = names.clone();
+        async move {
+            let mut step = 0;
+            while !stop.is_cancelled() {
+                step += 1;
+                // Ten of them each 100 ms, in turn.
+                for (i, name) in names.iter().enumerate().skip(step % 5 * 10).take(10) {
+                    plugin
+                        .send_json(&at(name, i as f64 + step as f64 * 0.001, 10.0, 1))
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let mut selected = 0;
+    for k in 0..15 {
+        let name = &names[k % 8];
+        let row = chrome
+            .client
+            .find(fantoccini::Locator::Css(&format!(
+                "#players li[data-name=\"{name}\"]"
+            )))
+            .await
+            .expect("row");
+        let press = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement {
+                element: row,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::Pause {
+                duration: Duration::from_millis(150),
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        chrome.client.perform_actions(press).await.expect("click");
+        let now = chrome
+            .js("return window.__dereth.view().selected")
+            .await
+            .expect("selected");
+        if now == json!(name) {
+            selected += 1;
+        }
+        // Select something else in between, so every click has to land.
+        chrome
+            .js("window.__dereth.select(null)")
+            .await
+            .expect("deselect");
+    }
+    stop.cancel();
+    let _ = sender.await;
+    assert_eq!(selected, 15, "held clicks that selected their row");
+}
+
+/// Defect 4: a dead character read "active · Dead" and looked active on the map and in the
+/// legend. Now its state is dead (map, list, tooltip), and the legend shows what a dead marker
+/// looks like.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_character_is_shown_dead() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    let mut dead = at("Fallen One", 10.0, 10.0, 3);
+    dead["vt_state"] = json!("Dead");
+    plugin.send_json(&dead).await;
+    plugin.send_json(&at("Alive One", 20.0, 20.0, 3)).await;
+    listed(&chrome, "Fallen One").await;
+    let states = chrome
+        .wait_for(
+            "const s = Object.fromEntries(window.__dereth.players().map(p => [p.name, p.state])); \
+             return s['Alive One'] ? s : false",
+            WAIT,
+        )
+        .await
+        .expect("states");
+    assert_eq!(states["Fallen One"], "dead", "{states}");
+    assert_eq!(states["Alive One"], "active", "{states}");
+    let flag = chrome
+        .wait_for(
+            "const f = document.querySelector('#players li[data-name=\"Fallen One\"] .flag'); \
+             return f ? f.textContent : false",
+            WAIT,
+        )
+        .await
+        .expect("a flag on the row");
+    assert_eq!(flag, "dead");
+    let legend = chrome
+        .js("return [...document.querySelectorAll('#legend > span')].map(s => s.textContent.trim())")
+        .await
+        .expect("legend");
+    assert!(
+        legend.as_array().expect("entries").contains(&json!("dead")),
+        "{legend}"
+    );
+}
+
+/// Defect 5: a character whose plugin stopped vanished from the map and the list 15 s after it
+/// was flagged offline. It now stays, greyed, saying how long it has been offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_character_stays_listed_greyed() {
+    let Some(chrome) = chrome().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.sessions.live_window_secs = 2)
+        .await
+        .expect("sqlite always runs");
+    open(&app, &chrome).await;
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Gone Home", 10.0, 10.0, 3)).await;
+    listed(&chrome, "Gone Home").await;
+    drop(plugin);
+    chrome
+        .wait_for(
+            "return document.querySelector('#players li[data-name=\"Gone Home\"]').classList.contains('offline')",
+            WAIT,
+        )
+        .await
+        .expect("flagged offline");
+    // Past the 15 s after which it used to be gone.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let row = chrome
+        .js(
+            "const li = document.querySelector('#players li[data-name=\"Gone Home\"]'); \
+             const p = window.__dereth.players().find(p => p.name === 'Gone Home'); \
+             return li && p ? { offline: li.classList.contains('offline'), \
+               meta: li.querySelector('.meta').textContent, state: p.state, alpha: p.alpha } : null",
+        )
+        .await
+        .expect("row");
+    assert_ne!(row, Value::Null, "still listed and on the map");
+    assert_eq!(row["offline"], true, "{row}");
+    assert_eq!(row["state"], "offline", "{row}");
+    assert!(
+        row["meta"]
+            .as_str()
+            .is_some_and(|m| m.contains("offline just now")),
+        "{row}"
+    );
+    assert!(
+        row["alpha"].as_f64().is_some_and(|a| a > 0.2 && a < 0.5),
+        "{row}"
+    );
+}
+
+/// Defect 7: on a phone the chat tab opened at its oldest line. It opens at the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_chat_opens_at_the_newest_line() {
+    if chromedriver_path().is_none() {
+        let _ = chrome().await;
+        return;
+    }
+    let chrome = Chrome::start(390, 844).await.expect("start Chromium");
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    open(&app, &chrome).await;
+    let mut plugin = app.plugin().await;
+    for i in 0..80 {
+        plugin
+            .send_json(
+                &json!({"type": "chat", "character_name": "Chatty", "text": format!("line {i}")}),
+            )
+            .await;
+    }
+    chrome
+        .wait_for(
+            "return document.querySelectorAll('#chat-log li:not(.system)').length === 80",
+            WAIT,
+        )
+        .await
+        .expect("every line in the log");
+    chrome
+        .js("document.querySelector('#sheet [data-tab=chat]').click();")
+        .await
+        .expect("chat tab");
+    let at_bottom = chrome
+        .wait_for(
+            "const log = document.getElementById('chat-log'); \
+             return log.clientHeight > 0 && log.scrollHeight > log.clientHeight \
+               && log.scrollTop + log.clientHeight >= log.scrollHeight - 8",
+            WAIT,
+        )
+        .await;
+    assert!(at_bottom.is_ok(), "the chat tab opens at its newest line");
+}
+
+/// Defect 8: the CSV link kept the browser's default blue in the dark theme (about 1.7:1 on the
+/// panel). Every link reads at 4.5:1 or better in both themes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_csv_link_reads_in_both_themes() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Exporter", 10.0, 10.0, 3)).await;
+    listed(&chrome, "Exporter").await;
+    chrome
+        .js("window.__dereth.select('Exporter')")
+        .await
+        .expect("select");
+    for theme in ["dark", "light"] {
+        chrome
+            .js(&format!(
+                "document.documentElement.dataset.theme = '{theme}'"
+            ))
+            .await
+            .expect("theme");
+        let contrast = chrome
+            .wait_for(
+                "const a = document.querySelector('#details a[download]'); if (!a) return false; \
+                 const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number); \
+                 const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }; \
+                   return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); }; \
+                 let el = a.parentElement, bg = 'rgba(0, 0, 0, 0)'; \
+                 while (el && /rgba\\(0, 0, 0, 0\\)|transparent/.test(bg)) { bg = getComputedStyle(el).backgroundColor; el = el.parentElement; } \
+                 const l1 = lum(rgb(getComputedStyle(a).color)), l2 = lum(rgb(bg)); \
+                 return (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);",
+                WAIT,
+            )
+            .await
+            .expect("the link and its background");
+        let ratio = contrast.as_f64().expect("ratio");
+        assert!(
+            ratio >= 4.5,
+            "{theme}: the CSV link's contrast is {ratio:.2}:1"
+        );
+    }
+}
+
+/// Defect 9: the rare heatmap's legend swatch was orange while its cells are purple. Each
+/// heatmap shown has its own swatch, in its cells' colour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_heatmap_legend_swatch_has_its_cells_colour() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Finder", 10.0, 10.0, 3)).await;
+    plugin
+        .send_json(
+            &json!({"type": "rare", "character_name": "Finder", "name": "Pearl",
+            "timestamp": chrono::Utc::now().to_rfc3339(), "ew": 10.0, "ns": 10.0, "z": 0.0}),
+        )
+        .await;
+    plugin
+        .send_json(&common::spawn_frame("Finder", "Drudge"))
+        .await;
+    app.wait_for_rows(1, 1, 1).await;
+    chrome
+        .js("for (const id of ['rare-heat', 'spawn-heat']) { const c = document.getElementById(id); \
+             c.checked = true; c.dispatchEvent(new Event('change')); }")
+        .await
+        .expect("both heatmaps on");
+    let swatches = chrome
+        .wait_for(
+            "const s = Object.fromEntries([...document.querySelectorAll('#heat-legend [data-kind]')] \
+               .map(e => [e.dataset.kind, getComputedStyle(e.querySelector('.swatch')).backgroundImage])); \
+             return s.rares && s.spawns ? s : false",
+            WAIT,
+        )
+        .await
+        .expect("a swatch per heatmap");
+    assert!(
+        swatches["rares"]
+            .as_str()
+            .is_some_and(|s| s.contains("190, 60, 255")),
+        "{swatches}"
+    );
+    assert!(
+        swatches["spawns"]
+            .as_str()
+            .is_some_and(|s| s.contains("255, 120, 0")),
+        "{swatches}"
+    );
+}
+
+/// Defect 10: "attention first" kept the list's scroll position, so the flagged rows could sit
+/// out of view. A new order starts at its top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sort_order_starts_at_the_top() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    for i in 0..60 {
+        plugin
+            .send_json(&at(&format!("Row {i:02}"), i as f64, 5.0, 1))
+            .await;
+    }
+    listed(&chrome, "Row 59").await;
+    let scrolled = chrome
+        .js("const l = document.getElementById('players'); l.scrollTop = l.scrollHeight; return l.scrollTop")
+        .await
+        .expect("scroll down");
+    assert!(
+        scrolled.as_f64().unwrap_or_default() > 0.0,
+        "the list scrolls"
+    );
+    let top = chrome
+        .js("const s = document.getElementById('sort'); s.value = 'attention'; \
+             s.dispatchEvent(new Event('change')); return document.getElementById('players').scrollTop")
+        .await
+        .expect("sort by attention");
+    assert_eq!(top, json!(0));
+}
+
+/// The command box sent "/" before anything typed: "hello there" went out as "/hello there".
+/// Text goes out as typed (the game says a line without "/" and runs one with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_goes_out_as_typed() {
+    let Some(chrome) = chrome().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    account(&app, "cora", Role::Commander).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.get("/me").await.1["accounts_exist"] != true {
+        assert!(tokio::time::Instant::now() < deadline, "account noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Listener", 10.0, 10.0, 1)).await;
+    sign_in(&chrome, &app, "cora").await;
+    listed(&chrome, "Listener").await;
+    chrome
+        .js("window.__dereth.select('Listener')")
+        .await
+        .expect("select");
+    for typed in ["hello there", "/vt start"] {
+        chrome
+            .client
+            .find(fantoccini::Locator::Id("command"))
+            .await
+            .expect("input")
+            .send_keys(&format!("{typed}\n"))
+            .await
+            .expect("type");
+        let received = tokio::time::timeout(WAIT, plugin.recv_json())
+            .await
+            .expect("the command reaches the plugin");
+        assert_eq!(
+            received,
+            json!({"player_name": "Listener", "command": typed})
+        );
+    }
+}
