@@ -385,3 +385,54 @@ async fn a_command_goes_out_as_typed() {
         );
     }
 }
+
+/// What the replay bar covers and how wide its slider and time are, once replay is on.
+const REPLAY_BAR: &str = r#"
+  const rect = (id) => document.getElementById(id).getBoundingClientRect();
+  const bar = rect('replay-bar');
+  if (document.getElementById('replay-bar').hidden || bar.width === 0) return false;
+  const overlaps = (r) => !(r.right <= bar.left || r.left >= bar.right || r.bottom <= bar.top || r.top >= bar.bottom);
+  const time = document.getElementById('replay-time');
+  return {
+    covered: ['zoom-in', 'zoom-out', 'zoom-reset'].filter((id) => overlaps(rect(id))),
+    slider: rect('replay-slider').width,
+    viewport: window.innerWidth,
+    timeCut: time.scrollWidth > time.clientWidth + 1 || time.getBoundingClientRect().right > window.innerWidth,
+    time: time.textContent,
+  };
+"#;
+
+/// Defect 6: the replay bar covered the + zoom button on a desktop; on a phone its slider was 80
+/// px wide for 24 hours and the time was cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_bar_leaves_the_zoom_buttons_and_fits_a_phone() {
+    if chromedriver_path().is_none() {
+        let _ = chrome().await;
+        return;
+    }
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    for (width, height) in [(1280, 800), (390, 844)] {
+        let chrome = Chrome::start(width, height).await.expect("start Chromium");
+        open(&app, &chrome).await;
+        let at = (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339();
+        chrome
+            .js(&format!("window.__dereth.replay.enter('{at}')"))
+            .await
+            .expect("replay");
+        let bar = chrome
+            .wait_for(REPLAY_BAR, WAIT)
+            .await
+            .expect("the replay bar shows");
+        assert_eq!(bar["covered"], json!([]), "{width} px: {bar}");
+        assert_eq!(bar["timeCut"], false, "{width} px: {bar}");
+        let slider = bar["slider"].as_f64().expect("slider");
+        let viewport = bar["viewport"].as_f64().expect("viewport");
+        assert!(
+            slider >= 0.6 * viewport.min(600.0),
+            "{width} px: a slider of {slider} px: {bar}"
+        );
+        chrome.close().await;
+    }
+}
