@@ -72,6 +72,8 @@ const chat = new Chat({
 });
 
 function toast(text, character) {
+  // A replay shows the past: live pop-ups would pass for part of it.
+  if (replay.active) return;
   const div = document.createElement(character ? "button" : "div");
   div.className = "toast";
   div.textContent = text;
@@ -124,14 +126,33 @@ const handlers = {
   error(frame) { chat.showResult("error", frame.error); },
 };
 
+// What the header says: replay (and its time) over everything, else the connection's state,
+// counting down to the next try while it is lost. Without a connection the map and the list
+// are dimmed: what they show is no longer current.
+const status = { state: "connecting", retryAt: 0 };
+function showStatus() {
+  const el = $("status");
+  const lost = status.state !== "open";
+  document.body.dataset.connection = lost ? "lost" : "open";
+  if (replay.active) {
+    el.dataset.state = "replay";
+    el.textContent = `REPLAY ${new Date(replay.at).toLocaleString()}`;
+    return;
+  }
+  el.dataset.state = status.state;
+  const seconds = Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000));
+  el.textContent = status.state === "open" ? "live"
+    : status.state === "retrying" ? (seconds > 0 ? `reconnecting in ${seconds}s` : "reconnecting…")
+      : status.state === "signed-out" ? "signed out" : "connecting…";
+}
+setInterval(showStatus, 500);
+
 const connection = new LiveConnection({
   onFrame: (frame) => handlers[frame.type]?.(frame),
   onStatus: (state, seconds) => {
-    const el = $("status");
-    el.dataset.state = state;
-    el.textContent = state === "open" ? "live"
-      : state === "retrying" ? `reconnecting in ${seconds}s`
-        : state === "signed-out" ? "signed out" : "connecting…";
+    status.state = state;
+    status.retryAt = Date.now() + (seconds || 0) * 1000;
+    showStatus();
   },
   // A socket that ends may have ended because this browser was signed out, removed or lowered
   // (or was never allowed): ask again who it is before trying again.
@@ -350,8 +371,13 @@ const replay = new Replay({
 }, {
   getJson,
   trailsWanted: () => map.showTrails,
-  onEnter: (worldPlayers) => { map.players = worldPlayers; sidebar.setPlayers(worldPlayers); map.dirty = true; },
+  onEnter: (worldPlayers) => {
+    map.players = worldPlayers; sidebar.setPlayers(worldPlayers); map.dirty = true;
+    chat.system("replay: the chat below stays live");
+    showStatus();
+  },
   onLeave: () => {
+    showStatus();
     map.players = players;
     sidebar.setPlayers(players);
     map.dirty = true;

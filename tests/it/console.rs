@@ -436,3 +436,113 @@ async fn the_replay_bar_leaves_the_zoom_buttons_and_fits_a_phone() {
         chrome.close().await;
     }
 }
+
+/// A replay said "live · N online" and showed live pop-ups. It now says REPLAY and its time in
+/// the header, live rare pop-ups wait, and the chat says it stays live; back to live, "live".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_says_it_is_a_replay() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Looter", 10.0, 10.0, 1)).await;
+    listed(&chrome, "Looter").await;
+    let at_time = (chrono::Utc::now() - chrono::Duration::minutes(20)).to_rfc3339();
+    chrome
+        .js(&format!("window.__dereth.replay.enter('{at_time}')"))
+        .await
+        .expect("replay");
+    let header = chrome
+        .wait_for(
+            "const s = document.getElementById('status'); \
+             return s.dataset.state === 'replay' ? s.textContent : false",
+            WAIT,
+        )
+        .await
+        .expect("the header says replay");
+    assert!(
+        header.as_str().is_some_and(|h| h.starts_with("REPLAY ")),
+        "{header}"
+    );
+    plugin
+        .send_json(
+            &json!({"type": "rare", "character_name": "Looter", "name": "Pearl",
+            "timestamp": chrono::Utc::now().to_rfc3339(), "ew": 10.0, "ns": 10.0, "z": 0.0}),
+        )
+        .await;
+    chrome
+        .wait_for(
+            "return [...document.querySelectorAll('#chat-log li.system')].some(l => l.textContent.includes('Pearl'))",
+            WAIT,
+        )
+        .await
+        .expect("the rare reaches the page");
+    let toasts = chrome
+        .js("return document.querySelectorAll('#toasts .toast').length")
+        .await
+        .expect("toasts");
+    assert_eq!(toasts, json!(0), "no live pop-up over a replay");
+    let chat = chrome
+        .js("return document.getElementById('chat-log').textContent")
+        .await
+        .expect("chat");
+    assert!(
+        chat.as_str()
+            .is_some_and(|c| c.contains("the chat below stays live")),
+        "{chat}"
+    );
+    chrome
+        .js("window.__dereth.replay.leave()")
+        .await
+        .expect("leave");
+    chrome
+        .wait_for(
+            "const s = document.getElementById('status'); return s.dataset.state === 'open' && s.textContent === 'live'",
+            WAIT,
+        )
+        .await
+        .expect("live again");
+}
+
+/// A stopped server looked live: "reconnecting in 7s" never counted down and every marker
+/// stayed as it was. Now the countdown moves and the map and the list are dimmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_dims_the_data_and_counts_down() {
+    let Some((chrome, mut app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Watched", 10.0, 10.0, 1)).await;
+    listed(&chrome, "Watched").await;
+    drop(plugin);
+    app.shutdown().await;
+    // Until the backoff is long enough to see a count, and then the count moves.
+    let first = chrome
+        .wait_for(
+            "const s = document.getElementById('status'); const m = s.textContent.match(/reconnecting in (\\d+)s/); \
+             return m && Number(m[1]) >= 2 ? Number(m[1]) : false",
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("a countdown");
+    let dim = chrome
+        .js("return { body: document.body.dataset.connection, \
+               map: Number(getComputedStyle(document.getElementById('map')).opacity), \
+               list: Number(getComputedStyle(document.getElementById('players')).opacity) }")
+        .await
+        .expect("dimmed");
+    assert_eq!(dim["body"], "lost", "{dim}");
+    assert!(dim["map"].as_f64().is_some_and(|o| o < 0.6), "{dim}");
+    assert!(dim["list"].as_f64().is_some_and(|o| o < 0.6), "{dim}");
+    let later = chrome
+        .wait_for(
+            &format!(
+                "const m = document.getElementById('status').textContent.match(/reconnecting in (\\d+)s/); \
+                 return m && Number(m[1]) < {first} ? Number(m[1]) : false"
+            ),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("the countdown moves");
+    assert!(later.as_i64() < first.as_i64(), "{first} then {later}");
+}
