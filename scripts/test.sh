@@ -10,9 +10,6 @@
 #   CI=true            a PostgreSQL that cannot be reached fails the run instead of skipping tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Nothing here reads a terminal: cargo's own probes read standard input (`rustc -`), and an
-# inherited one that other programs write to broke a run.
-exec </dev/null
 
 log() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -89,9 +89,22 @@ function toast(text, character) {
 
 let chatBacklogShown = false;
 
+/** Characters seen within the offline keep (at most the last hour) but not live: listed and on
+ * the map greyed, "offline N min", after a reload too. */
+async function loadRecentlyOffline() {
+  const lookback = Math.min(3600, Math.round(players.offlineKeepMs / 1000));
+  if (lookback < 1) return;
+  try {
+    const now = new Date().toISOString();
+    const world = await getJson(`/world?at=${encodeURIComponent(now)}&lookback=${lookback}`);
+    players.addOffline(world.characters || []);
+  } catch (_) { /* the live map works without them */ }
+}
+
 const handlers = {
   snapshot(frame) {
     players.reset(frame.players || []);
+    loadRecentlyOffline();
     // The recent chat lines, once per page (later snapshots are resyncs).
     if (!chatBacklogShown && Array.isArray(frame.chat)) {
       for (const line of frame.chat) chat.add(line);

@@ -174,6 +174,23 @@ export class Players {
     this.version++;
   }
 
+  /** Adds characters known from stored telemetry (`/world` records) that are not live, as
+   * offline since their last record. */
+  addOffline(records) {
+    const now = performance.now();
+    let added = 0;
+    for (const r of records) {
+      if (this.byName.has(r.character_name)) continue;
+      const entry = this.fresh(r, now);
+      entry.offlineAt = now - Math.max(0, Date.now() - Date.parse(r.timestamp));
+      entry.alpha = OFFLINE_ALPHA;
+      this.byName.set(r.character_name, entry);
+      added++;
+    }
+    if (added) this.version++;
+    return added;
+  }
+
   /** Forgets characters offline for longer than `offlineKeepMs`; returns how many went. */
   sweep(now = performance.now()) {
     let gone = 0;

@@ -500,7 +500,7 @@ async fn the_panel_shows_vitals_and_sheet_and_a_portal_breaks_the_live_trail() {
 }
 
 /// Telemetry for `name` at a place and a past time.
-fn past(name: &str, ew: f64, ns: f64, secs_ago: i64) -> Value {
+pub(crate) fn past(name: &str, ew: f64, ns: f64, secs_ago: i64) -> Value {
     let mut t = at(name, ew, ns, 1);
     t["timestamp"] = json!(
         (chrono::Utc::now() - chrono::Duration::seconds(secs_ago))

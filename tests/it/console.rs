@@ -546,3 +546,63 @@ async fn a_lost_connection_dims_the_data_and_counts_down() {
         .expect("the countdown moves");
     assert!(later.as_i64() < first.as_i64(), "{first} then {later}");
 }
+
+/// Done means: a character that disconnected 5 minutes ago is still listed, greyed, on a page
+/// opened now (from the stored telemetry, not only while a page stays open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_character_gone_five_minutes_is_listed_greyed_after_a_reload() {
+    let Some(chrome) = chrome().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    common::store_telemetry(
+        &app.store,
+        "gone",
+        &crate::browser::past("Left Early", 12.0, 12.0, 5 * 60 + 10),
+        1,
+    )
+    .await;
+    common::store_telemetry(
+        &app.store,
+        "gone long ago",
+        &crate::browser::past("Long Gone", 14.0, 14.0, 3 * 3600),
+        1,
+    )
+    .await;
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&at("Still Here", 10.0, 10.0, 1)).await;
+    app.wait_for_rows(3, 0, 0).await;
+    open(&app, &chrome).await;
+    listed(&chrome, "Left Early").await;
+    let row = chrome
+        .js(
+            "const li = document.querySelector('#players li[data-name=\"Left Early\"]'); \
+             const p = window.__dereth.players().find(p => p.name === 'Left Early'); \
+             return { offline: li.classList.contains('offline'), meta: li.querySelector('.meta').textContent, \
+               state: p.state, alpha: p.alpha, long: !!document.querySelector('#players li[data-name=\"Long Gone\"]'), \
+               count: document.getElementById('count').textContent }",
+        )
+        .await
+        .expect("row");
+    assert_eq!(row["offline"], true, "{row}");
+    assert_eq!(row["state"], "offline", "{row}");
+    assert!(
+        row["meta"]
+            .as_str()
+            .is_some_and(|m| m.contains("offline 5 min")),
+        "{row}"
+    );
+    assert!(row["alpha"].as_f64().is_some_and(|a| a < 0.5), "{row}");
+    assert_eq!(
+        row["long"], false,
+        "three hours ago is past the keep: {row}"
+    );
+    assert!(
+        row["count"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("1 online")),
+        "offline characters are not counted online: {row}"
+    );
+}
