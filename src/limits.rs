@@ -170,6 +170,8 @@ impl Drop for Place {
 pub(crate) struct CommandBudget {
     tokens: f64,
     last: Instant,
+    burst: f64,
+    per_sec: f64,
 }
 
 impl CommandBudget {
@@ -178,18 +180,35 @@ impl CommandBudget {
     /// Commands a browser may send per second, sustained.
     pub(crate) const PER_SEC: f64 = 1.0;
 
+    /// Deliveries of broadcast commands a browser may make in a burst: one whole broadcast.
+    pub(crate) const BROADCAST_BURST: f64 = crate::protocol::MAX_BROADCAST as f64;
+    /// Deliveries of broadcast commands per second, sustained.
+    pub(crate) const BROADCAST_PER_SEC: f64 = 20.0;
+
     pub(crate) fn new() -> Self {
+        Self::with(Self::BURST, Self::PER_SEC)
+    }
+
+    /// The budget for the characters broadcasts reach (each broadcast also takes one token of
+    /// the command budget, like a single command).
+    pub(crate) fn broadcast() -> Self {
+        Self::with(Self::BROADCAST_BURST, Self::BROADCAST_PER_SEC)
+    }
+
+    fn with(burst: f64, per_sec: f64) -> Self {
         Self {
-            tokens: Self::BURST,
+            tokens: burst,
             last: Instant::now(),
+            burst,
+            per_sec,
         }
     }
 
     /// Takes one command's token; false when the browser is sending too fast.
     pub(crate) fn take(&mut self) -> bool {
         let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * Self::PER_SEC;
-        self.tokens = (self.tokens + refill).min(Self::BURST);
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

@@ -36,7 +36,17 @@ pub enum BrowserFrame {
         command: String,
         token: Option<String>,
     },
+    /// Relay one command to several characters' plugins (distinct names, at most
+    /// [`MAX_BROADCAST`]); answered with one result per character.
+    Broadcast {
+        player_names: Vec<String>,
+        command: String,
+        token: Option<String>,
+    },
 }
+
+/// Most characters one broadcast names.
+pub const MAX_BROADCAST: usize = 200;
 
 #[derive(Deserialize)]
 struct SubscribeIn {
@@ -119,6 +129,24 @@ struct CommandIn {
     token: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct BroadcastIn {
+    player_names: Vec<String>,
+    #[serde(deserialize_with = "flex::string")]
+    command: String,
+    #[serde(default, deserialize_with = "flex::opt_string")]
+    token: Option<String>,
+}
+
+/// A command's text: not empty, not too long, no control characters.
+fn check_command(command: &str) -> Result<(), FrameError> {
+    check_text("command", command)?;
+    if command.chars().any(char::is_control) {
+        return Err(FrameError::field("command", "contains control characters"));
+    }
+    Ok(())
+}
+
 /// Parses and validates one text frame from a browser. A frame with no `type` but with
 /// `player_name` and `command` is a command, as the original UI sent them.
 pub fn parse_browser_frame(text: &str) -> Result<BrowserFrame, FrameError> {
@@ -154,12 +182,35 @@ pub fn parse_browser_frame(text: &str) -> Result<BrowserFrame, FrameError> {
                 token,
             } = typed(text)?;
             check_name("player_name", &player_name)?;
-            check_text("command", &command)?;
-            if command.chars().any(char::is_control) {
-                return Err(FrameError::field("command", "contains control characters"));
-            }
+            check_command(&command)?;
             Ok(BrowserFrame::Command {
                 player_name,
+                command,
+                token,
+            })
+        }
+        "broadcast" => {
+            let BroadcastIn {
+                player_names,
+                command,
+                token,
+            } = typed(text)?;
+            check_command(&command)?;
+            if player_names.is_empty() || player_names.len() > MAX_BROADCAST {
+                return Err(FrameError::field(
+                    "player_names",
+                    format!("name 1 to {MAX_BROADCAST} characters"),
+                ));
+            }
+            let mut distinct: Vec<String> = Vec::with_capacity(player_names.len());
+            for name in player_names {
+                check_name("player_names", &name)?;
+                if !distinct.contains(&name) {
+                    distinct.push(name);
+                }
+            }
+            Ok(BrowserFrame::Broadcast {
+                player_names: distinct,
                 command,
                 token,
             })
@@ -263,6 +314,11 @@ pub enum BrowserOut<'a> {
         status: CommandStatus,
         message: &'a str,
     },
+    /// The outcome of a broadcast: one result per character, in the order named.
+    BroadcastResult {
+        command: &'a str,
+        results: Vec<BroadcastOutcome<'a>>,
+    },
     /// The browser's last frame was rejected.
     Error {
         error: String,
@@ -292,6 +348,14 @@ pub enum CommandStatus {
     Busy,
     /// This browser sent too many commands in a short time; slow down.
     RateLimited,
+}
+
+/// One character's result in a [`BrowserOut::BroadcastResult`].
+#[derive(Debug, Clone, Serialize)]
+pub struct BroadcastOutcome<'a> {
+    pub player_name: &'a str,
+    pub status: CommandStatus,
+    pub message: &'static str,
 }
 
 impl CommandStatus {

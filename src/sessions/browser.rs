@@ -18,7 +18,8 @@ use crate::live::compact::{self, Encoding};
 use crate::live::{FrameKind, ViewFilter};
 use crate::ops::metrics;
 use crate::protocol::{
-    BrowserFrame, BrowserOut, CommandStatus, FrameError, parse_browser_frame, to_json,
+    BroadcastOutcome, BrowserFrame, BrowserOut, CommandStatus, FrameError, parse_browser_frame,
+    to_json,
 };
 use crate::sessions::socket::{self, Incoming, Keepalive};
 use crate::state::AppState;
@@ -46,6 +47,8 @@ pub(crate) struct Session {
     coalesced: bool,
     /// Commands this browser may still send before it is slowed down.
     commands: CommandBudget,
+    /// Characters its broadcasts may still reach before they are slowed down.
+    deliveries: CommandBudget,
     /// The area of the map it watches (coalesced browsers only).
     view: ViewFilter,
     /// How it wants live characters encoded.
@@ -78,6 +81,7 @@ impl Session {
             mask: FrameKind::default_mask(),
             coalesced,
             commands: CommandBudget::new(),
+            deliveries: CommandBudget::broadcast(),
             view: ViewFilter::default(),
             encoding,
         }
@@ -286,6 +290,50 @@ impl Session {
                     command: &command,
                     status,
                     message: status.message(),
+                })))
+            }
+            BrowserFrame::Broadcast {
+                player_names,
+                command,
+                token,
+            } => {
+                let commander = self.commander(token.as_deref());
+                // One authorization and one command token for the whole broadcast, then one
+                // delivery token per character: a broadcast to 60 is not refused by the burst
+                // meant for single commands, and repeating broadcasts is slowed down per
+                // character reached.
+                let whole = match &commander {
+                    None => {
+                        self.unauthorized += 1;
+                        self.state.auth_failures.record(&self.client);
+                        Some(CommandStatus::Unauthorized)
+                    }
+                    Some(_) if !self.commands.take() => Some(CommandStatus::RateLimited),
+                    Some(_) => None,
+                };
+                let mut statuses = Vec::with_capacity(player_names.len());
+                for name in &player_names {
+                    let status = match whole {
+                        Some(status) => status,
+                        None if !self.deliveries.take() => CommandStatus::RateLimited,
+                        None => self.state.live.send_command(name, &command).await,
+                    };
+                    self.audit(commander.clone(), name, &command, status).await;
+                    statuses.push(status);
+                }
+                tracing::debug!(characters = player_names.len(), "browser broadcast");
+                let results = player_names
+                    .iter()
+                    .zip(statuses)
+                    .map(|(name, status)| BroadcastOutcome {
+                        player_name: name,
+                        status,
+                        message: status.message(),
+                    })
+                    .collect();
+                Ok(Some(to_json(&BrowserOut::BroadcastResult {
+                    command: &command,
+                    results,
                 })))
             }
         }

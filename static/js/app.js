@@ -58,16 +58,20 @@ const map = new MapView($("map"), players, {
 const sidebar = new Sidebar(players, {
   list: $("players"), search: $("search"), sort: $("sort"), details: $("details"), count: $("count"),
   noMatch: $("no-match"),
-}, { onSelect: select, onFilter: () => { map.dirty = true; } });
+}, { onSelect: select, onFilter: () => { map.dirty = true; }, onPick: (names) => chat.pick(names) });
 const sheet = new Sheet({
   sheet: $("sheet"), handle: $("sheet-handle"), tabs: document.querySelectorAll("#sheet [role=tab]"),
 });
 const chat = new Chat({
   log: $("chat-log"), form: $("command-form"), input: $("command"),
-  target: $("command-target"), result: $("command-result"),
+  target: $("command-target"), result: $("command-result"), results: $("broadcast-results"),
 }, {
   onCommand: (player, command) => connection.send({
     type: "command", player_name: player, command, ...(connection.token ? { token: connection.token } : {}),
+  }),
+  onBroadcast: (names, command) => connection.send({
+    type: "broadcast", player_names: names.slice(0, 200), command,
+    ...(connection.token ? { token: connection.token } : {}),
   }),
 });
 
@@ -136,6 +140,7 @@ const handlers = {
   character_stats(frame) { players.sheet(frame); },
   portal(frame) { players.portal(frame); map.dirty = true; },
   command_result(frame) { chat.commandResult(frame); },
+  broadcast_result(frame) { chat.broadcastResult(frame); },
   error(frame) { chat.showResult("error", frame.error); },
 };
 

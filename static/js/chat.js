@@ -7,10 +7,12 @@ const MAX_LINES = 500;
 const MAX_TEXT = 600;
 
 export class Chat {
-  constructor({ log, form, input, target, result }, { onCommand }) {
-    this.el = { log, form, input, target, result };
+  constructor({ log, form, input, target, result, results }, { onCommand, onBroadcast }) {
+    this.el = { log, form, input, target, result, results };
     this.onCommand = onCommand;
+    this.onBroadcast = onBroadcast;
     this.selected = null;
+    this.picked = [];
     this.filterText = "";
     // Whether the log follows the newest line: true until the reader scrolls up, true again
     // when they scroll back to the bottom. A log appended to while hidden (the phone's chat
@@ -27,6 +29,16 @@ export class Chat {
       e.preventDefault();
       const text = input.value.trim();
       if (!text) return;
+      if (this.picked.length > 1) {
+        if (this.onBroadcast(this.picked, text)) {
+          this.showResult("pending", `sending ${text} to ${this.picked.length} characters…`);
+          this.el.results.replaceChildren();
+          input.value = "";
+        } else {
+          this.showResult("error", "not connected");
+        }
+        return;
+      }
       if (!this.selected) {
         this.showResult("error", "select a character first");
         return;
@@ -44,7 +56,39 @@ export class Chat {
 
   select(name) {
     this.selected = name;
-    this.el.target.textContent = name ? `Command ${name}:` : "No character selected";
+    this.showTarget();
+  }
+
+  /** Characters picked for one command to all (two or more make the command a broadcast). */
+  pick(names) {
+    this.picked = names;
+    this.showTarget();
+  }
+
+  showTarget() {
+    this.el.target.textContent = this.picked.length > 1 ? `Command ${this.picked.length} characters:`
+      : this.selected ? `Command ${this.selected}:` : "No character selected";
+  }
+
+  /** Each character's result of a broadcast, in one place. */
+  broadcastResult(frame) {
+    const results = Array.isArray(frame.results) ? frame.results : [];
+    const delivered = results.filter((r) => r.status === "delivered").length;
+    this.showResult(delivered === results.length ? "delivered" : "partial",
+      `${frame.command}: delivered to ${delivered} of ${results.length}`);
+    const list = this.el.results;
+    list.replaceChildren(...results.map((r) => {
+      const li = document.createElement("li");
+      li.dataset.status = String(r.status);
+      li.dataset.name = String(r.player_name);
+      const status = document.createElement("span");
+      status.className = "status";
+      status.textContent = String(r.status).replace("_", " ");
+      li.append(`${r.player_name}: `, status);
+      if (r.status !== "delivered") li.append(` (${r.message})`);
+      return li;
+    }));
+    list.hidden = results.length === 0;
   }
 
   add(frame) {

@@ -20,11 +20,17 @@ const HISTORY_REFRESH_MS = 60000;
 const HISTORY_CACHE = 50; // characters whose last-day series is kept
 
 export class Sidebar {
-  constructor(players, { list, search, sort, details, count, noMatch }, { onSelect, onFilter }) {
+  constructor(players, { list, search, sort, details, count, noMatch }, { onSelect, onFilter, onPick }) {
     this.players = players;
     this.el = { list, search, sort, details, count, noMatch };
     this.onFilter = onFilter || (() => {});
     this.onSelect = onSelect;
+    // Characters picked for one command to all: ctrl- (or cmd-) click adds or removes one,
+    // shift-click adds the rows between the last one picked and this one; a plain click picks
+    // nothing (and selects, as always).
+    this.picked = new Set();
+    this.onPick = onPick || (() => {});
+    this.lastPicked = null;
     this.selected = null;
     this.shownVersion = -1;
     this.history = new Map(); // name -> { at, loading, data } from /stats/{character}
@@ -35,7 +41,27 @@ export class Sidebar {
     sort.addEventListener("change", () => { this.render(true); list.scrollTop = 0; });
     list.addEventListener("click", (e) => {
       const li = e.target.closest("li[data-name]");
-      if (li) this.onSelect(li.dataset.name);
+      if (!li) return;
+      const name = li.dataset.name;
+      if (e.ctrlKey || e.metaKey || e.shiftKey) {
+        if (e.shiftKey && this.lastPicked) {
+          const names = [...list.querySelectorAll("li[data-name]")].map((row) => row.dataset.name);
+          const [a, b] = [names.indexOf(this.lastPicked), names.indexOf(name)].sort((x, y) => x - y);
+          if (a >= 0) for (const n of names.slice(a, b + 1)) this.picked.add(n);
+        } else if (this.picked.has(name)) {
+          this.picked.delete(name);
+        } else {
+          // The selected character is the first one picked.
+          if (this.picked.size === 0 && this.selected && this.selected !== name) this.picked.add(this.selected);
+          this.picked.add(name);
+        }
+        this.lastPicked = name;
+        this.pickChanged();
+        e.preventDefault();
+        return;
+      }
+      if (this.picked.size) { this.picked.clear(); this.pickChanged(); }
+      this.onSelect(name);
     });
     list.addEventListener("keydown", (e) => {
       const li = e.target.closest("li[data-name]");
@@ -58,6 +84,17 @@ export class Sidebar {
       setTimeout(tick, this.players.size > MAX_ROWS ? BUSY_REFRESH_MS : REFRESH_MS);
     };
     setTimeout(tick, REFRESH_MS);
+  }
+
+  /** Picks exactly `names` (a filter, a saved group), or none. */
+  pick(names) {
+    this.picked = new Set(names);
+    this.pickChanged();
+  }
+
+  pickChanged() {
+    this.render(true);
+    this.onPick([...this.picked]);
   }
 
   /** The row of `p`, created once and updated in place (only what changed is written). */
@@ -85,6 +122,7 @@ export class Sidebar {
     const selected = String(p.name === this.selected);
     if (li.getAttribute("aria-selected") !== selected) li.setAttribute("aria-selected", selected);
     li.classList.toggle("offline", !!p.offlineAt);
+    li.classList.toggle("picked", this.picked.has(p.name));
     if (dot.dataset.color !== p.color) {
       dot.dataset.color = p.color;
       dot.style.background = p.color;

@@ -606,3 +606,88 @@ async fn a_character_gone_five_minutes_is_listed_greyed_after_a_reload() {
         "offline characters are not counted online: {row}"
     );
 }
+
+/// Done means: a commander picks 10 characters (ctrl-click, and shift-click for a range), sends
+/// one command, and sees 10 results in one place; every plugin gets it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_picked_characters_get_one_command_and_show_ten_results() {
+    let Some(chrome) = chrome().await else {
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    account(&app, "lead", Role::Commander).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.get("/me").await.1["accounts_exist"] != true {
+        assert!(tokio::time::Instant::now() < deadline, "account noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut plugin = app.plugin().await;
+    let names: Vec<String> = (0..12).map(|i| format!("Squad {i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        plugin.send_json(&at(name, i as f64, 5.0, 1)).await;
+    }
+    sign_in(&chrome, &app, "lead").await;
+    listed(&chrome, "Squad 11").await;
+    // Ctrl-click Squad 00 to 04, then shift-click Squad 09: a range of ten.
+    chrome
+        .js(
+            "const click = (n, keys) => document.querySelector(`#players li[data-name=\"${n}\"]`) \
+               .dispatchEvent(new MouseEvent('click', { bubbles: true, ...keys })); \
+             for (const i of [0, 1, 2, 3, 4]) click(`Squad 0${i}`, { ctrlKey: true }); \
+             click('Squad 09', { shiftKey: true });",
+        )
+        .await
+        .expect("pick");
+    let target = chrome
+        .wait_for(
+            "const t = document.getElementById('command-target').textContent; \
+             return document.querySelectorAll('#players li.picked').length === 10 ? t : false",
+            WAIT,
+        )
+        .await
+        .expect("ten picked");
+    assert_eq!(target, "Command 10 characters:");
+    chrome
+        .client
+        .find(fantoccini::Locator::Id("command"))
+        .await
+        .expect("input")
+        .send_keys("/vt stop\n")
+        .await
+        .expect("type");
+    let mut received = Vec::new();
+    for _ in 0..10 {
+        let command = tokio::time::timeout(WAIT, plugin.recv_json())
+            .await
+            .expect("a command for each");
+        assert_eq!(command["command"], "/vt stop");
+        received.push(
+            command["player_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    received.sort();
+    assert_eq!(received, names[..10].to_vec());
+    let results = chrome
+        .wait_for(
+            "const r = [...document.querySelectorAll('#broadcast-results li')] \
+               .map(li => [li.dataset.name, li.dataset.status]); \
+             return r.length === 10 ? r : false",
+            WAIT,
+        )
+        .await
+        .expect("ten results");
+    for (i, result) in results.as_array().expect("results").iter().enumerate() {
+        assert_eq!(result[1], "delivered", "{results}");
+        assert_eq!(result[0], json!(names[i]), "{results}");
+    }
+    let summary = chrome
+        .js("return document.getElementById('command-result').textContent")
+        .await
+        .expect("summary");
+    assert_eq!(summary, "/vt stop: delivered to 10 of 10");
+}

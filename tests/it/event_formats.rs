@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use dereth_tracker::protocol::{
-    BrowserFrame, BrowserOut, CommandStatus, FrameType, PluginCommand, PluginErrorOut, PluginFrame,
-    parse_browser_frame, parse_plugin_frame, to_json,
+    BroadcastOutcome, BrowserFrame, BrowserOut, CommandStatus, FrameType, PluginCommand,
+    PluginErrorOut, PluginFrame, parse_browser_frame, parse_plugin_frame, to_json,
 };
 use dereth_tracker::testing::{Live, apply_plugin_frame};
 use serde_json::Value;
@@ -82,7 +82,10 @@ fn every_direction_documents_the_frames_the_code_knows() {
     assert_eq!(relayed, known);
     let mut browser_in = frames(&c, "browser_to_server");
     browser_in.sort();
-    assert_eq!(browser_in, ["command", "subscribe", "viewport"]);
+    assert_eq!(
+        browser_in,
+        ["broadcast", "command", "subscribe", "viewport"]
+    );
     // Every interpreted type but `register` is pushed to browsers, beside the server's own.
     let mut browser_out = frames(&c, "server_to_browser");
     browser_out.sort();
@@ -91,6 +94,7 @@ fn every_direction_documents_the_frames_the_code_knows() {
         .filter(|t| *t != "register")
         .chain([
             "batch",
+            "broadcast_result",
             "command_result",
             "encoding",
             "error",
@@ -286,6 +290,33 @@ async fn server_to_browser_examples_match_the_serializer() {
     assert_eq!(
         &json(&result),
         example(&c, "server_to_browser", "command_result")
+    );
+
+    let broadcast = parse_browser_frame(&example(&c, "browser_to_server", "broadcast").to_string())
+        .expect("broadcast example");
+    assert_eq!(
+        broadcast,
+        BrowserFrame::Broadcast {
+            player_names: vec!["Olthoi Slayer".into(), "Mosswart Mage".into()],
+            command: "/vt stop".into(),
+            token: None,
+        }
+    );
+    let outcome = |player_name, status: CommandStatus| BroadcastOutcome {
+        player_name,
+        status,
+        message: status.message(),
+    };
+    let results = to_json(&BrowserOut::BroadcastResult {
+        command: "/vt stop",
+        results: vec![
+            outcome("Olthoi Slayer", CommandStatus::Delivered),
+            outcome("Mosswart Mage", CommandStatus::NotConnected),
+        ],
+    });
+    assert_eq!(
+        &json(&results),
+        example(&c, "server_to_browser", "broadcast_result")
     );
 
     let err = parse_browser_frame(r#"{"type":"subscribe","types":["gossip"]}"#)

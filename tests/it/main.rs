@@ -13,6 +13,7 @@ mod chrome;
 
 mod alerts;
 mod backup;
+mod broadcast;
 mod browser;
 mod clocks;
 mod cluster;
