@@ -318,6 +318,22 @@ $("zoom-in").addEventListener("click", () => map.zoomAt(1.5));
 $("zoom-out").addEventListener("click", () => map.zoomAt(1 / 1.5));
 $("zoom-reset").addEventListener("click", () => map.reset());
 
+// --- the phone's menu: every toolbar control, in a panel under the bar -------------------------
+
+$("menu-toggle").addEventListener("click", () => {
+  const bar = document.querySelector("header.bar");
+  const open = bar.dataset.menu !== "open";
+  bar.dataset.menu = open ? "open" : "closed";
+  $("menu-toggle").setAttribute("aria-expanded", String(open));
+});
+// A button in the panel that opens something closes the panel.
+$("bar-controls").addEventListener("click", (e) => {
+  if (e.target.closest("button")) {
+    document.querySelector("header.bar").dataset.menu = "closed";
+    $("menu-toggle").setAttribute("aria-expanded", "false");
+  }
+});
+
 // --- theme --------------------------------------------------------------------------------------
 
 const params = new URLSearchParams(location.search);
@@ -409,6 +425,8 @@ const replay = new Replay({
 // --- shareable URL: selection, centre, zoom, layers and replay time ------------------------------
 
 let pendingSelection = params.get("sel");
+// `?offline=` as given, kept in the URL.
+let offlineParam = null;
 function restoreSelection() {
   if (pendingSelection && shownPlayers().get(pendingSelection)) {
     const name = pendingSelection;
@@ -429,6 +447,22 @@ function applyUrlState() {
     $("trails-toggle").checked = true; map.showTrails = true;
     $("trails-mode").value = "selected"; map.trailMode = "selected";
   }
+  // Trail length, heatmaps and their range, search and sort: a shared link shows the same.
+  const pick = (id, key) => {
+    const value = params.get(key);
+    const el = $(id);
+    if (value !== null && [...el.options].some((o) => o.value === value)) el.value = value;
+  };
+  pick("trails-window", "trail");
+  pick("heat-range", "heat_range");
+  pick("sort", "sort");
+  const heat = (params.get("heat") || "").split(",");
+  for (const [kind, id] of [["spawns", "spawn-heat"], ["rares", "rare-heat"]]) {
+    if (heat.includes(kind)) { $(id).checked = true; loadHeat(kind); }
+  }
+  const q = params.get("q");
+  if (q) { $("search").value = q.slice(0, 64); sidebar.applyFilter(); }
+  if (params.has("offline")) offlineParam = params.get("offline");
   const at = Date.parse(params.get("at") || "");
   if (Number.isFinite(at)) replay.enter(at);
   map.dirty = true;
@@ -443,6 +477,13 @@ function urlState() {
   }
   out.set("z", (map.scale / map.fitScale).toFixed(2));
   if (map.showTrails) out.set("trails", map.trailMode === "selected" ? "selected" : "1");
+  if ($("trails-window").value !== "600") out.set("trail", $("trails-window").value);
+  const heat = [["spawns", "spawn-heat"], ["rares", "rare-heat"]].filter(([, id]) => $(id).checked).map(([k]) => k);
+  if (heat.length) out.set("heat", heat.join(","));
+  if ($("heat-range").value !== "86400") out.set("heat_range", $("heat-range").value);
+  if ($("search").value.trim()) out.set("q", $("search").value.trim());
+  if ($("sort").value !== "name") out.set("sort", $("sort").value);
+  if (offlineParam !== null) out.set("offline", offlineParam);
   if (replay.active) out.set("at", new Date(replay.at).toISOString());
   const theme = document.documentElement.dataset.theme;
   if (theme) out.set("theme", theme);

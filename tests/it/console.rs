@@ -691,3 +691,98 @@ async fn ten_picked_characters_get_one_command_and_show_ten_results() {
         .expect("summary");
     assert_eq!(summary, "/vt stop: delivered to 10 of 10");
 }
+
+/// On a phone, Replay, Roster, theme and help were off-screen in a sideways scroll with no hint.
+/// The bar keeps one row with a menu button; the menu shows every control on screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_toolbar_control_is_reachable_on_a_phone() {
+    if chromedriver_path().is_none() {
+        let _ = chrome().await;
+        return;
+    }
+    let chrome = Chrome::start(390, 844).await.expect("start Chromium");
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    open(&app, &chrome).await;
+    let closed = chrome
+        .js("const b = document.querySelector('header.bar'); \
+             return { h: b.getBoundingClientRect().height, scrolls: b.scrollWidth > b.clientWidth + 1, \
+               menu: document.getElementById('menu-toggle').getBoundingClientRect().right <= innerWidth }")
+        .await
+        .expect("bar");
+    assert!(closed["h"].as_f64().is_some_and(|h| h <= 64.0), "{closed}");
+    assert_eq!(closed["scrolls"], false, "{closed}");
+    assert_eq!(closed["menu"], true, "{closed}");
+    chrome
+        .js("document.getElementById('menu-toggle').click()")
+        .await
+        .expect("open the menu");
+    let off = chrome
+        .js(
+            "return [...document.querySelectorAll('#bar-controls > button:not([hidden]), #bar-controls > select, #bar-controls > label')] \
+               .filter(el => { const r = el.getBoundingClientRect(); \
+                 return r.width === 0 || r.right > innerWidth + 0.5 || r.left < -0.5 || r.bottom > innerHeight || r.height < 43.5; }) \
+               .map(el => el.id || el.textContent.trim())",
+        )
+        .await
+        .expect("controls");
+    assert_eq!(off, json!([]), "controls off screen or too small");
+    // Choosing one closes the menu.
+    chrome
+        .js("document.getElementById('roster-open').click()")
+        .await
+        .expect("roster");
+    let state = chrome
+        .js("return document.querySelector('header.bar').dataset.menu")
+        .await
+        .expect("menu state");
+    assert_eq!(state, "closed");
+}
+
+/// The toolbar's selects read "all", "10 min", "24 h" with no label: each now says what it is.
+/// Heatmaps, search, sort and trail length are kept in the URL, so a reload or a shared link
+/// shows the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toolbar_selects_say_what_they_are_and_the_url_keeps_the_view() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let texts = chrome
+        .js("return [...document.querySelectorAll('header select')].map(s => s.options[s.selectedIndex].textContent)")
+        .await
+        .expect("selects");
+    for text in texts.as_array().expect("texts") {
+        let text = text.as_str().unwrap_or_default();
+        assert!(text.contains(':'), "`{text}` does not say what it chooses");
+    }
+    chrome
+        .js("const set = (id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('change')); }; \
+             set('trails-window', '1800'); set('heat-range', '3600'); set('sort', 'kills'); \
+             const h = document.getElementById('rare-heat'); h.checked = true; h.dispatchEvent(new Event('change')); \
+             const q = document.getElementById('search'); q.value = 'Squad'; q.dispatchEvent(new Event('input'));")
+        .await
+        .expect("choose");
+    let url = chrome
+        .wait_for(
+            "return location.search.includes('heat=rares') && location.search.includes('q=Squad') ? location.search : false",
+            WAIT,
+        )
+        .await
+        .expect("the URL follows");
+    chrome
+        .client
+        .goto(&app.url(&format!("/{}", url.as_str().unwrap_or_default())))
+        .await
+        .expect("reload");
+    let restored = chrome
+        .wait_for(
+            "const v = (id) => document.getElementById(id); \
+             return document.getElementById('status').dataset.state === 'open' ? \
+               [v('trails-window').value, v('heat-range').value, v('sort').value, v('rare-heat').checked, v('search').value] : false",
+            WAIT,
+        )
+        .await
+        .expect("restored");
+    assert_eq!(restored, json!(["1800", "3600", "kills", true, "Squad"]));
+}
