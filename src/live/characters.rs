@@ -30,6 +30,15 @@ pub(super) const KILL_BURST: i64 = 100;
 /// A lower `kills` count is a plugin reset only when it falls this close to zero.
 pub(super) const RESET_BELOW: i64 = 10;
 
+/// What a character's latest frames said, to tell what a new one changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Previous {
+    /// The session and its deaths counter of the latest telemetry.
+    pub(crate) session_deaths: Option<(String, i64)>,
+    /// The level of the latest character sheet.
+    pub level: Option<i64>,
+}
+
 #[derive(Debug)]
 struct Character {
     /// Its persisted totals and session baselines were loaded (or it is new): until then, a
@@ -232,6 +241,15 @@ impl Roster {
     /// Whether `name` must be brought back from the database before its frames are applied:
     /// it is not in memory (new, evicted, or the server restarted), or loading it failed a
     /// while ago and is worth another try.
+    /// What the latest frames said of `name`: its session and deaths, and its level.
+    pub(super) fn previous(&self, name: &str) -> Option<Previous> {
+        let c = self.characters.get(name)?;
+        Some(Previous {
+            session_deaths: c.latest.as_ref().map(|t| (t.session_id.clone(), t.deaths)),
+            level: c.sheet.as_ref().and_then(|s| s.level),
+        })
+    }
+
     pub(super) fn needs_restore(&self, name: &str) -> bool {
         match self.characters.get(name) {
             None => true,

@@ -283,7 +283,7 @@ impl Live {
     }
 
     /// Forgets every route through a closed connection.
-    pub fn unroute(&self, conn: ConnId) {
+    pub fn unroute(&self, conn: ConnId) -> Vec<String> {
         let mut names = Vec::new();
         self.lock().claims.routes.retain(|name, r| {
             let keep = r.conn != conn;
@@ -294,8 +294,10 @@ impl Live {
         });
         self.released.notify_waiters();
         if !names.is_empty() {
-            self.cluster.share(|| Message::Released { names });
+            let released = names.clone();
+            self.cluster.share(|| Message::Released { names: released });
         }
+        names
     }
 
     /// Lets `name` go from `conn`, if it speaks for it (its key lost the character).

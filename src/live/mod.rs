@@ -16,6 +16,7 @@
 mod apply;
 pub(crate) mod batch;
 mod characters;
+pub(crate) use characters::Previous;
 mod claims;
 pub(crate) mod clocks;
 pub(crate) mod compact;
@@ -140,6 +141,11 @@ impl Live {
     /// The recent positions of every character.
     pub fn recent(&self) -> &Arc<RecentTrails> {
         &self.recent
+    }
+
+    /// What `name`'s latest frames said (session, deaths, level), if it is in memory.
+    pub(crate) fn previous(&self, name: &str) -> Option<characters::Previous> {
+        self.lock().roster.previous(name)
     }
 
     /// Whether `name` must be brought back from the database before its frames are applied.

@@ -48,7 +48,7 @@ pub const LEFT_OUT: [&str; 6] = [
 ];
 
 /// The tables in the archive, in an order that restores (nothing refers to a later one).
-pub const TABLES: [&str; 17] = [
+pub const TABLES: [&str; 18] = [
     "accounts",
     "api_tokens",
     "plugin_keys",
@@ -63,6 +63,7 @@ pub const TABLES: [&str; 17] = [
     "spawn_events",
     "spawn_cells",
     "kill_hours",
+    "character_events",
     "rare_events",
     "portal_events",
     "character_sheets",

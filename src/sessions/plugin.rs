@@ -13,13 +13,14 @@ use tokio::sync::mpsc;
 
 use crate::identity::{Binding, Watch};
 use crate::limits::ErrorBudget;
-use crate::live::{Applied, ClaimKind, ConnId, Origin};
+use crate::live::{Applied, ClaimKind, ConnId, Origin, Previous};
 use crate::ops::alerts::Signal;
 use crate::ops::metrics;
 use crate::protocol::clock::{ClockReading, Placement};
 use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame_at, to_json};
 use crate::sessions::socket::{self, Incoming, Keepalive, Silence};
 use crate::state::AppState;
+use crate::store::{Event, Happening, HappeningKind};
 
 /// Distinct characters one plugin connection may speak for.
 pub const MAX_CHARACTERS_PER_CONNECTION: usize = 64;
@@ -154,7 +155,28 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, id: ConnId, key: Arc
             },
         }
     };
-    state.live.unroute(this.id);
+    // The characters it still spoke for (not those another connection took over) went offline
+    // with it; a tracker that stops is not their disconnect.
+    let released = state.live.unroute(this.id);
+    if !matches!(end, End::Shutdown) {
+        let detail = match end {
+            End::PeerClosed => "the plugin closed its connection",
+            End::Lost | End::SendFailed => "connection lost",
+            End::TimedOut => "plugin silent too long",
+            End::Revoked => "its key was revoked",
+            End::Abuse | End::TooBig | End::Shutdown => "closed by the tracker",
+        };
+        for name in released {
+            happened(
+                &state,
+                name,
+                HappeningKind::Disconnect,
+                chrono::Utc::now(),
+                Some(detail.to_owned()),
+            )
+            .await;
+        }
+    }
     if matches!(end, End::Lost | End::TimedOut | End::SendFailed) && !this.names.is_empty() {
         state.alerts.signal(Signal::Lost {
             names: this.names.into_iter().collect(),
@@ -268,6 +290,14 @@ async fn accept(
         }
         if new {
             this.names.insert(name.to_owned());
+            happened(
+                state,
+                name.to_owned(),
+                HappeningKind::Connect,
+                chrono::Utc::now(),
+                None,
+            )
+            .await;
         }
         if let Some(reading) = reading {
             note_clock(state, name, reading, &placement);
@@ -317,10 +347,17 @@ async fn accept(
     {
         return Err(not_stored(state, &err));
     }
+    let change = frame
+        .character_name()
+        .and_then(|name| state.live.previous(name))
+        .and_then(|previous| what_changed(&previous, &frame));
     match state.live.apply(frame, text, Origin::Plugin) {
         Applied::Taken(Some(event)) => {
             if let Err(err) = state.spool.append(event).await {
                 return Err(not_stored(state, &err));
+            }
+            if let Some(h) = change {
+                happened(state, h.character_name, h.kind, h.timestamp, h.detail).await;
             }
         }
         Applied::Taken(None) | Applied::NotTheirs => {}
@@ -328,6 +365,53 @@ async fn accept(
         Applied::Refused(why) => return Err(FrameError::Invalid(why)),
     }
     Ok(())
+}
+
+/// What a frame shows happened, against what the character's previous frames said: a death
+/// (its deaths counter went up within the session), a level change.
+fn what_changed(previous: &Previous, frame: &PluginFrame) -> Option<Happening> {
+    match frame {
+        PluginFrame::Telemetry(t) => {
+            let (session, deaths) = previous.session_deaths.as_ref()?;
+            (*session == t.session_id && t.deaths > *deaths).then(|| Happening {
+                character_name: t.character_name.clone(),
+                kind: HappeningKind::Death,
+                timestamp: t.timestamp,
+                detail: Some(format!("{} deaths this session", t.deaths)),
+            })
+        }
+        PluginFrame::CharacterStats(sheet) => {
+            let (old, new) = (previous.level?, sheet.level?);
+            (old != new).then(|| Happening {
+                character_name: sheet.character_name.clone(),
+                kind: HappeningKind::Level,
+                timestamp: sheet.timestamp,
+                detail: Some(format!("level {old} to {new}")),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Keeps something that happened for the event log. Derived from frames already kept (or from
+/// the connection itself): when the spool cannot take it, it is logged and left out rather than
+/// refuse the frame that showed it.
+async fn happened(
+    state: &AppState,
+    character_name: String,
+    kind: HappeningKind,
+    timestamp: chrono::DateTime<chrono::Utc>,
+    detail: Option<String>,
+) {
+    let event = Event::Happened(Happening {
+        character_name,
+        kind,
+        timestamp,
+        detail,
+    });
+    if let Err(err) = state.spool.append(event).await {
+        tracing::warn!(%err, kind = kind.name(), "an event for the event log could not be kept");
+    }
 }
 
 /// Whether this connection may speak for one more character: within its own bound, and with a

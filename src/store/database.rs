@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 
 use super::model::{
     ActivityQuery, CharacterStats, CharacterSummary, Event, EventKind, EventQuery, EventRecord,
-    HeatCell, HeatmapQuery, HistoryQuery, LeaderQuery, LeaderRow, ProgressPoint, ProgressQuery,
-    Retained, RowCounts, SeriesPoint, SessionRares, SessionStats, Span, TelemetryRecord,
-    TimescalePolicies, TrailPoint, TrailQuery, WorldQuery,
+    HeatCell, HeatmapQuery, HistoryQuery, LeaderQuery, LeaderRow, LogEntry, LogQuery,
+    ProgressPoint, ProgressQuery, Retained, RowCounts, SeriesPoint, SessionRares, SessionStats,
+    Span, TelemetryRecord, TimescalePolicies, TrailPoint, TrailQuery, WorldQuery,
 };
 use super::{Backend, StoreError};
 
@@ -100,6 +100,9 @@ pub trait StoreRead: Send + Sync + Debug {
     /// Every character's latest telemetry at or before `at` and after `since`, by name.
     async fn world_at(&self, query: &WorldQuery) -> Result<Vec<TelemetryRecord>, StoreError>;
 
+    /// The event log: what happened to characters, newest first.
+    async fn event_log(&self, query: &LogQuery) -> Result<Vec<LogEntry>, StoreError>;
+
     /// How many characters were seen at or after `since`.
     async fn characters_seen_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError>;
 
@@ -151,8 +154,9 @@ pub trait StoreUpkeep: Send + Sync + Debug {
     /// Deletes the rows of `table` older than `before`, in batches; returns how many.
     async fn prune(&self, table: Retained, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
-    /// Deletes the hourly kill counts of hours before the one `before` falls in (kept as long
-    /// as raw telemetry, whichever way that is dropped).
+    /// Deletes the hourly kill counts of hours before the one `before` falls in, and the event
+    /// log's entries before `before` (kept as long as raw telemetry, whichever way that is
+    /// dropped).
     async fn prune_kill_hours(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Forgets the keys of batches committed before `before`.

@@ -33,6 +33,67 @@ pub enum Event {
         portal: Portal,
         session_id: Option<String>,
     },
+    /// Something the tracker saw happen to a character (for the event log).
+    Happened(Happening),
+}
+
+/// Something that happened to a character, as the tracker saw it in the frames it read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Happening {
+    pub character_name: String,
+    pub kind: HappeningKind,
+    pub timestamp: DateTime<Utc>,
+    /// For people: "3 deaths this session", "connection lost", "level 126".
+    pub detail: Option<String>,
+}
+
+/// An event log request: newest first, before `before`, of one character or all, of some kinds
+/// (`rare` and `portal` beside the [`HappeningKind`] names), at most `limit`.
+#[derive(Debug, Clone)]
+pub struct LogQuery {
+    pub character: Option<String>,
+    pub kinds: Vec<String>,
+    pub before: DateTime<Utc>,
+    pub limit: i64,
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct LogEntry {
+    pub timestamp: DateTime<Utc>,
+    pub character_name: String,
+    /// `death`, `disconnect`, `connect`, `level`, `rare` or `portal`.
+    pub kind: String,
+    /// For people: the item (rare), the portal, "3 deaths this session", "level 125 to 126".
+    pub detail: Option<String>,
+}
+
+/// Every kind the event log knows.
+pub const LOG_KINDS: [&str; 6] = ["death", "disconnect", "connect", "level", "rare", "portal"];
+
+/// What kind of thing happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HappeningKind {
+    /// Its deaths counter went up within a session.
+    Death,
+    /// Its plugin connection ended (closed, lost or silent).
+    Disconnect,
+    /// A plugin connection started speaking for it.
+    Connect,
+    /// Its level changed (character sheet).
+    Level,
+}
+
+impl HappeningKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Death => "death",
+            Self::Disconnect => "disconnect",
+            Self::Connect => "connect",
+            Self::Level => "level",
+        }
+    }
 }
 
 /// A span of time, start included, end excluded.
@@ -117,6 +178,11 @@ const PORTAL_TABLE: Table = Table {
     columns: NAMED_EVENT_COLUMNS,
 };
 
+const HAPPENING_TABLE: Table = Table {
+    name: "character_events",
+    columns: &["character_name", "kind", "timestamp", "detail"],
+};
+
 const SHEET_TABLE: Table = Table {
     name: "character_sheets",
     columns: &[
@@ -142,6 +208,7 @@ impl Event {
             Self::Rare { rare, .. } => (&rare.character_name, rare.timestamp),
             Self::Sheet(s) => (&s.character_name, s.timestamp),
             Self::Portal { portal, .. } => (&portal.character_name, portal.timestamp),
+            Self::Happened(h) => (&h.character_name, h.timestamp),
         }
     }
 
@@ -225,6 +292,15 @@ impl Event {
                     p.z.unwrap_or_default().into(),
                     p.received_at.unwrap_or(p.timestamp).into(),
                     p.clock_offset_ms.into(),
+                ],
+            ),
+            Self::Happened(h) => (
+                &HAPPENING_TABLE,
+                vec![
+                    h.character_name.clone().into(),
+                    h.kind.name().into(),
+                    h.timestamp.into(),
+                    h.detail.clone().into(),
                 ],
             ),
             Self::Sheet(sheet) => {

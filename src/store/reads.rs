@@ -16,9 +16,10 @@ use super::hour_of;
 use super::sql::{Arg, Column, Dialect, Sql, sqlite_time};
 use super::{
     ActivityQuery, CharacterStats, CharacterSummary, EventKind, EventQuery, EventRecord, HeatCell,
-    HeatmapQuery, HistoryQuery, LeaderMetric, LeaderQuery, LeaderRow, MAX_TRAIL_BREAKS,
-    ProgressPoint, ProgressQuery, RowCounts, SeriesPoint, SessionRares, SessionStats, StoreError,
-    StoreRead, TelemetryRecord, TrailPoint, TrailQuery, TrailThinner, WorldQuery,
+    HeatmapQuery, HistoryQuery, LeaderMetric, LeaderQuery, LeaderRow, LogEntry, LogQuery,
+    MAX_TRAIL_BREAKS, ProgressPoint, ProgressQuery, RowCounts, SeriesPoint, SessionRares,
+    SessionStats, StoreError, StoreRead, TelemetryRecord, TrailPoint, TrailQuery, TrailThinner,
+    WorldQuery,
 };
 
 /// A row type both backends decode.
@@ -415,6 +416,65 @@ impl<R: Runner> StoreRead for R {
             self.dialect().world_at(TELEMETRY_COLUMNS),
             vec![q.at.into(), q.since.into(), q.limit.into()],
         );
+        self.rows(sql).await
+    }
+
+    async fn event_log(&self, q: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        // One branch per table the log reads, each limited before the union (the indexes on
+        // time, or character and time, serve them).
+        let wants = |kind: &str| q.kinds.iter().any(|k| k == kind);
+        let mut branches: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+        let happenings: Vec<&str> = ["death", "disconnect", "connect", "level"]
+            .into_iter()
+            .filter(|k| wants(k))
+            .collect();
+        if !happenings.is_empty() {
+            branches.push(("character_events", "kind, detail", happenings));
+        }
+        if wants("rare") {
+            branches.push(("rare_events", "'rare' AS kind, name AS detail", Vec::new()));
+        }
+        if wants("portal") {
+            branches.push((
+                "portal_events",
+                "'portal' AS kind, name AS detail",
+                Vec::new(),
+            ));
+        }
+        if branches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(
+            "SELECT timestamp, character_name, kind, detail FROM (",
+            Vec::new(),
+        );
+        for (i, (table, columns, kinds)) in branches.iter().enumerate() {
+            if i > 0 {
+                sql.push(" UNION ALL ");
+            }
+            sql.push(&format!(
+                "SELECT * FROM (SELECT timestamp, character_name, {columns} FROM {table} WHERE timestamp < "
+            ))
+            .bind(q.before);
+            if let Some(name) = &q.character {
+                sql.push(" AND character_name = ").bind(name.as_str());
+            }
+            if !kinds.is_empty() {
+                sql.push(" AND (");
+                for (j, kind) in kinds.iter().enumerate() {
+                    if j > 0 {
+                        sql.push(" OR ");
+                    }
+                    sql.push("kind = ").bind(*kind);
+                }
+                sql.push(")");
+            }
+            sql.push(" ORDER BY timestamp DESC LIMIT ")
+                .bind(q.limit)
+                .push(&format!(") AS b{i}"));
+        }
+        sql.push(") AS e ORDER BY timestamp DESC, character_name, kind LIMIT ")
+            .bind(q.limit);
         self.rows(sql).await
     }
 

@@ -79,7 +79,12 @@ impl<R: Runner> StoreUpkeep for R {
             "DELETE FROM kill_hours WHERE hour < $1",
             vec![hour_of(before).into()],
         );
-        self.write_pool().execute(sql).await
+        let hours = self.write_pool().execute(sql).await?;
+        let sql = Sql::new(
+            "DELETE FROM character_events WHERE timestamp < $1",
+            vec![before.into()],
+        );
+        Ok(hours + self.write_pool().execute(sql).await?)
     }
 
     async fn prune_batch_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

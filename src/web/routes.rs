@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes as api_routes;
 
 use crate::state::AppState;
-use crate::web::api::{account, events, history, prometheus, stats, status};
+use crate::web::api::{account, events, history, log, prometheus, stats, status};
 use crate::web::{access, assets, sockets};
 
 #[derive(OpenApi)]
@@ -39,7 +39,7 @@ use crate::web::{access, assets, sockets};
         (name = "accounts", description = "Signing in, accounts (admins) and the audit trail"),
         (name = "live", description = "Websockets and live state"),
         (name = "telemetry", description = "Stored telemetry"),
-        (name = "events", description = "Spawns, rares and teleports"),
+        (name = "events", description = "Spawns, rares, teleports and the event log"),
         (name = "stats", description = "Characters, leaderboards, series"),
         (name = "operations", description = "Health, debug, metrics, this document"),
     )
@@ -93,6 +93,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(api_routes!(history::history))
         .routes(api_routes!(history::trails))
         .routes(api_routes!(history::world))
+        .routes(api_routes!(log::log))
         .routes(api_routes!(events::spawns))
         .routes(api_routes!(events::rares))
         .routes(api_routes!(events::portals))

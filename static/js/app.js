@@ -4,6 +4,7 @@
 
 import { Account, Accounts } from "./account.js";
 import { Chat } from "./chat.js";
+import { EventLog } from "./eventlog.js";
 import { LiveConnection } from "./connection.js";
 import { HEAT_RGB, MapView } from "./map.js";
 import { Players } from "./players.js";
@@ -387,6 +388,16 @@ $("notify-toggle").addEventListener("change", (e) => {
 
 // --- roster and leaderboard ----------------------------------------------------------------------
 
+new EventLog({
+  dialog: $("events"), open: $("events-open"), kind: $("events-kind"), mine: $("events-mine"),
+  list: $("events-list"), summary: $("events-summary"),
+}, {
+  getJson,
+  selected: () => selected,
+  onSelect: (name) => select(name),
+  // A past event: the map as it was a little before it, the character selected.
+  onReplay: (name, at) => { pendingSelection = name; replay.enter(at - 30000); select(name); },
+});
 new Roster({
   dialog: $("roster"), open: $("roster-open"), body: $("roster-body"), summary: $("roster-summary"),
   by: $("board-by"), range: $("board-range"), board: $("board"),

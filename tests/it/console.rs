@@ -786,3 +786,97 @@ async fn toolbar_selects_say_what_they_are_and_the_url_keeps_the_view() {
         .expect("restored");
     assert_eq!(restored, json!(["1800", "3600", "kills", true, "Squad"]));
 }
+
+/// Done means: the event log lists a death and a disconnect after a reload; a click on a recent
+/// one selects the character, on a past one opens the replay at its moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_lists_a_death_and_a_disconnect_after_a_reload() {
+    let Some((chrome, app)) = map_page().await else {
+        return;
+    };
+    let mut plugin = app.plugin().await;
+    let mut alive = at("Doomed", 10.0, 10.0, 1);
+    alive["deaths"] = json!(0);
+    plugin.send_json(&alive).await;
+    let mut dead = at("Doomed", 10.0, 10.0, 1);
+    dead["deaths"] = json!(1);
+    plugin.send_json(&dead).await;
+    let mut leaver = app.plugin().await;
+    leaver.send_json(&at("Quitter", 20.0, 20.0, 1)).await;
+    app.wait_for_rows(3, 0, 0).await;
+    drop(leaver);
+    // Something that happened ten minutes ago.
+    let old = dereth_tracker::store::Event::Happened(dereth_tracker::store::Happening {
+        character_name: "Doomed".into(),
+        kind: dereth_tracker::store::HappeningKind::Level,
+        timestamp: chrono::Utc::now() - chrono::Duration::minutes(10),
+        detail: Some("level 10 to 11".into()),
+    });
+    app.store
+        .write_batch("old level", &[old])
+        .await
+        .expect("write");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.get("/log?kind=disconnect").await.1["entries"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "disconnect logged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A reload: the page knows nothing but what the server keeps.
+    open(&app, &chrome).await;
+    chrome
+        .js("document.getElementById('events-open').click()")
+        .await
+        .expect("open the event log");
+    let rows = chrome
+        .wait_for(
+            "const r = [...document.querySelectorAll('#events-list li')].map(li => [li.dataset.name, li.dataset.kind]); \
+             return r.some(([n, k]) => n === 'Doomed' && k === 'death') && r.some(([n, k]) => n === 'Quitter' && k === 'disconnect') ? r : false",
+            WAIT,
+        )
+        .await
+        .expect("a death and a disconnect");
+    assert!(
+        rows.as_array()
+            .expect("rows")
+            .contains(&json!(["Doomed", "level"])),
+        "{rows}"
+    );
+    // A recent one selects.
+    chrome
+        .js("document.querySelector('#events-list li[data-kind=\"death\"]').click()")
+        .await
+        .expect("click the death");
+    chrome
+        .wait_for(
+            "return window.__dereth.view().selected === 'Doomed' && !window.__dereth.replay.active()",
+            WAIT,
+        )
+        .await
+        .expect("selected, live");
+    // A past one replays.
+    chrome
+        .js("document.getElementById('events-open').click()")
+        .await
+        .expect("open again");
+    chrome
+        .wait_for(
+            "return document.querySelector('#events-list li[data-kind=\"level\"]') !== null",
+            WAIT,
+        )
+        .await
+        .expect("listed");
+    chrome
+        .js("document.querySelector('#events-list li[data-kind=\"level\"]').click()")
+        .await
+        .expect("click the level");
+    chrome
+        .wait_for(
+            "return window.__dereth.replay.active() && document.getElementById('status').dataset.state === 'replay'",
+            WAIT,
+        )
+        .await
+        .expect("the replay opens");
+}

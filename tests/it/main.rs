@@ -23,6 +23,7 @@ mod crowds;
 mod current_plugin;
 mod durability;
 mod event_formats;
+mod event_log;
 mod history;
 mod identity;
 mod integrity;

@@ -6,6 +6,7 @@ pub(crate) mod account;
 mod csv;
 pub(crate) mod events;
 pub(crate) mod history;
+pub(crate) mod log;
 pub(crate) mod paging;
 pub(crate) mod params;
 pub(crate) mod prometheus;

@@ -1,0 +1,62 @@
+// The event log (`/log`): deaths, disconnects and connections, level changes, rares and portals,
+// newest first, from the database so it survives a reload. Filter by kind and by the selected
+// character; a click selects the character, and on a past event opens the replay at its moment.
+// Rows are built with textContent only.
+
+/** Older than this, an event is in the past: a click replays it rather than only selecting. */
+const PAST_MS = 120000;
+const REFRESH_MS = 15000;
+
+export class EventLog {
+  constructor(el, { getJson, onSelect, onReplay, selected }) {
+    this.el = el;
+    this.getJson = getJson;
+    this.onSelect = onSelect;
+    this.onReplay = onReplay;
+    this.selected = selected;
+    el.open.addEventListener("click", () => this.show());
+    el.kind.addEventListener("change", () => this.load());
+    el.mine.addEventListener("change", () => this.load());
+    el.list.addEventListener("click", (e) => {
+      const row = e.target.closest("li[data-name]");
+      if (!row) return;
+      const at = Date.parse(row.dataset.at);
+      el.dialog.close();
+      if (Number.isFinite(at) && Date.now() - at > PAST_MS) this.onReplay(row.dataset.name, at);
+      else this.onSelect(row.dataset.name);
+    });
+    setInterval(() => { if (el.dialog.open) this.load(); }, REFRESH_MS);
+  }
+
+  show() {
+    this.el.dialog.showModal();
+    return this.load();
+  }
+
+  async load() {
+    const q = new URLSearchParams({ limit: "200" });
+    if (this.el.kind.value) q.set("kind", this.el.kind.value);
+    const who = this.selected();
+    if (this.el.mine.checked && who) q.set("character", who);
+    try {
+      const data = await this.getJson(`/log?${q}`);
+      const entries = Array.isArray(data.entries) ? data.entries : [];
+      this.el.list.replaceChildren(...entries.map((e) => {
+        const li = document.createElement("li");
+        li.dataset.name = String(e.character_name);
+        li.dataset.kind = String(e.kind);
+        li.dataset.at = String(e.timestamp);
+        const time = document.createElement("time");
+        time.textContent = new Date(e.timestamp).toLocaleString();
+        const kind = document.createElement("span");
+        kind.className = `flag ${e.kind === "death" ? "dead" : e.kind === "disconnect" ? "offline" : ""}`;
+        kind.textContent = String(e.kind);
+        li.append(time, " ", kind, ` ${e.character_name}`, e.detail ? `: ${e.detail}` : "");
+        return li;
+      }));
+      this.el.summary.textContent = entries.length ? "" : "nothing yet";
+    } catch (err) {
+      this.el.summary.textContent = `the event log is unavailable: ${err.message}`;
+    }
+  }
+}
