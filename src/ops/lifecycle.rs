@@ -175,8 +175,9 @@ impl Lifecycle {
         if self.telemetry_retention_days > 0 {
             let before = chrono::Utc::now()
                 - chrono::Duration::days(i64::from(self.telemetry_retention_days));
+            // Not counted in rows_pruned (stored events only): summaries of them.
             match store.prune_kill_hours(before).await {
-                Ok(n) => total += n,
+                Ok(n) => tracing::debug!(rows = n, "pruned hourly kills and event log entries"),
                 Err(err) => {
                     tracing::warn!(%err, "pruning hourly kills failed; will retry next time")
                 }
