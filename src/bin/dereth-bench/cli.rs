@@ -184,6 +184,9 @@ pub(crate) struct UiBenchArgs {
     /// for a crowd too large to draw trails for (`--characters 10000 --no-trails`).
     #[arg(long)]
     pub no_trails: bool,
+    /// Only the screenshots (nothing measured, the report left as it is).
+    #[arg(long, conflicts_with = "no_trails")]
+    pub only_screenshots: bool,
     /// Folder for the screenshots.
     #[arg(long, default_value = "docs/screenshots")]
     pub screenshots: std::path::PathBuf,

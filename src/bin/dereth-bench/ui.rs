@@ -205,6 +205,9 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     if args.no_trails {
         return without_trails(&args).await;
     }
+    if args.only_screenshots {
+        return screenshots(&args).await;
+    }
     // Frame times with many moving characters.
     // History for the replay: 60x for the measured seconds, after a lead for full trails.
     let history_minutes = REPLAY_LEAD.num_minutes() + 2 * args.seconds as i64 + 5;
@@ -289,7 +292,12 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
         ),
     )?;
 
-    // Screenshots with a few dozen characters.
+    screenshots(&args).await
+}
+
+/// The README's screenshots with a few dozen characters: the map in both themes at desktop and
+/// phone width, and the event log.
+async fn screenshots(args: &UiBenchArgs) -> anyhow::Result<()> {
     let (server, stop, db) = with_characters(60, 20.0, 0).await?;
     for (theme, width, height, name) in [
         ("light", 1280, 800, "map-light-desktop.png"),
@@ -302,6 +310,19 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(4)).await;
         chrome.js("window.__dereth.select('Sim 0007')").await?;
         tokio::time::sleep(Duration::from_millis(800)).await;
+        chrome.screenshot(&args.screenshots.join(name)).await?;
+        chrome.close().await;
+    }
+    for (theme, width, height, name) in [
+        ("light", 1280, 800, "events-light-desktop.png"),
+        ("dark", 390, 844, "events-dark-phone.png"),
+    ] {
+        let chrome = open_map(server.addr, (width, height), theme, 60).await?;
+        chrome.js("window.__dereth.select('Sim 0007')").await?;
+        chrome
+            .js("document.getElementById('events-open').click()")
+            .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
         chrome.screenshot(&args.screenshots.join(name)).await?;
         chrome.close().await;
     }
