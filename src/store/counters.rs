@@ -85,6 +85,12 @@ impl CounterUpdates {
     pub(crate) fn from_events(events: &[Event]) -> Self {
         let mut out = Self::default();
         for event in events {
+            // The event log's entries are the tracker's own observations (a connection, a
+            // disconnect at the moment it happened), not frames: they say nothing of when the
+            // character was seen, nor of its deaths or tag.
+            if matches!(event, Event::Happened(_)) {
+                continue;
+            }
             let (name, at) = event.who_and_when();
             let telemetry = match event {
                 Event::Telemetry { row, .. } => Some(row),

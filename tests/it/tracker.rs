@@ -818,7 +818,8 @@ async fn debug_and_health_report_the_server(backend: Backend) {
     assert_eq!(plugin.recv_json().await["type"], "error");
     app.wait_for_rows(1, 0, 0).await;
     let debug = app
-        .wait_debug("row written", |d| d["rows_written"] == 1)
+        // The telemetry row and the event log's entry for the plugin's connection.
+        .wait_debug("row written", |d| d["rows_written"] == 2)
         .await;
     assert_eq!(debug["version"], env!("CARGO_PKG_VERSION"));
     let expected_backend = match backend {
