@@ -500,6 +500,21 @@ impl Roster {
             .count()
     }
 
+    /// Marks `names` offline now (the plugin that spoke for them closed) and returns those that
+    /// were online, with when they were last seen.
+    pub(super) fn disconnected(&mut self, names: &[String]) -> Vec<(String, DateTime<Utc>)> {
+        let mut gone = Vec::new();
+        for name in names {
+            if let Some(c) = self.characters.get_mut(name)
+                && c.online
+            {
+                c.online = false;
+                gone.push((name.clone(), c.last_seen_at));
+            }
+        }
+        gone
+    }
+
     /// Marks characters silent for longer than `window` as offline and returns them with when
     /// they were last seen. With `evict_after`, characters offline and unnamed by any frame for
     /// that long, and not `owned`, leave memory with their sessions.

@@ -189,6 +189,16 @@ impl Live {
         batch::snapshot_parts(&players, &chat, batch::MESSAGE_BOUND)
     }
 
+    /// Marks characters offline at once when the plugin that spoke for them closed (not only
+    /// when their live window passes) and tells browsers; returns how many went offline.
+    pub fn disconnected(&self, names: &[String]) -> usize {
+        let gone = self.lock().roster.disconnected(names);
+        for (name, last_seen) in &gone {
+            self.hub.offline(name, *last_seen);
+        }
+        gone.len()
+    }
+
     /// Marks characters silent for longer than the live window as offline and tells browsers;
     /// returns how many went offline. With `evict_after`, characters offline and unnamed by
     /// any frame for that long, and owned by no connection, leave memory with their sessions

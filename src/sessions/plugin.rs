@@ -159,6 +159,9 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, id: ConnId, key: Arc
     // with it; a tracker that stops is not their disconnect.
     let released = state.live.unroute(this.id);
     if !matches!(end, End::Shutdown) {
+        // Browsers see them offline now rather than when their live window passes (a tracker
+        // that stops is not their disconnect: their plugins come back to it or another one).
+        state.live.disconnected(&released);
         let detail = match end {
             End::PeerClosed => "the plugin closed its connection",
             End::Lost | End::SendFailed => "connection lost",

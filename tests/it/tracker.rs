@@ -529,6 +529,59 @@ async fn silent_characters_leave_live_and_are_announced_offline(backend: Backend
     assert_eq!(again["total_kills"], 3);
 }
 
+/// Issue 26: a character whose plugin closed was flagged offline only when its live window
+/// (30 s) passed. The browser now hears it at once, and the character comes back when its
+/// plugin does.
+async fn a_closed_plugin_is_announced_offline_at_once(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sessions.live_window_secs = 300).await
+    else {
+        return;
+    };
+    let (mut browser, _) = app.browser().await;
+    let mut plugin = app.plugin().await;
+    plugin.send_json(&telemetry("Closer", "s", 1)).await;
+    plugin.send_json(&telemetry("Stayer", "s2", 1)).await;
+    let mut other = app.plugin().await;
+    other.send_json(&telemetry("Other", "s3", 1)).await;
+    for _ in 0..3 {
+        browser.recv_type("telemetry").await;
+    }
+    let (_, live) = app.get("/live").await;
+    assert_eq!(live["players"].as_array().map(Vec::len), Some(3));
+    // Each wait below gives up long before the 300 s window would pass.
+    drop(plugin);
+    let mut gone = Vec::new();
+    while gone.len() < 2 {
+        let frame = browser.recv_type("offline").await;
+        gone.push(
+            frame["character_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    gone.sort();
+    assert_eq!(gone, ["Closer", "Stayer"]);
+    let (_, live) = app.get("/live").await;
+    let names: Vec<&str> = live["players"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p["character_name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(names, ["Other"], "the other plugin's character stays live");
+
+    let mut back = app.plugin().await;
+    back.send_json(&telemetry("Closer", "s", 4)).await;
+    let again = browser.recv_type("telemetry").await;
+    assert_eq!(again["character_name"], "Closer");
+    assert_eq!(again["total_kills"], 4);
+    let (_, live) = app.get("/live").await;
+    assert_eq!(live["players"].as_array().map(Vec::len), Some(2));
+}
+
 async fn dead_browsers_are_dropped_by_ping_timeout(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
         s.sessions.ping_interval_secs = 1;
@@ -918,6 +971,7 @@ async fn coalesced_browsers_get_every_frame_in_one_batch_per_tick(backend: Backe
 }
 
 both_backends!(
+    a_closed_plugin_is_announced_offline_at_once,
     coalesced_browsers_get_every_frame_in_one_batch_per_tick,
     telemetry_is_broadcast_with_totals_and_persisted,
     rares_and_spawns_update_counters,
