@@ -312,14 +312,26 @@ impl Session {
                     Some(_) => None,
                 };
                 let mut statuses = Vec::with_capacity(player_names.len());
+                // Characters refused before the command reached them: one audit row for all of
+                // them, so a refused broadcast cannot write a row per name.
+                let mut held = 0;
                 for name in &player_names {
                     let status = match whole {
                         Some(status) => status,
                         None if !self.deliveries.take() => CommandStatus::RateLimited,
                         None => self.state.live.send_command(name, &command).await,
                     };
-                    self.audit(commander.clone(), name, &command, status).await;
+                    if whole.is_none() && status != CommandStatus::RateLimited {
+                        self.audit(commander.clone(), name, &command, status).await;
+                    } else {
+                        held += 1;
+                    }
                     statuses.push(status);
+                }
+                if held > 0 {
+                    let status = whole.unwrap_or(CommandStatus::RateLimited);
+                    let whom = format!("({held} of a broadcast to {})", player_names.len());
+                    self.audit(commander, &whom, &command, status).await;
                 }
                 tracing::debug!(characters = player_names.len(), "browser broadcast");
                 let results = player_names

@@ -137,6 +137,36 @@ async fn broadcasts_obey_authorization_and_rate_limits() {
         "{delivered} delivered, {limited} limited"
     );
     assert_eq!(delivered + limited, 400);
+    // Every delivered command is kept per character; what was refused before reaching any
+    // character (the unauthorized broadcast, the characters held back by the delivery budget)
+    // is one row per broadcast, not one per name (a refused broadcast could otherwise write
+    // 200 rows a frame).
+    let audit = app
+        .store
+        .audit_log(&AuditQuery {
+            limit: 1_000,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    let count = |result: &str| audit.iter().filter(|a| a.result == result).count();
+    assert_eq!(count("delivered"), delivered);
+    assert_eq!(count("unauthorized"), 1, "{audit:?}");
+    assert_eq!(count("rate_limited"), 1, "{audit:?}");
+    assert_eq!(audit.len(), delivered + 2);
+    let held = audit
+        .iter()
+        .find(|a| a.result == "rate_limited")
+        .expect("the held row");
+    assert_eq!(
+        held.character_name,
+        format!("({limited} of a broadcast to 200)")
+    );
+    let refused = audit
+        .iter()
+        .find(|a| a.result == "unauthorized")
+        .expect("the refused row");
+    assert_eq!(refused.character_name, "(5 of a broadcast to 5)");
     // Over the frame limits: too many names, a bad name.
     let too_many: Vec<String> = (0..201).map(|i| format!("X {i}")).collect();
     browser
