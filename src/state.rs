@@ -26,6 +26,10 @@ pub(crate) const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 /// Failed sign-ins one account may have in a quarter of an hour before it gets 429.
 pub(crate) const LOGIN_FAILURES_PER_ACCOUNT: u32 = 5;
 
+/// Connections and disconnections of one character the event log keeps per ten minutes: a
+/// plugin reconnecting in a loop cannot grow the log at its reconnect rate.
+pub(crate) const CONNECTION_LOG_PER_CHARACTER: u32 = 10;
+
 /// The long-lived parts the state is assembled from.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -63,6 +67,8 @@ pub(crate) struct AppState {
     pub auth_failures: Arc<RateLimiter>,
     /// Failed sign-ins per account.
     pub login_failures: Arc<RateLimiter<String>>,
+    /// Connect and disconnect entries written to the event log per character.
+    pub connection_log: Arc<RateLimiter<String>>,
     /// Who may use the tracker.
     pub directory: Arc<Directory>,
     /// Browser sockets open per client address and per account.
@@ -104,6 +110,10 @@ impl AppState {
             login_failures: Arc::new(RateLimiter::new(
                 LOGIN_FAILURES_PER_ACCOUNT,
                 Duration::from_secs(15 * 60),
+            )),
+            connection_log: Arc::new(RateLimiter::new(
+                CONNECTION_LOG_PER_CHARACTER,
+                Duration::from_secs(10 * 60),
             )),
             directory,
             browsers: Arc::new(crate::limits::Occupancy::default()),

@@ -52,6 +52,8 @@ pub struct Metrics {
     unhandled_names: Mutex<BTreeMap<String, u64>>,
     /// Relayed frames too large to pass on to browsers.
     pub frames_not_relayed: Counter,
+    /// Connect/disconnect entries the event log left out (a character reconnecting in a loop).
+    pub log_entries_skipped: Counter,
     pub frames_rejected: Counter,
     /// Frames refused because another connection owns their character.
     pub frames_unclaimed: Counter,
@@ -133,6 +135,7 @@ pub struct MetricsSnapshot {
     /// Ignored plugin frames of types the tracker does not handle, by type.
     pub frames_unhandled: BTreeMap<String, u64>,
     pub frames_not_relayed: u64,
+    pub log_entries_skipped: u64,
     pub frames_rejected: u64,
     pub frames_unclaimed: u64,
     pub connections_refused: u64,
@@ -230,6 +233,7 @@ impl Metrics {
             frames_unhandled: Family::default(),
             unhandled_names: Mutex::new(BTreeMap::new()),
             frames_not_relayed: Counter::default(),
+            log_entries_skipped: Counter::default(),
             frames_rejected: Counter::default(),
             frames_unclaimed: Counter::default(),
             connections_refused: Counter::default(),
@@ -290,6 +294,12 @@ impl Metrics {
                 "dereth_frames_not_relayed",
                 "Relayed frame types too large to pass on to browsers",
                 &self.frames_not_relayed,
+            ),
+            (
+                "dereth_log_entries_skipped",
+                "Connect and disconnect entries the event log left out: a character connected \
+                 more than 10 times in 10 minutes",
+                &self.log_entries_skipped,
             ),
             (
                 "dereth_frames_rejected",
@@ -550,6 +560,7 @@ impl Metrics {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
             frames_not_relayed: self.frames_not_relayed.get(),
+            log_entries_skipped: self.log_entries_skipped.get(),
             frames_rejected: self.frames_rejected.get(),
             frames_unclaimed: self.frames_unclaimed.get(),
             connections_refused: self.connections_refused.get(),

@@ -19,7 +19,7 @@ use crate::ops::metrics;
 use crate::protocol::clock::{ClockReading, Placement};
 use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame_at, to_json};
 use crate::sessions::socket::{self, Incoming, Keepalive, Silence};
-use crate::state::AppState;
+use crate::state::{AppState, CONNECTION_LOG_PER_CHARACTER};
 use crate::store::{Event, Happening, HappeningKind};
 
 /// Distinct characters one plugin connection may speak for.
@@ -406,6 +406,14 @@ async fn happened(
     timestamp: chrono::DateTime<chrono::Utc>,
     detail: Option<String>,
 ) {
+    // Connections and disconnections are bounded per character (a plugin reconnecting in a
+    // loop); what the frames show (deaths, levels) is bounded by the frame limits already.
+    if matches!(kind, HappeningKind::Connect | HappeningKind::Disconnect)
+        && state.connection_log.record(&character_name) > CONNECTION_LOG_PER_CHARACTER
+    {
+        metrics::bump(&state.metrics.log_entries_skipped);
+        return;
+    }
     let event = Event::Happened(Happening {
         character_name,
         kind,

@@ -129,4 +129,40 @@ async fn what_happens_is_logged_and_kept(backend: Backend) {
     assert_eq!(kinds(&again), kinds(&log));
 }
 
+/// A plugin with a valid key that reconnects in a loop wrote two event log rows per reconnect,
+/// without bound. Connections and disconnections are now kept at most ten per character per
+/// ten minutes (counted in `/debug`), while other characters' entries are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_loop_does_not_flood_the_event_log() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let (mut browser, _) = app.browser().await;
+    for i in 0..15 {
+        let mut plugin = app.plugin().await;
+        plugin.send_json(&telemetry("Looper", "s", i)).await;
+        browser.recv_type("telemetry").await;
+        drop(plugin);
+        browser.recv_type("offline").await;
+    }
+    let mut control = app.plugin().await;
+    control.send_json(&telemetry("Control", "c", 1)).await;
+    // Entries reach the database in order: once the control's connection is there, so is
+    // everything the loop wrote before it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, log) = app.get("/log?character=Control").await;
+        if kinds(&log).contains(&("Control".into(), "connect".into())) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, looped) = app
+        .get("/log?character=Looper&kind=connect,disconnect")
+        .await;
+    let got = kinds(&looped);
+    assert_eq!(got.len(), 10, "{looped}");
+    let (_, debug) = app.get("/debug").await;
+    assert_eq!(debug["log_entries_skipped"], 20, "{debug}");
+}
+
 both_backends!(what_happens_is_logged_and_kept);
