@@ -9,5 +9,5 @@ pub(crate) mod secrets;
 pub(crate) use directory::{
     Binding, Directory, DirectoryConfig, KeyLimits, LEGACY_KEY, LoginError, Watch,
 };
-pub(crate) use roles::Principal;
 pub use roles::Role;
+pub(crate) use roles::{Principal, Via};

@@ -48,12 +48,13 @@ pub const LEFT_OUT: [&str; 6] = [
 ];
 
 /// The tables in the archive, in an order that restores (nothing refers to a later one).
-pub const TABLES: [&str; 18] = [
+pub const TABLES: [&str; 19] = [
     "accounts",
     "api_tokens",
     "plugin_keys",
     "key_characters",
     "command_audit",
+    "saved_groups",
     "characters",
     "char_stats",
     "rare_stats",

@@ -226,6 +226,10 @@ fn statements(change: &AccessChange, now: DateTime<Utc>) -> Vec<Sql> {
                 "DELETE FROM web_sessions WHERE account = $1",
                 vec![name.as_str().into()],
             ),
+            one(
+                "DELETE FROM saved_groups WHERE owner = $1",
+                vec![super::groups::owner_of_account(name).into()],
+            ),
         ],
         AccessChange::AddToken {
             name,
@@ -240,10 +244,16 @@ fn statements(change: &AccessChange, now: DateTime<Utc>) -> Vec<Sql> {
                 now.into(),
             ],
         )],
-        AccessChange::RemoveToken { name } => vec![one(
-            "DELETE FROM api_tokens WHERE name = $1",
-            vec![name.as_str().into()],
-        )],
+        AccessChange::RemoveToken { name } => vec![
+            one(
+                "DELETE FROM api_tokens WHERE name = $1",
+                vec![name.as_str().into()],
+            ),
+            one(
+                "DELETE FROM saved_groups WHERE owner = $1",
+                vec![super::groups::owner_of_token(name).into()],
+            ),
+        ],
         AccessChange::AddKey {
             name,
             key_hash,

@@ -178,6 +178,12 @@ pub struct SpoolMark {
 }
 
 /// A complete backend: every part of the contract.
-pub trait Database: StoreWrite + StoreRead + StoreUpkeep + super::StoreAccess {}
+pub trait Database:
+    StoreWrite + StoreRead + StoreUpkeep + super::StoreAccess + super::StoreGroups
+{
+}
 
-impl<T: StoreWrite + StoreRead + StoreUpkeep + super::StoreAccess> Database for T {}
+impl<T: StoreWrite + StoreRead + StoreUpkeep + super::StoreAccess + super::StoreGroups> Database
+    for T
+{
+}

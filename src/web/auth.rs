@@ -145,6 +145,27 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// Someone identified (an account or an API token, any role): what belongs to a person, such
+/// as saved groups, needs to know whose it is.
+#[derive(Debug, Clone)]
+pub(crate) struct Someone(pub(crate) Principal);
+
+impl FromRequestParts<AppState> for Someone {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match principal(state, peer(parts), &parts.headers).await? {
+            Some(p) => Ok(Self(p)),
+            None => Err(ApiError::Unauthorized(
+                "sign in (or send an API token) to keep groups and read command history",
+            )),
+        }
+    }
+}
+
 /// May scrape `/metrics`: anyone on a loopback tracker; beyond loopback the METRICS_TOKEN or
 /// any API token or signed-in browser (metrics carry no character data, but they tell how busy
 /// the tracker is and what fails).

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes as api_routes;
 
 use crate::state::AppState;
-use crate::web::api::{account, events, history, log, prometheus, stats, status};
+use crate::web::api::{account, events, groups, history, log, prometheus, stats, status};
 use crate::web::{access, assets, sockets};
 
 #[derive(OpenApi)]
@@ -36,7 +36,7 @@ use crate::web::{access, assets, sockets};
     components(schemas(crate::web::api::params::Format)),
     modifiers(&SecuritySchemes),
     tags(
-        (name = "accounts", description = "Signing in, accounts (admins) and the audit trail"),
+        (name = "accounts", description = "Signing in, accounts (admins), saved groups and the audit trail"),
         (name = "live", description = "Websockets and live state"),
         (name = "telemetry", description = "Stored telemetry"),
         (name = "events", description = "Spawns, rares, teleports and the event log"),
@@ -113,6 +113,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(api_routes!(account::users, account::add_user))
         .routes(api_routes!(account::change_user, account::remove_user))
         .routes(api_routes!(account::audit))
+        .routes(api_routes!(groups::groups))
+        .routes(api_routes!(groups::put_group, groups::remove_group))
         // The fastest gzip level: large answers (trails, CSV) compress 3-4x faster than at the
         // default level for a few percent more bytes.
         .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))

@@ -20,17 +20,17 @@ use crate::manage::{check_name, check_password};
 use crate::net;
 use crate::state::AppState;
 use crate::store::{AccessChange, AuditQuery, AuditRow};
-use crate::web::auth::{Admin, Anyone, SESSION_COOKIE, cookie};
+use crate::web::auth::{Admin, Anyone, SESSION_COOKIE, Someone, cookie};
 use crate::web::error::{ApiError, AuthRefusals};
 use crate::web::extract::{Path, Query};
 
 /// Refuses a request that changes something from a page of another origin.
-fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if net::origin_allowed(&state.settings.access.allowed_origins, headers) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(
-            "pages of other origins may not sign in or change accounts".into(),
+            "pages of other origins may not sign in or change accounts or groups".into(),
         ))
     }
 }
@@ -372,7 +372,7 @@ pub(crate) async fn remove_user(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditParams {
-    /// Only commands to this character.
+    /// Only commands to this character (required unless an admin asks).
     #[param(value_type = Option<String>, max_length = 64)]
     character: Option<String>,
     /// Only entries older than this id (the `next_before` of the previous page).
@@ -391,7 +391,8 @@ pub(crate) struct AuditPage {
     next_before: Option<i64>,
 }
 
-/// Every command sent to plugins: who, which character, the text, the result, when.
+/// Every command sent to plugins: who, which character, the text, the result, when. Admins
+/// read all of it; commanders read one character's history (`character` required).
 #[utoipa::path(get, path = "/audit", tag = "accounts", security(("session" = []), ("token" = [])),
     params(AuditParams),
     responses((status = 200, description = "The newest commands first", body = AuditPage),
@@ -399,12 +400,20 @@ pub(crate) struct AuditPage {
         AuthRefusals))]
 pub(crate) async fn audit(
     State(state): State<AppState>,
-    _admin: Admin,
+    Someone(who): Someone,
     Query(p): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = params::number::<i64>("limit", p.limit.as_deref(), 1, 1_000)?.unwrap_or(100);
     let before = params::number::<i64>("before", p.before.as_deref(), 1, i64::MAX)?;
     let character = params::name("character", p.character.as_deref())?;
+    // Admins read the whole trail; a commander reads one character's command history.
+    if !who.can(Role::Admin) && !(who.can(Role::Commander) && character.is_some()) {
+        return Err(ApiError::Forbidden(
+            "the whole audit trail needs an admin; a commander may read one character's \
+             (`character`)"
+                .into(),
+        ));
+    }
     let query = AuditQuery {
         character,
         before,

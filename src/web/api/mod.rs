@@ -5,6 +5,7 @@
 pub(crate) mod account;
 mod csv;
 pub(crate) mod events;
+pub(crate) mod groups;
 pub(crate) mod history;
 pub(crate) mod log;
 pub(crate) mod paging;
