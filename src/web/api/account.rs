@@ -407,7 +407,8 @@ pub(crate) async fn audit(
     let before = params::number::<i64>("before", p.before.as_deref(), 1, i64::MAX)?;
     let character = params::name("character", p.character.as_deref())?;
     // Admins read the whole trail; a commander reads one character's command history.
-    if !who.can(Role::Admin) && !(who.can(Role::Commander) && character.is_some()) {
+    let allowed = who.can(Role::Admin) || (who.can(Role::Commander) && character.is_some());
+    if !allowed {
         return Err(ApiError::Forbidden(
             "the whole audit trail needs an admin; a commander may read one character's \
              (`character`)"
