@@ -5,12 +5,14 @@
 import { Account, Accounts } from "./account.js";
 import { Chat } from "./chat.js";
 import { EventLog } from "./eventlog.js";
+import { Fleet } from "./fleet.js";
+import { Groups } from "./groups.js";
 import { LiveConnection } from "./connection.js";
 import { HEAT_RGB, MapView } from "./map.js";
 import { Players } from "./players.js";
 import { Replay } from "./replay.js";
 import { Roster } from "./roster.js";
-import { Sheet } from "./sheet.js";
+import { Panel, Sheet } from "./sheet.js";
 import { Sidebar } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -59,7 +61,12 @@ const map = new MapView($("map"), players, {
 const sidebar = new Sidebar(players, {
   list: $("players"), search: $("search"), sort: $("sort"), details: $("details"), count: $("count"),
   noMatch: $("no-match"),
-}, { onSelect: select, onFilter: () => { map.dirty = true; }, onPick: (names) => chat.pick(names) });
+}, {
+  onSelect: select,
+  onFilter: () => { map.dirty = true; },
+  onPick: (names) => chat.pick(names),
+  canReadCommands: () => account.me?.role === "commander" || account.me?.role === "admin",
+});
 const sheet = new Sheet({
   sheet: $("sheet"), handle: $("sheet-handle"), tabs: document.querySelectorAll("#sheet [role=tab]"),
 });
@@ -140,8 +147,16 @@ const handlers = {
   vitals(frame) { players.vitals(frame); },
   character_stats(frame) { players.sheet(frame); },
   portal(frame) { players.portal(frame); map.dirty = true; },
-  command_result(frame) { chat.commandResult(frame); },
-  broadcast_result(frame) { chat.broadcastResult(frame); },
+  command_result(frame) {
+    chat.commandResult(frame);
+    sidebar.details.commandSent(frame.player_name);
+    sidebar.render(true);
+  },
+  broadcast_result(frame) {
+    chat.broadcastResult(frame);
+    for (const r of frame.results || []) sidebar.details.commandSent(r.player_name);
+    sidebar.render(true);
+  },
   error(frame) { chat.showResult("error", frame.error); },
 };
 
@@ -300,7 +315,41 @@ $("color-mode").addEventListener("change", (e) => {
   players.setColorMode(e.target.value);
   replay.players.setColorMode(e.target.value);
   map.dirty = true;
+  updateTagLegend();
 });
+
+const TAGS_SHOWN = 8;
+/** In guild-tag colours, the legend names the tags on the map with their colour (the most
+ * common first). */
+function updateTagLegend() {
+  const legend = $("tag-legend");
+  if ($("color-mode").value !== "tag") { legend.hidden = true; legend.replaceChildren(); return; }
+  const tags = new Map(); // tag -> { color, count }
+  for (const p of shownPlayers().values()) {
+    const tag = String(p.data.char_tag || "");
+    const t = tags.get(tag) || { color: p.color, count: 0 };
+    t.count++;
+    tags.set(tag, t);
+  }
+  const sorted = [...tags].sort((a, b) => b[1].count - a[1].count || a[0].localeCompare(b[0]));
+  const entries = sorted.slice(0, TAGS_SHOWN).map(([tag, t]) => {
+    const span = document.createElement("span");
+    span.dataset.tag = tag;
+    const swatch = document.createElement("i");
+    swatch.className = "swatch";
+    swatch.style.background = t.color;
+    span.append(swatch, `${tag || "no tag"} (${t.count})`);
+    return span;
+  });
+  if (sorted.length > TAGS_SHOWN) {
+    const more = document.createElement("span");
+    more.textContent = `+${sorted.length - TAGS_SHOWN} more tags`;
+    entries.push(more);
+  }
+  legend.replaceChildren(...entries);
+  legend.hidden = entries.length === 0;
+}
+setInterval(updateTagLegend, 2000);
 let heatScale = map.scale;
 setInterval(() => {
   // Reload the heatmaps when the zoom changed their bin.
@@ -388,16 +437,50 @@ $("notify-toggle").addEventListener("change", (e) => {
 
 // --- roster and leaderboard ----------------------------------------------------------------------
 
-new EventLog({
-  dialog: $("events"), open: $("events-open"), kind: $("events-kind"), mine: $("events-mine"),
+const eventsPanel = new Panel(sheet, {
+  tab: "events", dialog: $("events"), body: $("events-body"), slot: $("sheet-events"),
+}, () => eventLog.load());
+const eventLog = new EventLog({
+  open: $("events-open"), kind: $("events-kind"), mine: $("events-mine"),
   list: $("events-list"), summary: $("events-summary"),
-}, {
+}, eventsPanel, {
   getJson,
   selected: () => selected,
   onSelect: (name) => select(name),
   // A past event: the map as it was a little before it, the character selected.
   onReplay: (name, at) => { pendingSelection = name; replay.enter(at - 30000); select(name); },
 });
+// --- the fleet board and saved groups -----------------------------------------------------------
+
+const fleetPanel = new Panel(sheet, {
+  tab: "fleet", dialog: $("fleet"), body: $("fleet-body"), slot: $("sheet-fleet"),
+}, () => { fleet.render(true); groups.load(); });
+/** Picks exactly `names` for one command to all (the list, the board and the command line),
+ * and goes to the command line. */
+function pickAll(names) {
+  sidebar.pick(names);
+  fleetPanel.done();
+  if (sheet.active()) sheet.show("chat");
+  if (!$("command-form").hidden) $("command").focus();
+}
+const fleet = new Fleet({
+  counts: $("fleet-counts"), table: $("fleet-table"), rows: $("fleet-rows"), pick: $("fleet-pick"),
+  message: $("fleet-message"),
+}, fleetPanel, {
+  players: shownPlayers,
+  picked: () => sidebar.picked,
+  onSelect: (name) => select(name),
+  onToggle: (name) => {
+    if (sidebar.picked.has(name)) sidebar.picked.delete(name); else sidebar.picked.add(name);
+    sidebar.pickChanged();
+  },
+  onPick: pickAll,
+});
+const groups = new Groups({
+  select: $("fleet-group"), name: $("fleet-group-name"), save: $("fleet-save"), remove: $("fleet-delete"),
+}, { picked: () => [...sidebar.picked], onPick: pickAll, say: (text) => fleet.say(text) });
+$("fleet-open").addEventListener("click", () => fleetPanel.open());
+
 new Roster({
   dialog: $("roster"), open: $("roster-open"), body: $("roster-body"), summary: $("roster-summary"),
   by: $("board-by"), range: $("board-range"), board: $("board"),
@@ -412,7 +495,7 @@ new Roster({
 const replay = new Replay({
   bar: $("replay-bar"), toggle: $("replay-toggle"), live: $("replay-live"), play: $("replay-play"),
   back: $("replay-back"), forward: $("replay-forward"), speed: $("replay-speed"),
-  slider: $("replay-slider"), time: $("replay-time"),
+  slider: $("replay-slider"), time: $("replay-time"), marks: $("replay-marks"),
 }, {
   getJson,
   trailsWanted: () => map.showTrails,
@@ -467,6 +550,8 @@ function applyUrlState() {
   pick("trails-window", "trail");
   pick("heat-range", "heat_range");
   pick("sort", "sort");
+  pick("color-mode", "color");
+  if ($("color-mode").value !== "character") $("color-mode").dispatchEvent(new Event("change"));
   const heat = (params.get("heat") || "").split(",");
   for (const [kind, id] of [["spawns", "spawn-heat"], ["rares", "rare-heat"]]) {
     if (heat.includes(kind)) { $(id).checked = true; loadHeat(kind); }
@@ -494,6 +579,7 @@ function urlState() {
   if ($("heat-range").value !== "86400") out.set("heat_range", $("heat-range").value);
   if ($("search").value.trim()) out.set("q", $("search").value.trim());
   if ($("sort").value !== "name") out.set("sort", $("sort").value);
+  if ($("color-mode").value !== "character") out.set("color", $("color-mode").value);
   if (offlineParam !== null) out.set("offline", offlineParam);
   if (replay.active) out.set("at", new Date(replay.at).toISOString());
   const theme = document.documentElement.dataset.theme;

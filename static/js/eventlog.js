@@ -8,29 +8,26 @@ const PAST_MS = 120000;
 const REFRESH_MS = 15000;
 
 export class EventLog {
-  constructor(el, { getJson, onSelect, onReplay, selected }) {
+  /** `panel` shows it (a dialog, or a tab of the phone's sheet). */
+  constructor(el, panel, { getJson, onSelect, onReplay, selected }) {
     this.el = el;
+    this.panel = panel;
     this.getJson = getJson;
     this.onSelect = onSelect;
     this.onReplay = onReplay;
     this.selected = selected;
-    el.open.addEventListener("click", () => this.show());
+    el.open.addEventListener("click", () => panel.open());
     el.kind.addEventListener("change", () => this.load());
     el.mine.addEventListener("change", () => this.load());
     el.list.addEventListener("click", (e) => {
       const row = e.target.closest("li[data-name]");
       if (!row) return;
       const at = Date.parse(row.dataset.at);
-      el.dialog.close();
+      panel.done();
       if (Number.isFinite(at) && Date.now() - at > PAST_MS) this.onReplay(row.dataset.name, at);
       else this.onSelect(row.dataset.name);
     });
-    setInterval(() => { if (el.dialog.open) this.load(); }, REFRESH_MS);
-  }
-
-  show() {
-    this.el.dialog.showModal();
-    return this.load();
+    setInterval(() => { if (panel.visible()) this.load(); }, REFRESH_MS);
   }
 
   async load() {

@@ -7,6 +7,8 @@ import { Players } from "./players.js";
 const SPAN_MS = 24 * 3600 * 1000;   // the slider covers the last day
 const TICK_MS = 250;                // playback clock step (wall time)
 const FETCH_MS = 500;               // at most one world request per this much wall time
+const MARKS_PAGES = 2;              // pages of 500 events marked on the timeline at most
+const MARKS_MS = 60000;             // the marks are brought up to date this often in a replay
 
 export class Replay {
   constructor(el, { onEnter, onLeave, onWorld, getJson, trailsWanted }) {
@@ -29,6 +31,50 @@ export class Replay {
     el.back.addEventListener("click", () => this.seek(this.at - 60000));
     el.forward.addEventListener("click", () => this.seek(this.at + 60000));
     el.slider.addEventListener("input", () => this.seek(this.sliderStart() + Number(el.slider.value) * 1000));
+    el.marks.addEventListener("click", (e) => {
+      const at = Number(e.target.closest("button[data-at]")?.dataset.at);
+      // Just before the event, so it happens while one watches.
+      if (Number.isFinite(at)) this.seek(at - 30000);
+    });
+    setInterval(() => { if (this.active) this.loadMarks(); }, MARKS_MS);
+  }
+
+  /** Marks the day's events (the event log: deaths, disconnects, rares, portals, levels) on
+   * the timeline under the slider; a click replays from just before one. */
+  async loadMarks() {
+    const start = this.sliderStart();
+    const entries = [];
+    let before = null;
+    try {
+      for (let page = 0; page < MARKS_PAGES; page++) {
+        const q = new URLSearchParams({ limit: "500" });
+        if (before) q.set("before", before);
+        const data = await this.getJson(`/log?${q}`);
+        const got = Array.isArray(data.entries) ? data.entries : [];
+        entries.push(...got);
+        const last = got[got.length - 1];
+        if (got.length < 500 || !last || Date.parse(last.timestamp) < start) break;
+        before = last.timestamp;
+      }
+    } catch (_) {
+      return; // the replay works without its marks
+    }
+    const marks = [];
+    for (const e of entries) {
+      const at = Date.parse(e.timestamp);
+      if (!Number.isFinite(at) || at < start) continue;
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.at = String(at);
+      b.dataset.kind = String(e.kind);
+      b.dataset.name = String(e.character_name);
+      b.style.left = `${(((at - start) / SPAN_MS) * 100).toFixed(2)}%`;
+      b.title = `${new Date(at).toLocaleString()} ${e.kind} ${e.character_name}${e.detail ? `: ${e.detail}` : ""}`;
+      b.setAttribute("aria-label", b.title);
+      b.tabIndex = -1; // the event log is the keyboard's way to these
+      marks.push(b);
+    }
+    this.el.marks.replaceChildren(...marks);
   }
 
   sliderStart() { return Date.now() - SPAN_MS; }
@@ -42,6 +88,7 @@ export class Replay {
     this.trailsTo = null; // the replay time trails were last fetched up to
     this.on.onEnter(this.players);
     this.seek(at);
+    this.loadMarks();
   }
 
   leave() {

@@ -2,7 +2,8 @@
 // brought up to date at most a few times a second, whatever the telemetry rate, its rows updated
 // in place.
 
-import { formatCoords, formatNumber, formatOnline, onlineSeconds } from "./format.js";
+import { Details } from "./details.js";
+import { formatNumber, formatOnline, onlineSeconds } from "./format.js";
 
 const REFRESH_MS = 400;
 const BUSY_REFRESH_MS = 1500;   // with hundreds of characters, rebuild the list less often
@@ -16,11 +17,9 @@ const SORTS = {
   online: (a, b) => (onlineSeconds(b.data.onlinetime) || 0) - (onlineSeconds(a.data.onlinetime) || 0),
 };
 
-const HISTORY_REFRESH_MS = 60000;
-const HISTORY_CACHE = 50; // characters whose last-day series is kept
 
 export class Sidebar {
-  constructor(players, { list, search, sort, details, count, noMatch }, { onSelect, onFilter, onPick }) {
+  constructor(players, { list, search, sort, details, count, noMatch }, { onSelect, onFilter, onPick, canReadCommands }) {
     this.players = players;
     this.el = { list, search, sort, details, count, noMatch };
     this.onFilter = onFilter || (() => {});
@@ -33,7 +32,10 @@ export class Sidebar {
     this.lastPicked = null;
     this.selected = null;
     this.shownVersion = -1;
-    this.history = new Map(); // name -> { at, loading, data } from /stats/{character}
+    this.details = new Details(details, {
+      canReadCommands: canReadCommands || (() => false),
+      changed: () => { this.shownVersion = -1; },
+    });
     this.rowEls = new Map();  // name -> its row in the list, kept across renders
     this.lastRender = 0;
     search.addEventListener("input", () => { this.applyFilter(); this.render(true); });
@@ -213,169 +215,6 @@ export class Sidebar {
   }
 
   renderDetails() {
-    const p = this.selected && this.players.get(this.selected);
-    const box = this.el.details;
-    if (!p) { box.hidden = true; return; }
-    box.hidden = false;
-    const d = p.data;
-    const fields = [
-      ["Position", formatCoords(d.ew, d.ns)],
-      ["State", p.offlineAt ? "offline" : (d.vt_state || "–")],
-      ["Kills (session)", formatNumber(d.kills)],
-      ["Kills (total)", formatNumber(d.total_kills)],
-      ["Kills/h", formatNumber(d.kills_per_hour)],
-      ["Deaths", `${formatNumber(d.deaths)} (total ${formatNumber(d.total_deaths)})`],
-      ["Rares", `${formatNumber(d.session_rares)} this session, ${formatNumber(d.total_rares)} total`],
-      ["Online", formatOnline(d.onlinetime)],
-      ["Tapers", formatNumber(d.prismatic_taper_count)],
-      ["Memory", d.mem_mb != null ? `${formatNumber(d.mem_mb)} MB` : "–"],
-      ["CPU", d.cpu_pct != null ? `${formatNumber(d.cpu_pct)} %` : "–"],
-      ["Handles", formatNumber(d.mem_handles)],
-      ["Latency", d.latency_ms != null ? `${formatNumber(d.latency_ms)} ms` : "–"],
-    ];
-    const sheet = p.sheet || {};
-    if (sheet.level != null) fields.unshift(["Level", formatNumber(sheet.level)]);
-    if (sheet.title) fields.splice(1, 0, ["Title", sheet.title]);
-    if (sheet.allegiance?.name) fields.splice(2, 0, ["Allegiance", sheet.allegiance.name]);
-    const h = document.createElement("h2");
-    h.textContent = p.name;
-    h.style.borderLeft = `6px solid ${p.color}`;
-    h.style.paddingLeft = "6px";
-    const parts = [h];
-    if (p.vitals) parts.push(vitalBars(p.vitals));
-    const dl = document.createElement("dl");
-    for (const [k, v] of fields) {
-      const dt = document.createElement("dt");
-      dt.textContent = k;
-      const dd = document.createElement("dd");
-      dd.textContent = v;
-      dl.append(dt, dd);
-    }
-    parts.push(dl);
-    parts.push(this.historySection(p.name));
-    if (p.timeline?.length) {
-      const ol = document.createElement("ol");
-      ol.className = "timeline";
-      ol.setAttribute("aria-label", "Recent events");
-      for (const line of p.timeline) {
-        const li = document.createElement("li");
-        li.textContent = `${new Date(line.at).toLocaleTimeString()} ${line.text}`;
-        ol.append(li);
-      }
-      parts.push(ol);
-    }
-    box.replaceChildren(...parts);
+    this.details.render(this.selected && this.players.get(this.selected));
   }
-
-  /** Kills per hour over the last day (from `/stats/{character}`), fetched once a minute per
-   * character and drawn as bars; rares per session; a link to the character's history as CSV. */
-  historySection(name) {
-    const cached = this.history.get(name);
-    const stale = !cached || performance.now() - cached.at > HISTORY_REFRESH_MS;
-    if (stale && !(cached && cached.loading)) {
-      const entry = { at: performance.now(), loading: true, data: cached?.data };
-      // One entry per character ever opened: a long evening of clicking through a thousand
-      // characters keeps the most recent ones only.
-      if (this.history.size >= HISTORY_CACHE) this.history.delete(this.history.keys().next().value);
-      this.history.set(name, entry);
-      const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
-      fetch(`/stats/${encodeURIComponent(name)}?bucket=3600&from=${encodeURIComponent(from)}`)
-        .then((r) => (r.ok ? r.json() : null))
-        .then((data) => { entry.data = data; })
-        .catch(() => {})
-        .finally(() => { entry.loading = false; this.shownVersion = -1; });
-    }
-    const section = document.createElement("section");
-    section.className = "history";
-    section.setAttribute("aria-label", "Last 24 hours");
-    const h = document.createElement("h3");
-    h.textContent = "Last 24 hours";
-    section.append(h);
-    const data = this.history.get(name)?.data;
-    if (data && Array.isArray(data.series)) {
-      const series = data.series;
-      const kills = series.reduce((sum, b) => sum + (Number(b.kills) || 0), 0);
-      const max = series.reduce((m, b) => Math.max(m, Number(b.kills_per_hour) || 0), 0);
-      const svgNs = "http://www.w3.org/2000/svg";
-      const svg = document.createElementNS(svgNs, "svg");
-      svg.setAttribute("viewBox", "0 0 240 40");
-      svg.setAttribute("class", "sparkline");
-      svg.setAttribute("role", "img");
-      svg.setAttribute("aria-label", `Kills per hour, highest ${Math.round(max)}`);
-      const start = Date.parse(data.from), span = Date.parse(data.to) - start || 1;
-      for (const b of series) {
-        const x = ((Date.parse(b.bucket) - start) / span) * 240;
-        const hgt = max > 0 ? ((Number(b.kills_per_hour) || 0) / max) * 38 : 0;
-        const bar = document.createElementNS(svgNs, "rect");
-        bar.setAttribute("x", x.toFixed(1));
-        bar.setAttribute("y", (40 - hgt).toFixed(1));
-        bar.setAttribute("width", "9");
-        bar.setAttribute("height", hgt.toFixed(1));
-        const title = document.createElementNS(svgNs, "title");
-        title.textContent = `${new Date(b.bucket).toLocaleTimeString()}: ${Math.round(Number(b.kills_per_hour) || 0)}/h, ${b.kills} kills`;
-        bar.append(title);
-        svg.append(bar);
-      }
-      const summary = document.createElement("p");
-      const sessions = Array.isArray(data.rares_per_session) ? data.rares_per_session : [];
-      const rares = sessions.reduce((sum, s) => sum + (Number(s.rares) || 0), 0);
-      summary.textContent = `${formatNumber(kills)} kills, best ${formatNumber(Math.round(max))}/h; `
-        + `${formatNumber(rares)} rares over ${sessions.length} sessions; `
-        + `${formatNumber(data.character?.total_deaths ?? data.character?.deaths)} deaths in all`;
-      section.append(svg, summary);
-    } else {
-      const p = document.createElement("p");
-      p.textContent = "loading…";
-      section.append(p);
-    }
-    const link = document.createElement("a");
-    const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
-    link.href = `/history?character=${encodeURIComponent(name)}&from=${encodeURIComponent(from)}&format=csv`;
-    link.textContent = "Export the last 24 hours (CSV)";
-    link.setAttribute("download", "");
-    section.append(link);
-    return section;
-  }
-}
-
-
-const VITALS = [
-  ["health_percentage", "Health", "health"],
-  ["stamina_percentage", "Stamina", "stamina"],
-  ["mana_percentage", "Mana", "mana"],
-];
-
-/** Health, stamina and mana bars (and vitae when below 100 %), as meters for screen readers. */
-function vitalBars(v) {
-  const box = document.createElement("div");
-  box.className = "vitals";
-  for (const [key, label, cls] of VITALS) {
-    const value = Number(v[key]);
-    if (!Number.isFinite(value)) continue;
-    const pct = Math.max(0, Math.min(100, value));
-    const row = document.createElement("div");
-    row.className = `vital ${cls}`;
-    row.setAttribute("role", "meter");
-    row.setAttribute("aria-label", label);
-    row.setAttribute("aria-valuemin", "0");
-    row.setAttribute("aria-valuemax", "100");
-    row.setAttribute("aria-valuenow", String(Math.round(pct)));
-    row.title = `${label} ${Math.round(pct)} %`;
-    const fill = document.createElement("span");
-    fill.className = "fill";
-    fill.style.width = `${pct}%`;
-    const text = document.createElement("span");
-    text.className = "label";
-    text.textContent = `${label} ${Math.round(pct)} %`;
-    row.append(fill, text);
-    box.append(row);
-  }
-  const vitae = Number(v.vitae);
-  if (Number.isFinite(vitae) && vitae < 100) {
-    const row = document.createElement("div");
-    row.className = "vitae";
-    row.textContent = `Vitae ${Math.round(vitae)} %`;
-    box.append(row);
-  }
-  return box;
 }

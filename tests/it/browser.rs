@@ -23,6 +23,29 @@ pub(crate) async fn chrome() -> Option<Chrome> {
     Some(Chrome::start(1280, 800).await.expect("start Chromium"))
 }
 
+/// Chromium the size of a phone (390 x 844); `None` when skipped (a failure under CI).
+pub(crate) async fn phone() -> Option<Chrome> {
+    if chromedriver_path().is_none() {
+        let _ = chrome().await;
+        return None;
+    }
+    Some(Chrome::start(390, 844).await.expect("start Chromium"))
+}
+
+/// Creates the account `name` of `role` and waits until the tracker has noticed it (reads are
+/// closed from then on).
+pub(crate) async fn with_account(app: &TestApp, name: &str, role: Role) {
+    account(app, name, role).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.get("/me").await.1["accounts_exist"] != true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the account was never noticed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// A browser on the map of a fresh SQLite-backed tracker, connected; `None` when skipped.
 pub(crate) async fn map_page() -> Option<(Chrome, TestApp)> {
     let chrome = chrome().await?;
@@ -892,11 +915,9 @@ async fn phone_layout(chrome: &Chrome) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_phone_layout_is_the_map_and_one_bottom_sheet() {
-    if chromedriver_path().is_none() {
-        let _ = chrome().await;
+    let Some(chrome) = phone().await else {
         return;
-    }
-    let chrome = Chrome::start(390, 844).await.expect("start Chromium");
+    };
     let app = TestApp::spawn(Backend::Sqlite)
         .await
         .expect("sqlite always runs");

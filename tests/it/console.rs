@@ -1,7 +1,7 @@
 //! The guild leader's console (issue 26), in headless Chromium against a real tracker: the
 //! defects found by using the map for an evening, each with the test that failed before its fix.
 
-use crate::browser::{account, at, chrome, listed, map_page, open, sign_in};
+use crate::browser::{at, chrome, listed, map_page, open, phone, sign_in, with_account};
 use crate::common;
 
 use std::time::Duration;
@@ -184,11 +184,9 @@ async fn a_disconnected_character_stays_listed_greyed() {
 /// Defect 7: on a phone the chat tab opened at its oldest line. It opens at the newest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phone_chat_opens_at_the_newest_line() {
-    if chromedriver_path().is_none() {
-        let _ = chrome().await;
+    let Some(chrome) = phone().await else {
         return;
-    }
-    let chrome = Chrome::start(390, 844).await.expect("start Chromium");
+    };
     let app = TestApp::spawn(Backend::Sqlite)
         .await
         .expect("sqlite always runs");
@@ -353,12 +351,7 @@ async fn a_command_goes_out_as_typed() {
     let app = TestApp::spawn(Backend::Sqlite)
         .await
         .expect("sqlite always runs");
-    account(&app, "cora", Role::Commander).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while app.get("/me").await.1["accounts_exist"] != true {
-        assert!(tokio::time::Instant::now() < deadline, "account noticed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    with_account(&app, "cora", Role::Commander).await;
     let mut plugin = app.plugin().await;
     plugin.send_json(&at("Listener", 10.0, 10.0, 1)).await;
     sign_in(&chrome, &app, "cora").await;
@@ -617,12 +610,7 @@ async fn ten_picked_characters_get_one_command_and_show_ten_results() {
     let app = TestApp::spawn(Backend::Sqlite)
         .await
         .expect("sqlite always runs");
-    account(&app, "lead", Role::Commander).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while app.get("/me").await.1["accounts_exist"] != true {
-        assert!(tokio::time::Instant::now() < deadline, "account noticed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    with_account(&app, "lead", Role::Commander).await;
     let mut plugin = app.plugin().await;
     let names: Vec<String> = (0..12).map(|i| format!("Squad {i:02}")).collect();
     for (i, name) in names.iter().enumerate() {
@@ -696,11 +684,9 @@ async fn ten_picked_characters_get_one_command_and_show_ten_results() {
 /// The bar keeps one row with a menu button; the menu shows every control on screen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_toolbar_control_is_reachable_on_a_phone() {
-    if chromedriver_path().is_none() {
-        let _ = chrome().await;
+    let Some(chrome) = phone().await else {
         return;
-    }
-    let chrome = Chrome::start(390, 844).await.expect("start Chromium");
+    };
     let app = TestApp::spawn(Backend::Sqlite)
         .await
         .expect("sqlite always runs");

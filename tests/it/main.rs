@@ -24,6 +24,7 @@ mod current_plugin;
 mod durability;
 mod event_formats;
 mod event_log;
+mod fleet;
 mod groups;
 mod history;
 mod identity;
