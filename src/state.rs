@@ -93,7 +93,7 @@ impl AppState {
         } = core;
         Self {
             queries: Arc::new(QueryBudget::new(settings.query_limits())),
-            alerts: alerts::start(&settings, shutdown.clone()),
+            alerts: alerts::start(&settings, spool.clone(), shutdown.clone()),
             settings: Arc::new(settings),
             store,
             live,

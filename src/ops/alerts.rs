@@ -16,6 +16,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AlertFormat, Settings};
+use crate::spool::Spool;
+use crate::store::{Event, Happening, HappeningKind};
 
 /// Signals queued from ingest before further ones are dropped.
 const SIGNAL_QUEUE: usize = 4_096;
@@ -161,8 +163,9 @@ impl Rules {
     }
 }
 
-/// Starts the alert task when a webhook is configured.
-pub(crate) fn start(settings: &Settings, stop: CancellationToken) -> Alerts {
+/// Starts the alert task when a webhook is configured. Every alert it sends is also kept in
+/// the event log (through `spool`, like everything the tracker keeps).
+pub(crate) fn start(settings: &Settings, spool: Spool, stop: CancellationToken) -> Alerts {
     let Some(rules) = Rules::from_settings(settings) else {
         return Alerts::disabled();
     };
@@ -173,7 +176,7 @@ pub(crate) fn start(settings: &Settings, stop: CancellationToken) -> Alerts {
     );
     let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
     let stats = Arc::new(AlertStats::default());
-    tokio::spawn(run(rules, rx, stats.clone(), stop));
+    tokio::spawn(run(rules, rx, stats.clone(), spool, stop));
     Alerts {
         tx: Some(tx),
         stats,
@@ -197,6 +200,7 @@ async fn run(
     rules: Rules,
     mut rx: mpsc::Receiver<Signal>,
     stats: Arc<AlertStats>,
+    spool: Spool,
     stop: CancellationToken,
 ) {
     let rules = Arc::new(rules);
@@ -224,6 +228,15 @@ async fn run(
             }
             stats.fired.fetch_add(1, Ordering::Relaxed);
             tracing::info!(kind = ?alert.kind, character = %alert.character, "alert");
+            let logged = Event::Happened(Happening {
+                character_name: alert.character.clone(),
+                kind: HappeningKind::Alert,
+                timestamp: alert.at,
+                detail: Some(alert.message.clone()),
+            });
+            if let Err(err) = spool.append(logged).await {
+                tracing::debug!(%err, "an alert could not be kept in the event log");
+            }
             for url in &rules.webhooks {
                 if pending.load(Ordering::Relaxed) >= MAX_PENDING {
                     tracing::warn!("too many alerts waiting for the webhook; dropping one");

@@ -62,14 +62,22 @@ pub struct LogQuery {
 pub struct LogEntry {
     pub timestamp: DateTime<Utc>,
     pub character_name: String,
-    /// `death`, `disconnect`, `connect`, `level`, `rare` or `portal`.
+    /// `death`, `disconnect`, `connect`, `level`, `alert`, `rare` or `portal`.
     pub kind: String,
     /// For people: the item (rare), the portal, "3 deaths this session", "level 125 to 126".
     pub detail: Option<String>,
 }
 
 /// Every kind the event log knows.
-pub const LOG_KINDS: [&str; 6] = ["death", "disconnect", "connect", "level", "rare", "portal"];
+pub const LOG_KINDS: [&str; 7] = [
+    "death",
+    "disconnect",
+    "connect",
+    "level",
+    "alert",
+    "rare",
+    "portal",
+];
 
 /// What kind of thing happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -83,6 +91,8 @@ pub enum HappeningKind {
     Connect,
     /// Its level changed (character sheet).
     Level,
+    /// An alert about it went to the webhook (idle, death, rare, lost connection).
+    Alert,
 }
 
 impl HappeningKind {
@@ -92,6 +102,7 @@ impl HappeningKind {
             Self::Disconnect => "disconnect",
             Self::Connect => "connect",
             Self::Level => "level",
+            Self::Alert => "alert",
         }
     }
 }

@@ -424,7 +424,7 @@ impl<R: Runner> StoreRead for R {
         // time, or character and time, serve them).
         let wants = |kind: &str| q.kinds.iter().any(|k| k == kind);
         let mut branches: Vec<(&str, &str, Vec<&str>)> = Vec::new();
-        let happenings: Vec<&str> = ["death", "disconnect", "connect", "level"]
+        let happenings: Vec<&str> = ["death", "disconnect", "connect", "level", "alert"]
             .into_iter()
             .filter(|k| wants(k))
             .collect();

@@ -46,7 +46,8 @@ export class EventLog {
         const time = document.createElement("time");
         time.textContent = new Date(e.timestamp).toLocaleString();
         const kind = document.createElement("span");
-        kind.className = `flag ${e.kind === "death" ? "dead" : e.kind === "disconnect" ? "offline" : ""}`;
+        const look = { death: "dead", disconnect: "offline", alert: "stuck" }[e.kind] || "";
+        kind.className = `flag ${look}`;
         kind.textContent = String(e.kind);
         li.append(time, " ", kind, ` ${e.character_name}`, e.detail ? `: ${e.detail}` : "");
         return li;

@@ -139,6 +139,28 @@ async fn a_rare_and_a_death_each_fire_one_alert() {
             .contains("Pearl of Spirit")
     );
     assert!(rare["at"].is_string());
+    // Each alert is in the event log too (issue 26), with what the webhook was told.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let (status, log) = app.get("/log?kind=alert").await;
+        assert_eq!(status, 200, "{log}");
+        if log["entries"].as_array().is_some_and(|e| e.len() >= 2) {
+            break log;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let entries = log["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{log}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["character_name"] == "Mortal" && e["kind"] == "alert")
+    );
+    assert!(
+        entries.iter().any(|e| e["detail"] == rare["message"]),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

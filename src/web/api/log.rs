@@ -23,8 +23,8 @@ pub(crate) struct LogParams {
     /// Only this character.
     #[param(max_length = 64)]
     character: Option<String>,
-    /// Only these kinds, comma-separated: `death`, `disconnect`, `connect`, `level`, `rare`,
-    /// `portal` (default: all).
+    /// Only these kinds, comma-separated: `death`, `disconnect`, `connect`, `level`, `alert`
+    /// (one went to the webhook), `rare`, `portal` (default: all).
     #[param(max_length = 64, pattern = "^[a-z,]*$")]
     kind: Option<String>,
     /// Only entries before this time, RFC 3339 (UTC); default: now. The next page is asked for
