@@ -295,8 +295,8 @@ pub(crate) async fn run(args: UiBenchArgs) -> anyhow::Result<()> {
     screenshots(&args).await
 }
 
-/// The README's screenshots with a few dozen characters: the map in both themes at desktop and
-/// phone width, and the event log.
+/// The README's screenshots with a few dozen characters: the map, the fleet board and the event
+/// log, each in both themes at desktop and phone width.
 async fn screenshots(args: &UiBenchArgs) -> anyhow::Result<()> {
     let (server, stop, db) = with_characters(60, 20.0, 0).await?;
     for (theme, width, height, name) in [
@@ -313,18 +313,28 @@ async fn screenshots(args: &UiBenchArgs) -> anyhow::Result<()> {
         chrome.screenshot(&args.screenshots.join(name)).await?;
         chrome.close().await;
     }
-    for (theme, width, height, name) in [
-        ("light", 1280, 800, "events-light-desktop.png"),
-        ("dark", 390, 844, "events-dark-phone.png"),
-    ] {
-        let chrome = open_map(server.addr, (width, height), theme, 60).await?;
-        chrome.js("window.__dereth.select('Sim 0007')").await?;
-        chrome
-            .js("document.getElementById('events-open').click()")
-            .await?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        chrome.screenshot(&args.screenshots.join(name)).await?;
-        chrome.close().await;
+    // The fleet board and the event log: dialogs on a desktop, tabs of the sheet on a phone.
+    for panel in ["fleet", "events"] {
+        for (theme, width, height, size) in [
+            ("light", 1280, 800, "desktop"),
+            ("dark", 1280, 800, "desktop"),
+            ("light", 390, 844, "phone"),
+            ("dark", 390, 844, "phone"),
+        ] {
+            let chrome = open_map(server.addr, (width, height), theme, 60).await?;
+            chrome.js("window.__dereth.select('Sim 0007')").await?;
+            chrome
+                .js(&format!(
+                    "document.getElementById('{panel}-open').click(); \
+                     if (document.getElementById('sheet').dataset.size !== 'peek') \
+                       document.getElementById('sheet').dataset.size = 'full';"
+                ))
+                .await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let name = format!("{panel}-{theme}-{size}.png");
+            chrome.screenshot(&args.screenshots.join(name)).await?;
+            chrome.close().await;
+        }
     }
     finish(server, stop, db).await?;
     eprintln!("screenshots written to {}", args.screenshots.display());
