@@ -91,9 +91,13 @@ export class Fleet {
       this.on.onSelect(tr.dataset.name);
     });
     el.pick.addEventListener("click", () => {
-      const names = this.rows().map((p) => p.name).slice(0, 200);
+      const all = this.rows().map((p) => p.name);
+      // One command reaches at most 200 characters (the broadcast's bound).
+      const names = all.slice(0, 200);
+      this.say(names.length === 0 ? "nothing to pick"
+        : all.length > names.length ? `the first ${names.length} of ${all.length} picked (a command reaches at most 200)`
+          : `${names.length} picked`);
       this.on.onPick(names);
-      this.say(names.length ? `${names.length} picked: type the command in the command line` : "nothing to pick");
       this.render(true);
     });
     setInterval(() => { if (panel.visible()) this.render(false); }, REFRESH_MS);
