@@ -192,7 +192,18 @@ impl Live {
     /// Marks characters offline at once when the plugin that spoke for them closed (not only
     /// when their live window passes) and tells browsers; returns how many went offline.
     pub fn disconnected(&self, names: &[String]) -> usize {
-        let gone = self.lock().roster.disconnected(names);
+        let gone = {
+            let mut guard = self.lock();
+            let State { roster, claims } = &mut *guard;
+            // One that a new connection (here or on another instance) already took over is not
+            // offline: checked under the same lock its claim is made.
+            let free: Vec<String> = names
+                .iter()
+                .filter(|name| !claims.is_owned(name))
+                .cloned()
+                .collect();
+            roster.disconnected(&free)
+        };
         for (name, last_seen) in &gone {
             self.hub.offline(name, *last_seen);
         }

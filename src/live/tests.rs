@@ -175,6 +175,31 @@ fn silent_characters_go_offline_once() {
 }
 
 #[test]
+fn a_closed_connections_characters_go_offline_unless_taken_over() {
+    let live = Live::standalone(Duration::from_secs(300), 16);
+    let (tx, _rx) = mpsc::channel(4);
+    let data = crate::live::claims::ClaimKind::Data { session: None };
+    for name in ["A", "B"] {
+        assert!(live.claim(name, 1, &tx, data));
+        delta(&live, &telemetry(name, "s", 1));
+    }
+    let released = live.unroute(1);
+    // B's plugin came back on a new connection before the old one's end was handled.
+    assert!(live.claim("B", 2, &tx, data));
+    let mut rx = live.subscribe();
+    assert_eq!(live.disconnected(&released), 1);
+    assert_eq!(rx.try_recv().map(|b| b.kind).ok(), Some(FrameKind::Offline));
+    assert!(rx.try_recv().is_err(), "B is not announced offline");
+    let live_names: Vec<String> = live
+        .live_entries()
+        .iter()
+        .map(|e| e.telemetry.character_name.clone())
+        .collect();
+    assert_eq!(live_names, ["B"]);
+    assert_eq!(live.disconnected(&released), 0, "announced once");
+}
+
+#[test]
 fn a_character_restored_without_the_database_counts_no_kills_twice() {
     let live = Live::standalone(Duration::from_secs(30), 16);
     live.restore("A", None);
