@@ -37,6 +37,8 @@ pub(crate) struct Previous {
     pub(crate) session_deaths: Option<(String, i64)>,
     /// The level of the latest character sheet.
     pub level: Option<i64>,
+    /// How long since its last frame (it was heard from in this run).
+    pub silent_for: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -247,6 +249,7 @@ impl Roster {
         Some(Previous {
             session_deaths: c.latest.as_ref().map(|t| (t.session_id.clone(), t.deaths)),
             level: c.sheet.as_ref().and_then(|s| s.level),
+            silent_for: c.last_seen.map(|seen| seen.elapsed()),
         })
     }
 

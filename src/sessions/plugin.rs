@@ -293,12 +293,18 @@ async fn accept(
         }
         if new {
             this.names.insert(name.to_owned());
+            // A reconnection says how long the character was away.
+            let away = state
+                .live
+                .previous(name)
+                .and_then(|p| p.silent_for)
+                .map(|d| format!("back after {}", away_for(d)));
             happened(
                 state,
                 name.to_owned(),
                 HappeningKind::Connect,
                 chrono::Utc::now(),
-                None,
+                away,
             )
             .await;
         }
@@ -393,6 +399,16 @@ fn what_changed(previous: &Previous, frame: &PluginFrame) -> Option<Happening> {
             })
         }
         _ => None,
+    }
+}
+
+/// How long a character was away, as the event log says it: "40 s", "12 min", "3 h 5 min".
+fn away_for(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
 }
 

@@ -494,6 +494,9 @@ struct Restless {
     kills: i64,
     /// Connections it made.
     connections: usize,
+    /// Its last connection, still open: a plugin that closes is offline at once, and the
+    /// checks read its totals from the live state.
+    _open: Option<Socket>,
 }
 
 /// A plugin for `name` that sends telemetry as fast as it can (its kills count up once per 100
@@ -509,6 +512,7 @@ async fn restless_plugin(
     let mut frames = 0_i64;
     let mut connections = 0;
     let mut attempt = 0;
+    let mut open = None;
     while !stop.is_cancelled() {
         let addr = &addrs[attempt % addrs.len()];
         attempt += 1;
@@ -519,7 +523,7 @@ async fn restless_plugin(
         connections += 1;
         loop {
             if stop.is_cancelled() {
-                let _ = ws.close(None).await;
+                open = Some(ws);
                 break;
             }
             let frame = telemetry(name, "s1", (frames + 1) / 100);
@@ -541,6 +545,7 @@ async fn restless_plugin(
         frames,
         kills: frames / 100,
         connections,
+        _open: open,
     }
 }
 

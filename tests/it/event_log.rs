@@ -161,6 +161,22 @@ async fn a_reconnect_loop_does_not_flood_the_event_log() {
         .await;
     let got = kinds(&looped);
     assert_eq!(got.len(), 10, "{looped}");
+    // A reconnection says how long the character was away; its first connection does not.
+    let connects: Vec<&Value> = looped["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == "connect")
+        .collect();
+    assert_eq!(connects.len(), 5, "{looped}");
+    let (first, later) = connects.split_last().expect("connects");
+    assert_eq!(first["detail"], Value::Null, "{looped}");
+    assert!(
+        later.iter().all(|e| e["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("back after ") && d.ends_with(" s"))),
+        "{looped}"
+    );
     let (_, debug) = app.get("/debug").await;
     assert_eq!(debug["log_entries_skipped"], 20, "{debug}");
 }
