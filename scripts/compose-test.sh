@@ -150,6 +150,12 @@ wait_healthy() {
   tail -n 30 "$(logs_of "$container")"
   fail "$container did not turn healthy within ${seconds}s"
 }
+# `podman-compose up -d`, then waits until each named service's container is healthy.
+up_healthy() {
+  local log_name=$1 service; shift
+  compose up -d >"$PROJECT_DIR/$log_name" 2>&1 || { cat "$PROJECT_DIR/$log_name"; fail "podman-compose up failed ($log_name)"; }
+  for service in "$@"; do wait_healthy "${PROJECT}_${service}_1" 120; done
+}
 wait_http_ok() {
   for _ in $(seq 1 "$2"); do
     if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
@@ -173,9 +179,7 @@ PROJECT=dtcompose
 COMPOSE_FILE=docker-compose.yml
 tag_tracker "$PROJECT" tracker
 started=$(date +%s)
-compose up -d >"$PROJECT_DIR/up.log" 2>&1 || { cat "$PROJECT_DIR/up.log"; fail "podman-compose up failed"; }
-wait_healthy "${PROJECT}_db_1" 120
-wait_healthy "${PROJECT}_tracker_1" 120
+up_healthy up.log db tracker
 wait_http_ok http://127.0.0.1:8765/health 30
 echo "db and tracker healthy $(( $(date +%s) - started ))s after up; /health: $(curl -fsS http://127.0.0.1:8765/health)"
 log_file=$(logs_of "${PROJECT}_tracker_1")
@@ -207,9 +211,7 @@ grep -q '"stopped cleanly"' "$(logs_of "${PROJECT}_tracker_1")" \
 log "podman-compose down, then up: the data is still there (named volumes)"
 compose down >/dev/null 2>&1 || fail "podman-compose down failed"
 podman container exists "${PROJECT}_tracker_1" && fail "down left the tracker container"
-compose up -d >"$PROJECT_DIR/up2.log" 2>&1 || { cat "$PROJECT_DIR/up2.log"; fail "the second up failed"; }
-wait_healthy "${PROJECT}_db_1" 120
-wait_healthy "${PROJECT}_tracker_1" 120
+up_healthy up2.log db tracker
 after=$(db_rows)
 echo "telemetry rows after down/up: $after (before: $stored)"
 [ "$after" = "$stored" ] || fail "down/up changed the stored rows: $stored -> $after"
@@ -261,10 +263,7 @@ COMPOSE_FILE=docker-compose.cluster.yml
 tag_tracker "$PROJECT" tracker-a
 tag_tracker "$PROJECT" tracker-b
 started=$(date +%s)
-compose up -d >"$PROJECT_DIR/up.log" 2>&1 || { cat "$PROJECT_DIR/up.log"; fail "podman-compose up failed"; }
-wait_healthy "${PROJECT}_db_1" 120
-wait_healthy "${PROJECT}_tracker-a_1" 120
-wait_healthy "${PROJECT}_tracker-b_1" 120
+up_healthy up.log db tracker-a tracker-b
 wait_http_ok http://127.0.0.1:8765/health 60
 echo "both trackers healthy and the proxy answering $(( $(date +%s) - started ))s after up"
 
@@ -291,10 +290,7 @@ done
 
 log "podman-compose down, then up: the data is still there"
 compose down >/dev/null 2>&1 || fail "podman-compose down failed"
-compose up -d >"$PROJECT_DIR/up2.log" 2>&1 || { cat "$PROJECT_DIR/up2.log"; fail "the second up failed"; }
-wait_healthy "${PROJECT}_db_1" 120
-wait_healthy "${PROJECT}_tracker-a_1" 120
-wait_healthy "${PROJECT}_tracker-b_1" 120
+up_healthy up2.log db tracker-a tracker-b
 after=$(db_rows)
 [ "$after" = "$stored" ] || fail "down/up changed the stored rows: $stored -> $after"
 echo "telemetry rows after down/up: $after"

@@ -357,14 +357,23 @@ impl QueryBudget {
     ) -> Result<(), Refused> {
         let characters = u64::try_from(characters.max(1)).unwrap_or(1);
         let estimate = self.rows_per_character(from, to).saturating_mul(characters);
+        let what = format!(
+            "telemetry rows ({characters} character(s) from {} to {})",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        );
+        self.within(estimate, &what, narrow)
+    }
+
+    /// Ok when `estimate` rows are allowed; otherwise the refusal, saying what they are and
+    /// which parameters shrink them.
+    fn within(&self, estimate: u64, what: &str, narrow: &str) -> Result<(), Refused> {
         if estimate <= self.max_rows {
             return Ok(());
         }
         Err(Refused::TooLarge(format!(
-            "this query would read about {estimate} telemetry rows ({characters} character(s) \
-             from {} to {}), more than the {} allowed (MAX_QUERY_ROWS): {narrow}",
-            from.to_rfc3339(),
-            to.to_rfc3339(),
+            "this query would read about {estimate} {what}, more than the {} allowed \
+             (MAX_QUERY_ROWS): {narrow}",
             self.max_rows
         )))
     }
@@ -383,14 +392,8 @@ impl QueryBudget {
         // The first hour counts whole, and a range ending mid-hour reads that hour too.
         let hours = secs.div_ceil(3600) + 1;
         let estimate = hours.saturating_mul(characters);
-        if estimate <= self.max_rows {
-            return Ok(());
-        }
-        Err(Refused::TooLarge(format!(
-            "this query would read about {estimate} hourly rows ({characters} character(s) \
-             over {hours} hours), more than the {} allowed (MAX_QUERY_ROWS): {narrow}",
-            self.max_rows
-        )))
+        let what = format!("hourly rows ({characters} character(s) over {hours} hours)");
+        self.within(estimate, &what, narrow)
     }
 
     /// Waits (up to the configured wait) for a turn to run an expensive query.

@@ -13,11 +13,12 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::happenings::{LogEntry, LogQuery};
 use super::model::{
     ActivityQuery, CharacterStats, CharacterSummary, Event, EventKind, EventQuery, EventRecord,
-    HeatCell, HeatmapQuery, HistoryQuery, LeaderQuery, LeaderRow, LogEntry, LogQuery,
-    ProgressPoint, ProgressQuery, Retained, RowCounts, SeriesPoint, SessionRares, SessionStats,
-    Span, TelemetryRecord, TimescalePolicies, TrailPoint, TrailQuery, WorldQuery,
+    HeatCell, HeatmapQuery, HistoryQuery, LeaderQuery, LeaderRow, ProgressPoint, ProgressQuery,
+    Retained, RowCounts, SeriesPoint, SessionRares, SessionStats, Span, TelemetryRecord,
+    TimescalePolicies, TrailPoint, TrailQuery, WorldQuery,
 };
 use super::{Backend, StoreError};
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::StoreError;
+use super::happenings::Happening;
 use super::sql::Arg;
 use crate::protocol::{CharacterSheet, Portal, Rare, Spawn, Telemetry};
 
@@ -35,76 +36,6 @@ pub enum Event {
     },
     /// Something the tracker saw happen to a character (for the event log).
     Happened(Happening),
-}
-
-/// Something that happened to a character, as the tracker saw it in the frames it read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Happening {
-    pub character_name: String,
-    pub kind: HappeningKind,
-    pub timestamp: DateTime<Utc>,
-    /// For people: "3 deaths this session", "connection lost", "level 126".
-    pub detail: Option<String>,
-}
-
-/// An event log request: newest first, before `before`, of one character or all, of some kinds
-/// (`rare` and `portal` beside the [`HappeningKind`] names), at most `limit`.
-#[derive(Debug, Clone)]
-pub struct LogQuery {
-    pub character: Option<String>,
-    pub kinds: Vec<String>,
-    pub before: DateTime<Utc>,
-    pub limit: i64,
-}
-
-/// One line of the event log.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
-pub struct LogEntry {
-    pub timestamp: DateTime<Utc>,
-    pub character_name: String,
-    /// `death`, `disconnect`, `connect`, `level`, `alert`, `rare` or `portal`.
-    pub kind: String,
-    /// For people: the item (rare), the portal, "3 deaths this session", "level 125 to 126".
-    pub detail: Option<String>,
-}
-
-/// Every kind the event log knows.
-pub const LOG_KINDS: [&str; 7] = [
-    "death",
-    "disconnect",
-    "connect",
-    "level",
-    "alert",
-    "rare",
-    "portal",
-];
-
-/// What kind of thing happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HappeningKind {
-    /// Its deaths counter went up within a session.
-    Death,
-    /// Its plugin connection ended (closed, lost or silent).
-    Disconnect,
-    /// A plugin connection started speaking for it.
-    Connect,
-    /// Its level changed (character sheet).
-    Level,
-    /// An alert about it went to the webhook (idle, death, rare, lost connection).
-    Alert,
-}
-
-impl HappeningKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Death => "death",
-            Self::Disconnect => "disconnect",
-            Self::Connect => "connect",
-            Self::Level => "level",
-            Self::Alert => "alert",
-        }
-    }
 }
 
 /// A span of time, start included, end excluded.
