@@ -162,9 +162,9 @@ export class Details {
       if (this.commands.size >= HISTORY_CACHE) this.commands.delete(this.commands.keys().next().value);
       this.commands.set(name, entry);
       fetch(`/audit?character=${encodeURIComponent(name)}&limit=${COMMANDS_SHOWN}`)
-        .then((r) => (r.ok ? r.json() : null))
-        .then((data) => { entry.entries = Array.isArray(data?.entries) ? data.entries : []; })
-        .catch(() => { entry.entries = entry.entries || []; })
+        .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`the server answered ${r.status}`))))
+        .then((data) => { entry.entries = Array.isArray(data?.entries) ? data.entries : []; entry.error = null; })
+        .catch((err) => { entry.error = err.message; })
         .finally(() => { entry.loading = false; this.changed(); });
     }
     const section = document.createElement("section");
@@ -173,8 +173,12 @@ export class Details {
     const h = document.createElement("h3");
     h.textContent = "Commands sent";
     section.append(h);
-    const entries = this.commands.get(name)?.entries;
-    if (!entries) {
+    const { entries, error } = this.commands.get(name) || {};
+    if (error && !entries) {
+      const p = document.createElement("p");
+      p.textContent = `unavailable: ${error}`;
+      section.append(p);
+    } else if (!entries) {
       const p = document.createElement("p");
       p.textContent = "loading…";
       section.append(p);

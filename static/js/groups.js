@@ -50,7 +50,7 @@ export class Groups {
       this.fill();
       return;
     }
-    const body = await resp.json();
+    const body = await resp.json().catch(() => ({}));
     this.groups = Array.isArray(body.groups) ? body.groups : [];
     this.fill();
   }
@@ -74,11 +74,17 @@ export class Groups {
     const characters = this.picked();
     if (!name) { this.say("name the group first"); return; }
     if (!characters.length) { this.say("pick characters first (ctrl- or shift-click, or Pick these)"); return; }
-    const resp = await fetch(`/groups/${encodeURIComponent(name)}`, {
-      method: "PUT",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ characters }),
-    });
+    let resp;
+    try {
+      resp = await fetch(`/groups/${encodeURIComponent(name)}`, {
+        method: "PUT",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ characters }),
+      });
+    } catch (err) {
+      this.say(`not saved: ${err.message}`);
+      return;
+    }
     if (!resp.ok) { this.say(`not saved: ${await reason(resp)}`); return; }
     this.el.name.value = "";
     await this.load();
@@ -89,7 +95,13 @@ export class Groups {
   async remove() {
     const name = this.el.select.value;
     if (!name) { this.say("choose a group to delete"); return; }
-    const resp = await fetch(`/groups/${encodeURIComponent(name)}`, { method: "DELETE" });
+    let resp;
+    try {
+      resp = await fetch(`/groups/${encodeURIComponent(name)}`, { method: "DELETE" });
+    } catch (err) {
+      this.say(`not deleted: ${err.message}`);
+      return;
+    }
     if (!resp.ok) { this.say(`not deleted: ${await reason(resp)}`); return; }
     await this.load();
     this.say(`deleted ${name}`);
