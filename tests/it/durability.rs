@@ -235,9 +235,12 @@ async fn sigterm_with_the_database_stuck_exits_in_time_and_loses_nothing(backend
         .expect("status");
     let took = asked.elapsed();
     eprintln!("SIGTERM with the database stuck: exited after {took:?} ({exit:?})");
-    // 2 s + 3 s, and a little for the process to start its shutdown and exit.
+    // 2 s + 3 s, the plugins' close drain (up to 2 s) and a margin for a test machine busy with
+    // other tests (a CI run saw 7.2 s on two loaded cores; quiet runs take 5.2 s). What it
+    // proves is the bound: with a stuck database and no bound it would wait until the 30 s
+    // timeout above.
     assert!(
-        took < Duration::from_secs(7),
+        took < Duration::from_secs(10),
         "SIGTERM took {took:?}, past SHUTDOWN_GRACE_SECS + SHUTDOWN_FLUSH_SECS"
     );
     let log = tracker.log();
