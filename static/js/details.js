@@ -84,28 +84,10 @@ export class Details {
   /** Kills per hour over the last day (from `/stats/{character}`), fetched once a minute per
    * character and drawn as bars; rares per session; a link to the character's history as CSV. */
   historySection(name) {
-    const cached = this.history.get(name);
-    const stale = !cached || performance.now() - cached.at > HISTORY_REFRESH_MS;
-    if (stale && !(cached && cached.loading)) {
-      const entry = { at: performance.now(), loading: true, data: cached?.data };
-      // One entry per character ever opened: a long evening of clicking through a thousand
-      // characters keeps the most recent ones only.
-      if (this.history.size >= HISTORY_CACHE) this.history.delete(this.history.keys().next().value);
-      this.history.set(name, entry);
-      const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
-      fetch(`/stats/${encodeURIComponent(name)}?bucket=3600&from=${encodeURIComponent(from)}`)
-        .then((r) => (r.ok ? r.json() : null))
-        .then((data) => { entry.data = data; })
-        .catch(() => {})
-        .finally(() => { entry.loading = false; this.changed(); });
-    }
-    const section = document.createElement("section");
-    section.className = "history";
-    section.setAttribute("aria-label", "Last 24 hours");
-    const h = document.createElement("h3");
-    h.textContent = "Last 24 hours";
-    section.append(h);
-    const data = this.history.get(name)?.data;
+    const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+    const { data } = cachedJson(this.history, name,
+      `/stats/${encodeURIComponent(name)}?bucket=3600&from=${encodeURIComponent(from)}`, this.changed);
+    const section = titled("history", "Last 24 hours");
     if (data && Array.isArray(data.series)) {
       const series = data.series;
       const kills = series.reduce((sum, b) => sum + (Number(b.kills) || 0), 0);
@@ -146,7 +128,6 @@ export class Details {
       section.append(p);
     }
     const link = document.createElement("a");
-    const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
     link.href = `/history?character=${encodeURIComponent(name)}&from=${encodeURIComponent(from)}&format=csv`;
     link.textContent = "Export the last 24 hours (CSV)";
     link.setAttribute("download", "");
@@ -156,35 +137,14 @@ export class Details {
 
   /** The last commands sent to this character, by whom and with what result (`/audit`). */
   commandsSection(name) {
-    const cached = this.commands.get(name);
-    if (!cached || (!cached.loading && performance.now() - cached.at > HISTORY_REFRESH_MS)) {
-      const entry = { at: performance.now(), loading: true, entries: cached?.entries || null };
-      if (this.commands.size >= HISTORY_CACHE) this.commands.delete(this.commands.keys().next().value);
-      this.commands.set(name, entry);
-      fetch(`/audit?character=${encodeURIComponent(name)}&limit=${COMMANDS_SHOWN}`)
-        .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`the server answered ${r.status}`))))
-        .then((data) => { entry.entries = Array.isArray(data?.entries) ? data.entries : []; entry.error = null; })
-        .catch((err) => { entry.error = err.message; })
-        .finally(() => { entry.loading = false; this.changed(); });
-    }
-    const section = document.createElement("section");
-    section.className = "history commands";
-    section.setAttribute("aria-label", "Commands sent");
-    const h = document.createElement("h3");
-    h.textContent = "Commands sent";
-    section.append(h);
-    const { entries, error } = this.commands.get(name) || {};
-    if (error && !entries) {
+    const { data, error } = cachedJson(this.commands, name,
+      `/audit?character=${encodeURIComponent(name)}&limit=${COMMANDS_SHOWN}`, this.changed);
+    const entries = data ? (Array.isArray(data.entries) ? data.entries : []) : null;
+    const section = titled("history commands", "Commands sent");
+    const note = entries ? (entries.length ? null : "none yet") : error ? `unavailable: ${error}` : "loading…";
+    if (note) {
       const p = document.createElement("p");
-      p.textContent = `unavailable: ${error}`;
-      section.append(p);
-    } else if (!entries) {
-      const p = document.createElement("p");
-      p.textContent = "loading…";
-      section.append(p);
-    } else if (entries.length === 0) {
-      const p = document.createElement("p");
-      p.textContent = "none yet";
+      p.textContent = note;
       section.append(p);
     } else {
       const ol = document.createElement("ol");
@@ -204,6 +164,35 @@ export class Details {
   }
 }
 
+/** What `cache` holds for `name` (`{ data, error, loading }`), asking `url` again when it is
+ * over a minute old (one request at a time; the last answer stays shown meanwhile); `changed()`
+ * once an answer arrived. At most HISTORY_CACHE characters are kept: a long evening of clicking
+ * through a thousand characters keeps the most recent ones only. */
+function cachedJson(cache, name, url, changed) {
+  const cached = cache.get(name);
+  if (!cached || (!cached.loading && performance.now() - cached.at > HISTORY_REFRESH_MS)) {
+    const entry = { at: performance.now(), loading: true, data: cached?.data ?? null, error: null };
+    if (!cached && cache.size >= HISTORY_CACHE) cache.delete(cache.keys().next().value);
+    cache.set(name, entry);
+    fetch(url)
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`the server answered ${r.status}`))))
+      .then((answer) => { entry.data = answer; })
+      .catch((err) => { entry.error = err.message; })
+      .finally(() => { entry.loading = false; changed(); });
+  }
+  return cache.get(name);
+}
+
+/** A section of the panel with its heading. */
+function titled(className, title) {
+  const section = document.createElement("section");
+  section.className = className;
+  section.setAttribute("aria-label", title);
+  const h = document.createElement("h3");
+  h.textContent = title;
+  section.append(h);
+  return section;
+}
 
 const VITALS = [
   ["health_percentage", "Health", "health"],
