@@ -3,7 +3,7 @@
 //! with it when it is removed. One SQL text for both backends.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -36,14 +36,14 @@ pub trait StoreGroups: Send + Sync {
     /// `owner`'s groups, by name.
     async fn groups(&self, owner: &str) -> Result<Vec<SavedGroup>, StoreError>;
     /// Creates or replaces `owner`'s group `name`, unless that would make more than `most`
-    /// groups; returns whether it was kept.
+    /// groups; returns the group as kept (`None`: refused).
     async fn put_group(
         &self,
         owner: &str,
         name: &str,
         characters: &[String],
         most: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<SavedGroup>, StoreError>;
     /// Removes `owner`'s group `name`; false when there was none.
     async fn remove_group(&self, owner: &str, name: &str) -> Result<bool, StoreError>;
 }
@@ -74,8 +74,10 @@ impl<R: Runner> StoreGroups for R {
         name: &str,
         characters: &[String],
         most: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<SavedGroup>, StoreError> {
         let list = serde_json::Value::from(characters.to_vec()).to_string();
+        // As the database keeps it (microseconds), so the answer reads back the same.
+        let now = Utc::now().trunc_subsecs(6);
         // One statement: the count and the write cannot be split by another request.
         let sql = Sql::new(
             "INSERT INTO saved_groups (owner, name, characters, updated_at) \
@@ -88,11 +90,16 @@ impl<R: Runner> StoreGroups for R {
                 owner.into(),
                 name.into(),
                 list.into(),
-                Utc::now().into(),
+                now.into(),
                 most.into(),
             ],
         );
-        Ok(self.write_pool().execute(sql).await? > 0)
+        let kept = self.write_pool().execute(sql).await? > 0;
+        Ok(kept.then(|| SavedGroup {
+            name: name.to_owned(),
+            characters: characters.to_vec(),
+            updated_at: now,
+        }))
     }
 
     async fn remove_group(&self, owner: &str, name: &str) -> Result<bool, StoreError> {

@@ -51,3 +51,13 @@ json_rejection!(
     Path,
     "invalid path"
 );
+
+/// A JSON request body as handlers take it (`Result<Json<T>, JsonRejection>`, so they check who
+/// sends it and from which page first): its value, or a 400 with the JSON error body saying what
+/// is wrong with it.
+pub(crate) fn json_body<T>(
+    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    body.map(|axum::Json(value)| value)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}

@@ -22,7 +22,7 @@ use crate::state::AppState;
 use crate::store::{AccessChange, AuditQuery, AuditRow};
 use crate::web::auth::{Admin, Anyone, SESSION_COOKIE, Someone, cookie};
 use crate::web::error::{ApiError, AuthRefusals};
-use crate::web::extract::{Path, Query};
+use crate::web::extract::{Path, Query, json_body};
 
 /// Refuses a request that changes something from a page of another origin.
 pub(crate) fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -102,7 +102,7 @@ pub(crate) async fn login(
     body: Result<Json<Credentials>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     same_origin(&state, &headers)?;
-    let Json(credentials) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let credentials = json_body(body)?;
     let client = net::client_ip(peer, &headers, &state.settings.access.trusted_proxy_nets);
     let account = credentials.name.trim().to_owned();
     if state.auth_failures.is_limited(&client) || state.login_failures.is_limited(&account) {
@@ -260,7 +260,7 @@ pub(crate) async fn add_user(
     body: Result<Json<AccountChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     same_origin(&state, &headers)?;
-    let Json(change) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let change = json_body(body)?;
     let name = change.name.unwrap_or_default().trim().to_owned();
     check_name(&name).map_err(refused)?;
     let role = change.role.ok_or_else(|| {
@@ -312,7 +312,7 @@ pub(crate) async fn change_user(
     body: Result<Json<AccountChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<AccountDone>, ApiError> {
     same_origin(&state, &headers)?;
-    let Json(change) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let change = json_body(body)?;
     if !state.directory.accounts().iter().any(|(n, _)| *n == name) {
         return Err(ApiError::NotFound(format!("no account named `{name}`")));
     }

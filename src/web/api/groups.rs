@@ -16,7 +16,7 @@ use crate::state::AppState;
 use crate::store::{SavedGroup, owner_of_account, owner_of_token};
 use crate::web::auth::Someone;
 use crate::web::error::{ApiError, AuthRefusals, ErrorBody};
-use crate::web::extract::Path;
+use crate::web::extract::{Path, json_body};
 
 /// Most groups one account or token keeps.
 pub(crate) const MAX_GROUPS: i64 = 50;
@@ -109,25 +109,17 @@ pub(crate) async fn put_group(
 ) -> Result<Json<SavedGroup>, ApiError> {
     same_origin(&state, &headers)?;
     let name = group_name(&name)?;
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body = json_body(body)?;
     let characters = group_characters(body.characters)?;
-    let owner = owner(&who);
-    if !state
-        .store
-        .put_group(&owner, &name, &characters, MAX_GROUPS)
-        .await?
-    {
-        return Err(ApiError::Conflict(format!(
-            "you keep {MAX_GROUPS} groups already; remove one first"
-        )));
-    }
     let saved = state
         .store
-        .groups(&owner)
+        .put_group(&owner(&who), &name, &characters, MAX_GROUPS)
         .await?
-        .into_iter()
-        .find(|g| g.name == name)
-        .ok_or_else(|| ApiError::NotFound(format!("no group named `{name}`")))?;
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "you keep {MAX_GROUPS} groups already; remove one first"
+            ))
+        })?;
     Ok(Json(saved))
 }
 
