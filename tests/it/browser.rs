@@ -48,12 +48,21 @@ pub(crate) async fn with_account(app: &TestApp, name: &str, role: Role) {
 
 /// A browser on the map of a fresh SQLite-backed tracker, connected; `None` when skipped.
 pub(crate) async fn map_page() -> Option<(Chrome, TestApp)> {
-    let chrome = chrome().await?;
+    Some(on_a_fresh_map(chrome().await?).await)
+}
+
+/// The same at a phone's size (390 x 844).
+pub(crate) async fn phone_page() -> Option<(Chrome, TestApp)> {
+    Some(on_a_fresh_map(phone().await?).await)
+}
+
+/// `chrome` on the map of a fresh SQLite-backed tracker, connected.
+async fn on_a_fresh_map(chrome: Chrome) -> (Chrome, TestApp) {
     let app = TestApp::spawn(Backend::Sqlite)
         .await
         .expect("sqlite always runs");
     open(&app, &chrome).await;
-    Some((chrome, app))
+    (chrome, app)
 }
 
 /// Waits until the character list shows `name`.

@@ -1,7 +1,7 @@
 //! The guild leader's console (issue 26), in headless Chromium against a real tracker: the
 //! defects found by using the map for an evening, each with the test that failed before its fix.
 
-use crate::browser::{at, chrome, listed, map_page, open, phone, sign_in, with_account};
+use crate::browser::{at, chrome, listed, map_page, open, phone_page, sign_in, with_account};
 use crate::common;
 
 use std::time::Duration;
@@ -184,13 +184,9 @@ async fn a_disconnected_character_stays_listed_greyed() {
 /// Defect 7: on a phone the chat tab opened at its oldest line. It opens at the newest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phone_chat_opens_at_the_newest_line() {
-    let Some(chrome) = phone().await else {
+    let Some((chrome, app)) = phone_page().await else {
         return;
     };
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("sqlite always runs");
-    open(&app, &chrome).await;
     let mut plugin = app.plugin().await;
     for i in 0..80 {
         plugin
@@ -684,13 +680,9 @@ async fn ten_picked_characters_get_one_command_and_show_ten_results() {
 /// The bar keeps one row with a menu button; the menu shows every control on screen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_toolbar_control_is_reachable_on_a_phone() {
-    let Some(chrome) = phone().await else {
+    let Some((chrome, _app)) = phone_page().await else {
         return;
     };
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("sqlite always runs");
-    open(&app, &chrome).await;
     let closed = chrome
         .js("const b = document.querySelector('header.bar'); \
              return { h: b.getBoundingClientRect().height, scrolls: b.scrollWidth > b.clientWidth + 1, \

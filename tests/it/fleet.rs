@@ -2,7 +2,7 @@
 //! tracker: the fleet board, saved groups, command history, the phone's board and log tabs,
 //! replay's timeline marks, the guild-tag legend and the details panel's wording.
 
-use crate::browser::{at, listed, map_page, open, phone, sign_in, with_account};
+use crate::browser::{at, listed, map_page, open, phone_page, sign_in, with_account};
 use crate::chrome::Chrome;
 use crate::common;
 
@@ -311,13 +311,9 @@ async fn a_saved_group_is_commanded_after_a_reload_and_its_history_shown() {
 /// Fleet opens that tab, not a dialog).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_phone_the_board_and_the_log_are_tabs_of_the_sheet() {
-    let Some(chrome) = phone().await else {
+    let Some((chrome, app)) = phone_page().await else {
         return;
     };
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("sqlite always runs");
-    open(&app, &chrome).await;
     let mut plugin = app.plugin().await;
     for i in 0..3 {
         plugin

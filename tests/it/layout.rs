@@ -1,13 +1,13 @@
 //! The map's layout in headless Chromium: the phone's single bottom sheet (one scroll area,
 //! thumb-sized controls) and text contrast in both themes.
 
-use crate::browser::{at, listed, map_page, open, phone};
+use crate::browser::{at, listed, map_page, phone_page};
 use crate::chrome::Chrome;
 use crate::common;
 
 use std::time::Duration;
 
-use common::{Backend, TestApp, WAIT};
+use common::WAIT;
 use serde_json::{Value, json};
 
 /// Where the phone layout stands: the page's height, the sheet's tab and height, the map's
@@ -46,13 +46,9 @@ async fn phone_layout(chrome: &Chrome) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_phone_layout_is_the_map_and_one_bottom_sheet() {
-    let Some(chrome) = phone().await else {
+    let Some((chrome, app)) = phone_page().await else {
         return;
     };
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("sqlite always runs");
-    open(&app, &chrome).await;
     let mut plugin = app.plugin().await;
     for (i, name) in ["Thumb One", "Thumb Two", "Thumb Three"].iter().enumerate() {
         plugin.send_json(&at(name, 10.0 + i as f64, 20.0, 5)).await;
