@@ -26,9 +26,10 @@ pub(crate) const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 /// Failed sign-ins one account may have in a quarter of an hour before it gets 429.
 pub(crate) const LOGIN_FAILURES_PER_ACCOUNT: u32 = 5;
 
-/// Connections and disconnections of one character the event log keeps per ten minutes: a
-/// plugin reconnecting in a loop cannot grow the log at its reconnect rate.
-pub(crate) const CONNECTION_LOG_PER_CHARACTER: u32 = 10;
+/// Entries of one kind the event log keeps per character per ten minutes, for what a plugin can
+/// repeat at will (connections, disconnections, level changes): a plugin reconnecting in a loop,
+/// or flipping its level back and forth, cannot grow the log at its frame rate.
+pub(crate) const LOG_ENTRIES_PER_CHARACTER: u32 = 10;
 
 /// The long-lived parts the state is assembled from.
 #[derive(Debug)]
@@ -67,8 +68,8 @@ pub(crate) struct AppState {
     pub auth_failures: Arc<RateLimiter>,
     /// Failed sign-ins per account.
     pub login_failures: Arc<RateLimiter<String>>,
-    /// Connect and disconnect entries written to the event log per character.
-    pub connection_log: Arc<RateLimiter<String>>,
+    /// Event log entries written per character and kind (connections, disconnections, levels).
+    pub log_budget: Arc<RateLimiter<(String, crate::store::HappeningKind)>>,
     /// Who may use the tracker.
     pub directory: Arc<Directory>,
     /// Browser sockets open per client address and per account.
@@ -111,8 +112,8 @@ impl AppState {
                 LOGIN_FAILURES_PER_ACCOUNT,
                 Duration::from_secs(15 * 60),
             )),
-            connection_log: Arc::new(RateLimiter::new(
-                CONNECTION_LOG_PER_CHARACTER,
+            log_budget: Arc::new(RateLimiter::new(
+                LOG_ENTRIES_PER_CHARACTER,
                 Duration::from_secs(10 * 60),
             )),
             directory,

@@ -52,7 +52,7 @@ pub struct Metrics {
     unhandled_names: Mutex<BTreeMap<String, u64>>,
     /// Relayed frames too large to pass on to browsers.
     pub frames_not_relayed: Counter,
-    /// Connect/disconnect entries the event log left out (a character reconnecting in a loop).
+    /// Connect, disconnect and level entries the event log left out (repeated past the budget).
     pub log_entries_skipped: Counter,
     pub frames_rejected: Counter,
     /// Frames refused because another connection owns their character.
@@ -297,8 +297,8 @@ impl Metrics {
             ),
             (
                 "dereth_log_entries_skipped",
-                "Connect and disconnect entries the event log left out: a character connected \
-                 more than 10 times in 10 minutes",
+                "Connect, disconnect and level entries the event log left out: more than 10 of \
+                 one kind for one character in 10 minutes",
                 &self.log_entries_skipped,
             ),
             (

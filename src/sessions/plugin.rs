@@ -19,7 +19,7 @@ use crate::ops::metrics;
 use crate::protocol::clock::{ClockReading, Placement};
 use crate::protocol::{FrameError, PluginErrorOut, PluginFrame, parse_plugin_frame_at, to_json};
 use crate::sessions::socket::{self, Incoming, Keepalive, Silence};
-use crate::state::{AppState, CONNECTION_LOG_PER_CHARACTER};
+use crate::state::{AppState, LOG_ENTRIES_PER_CHARACTER};
 use crate::store::{Event, Happening, HappeningKind};
 
 /// Distinct characters one plugin connection may speak for.
@@ -422,10 +422,16 @@ async fn happened(
     timestamp: chrono::DateTime<chrono::Utc>,
     detail: Option<String>,
 ) {
-    // Connections and disconnections are bounded per character (a plugin reconnecting in a
-    // loop); what the frames show (deaths, levels) is bounded by the frame limits already.
-    if matches!(kind, HappeningKind::Connect | HappeningKind::Disconnect)
-        && state.connection_log.record(&character_name) > CONNECTION_LOG_PER_CHARACTER
+    // What a plugin can repeat at will is bounded per character and kind (a reconnect loop, a
+    // level flipped back and forth); a death needs a stored telemetry row with a higher count.
+    // (A connection and its disconnection share one budget.)
+    let budget = match kind {
+        HappeningKind::Connect | HappeningKind::Disconnect => Some(HappeningKind::Connect),
+        HappeningKind::Level => Some(HappeningKind::Level),
+        HappeningKind::Death | HappeningKind::Alert => None,
+    };
+    if let Some(budget) = budget
+        && state.log_budget.record(&(character_name.clone(), budget)) > LOG_ENTRIES_PER_CHARACTER
     {
         metrics::bump(&state.metrics.log_entries_skipped);
         return;

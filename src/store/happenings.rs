@@ -49,7 +49,7 @@ pub const LOG_KINDS: [&str; 7] = [
 ];
 
 /// What kind of thing happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HappeningKind {
     /// Its deaths counter went up within a session.

@@ -181,4 +181,34 @@ async fn a_reconnect_loop_does_not_flood_the_event_log() {
     assert_eq!(debug["log_entries_skipped"], 20, "{debug}");
 }
 
+/// The same class as a reconnect loop: a plugin flipping its character's level back and forth
+/// wrote a level entry per frame. Ten are kept per character per ten minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_flipped_back_and_forth_does_not_flood_the_event_log() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let mut plugin = app.plugin().await;
+    for i in 0..31 {
+        plugin
+            .send_json(
+                &json!({"type": "character_stats", "character_name": "Flipper",
+                "level": 100 + i % 2}),
+            )
+            .await;
+    }
+    plugin.send_json(&telemetry("Control", "c", 1)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, log) = app.get("/log?character=Control").await;
+        if kinds(&log).contains(&("Control".into(), "connect".into())) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, levels) = app.get("/log?character=Flipper&kind=level").await;
+    assert_eq!(kinds(&levels).len(), 10, "{levels}");
+    let (_, debug) = app.get("/debug").await;
+    assert_eq!(debug["log_entries_skipped"], 20, "{debug}");
+}
+
 both_backends!(what_happens_is_logged_and_kept);
